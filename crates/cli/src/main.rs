@@ -1,0 +1,2 @@
+//! comfyver binary.
+fn main() {}

@@ -1,0 +1,64 @@
+use std::path::PathBuf;
+
+/// An error from a filesystem primitive. Every variant names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// Writing or replacing a file failed.
+    #[error("could not write {path}: check that the directory exists and is writable")]
+    Write {
+        /// The file that was being written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Creating a directory failed.
+    #[error("could not create directory {path}")]
+    CreateDir {
+        /// The directory that was being created.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Taking a lock failed.
+    #[error("could not lock {path}: the filesystem may not support file locks")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A lock was not released by another process in time.
+    #[error(
+        "timed out after {seconds} s waiting for the lock {path} held by another comfyver process; \
+         raise COMFYVER_LOCK_TIMEOUT or stop the other process"
+    )]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// Renaming a finished temporary entry into place failed.
+    #[error("could not move {from} into place at {to}")]
+    Publish {
+        /// The temporary entry.
+        from: PathBuf,
+        /// The final path.
+        to: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Removing a file or directory failed.
+    #[error("could not remove {path}")]
+    Remove {
+        /// What was being removed.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,127 @@
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::FsError;
+
+/// Environment variable that sets how many seconds to wait for a lock (default 3600).
+pub const LOCK_TIMEOUT_ENV: &str = "COMFYVER_LOCK_TIMEOUT";
+
+/// An exclusive cross-process lock on a lock file (`flock(2)` on Unix).
+///
+/// The lock is released when the value is dropped or the process dies, so a
+/// crashed holder never blocks others. Locks taken through separate
+/// `FileLock::acquire` calls exclude each other within one process too.
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Takes the lock at `path`, creating the file and its directory when
+    /// missing, waiting up to `COMFYVER_LOCK_TIMEOUT` seconds (default one hour).
+    pub fn acquire(path: &Path) -> Result<FileLock, FsError> {
+        let seconds = std::env::var(LOCK_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3600);
+        Self::acquire_with_timeout(path, Duration::from_secs(seconds))
+    }
+
+    /// Takes the lock at `path`, waiting at most `timeout`.
+    pub fn acquire_with_timeout(path: &Path, timeout: Duration) -> Result<FileLock, FsError> {
+        let file = open_lock_file(path)?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    return Ok(FileLock {
+                        file,
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= timeout {
+                        return Err(FsError::LockTimeout {
+                            path: path.to_path_buf(),
+                            seconds: timeout.as_secs(),
+                        });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::Error(source)) => {
+                    return Err(FsError::Lock {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Takes the lock only if nobody holds it; `Ok(None)` when it is busy.
+    pub fn try_acquire(path: &Path) -> Result<Option<FileLock>, FsError> {
+        let file = open_lock_file(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(FileLock {
+                file,
+                path: path.to_path_buf(),
+            })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(source)) => Err(FsError::Lock {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, FsError> {
+    let dir = crate::atomic::parent_of(path);
+    fs::create_dir_all(dir).map_err(|source| FsError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // Never truncate: another process may hold this file.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| FsError::Lock {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_waits_and_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("locks/x.lock");
+        let first = FileLock::acquire(&p).unwrap();
+        assert!(FileLock::try_acquire(&p).unwrap().is_none());
+        let err = FileLock::acquire_with_timeout(&p, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, FsError::LockTimeout { .. }), "{err}");
+        drop(first);
+        assert!(FileLock::try_acquire(&p).unwrap().is_some());
+    }
+}

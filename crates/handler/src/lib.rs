@@ -1,0 +1,1 @@
+//! comfyver-handler (being built).

@@ -1,0 +1,1 @@
+//! comfyver-models (being built).

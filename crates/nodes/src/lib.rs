@@ -1,0 +1,1 @@
+//! comfyver-nodes (being built).

@@ -1,0 +1,1 @@
+//! comfyver-realize (being built).

@@ -1,0 +1,1 @@
+//! comfyver-resolver (being built).

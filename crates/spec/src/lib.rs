@@ -1,0 +1,44 @@
+//! The two documents of comfyver and the vocabulary every stage shares.
+//!
+//! - [`VersionSpec`]: a `versions/<id>.json` file (schema_version 2) that pins the
+//!   ComfyUI core, custom nodes, models and the Python environment of one version.
+//!   [`load_spec`] / [`parse_spec`] parse it with line/column syntax errors and
+//!   validate it, returning *every* problem at once with its JSON path.
+//! - [`ResolvedLock`]: the resolved lock, with every ref pinned to a full commit,
+//!   serialized deterministically.
+//!
+//! It also owns the rules that several stages must agree on: repository URL
+//! normalization and cache slugs ([`RepoUrl`]), model sources ([`ModelSource`]),
+//! ComfyUI's model folders ([`model_folders`]) and safe path names ([`names`]).
+
+mod digest;
+mod error;
+mod lock;
+pub mod model_folders;
+mod model_source;
+pub mod names;
+mod parse;
+mod repo_url;
+mod schema;
+mod suggest;
+mod validate;
+mod version;
+
+pub use digest::{Digest, digest_json};
+pub use error::{Issue, SpecError};
+pub use lock::{LOCK_VERSION, LockParseError, LockedModel, LockedPython, LockedRepo, ResolvedLock};
+pub use model_source::{HF_ENDPOINT_ENV, ModelSource, ModelSourceError};
+pub use parse::{Loaded, load_spec, parse_spec};
+pub use repo_url::{RepoUrl, RepoUrlError, redact};
+pub use schema::spec_json_schema;
+pub use version::{
+    CURRENT_SCHEMA_VERSION, ComfyCore, CustomNode, Model, Options, PythonSettings, VersionSpec,
+};
+
+/// The version of the comfyver tool, recorded in locks and stamps.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Whether a string is a full 40-character lowercase-or-uppercase hex SHA-1.
+pub fn is_full_commit(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,68 @@
+use std::path::{Path, PathBuf};
+
+use crate::validate::validate;
+use crate::{Issue, SpecError, VersionSpec};
+
+/// A spec that parsed and validated, with the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The spec.
+    pub spec: VersionSpec,
+    /// Problems that do not stop comfyver (e.g. a custom `target_subdir`).
+    pub warnings: Vec<Issue>,
+}
+
+/// Reads, parses and validates `path`; the spec's `version_id` must equal the
+/// file's stem.
+pub fn load_spec(path: &Path) -> Result<Loaded, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let stem = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| n.strip_suffix(".json").map(str::to_string).unwrap_or(n));
+    parse_spec(&text, path, stem.as_deref())
+}
+
+/// Parses and validates spec text. `origin` names the source in errors;
+/// `expected_id`, when given, must equal the spec's `version_id`.
+pub fn parse_spec(
+    text: &str,
+    origin: &Path,
+    expected_id: Option<&str>,
+) -> Result<Loaded, SpecError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| SpecError::Syntax {
+        path: origin.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })?;
+    let (errors, warnings) = validate(&value, expected_id);
+    if !errors.is_empty() {
+        return Err(SpecError::Invalid {
+            path: origin.to_path_buf(),
+            issues: errors,
+        });
+    }
+    let spec: VersionSpec = serde_json::from_value(value).map_err(|e| SpecError::Invalid {
+        path: origin.to_path_buf(),
+        issues: vec![Issue::new("$", e.to_string())],
+    })?;
+    Ok(Loaded {
+        path: origin.to_path_buf(),
+        spec,
+        warnings,
+    })
+}
+
+/// serde_json appends " at line L column C"; we print the position ourselves.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}

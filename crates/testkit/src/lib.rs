@@ -1,0 +1,1 @@
+//! comfyver-testkit (being built).
