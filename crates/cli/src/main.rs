@@ -1,2 +1,39 @@
-//! comfyver binary.
-fn main() {}
+//! `comfyver`: the command-line composition of comfyver's libraries.
+//!
+//! Each command group lives in `commands/<group>.rs`; this file only parses
+//! arguments, runs the command and turns its outcome into an exit code:
+//! 0 success, 1 user error (bad input, unreachable source, failed check),
+//! 2 internal error (a bug: a panic).
+
+mod cli;
+mod commands;
+mod context;
+mod diagnostics;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // One TLS crypto provider for ureq and gix's HTTP transport alike.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args = cli::Cli::parse();
+    let ctx = match context::Ctx::from_args(&args.global) {
+        Ok(ctx) => ctx,
+        Err(err) => return diagnostics::report(&err, args.global.color),
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        commands::run(&ctx, args.command)
+    }));
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => diagnostics::report(&err, args.global.color),
+        Err(_) => {
+            eprintln!(
+                "error: comfyver hit an internal error (a bug); please report it with the command you ran"
+            );
+            ExitCode::from(2)
+        }
+    }
+}

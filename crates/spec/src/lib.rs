@@ -19,6 +19,7 @@ mod model_source;
 pub mod names;
 mod parse;
 mod repo_url;
+mod rewrite;
 mod schema;
 mod suggest;
 mod validate;
@@ -30,6 +31,7 @@ pub use lock::{LOCK_VERSION, LockParseError, LockedModel, LockedPython, LockedRe
 pub use model_source::{HF_ENDPOINT_ENV, ModelSource, ModelSourceError};
 pub use parse::{Loaded, load_spec, parse_spec};
 pub use repo_url::{RepoUrl, RepoUrlError, redact};
+pub use rewrite::{RewriteError, RewriteRule, URL_REWRITES_ENV, UrlRewrites};
 pub use schema::spec_json_schema;
 pub use version::{
     CURRENT_SCHEMA_VERSION, ComfyCore, CustomNode, Model, Options, PythonSettings, VersionSpec,

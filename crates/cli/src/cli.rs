@@ -1,0 +1,74 @@
+//! Argument definitions (clap derive). Global flags are accepted before or
+//! after the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// Reproducible, fast ComfyUI environments from small version files.
+#[derive(Debug, Parser)]
+#[command(name = "comfyver", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding the version specs (`<id>.json`).
+    #[arg(long, global = true, env = "COMFY_VERSIONS_DIR", value_name = "DIR")]
+    pub versions_dir: Option<PathBuf>,
+    /// Cache root [default: /runpod-volume/.comfy-cache on RunPod, else ~/.comfy-cache].
+    #[arg(long, global = true, env = "COMFY_CACHE", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Shared model store [default: <cache>/models].
+    #[arg(long, global = true, env = "MODELS_DIR", value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Node checkout cache [default: <cache>/custom_nodes].
+    #[arg(long, global = true, env = "CUSTOM_NODES_CACHE", value_name = "DIR")]
+    pub custom_nodes_dir: Option<PathBuf>,
+    /// Use no network: only the lock, mirrors and stores already on disk.
+    #[arg(long, global = true, env = "COMFYVER_OFFLINE")]
+    pub offline: bool,
+    /// More output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors and the command's data.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to use colors.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colors when stderr is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check version specs and report every problem with its JSON path.
+    Validate(commands::validate::ValidateArgs),
+    /// List the versions in the versions directory.
+    List,
+    /// Show a version: its spec and, once resolved, its locked commits.
+    Show(commands::show::ShowArgs),
+    /// Print the JSON Schema of a version spec.
+    Schema,
+}

@@ -1,0 +1,21 @@
+//! One module per command group.
+
+pub mod list;
+pub mod schema;
+pub mod show;
+pub mod validate;
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+use crate::context::Ctx;
+
+/// Runs one command.
+pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate(args) => validate::run(ctx, args),
+        Command::List => list::run(ctx),
+        Command::Show(args) => show::run(ctx, args),
+        Command::Schema => schema::run(ctx),
+    }
+}

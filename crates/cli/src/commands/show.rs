@@ -1,0 +1,64 @@
+//! `comfyver show <id>`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::context::Ctx;
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The version id (or a path to a spec file).
+    pub id: String,
+}
+
+pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let loaded = ctx.load(&args.id)?;
+    let spec = &loaded.spec;
+    if ctx.json {
+        ctx.out.json(
+            &json!({"spec": spec, "spec_path": loaded.path, "spec_digest": spec.digest().as_str()}),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let o = &ctx.out;
+    o.data(&format!("version   {}", spec.version_id));
+    if let Some(d) = &spec.description {
+        o.data(&format!("about     {d}"));
+    }
+    o.data(&format!("spec      {}", loaded.path.display()));
+    o.data(&format!(
+        "comfy     {} @ {}",
+        redact(&spec.comfy.repo),
+        pin(spec.comfy.git_ref.as_deref(), spec.comfy.commit.as_deref())
+    ));
+    for n in &spec.custom_nodes {
+        o.data(&format!(
+            "node      {:<28} {} @ {}",
+            n.effective_name(),
+            redact(&n.repo),
+            pin(n.git_ref.as_deref(), n.commit.as_deref())
+        ));
+    }
+    for m in &spec.models {
+        o.data(&format!(
+            "model     {:<28} {}",
+            m.relative_path(),
+            redact(&m.source)
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pin(r: Option<&str>, c: Option<&str>) -> String {
+    match (c, r) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(r)) => r.to_string(),
+        (None, None) => "HEAD".to_string(),
+    }
+}
+
+fn redact(s: &str) -> String {
+    comfyver_spec::redact(s)
+}

@@ -1,0 +1,121 @@
+//! What every command needs: where things are and how to talk.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use comfyver_fs::CacheLayout;
+use comfyver_spec::Loaded;
+
+use crate::cli::GlobalArgs;
+use crate::output::Printer;
+
+/// Paths, connectivity and output settings resolved from flags and env.
+pub struct Ctx {
+    /// The versions directory.
+    pub versions_dir: PathBuf,
+    /// The cache layout.
+    pub layout: CacheLayout,
+    /// `--offline`.
+    pub offline: bool,
+    /// `--json`.
+    pub json: bool,
+    /// stdout/stderr writer that knows `-q`/`-v`.
+    pub out: Printer,
+}
+
+impl Ctx {
+    pub fn from_args(g: &GlobalArgs) -> anyhow::Result<Ctx> {
+        let root = match &g.cache_dir {
+            Some(p) => absolute(p)?,
+            None => comfyver_fs::default_cache_root(),
+        };
+        let mut layout = CacheLayout::new(root);
+        if let Some(m) = &g.models_dir {
+            layout = layout.with_models_dir(absolute(m)?);
+        }
+        if let Some(n) = &g.custom_nodes_dir {
+            layout = layout.with_custom_nodes_dir(absolute(n)?);
+        }
+        Ok(Ctx {
+            versions_dir: g.versions_dir.clone().unwrap_or_else(|| "versions".into()),
+            layout,
+            offline: g.offline,
+            json: g.json,
+            out: Printer::new(g.verbose, g.quiet, g.color),
+        })
+    }
+
+    /// The spec file of a version id (validated so it cannot escape the directory).
+    pub fn spec_path(&self, id: &str) -> anyhow::Result<PathBuf> {
+        if let Some(reason) = comfyver_spec::names::version_id_reason(id) {
+            anyhow::bail!("`{id}` is not a version id: {reason}");
+        }
+        Ok(self.versions_dir.join(format!("{id}.json")))
+    }
+
+    /// Loads a version by id, or by path when the argument names a `.json` file.
+    pub fn load(&self, id_or_path: &str) -> anyhow::Result<Loaded> {
+        let path = if id_or_path.ends_with(".json") || id_or_path.contains('/') {
+            PathBuf::from(id_or_path)
+        } else {
+            let p = self.spec_path(id_or_path)?;
+            if !p.exists() {
+                anyhow::bail!(
+                    "no version `{id_or_path}`: {} does not exist (versions directory: {}; set --versions-dir or COMFY_VERSIONS_DIR)",
+                    p.display(),
+                    self.versions_dir.display()
+                );
+            }
+            p
+        };
+        let loaded = comfyver_spec::load_spec(&path)?;
+        for w in &loaded.warnings {
+            self.out.warn(&format!("{}: {w}", path.display()));
+        }
+        Ok(loaded)
+    }
+
+    /// Every spec file in the versions directory, sorted by id.
+    pub fn all_spec_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(&self.versions_dir).with_context(|| {
+            format!(
+                "could not read the versions directory {}",
+                self.versions_dir.display()
+            )
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        Ok(paths)
+    }
+}
+
+fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("could not make {} absolute", p.display()))
+}
+
+impl Ctx {
+    /// URL rewrite rules: `COMFYVER_URL_REWRITES` first, then the cache's
+    /// `config.json` (`{"url_rewrites": [{"prefix", "replacement"}]}`).
+    pub fn rewrites(&self) -> anyhow::Result<comfyver_spec::UrlRewrites> {
+        use comfyver_spec::{URL_REWRITES_ENV, UrlRewrites};
+        let from_env = match std::env::var(URL_REWRITES_ENV) {
+            Ok(v) => UrlRewrites::parse_list(&v, URL_REWRITES_ENV)?,
+            Err(_) => UrlRewrites::default(),
+        };
+        let file = self.layout.config_file();
+        let from_file = match std::fs::read_to_string(&file) {
+            Ok(text) => UrlRewrites::parse_config(&text, &file.display().to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => UrlRewrites::default(),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("could not read {}", file.display()))
+                );
+            }
+        };
+        Ok(from_env.merged(from_file))
+    }
+}

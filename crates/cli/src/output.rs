@@ -1,0 +1,80 @@
+//! stdout carries data only; messages, warnings and progress go to stderr.
+
+use std::io::IsTerminal;
+
+use crate::cli::ColorChoice;
+
+/// Writes messages according to `-q`/`-v` and `--color`.
+pub struct Printer {
+    verbose: u8,
+    quiet: bool,
+    color: bool,
+}
+
+impl Printer {
+    pub fn new(verbose: u8, quiet: bool, color: ColorChoice) -> Printer {
+        Printer {
+            verbose,
+            quiet,
+            color: use_color(color),
+        }
+    }
+
+    /// A progress or status line (hidden by `-q`).
+    pub fn info(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// A detail shown with `-v`.
+    pub fn debug(&self, msg: &str) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// A warning (shown unless `-q`).
+    pub fn warn(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{}: {msg}", self.paint("warning", "33"));
+        }
+    }
+
+    /// Whether progress bars may be drawn.
+    pub fn progress_enabled(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    /// Data on stdout.
+    pub fn data(&self, text: &str) {
+        println!("{text}");
+    }
+
+    /// `value` as pretty JSON on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON values serialize")
+        );
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[1;{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// Whether to color stderr.
+pub fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+        }
+    }
+}
