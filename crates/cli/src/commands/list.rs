@@ -49,8 +49,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 "{:<28} {:<14} {:>5} {:>6}  {}",
                 r["version_id"].as_str().unwrap_or(""),
                 short(r["comfy"].as_str().unwrap_or("")),
-                r["custom_nodes"],
-                r["models"],
+                r["custom_nodes"].as_u64().unwrap_or(0),
+                r["models"].as_u64().unwrap_or(0),
                 r["description"].as_str().unwrap_or("")
             ));
         }
