@@ -4,5 +4,8 @@
 //!   and annotated tags, several commits, submodules) made with the `git`
 //!   binary, and [`git::GitDaemon`], git's own daemon serving them over the
 //!   `git://` protocol on loopback.
+//! - [`http`]: a real HTTP/1.1 file server on loopback with Range, ETag,
+//!   byte counting and fault injection (dropped connections, 5xx, 401, ...).
 
 pub mod git;
+pub mod http;
