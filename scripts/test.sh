@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command (README "Run the tests"): installs what the tests need on a
+# fresh machine, then runs the format and lint checks and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== stand-in ComfyUI self-tests (python)"
+python3 -m unittest discover -s crates/testkit/fixtures/fake-comfyui-tests -t crates/testkit/fixtures/fake-comfyui-tests
+echo "== cargo test"
+cargo test --workspace --locked
