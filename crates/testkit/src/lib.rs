@@ -4,8 +4,11 @@
 //!   and annotated tags, several commits, submodules) made with the `git`
 //!   binary, and [`git::GitDaemon`], git's own daemon serving them over the
 //!   `git://` protocol on loopback.
+//! - [`wheels`]: real pure-Python wheels (and a standard set) that uv and pip
+//!   install offline from a local find-links directory.
 //! - [`http`]: a real HTTP/1.1 file server on loopback with Range, ETag,
 //!   byte counting and fault injection (dropped connections, 5xx, 401, ...).
 
 pub mod git;
+pub mod wheels;
 pub mod http;

@@ -1,0 +1,118 @@
+//! Real, installable pure-Python wheels built at test time (no index, no
+//! internet): uv and pip install them from a local `--find-links` directory.
+//!
+//! Wheels are written by `python3` with its standard `zipfile` module, which
+//! keeps this fixture free of a zip dependency; every test machine that runs
+//! the Python tests has `python3` anyway.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The standard set of wheels used by the realize and handler tests:
+/// `(name, version, Requires-Dist lines)`.
+///
+/// - `fakecomfydep 1.0`: the stand-in ComfyUI core's `requirements.txt` lists
+///   `fakecomfydep>=1.0`.
+/// - `nodedep-a 1.0` (requires `fakerequests>=2.0`, a transitive dependency),
+///   `nodedep-b 1.0` and `2.0`, `conflictpkg 1.0` and `2.0`, `pyprojdep 1.0`,
+///   `fakerequests 2.0`.
+pub const STANDARD: &[(&str, &str, &[&str])] = &[
+    ("fakecomfydep", "1.0", &[]),
+    ("nodedep-a", "1.0", &["fakerequests>=2.0"]),
+    ("nodedep-b", "1.0", &[]),
+    ("nodedep-b", "2.0", &[]),
+    ("conflictpkg", "1.0", &[]),
+    ("conflictpkg", "2.0", &[]),
+    ("pyprojdep", "1.0", &[]),
+    ("fakerequests", "2.0", &[]),
+];
+
+/// Writes every wheel of [`STANDARD`] into `dir` (created when missing).
+pub fn standard_wheels(dir: &Path) {
+    for (name, version, requires) in STANDARD {
+        build_wheel(dir, name, version, requires);
+    }
+}
+
+/// The import name of a distribution's single module: `nodedep-a` → `nodedep_a`.
+pub fn module_name(name: &str) -> String {
+    name.replace(['-', '.'], "_").to_ascii_lowercase()
+}
+
+/// Writes a pure-Python wheel for `name` `version` into `dir` and returns its
+/// path. The wheel holds `<module>/__init__.py` (with `__version__`), and a
+/// `.dist-info` with `METADATA` (one `Requires-Dist` per entry of
+/// `requires`), `WHEEL` and a `RECORD` with sha256 hashes. Panics with
+/// python's output when it cannot be built.
+pub fn build_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let args = serde_json::json!({
+        "dir": dir,
+        "name": name,
+        "version": version,
+        "module": module_name(name),
+        "requires": requires,
+    });
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(args.to_string())
+        .env_remove("PYTHONPATH")
+        .output()
+        .expect("python3 must be installed for the wheel fixtures");
+    assert!(
+        out.status.success(),
+        "building wheel {name} {version} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+const SCRIPT: &str = r#"
+import base64, hashlib, json, os, sys, zipfile
+a = json.loads(sys.argv[1])
+dist = a["name"].replace("-", "_").replace(".", "_")
+info = f"{dist}-{a['version']}.dist-info"
+meta = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (a["name"], a["version"])
+meta += "".join("Requires-Dist: %s\n" % r for r in a["requires"])
+files = {
+    f"{a['module']}/__init__.py": f"__version__ = {a['version']!r}\n",
+    f"{info}/METADATA": meta,
+    f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: comfyver-testkit\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for path, text in files.items():
+    data = text.encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record.append(f"{path},sha256={digest},{len(data)}")
+record.append(f"{info}/RECORD,,")
+files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+out = os.path.join(a["dir"], f"{dist}-{a['version']}-py3-none-any.whl")
+tmp = out + ".tmp"
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    for path, text in files.items():
+        info_ = zipfile.ZipInfo(path, date_time=(2025, 1, 1, 0, 0, 0))
+        info_.external_attr = 0o644 << 16
+        z.writestr(info_, text)
+os.replace(tmp, out)
+print(out)
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_standard_set() {
+        let dir = tempfile::tempdir().unwrap();
+        standard_wheels(dir.path());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), STANDARD.len());
+        assert!(names.contains(&"nodedep_b-2.0-py3-none-any.whl".to_string()));
+    }
+}
