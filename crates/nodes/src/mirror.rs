@@ -1,0 +1,280 @@
+//! Bare git mirrors: `<cache>/git/<slug>.git`, one per repository, shared by
+//! every commit of it. Writers serialise on `<cache>/locks/git/<slug>.lock`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use comfyver_fs::{CacheLayout, FileLock, TempDir, remove_stale_temps};
+use comfyver_spec::{RepoUrl, UrlRewrites};
+use gix::remote::{Direction, fetch::Tags};
+
+use crate::error::MissingCommit;
+use crate::{NoReport, NodesError, Reporter, pause};
+
+/// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
+const ALL_REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// A bare mirror of one repository in the cache.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    path: PathBuf,
+    lock_path: PathBuf,
+    fetch_url: String,
+    shown_url: String,
+}
+
+impl Mirror {
+    /// Opens the mirror of `repo` at `layout.git_mirror(repo.slug())`, creating
+    /// an empty one when missing. Creation happens in a temporary sibling that
+    /// is renamed into place under the mirror's lock, so a half-initialised
+    /// mirror is never used. Fetches go to `rewrites.apply(repo.as_str())`.
+    pub fn open(
+        layout: &CacheLayout,
+        repo: &RepoUrl,
+        rewrites: &UrlRewrites,
+    ) -> Result<Mirror, NodesError> {
+        let slug = repo.slug();
+        let mirror = Mirror {
+            path: layout.git_mirror(&slug),
+            lock_path: layout.lock_path("git", &slug),
+            fetch_url: rewrites.apply(repo.as_str()),
+            shown_url: repo.redacted(),
+        };
+        if !mirror.path.is_dir() {
+            let _lock = FileLock::acquire(&mirror.lock_path)?;
+            if !mirror.path.is_dir() {
+                mirror.create()?;
+            }
+        }
+        Ok(mirror)
+    }
+
+    /// Opens the mirror only if it already exists (no lock, no writes): for
+    /// offline checks and listings.
+    pub fn existing(
+        layout: &CacheLayout,
+        repo: &RepoUrl,
+        rewrites: &UrlRewrites,
+    ) -> Option<Mirror> {
+        let slug = repo.slug();
+        let path = layout.git_mirror(&slug);
+        path.is_dir().then(|| Mirror {
+            path,
+            lock_path: layout.lock_path("git", &slug),
+            fetch_url: rewrites.apply(repo.as_str()),
+            shown_url: repo.redacted(),
+        })
+    }
+
+    /// The mirror's directory (a bare repository).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The repository URL with credentials removed, for messages.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
+    }
+
+    /// Fetches every branch and tag of the remote into the mirror (under the
+    /// mirror's lock).
+    pub fn fetch_all(&self) -> Result<(), NodesError> {
+        self.fetch_all_with(&NoReport)
+    }
+
+    /// [`Mirror::fetch_all`], telling `reporter` when the network is used.
+    pub fn fetch_all_with(&self, reporter: &dyn Reporter) -> Result<(), NodesError> {
+        let _lock = self.lock()?;
+        self.fetch_locked(&ALL_REFSPECS, reporter)
+    }
+
+    /// The full ids of every commit in the mirror whose id starts with `prefix`
+    /// (hex, at least 4 characters; fewer gives an empty list).
+    pub fn commits_with_prefix(&self, prefix: &str) -> Result<Vec<String>, NodesError> {
+        let Ok(prefix_id) = gix::hash::Prefix::from_hex(prefix) else {
+            return Ok(Vec::new());
+        };
+        let repo = self.repo()?;
+        let mut candidates = HashSet::new();
+        repo.objects
+            .lookup_prefix(prefix_id, Some(&mut candidates))
+            .map_err(|e| NodesError::git("object lookup", &self.shown_url, e))?;
+        let mut out: Vec<String> = candidates
+            .into_iter()
+            .filter(|id| {
+                repo.find_header(*id)
+                    .is_ok_and(|h| h.kind() == gix::object::Kind::Commit)
+            })
+            .map(|id| id.to_string())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether the mirror holds `commit` (a full hex id) as a commit object.
+    pub fn has_commit(&self, commit: &str) -> bool {
+        let Ok(id) = gix::ObjectId::from_hex(commit.as_bytes()) else {
+            return false;
+        };
+        self.repo().is_ok_and(|repo| {
+            repo.find_header(id)
+                .is_ok_and(|h| h.kind() == gix::object::Kind::Commit)
+        })
+    }
+
+    /// Makes sure `commit` is in the mirror and pinned by `refs/pins/<commit>`
+    /// (so no gc drops it). Costs no network when it is already there.
+    /// Otherwise fetches it by id, falling back to fetching every branch and
+    /// tag; offline, or when the remote no longer has it, returns a clear error.
+    pub fn ensure_commit(&self, commit: &str, offline: bool) -> Result<(), NodesError> {
+        self.ensure_commit_with(commit, offline, &NoReport)
+    }
+
+    /// [`Mirror::ensure_commit`], telling `reporter` when the network is used.
+    pub fn ensure_commit_with(
+        &self,
+        commit: &str,
+        offline: bool,
+        reporter: &dyn Reporter,
+    ) -> Result<(), NodesError> {
+        let commit = commit.to_ascii_lowercase();
+        if self.has_commit(&commit) {
+            if !self.is_pinned(&commit) {
+                let _lock = self.lock()?;
+                self.pin_locked(&commit)?;
+            }
+            return Ok(());
+        }
+        if offline {
+            return Err(NodesError::OfflineMissing {
+                missing: vec![MissingCommit {
+                    repo: self.shown_url.clone(),
+                    commit,
+                    no_mirror: false,
+                }],
+            });
+        }
+        let _lock = self.lock()?;
+        // Another process may have fetched it while we waited for the lock.
+        if self.has_commit(&commit) {
+            return self.pin_locked(&commit);
+        }
+        let by_id = format!("+{commit}:refs/pins/{commit}");
+        let by_id_result = self.fetch_locked(&[by_id.as_str()], reporter);
+        if by_id_result.is_ok() && self.has_commit(&commit) {
+            return self.pin_locked(&commit);
+        }
+        // The server may refuse unadvertised ids: take every branch and tag.
+        self.fetch_locked(&ALL_REFSPECS, reporter)?;
+        if self.has_commit(&commit) {
+            return self.pin_locked(&commit);
+        }
+        Err(NodesError::CommitUnavailable {
+            repo: self.shown_url.clone(),
+            commit,
+            mirror: self.path.clone(),
+        })
+    }
+
+    fn lock(&self) -> Result<FileLock, NodesError> {
+        Ok(FileLock::acquire(&self.lock_path)?)
+    }
+
+    fn repo(&self) -> Result<gix::Repository, NodesError> {
+        gix::open_opts(&self.path, gix::open::Options::isolated())
+            .map_err(|e| NodesError::git("open of the mirror", &self.shown_url, e))
+    }
+
+    fn create(&self) -> Result<(), NodesError> {
+        let parent = self.path.parent().unwrap_or(Path::new("."));
+        let name = file_name(&self.path);
+        remove_stale_temps(parent, Some(&name))?;
+        let tmp = TempDir::beside(&self.path)?;
+        gix::init_bare(tmp.path())
+            .map_err(|e| NodesError::git("init of the mirror", &self.shown_url, e))?;
+        pause::point("mirror-before-publish");
+        tmp.publish(&self.path)?;
+        Ok(())
+    }
+
+    /// Runs one fetch with `refspecs`; the caller holds the mirror's lock.
+    fn fetch_locked(&self, refspecs: &[&str], reporter: &dyn Reporter) -> Result<(), NodesError> {
+        self.clear_stale_git_locks();
+        pause::point("fetch-before-receive");
+        let what = if refspecs == ALL_REFSPECS {
+            "all branches and tags".to_string()
+        } else {
+            refspecs.join(" ")
+        };
+        reporter.fetching(&self.shown_url, &what);
+        let repo = self.repo()?;
+        let err = |e| NodesError::git("fetch", &self.shown_url, e);
+        let remote = repo
+            .remote_at_without_url_rewrite(self.fetch_url.as_str())
+            .map_err(err)?
+            .with_fetch_tags(Tags::None)
+            .with_refspecs(refspecs.iter().copied(), Direction::Fetch)
+            .map_err(err)?;
+        let interrupt = AtomicBool::new(false);
+        remote
+            .connect(Direction::Fetch)
+            .map_err(err)?
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(err)?
+            .receive(gix::progress::Discard, &interrupt)
+            .map_err(err)?;
+        pause::point("fetch-after-receive");
+        Ok(())
+    }
+
+    fn is_pinned(&self, commit: &str) -> bool {
+        self.repo().is_ok_and(|repo| {
+            repo.try_find_reference(format!("refs/pins/{commit}").as_str())
+                .is_ok_and(|r| r.is_some())
+        })
+    }
+
+    /// Writes `refs/pins/<commit>`; the caller holds the mirror's lock.
+    fn pin_locked(&self, commit: &str) -> Result<(), NodesError> {
+        if self.is_pinned(commit) {
+            return Ok(());
+        }
+        self.clear_stale_git_locks();
+        let repo = self.repo()?;
+        let err = |e| NodesError::git("pinning a commit in the mirror", &self.shown_url, e);
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| err(gix::Error::from_error(e)))?;
+        repo.reference(
+            format!("refs/pins/{commit}").as_str(),
+            id,
+            gix::refs::transaction::PreviousValue::Any,
+            "comfyver: pin",
+        )
+        .map_err(err)?;
+        Ok(())
+    }
+
+    /// Removes `*.lock` files left in the mirror by a process killed mid-fetch.
+    /// Safe because the caller holds the mirror's cross-process lock: no other
+    /// comfyver process writes this mirror now.
+    fn clear_stale_git_locks(&self) {
+        for entry in walkdir::WalkDir::new(&self.path)
+            .max_depth(6)
+            .into_iter()
+            .filter_entry(|e| e.file_name() != "objects")
+            .flatten()
+        {
+            if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".lock")
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
