@@ -4,19 +4,28 @@
 //!   created and fetched with gix; a commit already there costs no network.
 //! - Checkouts: `<custom_nodes>/<slug>@<commit>`, one per repository commit,
 //!   built in a temporary sibling and renamed into place with a completion
-//!   marker (`.git/comfyver-complete`) under a per-entry cross-process lock.
+//!   marker ([`COMPLETE_MARKER`], `.git/comfyver-complete`) under a per-entry
+//!   cross-process lock; submodules are checked out inside, recursively.
 //! - [`checkout_core`]: a version home's own ComfyUI core checkout.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
-//! - [`ensure_nodes`]: the realize stage's entry point (parallel, offline-aware).
+//! - [`ensure_nodes`] / [`fill_caches`]: entry points for realize and for
+//!   `comfyver nodes fetch` (parallel, offline-aware), with progress through
+//!   [`Reporter`].
 //!
 //! `COMFYVER_TEST_PAUSE_AT` ([`PAUSE_ENV`]) is a test-only fault hook.
 
+mod checkout;
+mod ensure;
 mod error;
+mod link;
 mod mirror;
 mod pause;
 mod report;
 
+pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
+pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
+pub use link::{LinkOutcome, link_nodes};
 pub use mirror::Mirror;
 pub use pause::PAUSE_ENV;
 pub use report::{NoReport, Reporter};

@@ -1,0 +1,335 @@
+//! Checkouts, submodules, sharing, links and offline errors against real
+//! repositories served over file:// and git:// (git's daemon on loopback).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use comfyver_fs::CacheLayout;
+use comfyver_nodes::{
+    NoReport, NodesError, NodesOptions, checkout_core, ensure_nodes, fill_caches,
+    is_checkout_complete, link_nodes,
+};
+use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
+use comfyver_testkit::git::{GitDaemon, Repo, git};
+
+fn locked(name: Option<&str>, url: &str, commit: &str) -> LockedRepo {
+    LockedRepo {
+        name: name.map(str::to_string),
+        repo: url.to_string(),
+        git_ref: None,
+        requested_commit: None,
+        commit: commit.to_string(),
+    }
+}
+
+fn lock(core: LockedRepo, nodes: Vec<LockedRepo>) -> ResolvedLock {
+    ResolvedLock {
+        lock_version: LOCK_VERSION,
+        version_id: "v".into(),
+        spec_digest: "blake3:00".into(),
+        tool_version: "0".into(),
+        comfy: core,
+        custom_nodes: nodes,
+        models: vec![],
+        python: None,
+    }
+}
+
+fn pack(root: &Path, name: &str) -> Repo {
+    let mut r = Repo::new(root, name);
+    r.write(&[("__init__.py", &format!("NAME = {name:?}\n"))]);
+    r.commit("one");
+    r.push();
+    r
+}
+
+/// HEAD and `git log -1` in `dir` as the node itself would see them.
+fn head_of(dir: &Path) -> (String, String) {
+    (
+        git(dir, &["rev-parse", "HEAD"]),
+        git(dir, &["log", "-1", "--format=%H %s"]),
+    )
+}
+
+#[test]
+fn checkout_with_submodule_answers_git_like_a_clone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = pack(tmp.path(), "sub");
+    let sub_commit = sub.head();
+    let mut inner = pack(tmp.path(), "inner");
+    inner.add_submodule(&sub, "deps/sub");
+    inner.push();
+    let inner_commit = inner.head();
+    let mut node = pack(tmp.path(), "node");
+    let node_commit = node.add_submodule(&inner, "vendor/inner");
+    node.write(&[("later.py", "x = 2\n")]);
+    node.commit("later, not locked");
+    node.push();
+
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let l = lock(
+        locked(None, &node.file_url(), &node_commit),
+        vec![locked(Some("node"), &node.file_url(), &node_commit)],
+    );
+    let got = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReport).unwrap();
+    assert_eq!(got.len(), 1);
+    let entry = &got[0].path;
+    assert_eq!(*entry, layout.node_checkout(&got[0].slug, &node_commit));
+    assert!(is_checkout_complete(entry));
+    assert!(
+        !entry.join("later.py").exists(),
+        "the locked commit, not the tip"
+    );
+    let (head, log) = head_of(entry);
+    assert_eq!(head, node_commit);
+    assert!(
+        log.starts_with(&format!("{node_commit} add submodule")),
+        "{log}"
+    );
+    assert_eq!(
+        git(entry, &["remote", "get-url", "origin"]),
+        node.file_url()
+    );
+    // Submodules, recursively, at the recorded commits.
+    assert_eq!(head_of(&entry.join("vendor/inner")).0, inner_commit);
+    assert_eq!(head_of(&entry.join("vendor/inner/deps/sub")).0, sub_commit);
+    assert!(entry.join("vendor/inner/deps/sub/__init__.py").is_file());
+    // Each submodule went through its own mirror.
+    for r in [&sub, &inner] {
+        let slug = RepoUrl::parse(&r.file_url()).unwrap().slug();
+        assert!(layout.git_mirror(&slug).is_dir());
+    }
+}
+
+#[test]
+fn missing_submodule_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = pack(tmp.path(), "gone");
+    let mut node = pack(tmp.path(), "node");
+    let c = node.add_submodule(&sub, "libs/gone");
+    node.push();
+    std::fs::remove_dir_all(sub.bare()).unwrap();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let l = lock(
+        locked(None, &node.file_url(), &c),
+        vec![locked(Some("node"), &node.file_url(), &c)],
+    );
+    let err = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReport).unwrap_err();
+    assert!(
+        matches!(err, NodesError::Submodule { ref path, .. } if path == "libs/gone"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("libs/gone"), "{err}");
+    assert!(!is_checkout_complete(&layout.node_checkout(
+        &RepoUrl::parse(&node.file_url()).unwrap().slug(),
+        &c
+    )));
+}
+
+#[test]
+fn same_commit_shares_one_entry_and_links_follow_the_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = pack(tmp.path(), "a");
+    let a1 = a.head();
+    let b = pack(tmp.path(), "b");
+    let mut daemon = GitDaemon::start(tmp.path());
+    let a_url = daemon.url("a.git");
+    let b_url = daemon.url("b.git");
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let opts = NodesOptions::default();
+    let v1 = lock(
+        locked(None, &a_url, &a1),
+        vec![
+            locked(Some("a"), &a_url, &a1),
+            locked(Some("b"), &b_url, &b.head()),
+        ],
+    );
+    let v2 = lock(
+        locked(None, &a_url, &a1),
+        vec![locked(Some("a"), &a_url, &a1)],
+    );
+    let homes: Vec<PathBuf> = (1..=3)
+        .map(|i| tmp.path().join(format!("home{i}")))
+        .collect();
+    let link_all = |home: &Path, l: &ResolvedLock| {
+        let got = ensure_nodes(l, &layout, &opts, &NoReport).unwrap();
+        let pairs: Vec<_> = got
+            .iter()
+            .map(|n| (n.name.clone(), n.path.clone()))
+            .collect();
+        link_nodes(home, &pairs, layout.custom_nodes_dir()).unwrap()
+    };
+    link_all(&homes[0], &v1);
+    link_all(&homes[1], &v2);
+    let ino = |home: &Path, name: &str| {
+        std::fs::metadata(home.join("custom_nodes").join(name))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(
+        ino(&homes[0], "a"),
+        ino(&homes[1], "a"),
+        "one shared checkout"
+    );
+    // A different commit of the same node gets its own entry.
+    a.write(&[("new.py", "")]);
+    let a2 = a.commit("two");
+    a.push();
+    let v3 = lock(
+        locked(None, &a_url, &a1),
+        vec![locked(Some("a"), &a_url, &a2)],
+    );
+    link_all(&homes[2], &v3);
+    assert_ne!(ino(&homes[0], "a"), ino(&homes[2], "a"));
+    assert!(homes[2].join("custom_nodes/a/new.py").exists());
+
+    // Re-linking home1 with v2's nodes removes b's now-stale link only.
+    let core_file = homes[0].join("custom_nodes/websocket_image_save.py");
+    std::fs::write(&core_file, "# shipped with the core\n").unwrap();
+    let out = link_all(&homes[0], &v2);
+    assert_eq!(out.removed, vec!["b".to_string()]);
+    assert!(!homes[0].join("custom_nodes/b").exists());
+    assert!(core_file.exists(), "files comfyver did not create stay");
+
+    // A real directory at a link's place is kept and reported.
+    let own = homes[1].join("custom_nodes/b");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("mine.py"), "").unwrap();
+    let got = ensure_nodes(&v1, &layout, &opts, &NoReport).unwrap();
+    let pairs: Vec<_> = got
+        .iter()
+        .map(|n| (n.name.clone(), n.path.clone()))
+        .collect();
+    let err = link_nodes(&homes[1], &pairs, layout.custom_nodes_dir()).unwrap_err();
+    assert!(
+        matches!(err, NodesError::ForeignEntry { ref name, .. } if name == "b"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("move it away"), "{err}");
+    assert!(own.join("mine.py").exists());
+    assert_eq!(
+        ino(&homes[1], "a"),
+        ino(&homes[0], "a"),
+        "other links still made"
+    );
+
+    // Warm and offline with the daemon gone: stat-only, no error.
+    daemon.stop();
+    let offline = NodesOptions {
+        offline: true,
+        ..NodesOptions::default()
+    };
+    ensure_nodes(&v1, &layout, &offline, &NoReport).unwrap();
+}
+
+#[test]
+fn offline_lists_exactly_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = pack(tmp.path(), "a");
+    let a1 = a.head();
+    let b = pack(tmp.path(), "b");
+    let core = pack(tmp.path(), "core");
+    let mut daemon = GitDaemon::start(tmp.path());
+    let port_url = daemon.url("");
+    let url = |n: &str| format!("{port_url}{n}.git");
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let first = lock(
+        locked(None, &url("core"), &core.head()),
+        vec![locked(Some("a"), &url("a"), &a1)],
+    );
+    fill_caches(&first, &layout, &NodesOptions::default(), &NoReport).unwrap();
+    let a2 = a.commit("two");
+    a.push();
+    let second = lock(
+        locked(None, &url("core"), &core.head()),
+        vec![
+            locked(Some("a"), &url("a"), &a1),
+            locked(Some("a2"), &url("a"), &a2),
+            locked(Some("b"), &url("b"), &b.head()),
+        ],
+    );
+    daemon.stop();
+    let offline = NodesOptions {
+        offline: true,
+        ..NodesOptions::default()
+    };
+    let err = fill_caches(&second, &layout, &offline, &NoReport).unwrap_err();
+    let NodesError::OfflineMissing { missing } = &err else {
+        panic!("{err}");
+    };
+    let mut got: Vec<_> = missing
+        .iter()
+        .map(|m| (m.repo.clone(), m.commit.clone(), m.no_mirror))
+        .collect();
+    got.sort();
+    let mut want = vec![(url("a"), a2.clone(), false), (url("b"), b.head(), true)];
+    want.sort();
+    assert_eq!(got, want, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&a2) && text.contains(&b.head()) && !text.contains(&a1),
+        "{text}"
+    );
+}
+
+#[test]
+fn core_checkout_is_per_home_and_refuses_foreign_dirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let core = pack(tmp.path(), "ComfyUI");
+    let c = core.head();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let url = RepoUrl::parse(&core.file_url()).unwrap();
+    let opts = NodesOptions::default();
+    let home = tmp.path().join("comfy-v/ComfyUI");
+    assert!(!checkout_core(&layout, &url, &c, &home, &opts, &NoReport).unwrap());
+    assert!(is_checkout_complete(&home));
+    assert_eq!(head_of(&home).0, c);
+    assert!(
+        checkout_core(&layout, &url, &c, &home, &opts, &NoReport).unwrap(),
+        "second time cached"
+    );
+    // Offline from the mirror for another home: no network needed.
+    std::fs::remove_dir_all(core.bare()).unwrap();
+    let other = tmp.path().join("comfy-w/ComfyUI");
+    let offline = NodesOptions {
+        offline: true,
+        ..NodesOptions::default()
+    };
+    checkout_core(&layout, &url, &c, &other, &offline, &NoReport).unwrap();
+    assert_ne!(
+        std::fs::metadata(home.join("__init__.py")).unwrap().ino(),
+        std::fs::metadata(other.join("__init__.py")).unwrap().ino(),
+        "each home has its own core"
+    );
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("x"), "").unwrap();
+    let err = checkout_core(&layout, &url, &c, &foreign, &opts, &NoReport).unwrap_err();
+    assert!(matches!(err, NodesError::CoreInTheWay { .. }), "{err}");
+    assert!(foreign.join("x").exists());
+}
+
+#[test]
+fn entry_without_marker_is_rebuilt_and_temps_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = pack(tmp.path(), "n");
+    let c = node.head();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let slug = RepoUrl::parse(&node.file_url()).unwrap().slug();
+    let entry = layout.node_checkout(&slug, &c);
+    // What a crash could leave: a half entry and a temp sibling.
+    std::fs::create_dir_all(entry.join("half")).unwrap();
+    let stale = layout
+        .custom_nodes_dir()
+        .join(format!(".tmp-{slug}@{c}-crashed"));
+    std::fs::create_dir_all(&stale).unwrap();
+    let l = lock(
+        locked(None, &node.file_url(), &c),
+        vec![locked(Some("n"), &node.file_url(), &c)],
+    );
+    ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReport).unwrap();
+    assert!(is_checkout_complete(&entry));
+    assert!(!entry.join("half").exists());
+    assert!(entry.join("__init__.py").exists());
+    assert!(!stale.exists());
+}
