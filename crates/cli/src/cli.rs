@@ -71,4 +71,6 @@ pub enum Command {
     Show(commands::show::ShowArgs),
     /// Print the JSON Schema of a version spec.
     Schema,
+    /// The node cache: fill it for a version (`fetch`) or inspect it (`list`).
+    Nodes(commands::nodes::NodesArgs),
 }

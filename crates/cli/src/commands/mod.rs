@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod list;
+pub mod nodes;
 pub mod schema;
 pub mod show;
 pub mod validate;
@@ -17,5 +18,6 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::List => list::run(ctx),
         Command::Show(args) => show::run(ctx, args),
         Command::Schema => schema::run(ctx),
+        Command::Nodes(args) => nodes::run(ctx, args),
     }
 }

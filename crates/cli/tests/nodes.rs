@@ -1,0 +1,344 @@
+//! `comfyver nodes fetch|list` as a real process: caches filled from real
+//! repositories (file:// and git://), crash safety under SIGKILL at named
+//! points (the test-only COMFYVER_TEST_PAUSE_AT hook), two processes at once,
+//! offline errors.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
+use comfyver_testkit::git::{GitDaemon, Repo, git};
+
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+    fn cache(&self) -> PathBuf {
+        self.root().join("cache")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_comfyver"));
+        c.arg("--cache-dir")
+            .arg(self.cache())
+            .arg("--versions-dir")
+            .arg(self.root().join("versions"))
+            .args(args)
+            .env_remove("COMFYVER_TEST_PAUSE_AT")
+            .env_remove("COMFYVER_OFFLINE")
+            .env_remove("COMFYVER_URL_REWRITES")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn write_lock(&self, id: &str, core: (&str, &str), nodes: &[(&str, &str, &str)]) {
+        let repo = |name: Option<&str>, url: &str, commit: &str| LockedRepo {
+            name: name.map(str::to_string),
+            repo: url.to_string(),
+            git_ref: None,
+            requested_commit: None,
+            commit: commit.to_string(),
+        };
+        let lock = ResolvedLock {
+            lock_version: LOCK_VERSION,
+            version_id: id.into(),
+            spec_digest: "blake3:00".into(),
+            tool_version: "0".into(),
+            comfy: repo(None, core.0, core.1),
+            custom_nodes: nodes.iter().map(|(n, u, c)| repo(Some(n), u, c)).collect(),
+            models: vec![],
+            python: None,
+        };
+        let path = self.cache().join(format!("resolved/{id}.lock.json"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, lock.to_json()).unwrap();
+    }
+    fn entry(&self, url: &str, commit: &str) -> PathBuf {
+        let slug = RepoUrl::parse(url).unwrap().slug();
+        self.cache().join(format!("custom_nodes/{slug}@{commit}"))
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn pack(root: &Path, name: &str) -> Repo {
+    let mut r = Repo::new(root, name);
+    r.write(&[("__init__.py", &format!("NAME = {name:?}\n"))]);
+    r.commit("one");
+    r.push();
+    r
+}
+
+/// A core, a plain node and a node with a submodule, all pushed.
+struct Fixture {
+    core: Repo,
+    plain: Repo,
+    with_sub: Repo,
+}
+
+fn fixture(root: &Path) -> Fixture {
+    let core = pack(root, "ComfyUI");
+    let plain = pack(root, "plain");
+    let sub = pack(root, "sub");
+    let mut with_sub = pack(root, "with_sub");
+    with_sub.add_submodule(&sub, "lib/sub");
+    with_sub.push();
+    Fixture {
+        core,
+        plain,
+        with_sub,
+    }
+}
+
+fn lock_fixture(env: &Env, f: &Fixture, id: &str) {
+    env.write_lock(
+        id,
+        (&f.core.file_url(), &f.core.head()),
+        &[
+            ("plain", &f.plain.file_url(), &f.plain.head()),
+            ("with_sub", &f.with_sub.file_url(), &f.with_sub.head()),
+        ],
+    );
+}
+
+fn assert_whole(env: &Env, f: &Fixture) {
+    for r in [&f.plain, &f.with_sub] {
+        let e = env.entry(&r.file_url(), &r.head());
+        assert!(
+            e.join(".git/comfyver-complete").is_file(),
+            "{}",
+            e.display()
+        );
+        assert_eq!(git(&e, &["rev-parse", "HEAD"]), r.head());
+    }
+    let e = env.entry(&f.with_sub.file_url(), &f.with_sub.head());
+    assert!(e.join("lib/sub/__init__.py").is_file());
+    // No temporaries left next to the entries or the mirrors.
+    for dir in ["custom_nodes", "git"] {
+        let left: Vec<_> = std::fs::read_dir(env.cache().join(dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
+}
+
+#[test]
+fn fetch_needs_a_lock() {
+    let env = Env::new();
+    let out = env.run(&["nodes", "fetch", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("comfyver resolve nope"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn fetch_then_list_shows_entries_and_their_versions() {
+    let env = Env::new();
+    let f = fixture(env.root());
+    lock_fixture(&env, &f, "one");
+    env.write_lock(
+        "two",
+        (&f.core.file_url(), &f.core.head()),
+        &[("plain", &f.plain.file_url(), &f.plain.head())],
+    );
+    let out = env.run(&["nodes", "fetch", "one"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_whole(&env, &f);
+    let core_mirror = env.cache().join(format!(
+        "git/{}.git",
+        RepoUrl::parse(&f.core.file_url()).unwrap().slug()
+    ));
+    assert!(core_mirror.is_dir(), "the core commit is in its mirror");
+    // Warm: no fetch at all.
+    let again = env.run(&["nodes", "fetch", "one"]);
+    assert!(again.status.success());
+    assert!(!stderr(&again).contains("fetching"), "{}", stderr(&again));
+
+    let out = env.run(&["--json", "nodes", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plain_entry = env.entry(&f.plain.file_url(), &f.plain.head());
+    let name = plain_entry.file_name().unwrap().to_str().unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["entry"] == name)
+        .expect("plain listed");
+    assert_eq!(row["complete"], true);
+    assert_eq!(row["versions"], serde_json::json!(["one", "two"]));
+    assert!(row["size"].as_u64().unwrap() > 0);
+    let text = env.run(&["nodes", "list"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("complete"));
+}
+
+/// Runs `nodes fetch` until it pauses at `point`, SIGKILLs it, returns its stderr.
+fn kill_at(env: &Env, id: &str, point: &str) {
+    let mut child = env
+        .cmd(&["nodes", "fetch", id, "--jobs", "1"])
+        .env("COMFYVER_TEST_PAUSE_AT", point)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in reader.lines() {
+        let line = line.unwrap();
+        let hit = line.contains(&format!("paused at {point}"));
+        seen.push(line);
+        if hit {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return;
+        }
+    }
+    let status = child.wait().unwrap();
+    panic!("never paused at {point} ({status}):\n{}", seen.join("\n"));
+}
+
+#[test]
+fn sigkill_at_every_point_then_rerun_succeeds() {
+    let env = Env::new();
+    let f = fixture(env.root());
+    lock_fixture(&env, &f, "v");
+    for point in [
+        "mirror-before-publish",
+        "fetch-before-receive",
+        "fetch-after-receive",
+        "checkout-after-clone",
+        "checkout-before-marker",
+        "checkout-before-publish",
+    ] {
+        // Fresh caches each time, so every point is on the path.
+        let _ = std::fs::remove_dir_all(env.cache().join("git"));
+        let _ = std::fs::remove_dir_all(env.cache().join("custom_nodes"));
+        kill_at(&env, "v", point);
+        // An interrupted entry is never taken for a whole one.
+        for r in [&f.plain, &f.with_sub] {
+            let e = env.entry(&r.file_url(), &r.head());
+            assert!(
+                !e.exists() || e.join(".git/comfyver-complete").is_file(),
+                "{point}: half entry visible at {}",
+                e.display()
+            );
+        }
+        let out = env.run(&["nodes", "fetch", "v"]);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert_whole(&env, &f);
+    }
+}
+
+#[test]
+fn stale_git_lock_files_from_a_killed_fetch_do_not_block() {
+    let env = Env::new();
+    let f = fixture(env.root());
+    lock_fixture(&env, &f, "v");
+    kill_at(&env, "v", "fetch-before-receive");
+    // What a process killed inside gix's ref update would leave behind.
+    for entry in std::fs::read_dir(env.cache().join("git"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::create_dir_all(entry.path().join("refs/pins")).unwrap();
+        std::fs::write(entry.path().join("packed-refs.lock"), "").unwrap();
+        std::fs::write(
+            entry
+                .path()
+                .join(format!("refs/pins/{}.lock", f.plain.head())),
+            "",
+        )
+        .unwrap();
+    }
+    let out = env.run(&["nodes", "fetch", "v"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_whole(&env, &f);
+}
+
+#[test]
+fn two_processes_at_once_fetch_each_repository_once() {
+    let env = Env::new();
+    let f = fixture(env.root());
+    let daemon = GitDaemon::start(env.root());
+    let url = |r: &Repo| daemon.url(r.bare().file_name().unwrap().to_str().unwrap());
+    env.write_lock(
+        "v",
+        (&url(&f.core), &f.core.head()),
+        &[
+            ("plain", &url(&f.plain), &f.plain.head()),
+            ("with_sub", &url(&f.with_sub), &f.with_sub.head()),
+        ],
+    );
+    let spawn = || {
+        env.cmd(&["nodes", "fetch", "v"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let all = format!("{}{}", stderr(&a), stderr(&b));
+    let fetches: Vec<&str> = all.lines().filter(|l| l.starts_with("fetching ")).collect();
+    // core, plain, with_sub and its submodule (by file://): one fetch each.
+    assert_eq!(fetches.len(), 4, "{all}");
+    for r in [&f.plain, &f.with_sub] {
+        let e = env.entry(&url(r), &r.head());
+        assert_eq!(git(&e, &["rev-parse", "HEAD"]), r.head());
+    }
+}
+
+#[test]
+fn offline_lists_every_missing_commit() {
+    let env = Env::new();
+    let f = fixture(env.root());
+    let mut daemon = GitDaemon::start(env.root());
+    let url = |r: &Repo| daemon.url(r.bare().file_name().unwrap().to_str().unwrap());
+    let (core_url, plain_url, sub_url) = (url(&f.core), url(&f.plain), url(&f.with_sub));
+    env.write_lock(
+        "v",
+        (&core_url, &f.core.head()),
+        &[("plain", &plain_url, &f.plain.head())],
+    );
+    assert!(env.run(&["nodes", "fetch", "v"]).status.success());
+    env.write_lock(
+        "v",
+        (&core_url, &f.core.head()),
+        &[
+            ("plain", &plain_url, &f.plain.head()),
+            ("with_sub", &sub_url, &f.with_sub.head()),
+        ],
+    );
+    daemon.stop();
+    let out = env.run(&["--offline", "nodes", "fetch", "v"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{sub_url} @ {}", f.with_sub.head())),
+        "{err}"
+    );
+    assert!(err.contains("1 commit(s)"), "{err}");
+    assert!(!err.contains(&f.plain.head()), "{err}");
+}
