@@ -139,6 +139,12 @@ impl Mirror {
         reporter: &dyn Reporter,
     ) -> Result<(), NodesError> {
         let commit = commit.to_ascii_lowercase();
+        // Warm path, one stat: a loose pin is written only after its objects.
+        if gix::ObjectId::from_hex(commit.as_bytes()).is_ok()
+            && self.path.join("refs/pins").join(&commit).is_file()
+        {
+            return Ok(());
+        }
         if self.has_commit(&commit) {
             if !self.is_pinned(&commit) {
                 let _lock = self.lock()?;
