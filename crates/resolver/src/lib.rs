@@ -1,1 +1,36 @@
-//! comfyver-resolver (being built).
+//! Resolves a comfyver version's repositories to exact commits and keeps its
+//! resolved lock (`<cache>/resolved/<id>.lock.json`).
+//!
+//! - [`resolve`]: the core and every custom node. A `ref` that is a branch, a
+//!   lightweight or annotated tag (peeled), or absent (the remote's HEAD) is
+//!   resolved by listing the remote's refs through gix, without cloning, in
+//!   git's DWIM order; a full `commit` is taken as given; a short hex `ref`
+//!   naming no branch or tag is a commit prefix (advertised tips first, then
+//!   the repository's mirror after a fetch). Repositories are resolved in
+//!   parallel; URL rewrite rules apply before any network access.
+//! - Cargo-like lock behaviour: a lock matching the spec costs nothing (no
+//!   network, no write); a changed spec re-resolves only changed entries;
+//!   [`UpdatePolicy`] forces re-resolution; `locked`, `offline` and `dry_run`
+//!   options as in [`ResolveOptions`].
+//! - [`read_lock`] / [`write_lock`]: the lock file, written atomically under a
+//!   per-version cross-process lock.
+//! - [`list_remote_refs`]: `git ls-remote` for one URL.
+
+mod error;
+mod lockfile;
+mod mirror;
+mod options;
+mod outcome;
+mod plan;
+mod refs;
+mod remote;
+mod report;
+mod resolve;
+
+pub use error::{RemoteCause, ResolveError};
+pub use lockfile::{read_lock, write_lock};
+pub use options::{GIT_TIMEOUT_ENV, ResolveOptions, UpdatePolicy};
+pub use outcome::{ChangeKind, EntryOutcome, LockChange, ResolveOutcome, Source};
+pub use remote::{DEFAULT_TIMEOUT, RemoteRef, list_remote_refs};
+pub use report::{NoReporter, Reporter};
+pub use resolve::resolve;

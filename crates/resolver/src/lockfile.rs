@@ -1,0 +1,48 @@
+use comfyver_fs::{CacheLayout, FileLock};
+use comfyver_spec::ResolvedLock;
+
+use crate::ResolveError;
+
+/// The cross-process lock kind that guards `<cache>/resolved/<id>.lock.json`.
+pub(crate) const LOCK_KIND: &str = "resolve";
+
+/// Reads `<cache>/resolved/<id>.lock.json`; `Ok(None)` when it does not exist.
+pub fn read_lock(
+    layout: &CacheLayout,
+    version_id: &str,
+) -> Result<Option<ResolvedLock>, ResolveError> {
+    let path = layout.lock_file(version_id);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(ResolvedLock::from_json(&bytes, &path)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ResolveError::ReadLock { path, source }),
+    }
+}
+
+/// Writes `lock` to `<cache>/resolved/<id>.lock.json` atomically, under the
+/// same cross-process lock that [`crate::resolve`] holds, leaving the file
+/// untouched when it already has these bytes. For later stages that record
+/// data in the lock (the realized Python set).
+pub fn write_lock(layout: &CacheLayout, lock: &ResolvedLock) -> Result<(), ResolveError> {
+    let _guard = take(layout, &lock.version_id)?;
+    store(layout, lock).map(|_| ())
+}
+
+/// Takes the per-version cross-process lock.
+pub(crate) fn take(layout: &CacheLayout, version_id: &str) -> Result<FileLock, ResolveError> {
+    FileLock::acquire(&layout.lock_path(LOCK_KIND, version_id)).map_err(|source| {
+        ResolveError::WriteLock {
+            version_id: version_id.to_string(),
+            source,
+        }
+    })
+}
+
+/// Writes the lock (caller holds the file lock); returns whether bytes changed.
+pub(crate) fn store(layout: &CacheLayout, lock: &ResolvedLock) -> Result<bool, ResolveError> {
+    comfyver_fs::write_atomic_if_changed(&layout.lock_file(&lock.version_id), &lock.to_json())
+        .map_err(|source| ResolveError::WriteLock {
+            version_id: lock.version_id.clone(),
+            source,
+        })
+}
