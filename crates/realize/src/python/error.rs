@@ -1,0 +1,182 @@
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why the Python environment could not be planned, built or frozen.
+#[derive(Debug, thiserror::Error)]
+pub enum PythonError {
+    /// A requirements or pyproject file could not be read.
+    #[error("could not read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A requirement line comfyver will not pass on (editable, nested file,
+    /// local path, unknown option, ...).
+    #[error("{origin} line {line_no}: `{line}` {reason}")]
+    UnsupportedLine {
+        /// Where the line comes from (`custom_nodes/<name>/requirements.txt`).
+        origin: String,
+        /// 1-based line number.
+        line_no: usize,
+        /// The line, redacted.
+        line: String,
+        /// What is wrong and what to do instead.
+        reason: String,
+    },
+    /// A node's `pyproject.toml` could not be parsed.
+    #[error(
+        "{path}: cannot read [project].dependencies ({message}); \
+         add the pack's requirements to the spec's python.requirements instead"
+    )]
+    Pyproject {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        message: String,
+    },
+    /// A node name cannot be used as a file name.
+    #[error("node name `{name}` cannot be used in a file name: {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// No interpreter to build the environment with.
+    #[error(
+        "no Python interpreter `{name}` on PATH; install Python, or set the spec's \
+         python.version to an interpreter path, or install uv (or set UV to its path)"
+    )]
+    NoInterpreter {
+        /// The interpreter name looked for.
+        name: String,
+    },
+    /// A program could not be started.
+    #[error("could not run {program}")]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// uv, pip or python failed.
+    #[error("{what} failed ({status}): {command}")]
+    Tool {
+        /// What was being done.
+        what: String,
+        /// The command line, redacted.
+        command: String,
+        /// The exit status.
+        status: String,
+        /// The tool's own output, redacted.
+        #[source]
+        output: ToolOutput,
+    },
+    /// The requirements cannot be installed together.
+    #[error("{summary}; see the resolver's output below, then change or pin the packs' versions")]
+    Conflict {
+        /// Which requirements (and their origins) clash.
+        summary: String,
+        /// The resolver's output, redacted.
+        #[source]
+        output: ToolOutput,
+    },
+    /// Replaying a locked package set did not give exactly that set.
+    #[error(
+        "the environment does not match the lock after installing it: missing {missing:?}, \
+         unexpected {unexpected:?}; check that the index or --wheels-dir still offers these \
+         versions, or re-resolve with --update"
+    )]
+    LockNotReproduced {
+        /// Locked lines not installed.
+        missing: Vec<String>,
+        /// Installed lines not in the lock.
+        unexpected: Vec<String>,
+    },
+    /// A node's `install.py` failed.
+    #[error(
+        "install.py of custom node `{name}` failed ({status}); its output is in {log}, last lines:\n{tail}\n\
+         fix the script's cause, or set `install_script: false` on the node in the spec"
+    )]
+    InstallScript {
+        /// The node.
+        name: String,
+        /// The exit status.
+        status: String,
+        /// The log file.
+        log: PathBuf,
+        /// The last lines of the output.
+        tail: String,
+    },
+    /// A file in the home could not be written or locked.
+    #[error(transparent)]
+    Fs(#[from] comfyver_fs::FsError),
+}
+
+/// A tool's combined output (stderr then stdout), with secrets redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutput(pub String);
+
+impl fmt::Display for ToolOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.trim_end())
+    }
+}
+
+impl std::error::Error for ToolOutput {}
+
+/// Redacts every URL-looking word of a text (tokens in index URLs).
+pub(crate) fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_whitespace() || c == '\'' || c == '"' || c == '`' || c == '(' || c == ')' {
+            flush_word(&mut out, &mut word);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush_word(&mut out, &mut word);
+    out
+}
+
+fn flush_word(out: &mut String, word: &mut String) {
+    if word.contains("://") {
+        // `name @ git+https://tok@host` and `--index-url=https://...`: redact from the scheme on.
+        let start = word.find("://").and_then(|i| {
+            word[..i]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+                .map(|j| j + 1)
+                .or(Some(0))
+        });
+        let start = start.unwrap_or(0);
+        out.push_str(&word[..start]);
+        out.push_str(&comfyver_spec::redact(&word[start..]));
+    } else {
+        out.push_str(word);
+    }
+    word.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_tokens_inside_text() {
+        let t =
+            "error: --index-url=https://user:s3cret@idx.example/simple failed\n  (https://tok@h/x)";
+        let r = redact_text(t);
+        assert!(!r.contains("s3cret"), "{r}");
+        assert!(!r.contains("tok@"), "{r}");
+        assert!(
+            r.contains("--index-url=https://user:***@idx.example/simple"),
+            "{r}"
+        );
+    }
+}

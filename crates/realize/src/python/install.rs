@@ -1,0 +1,251 @@
+//! Building a home's venv: one resolution of all inputs, or a replay of a
+//! locked set.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+
+use comfyver_fs::{CacheLayout, FileLock};
+use comfyver_spec::LockedPython;
+
+use super::conflict;
+use super::error::PythonError;
+use super::freeze::freeze;
+use super::requirements::Requirements;
+use super::tool::{Installer, hermetic, run};
+use super::venv::{self, state_dir, venv_dir, work_dir};
+
+/// The file (inside a home) that records the installed set: `.comfyver/python-freeze.txt`.
+pub const FREEZE_FILE: &str = ".comfyver/python-freeze.txt";
+
+/// Makes `<home>/.venv` hold the environment for `reqs` and returns the
+/// installed set.
+///
+/// - When the venv is complete for the same inputs (and, with `locked`, the
+///   same packages), nothing runs: the completion marker is the answer.
+/// - With `locked` whose `inputs_digest` matches `reqs`, exactly
+///   `locked.packages` are installed (no resolution), so a lock replays the
+///   same set on every machine. A `locked` for other inputs is ignored and a
+///   fresh resolution runs; the caller sees the difference in the returned
+///   value (and fails under `--locked`).
+/// - Otherwise core, nodes and spec requirements are resolved together once.
+///
+/// A venv is not relocatable, so it is built in place; the completion marker
+/// is written last, and a venv without it is deleted and rebuilt. The install
+/// set is also written to `<home>/.comfyver/python-freeze.txt`.
+pub fn build_env(
+    home: &Path,
+    layout: &CacheLayout,
+    reqs: &Requirements,
+    locked: Option<&LockedPython>,
+    installer: &Installer,
+) -> Result<LockedPython, PythonError> {
+    let _guard = FileLock::acquire(&state_dir(home).join("python.lock"))?;
+    let inputs_digest = reqs.inputs_digest().to_string();
+    let replay = locked.filter(|l| l.inputs_digest == inputs_digest);
+    if let Some(done) = venv::completed(home)
+        && done.inputs_digest == inputs_digest
+        && replay.is_none_or(|l| l.packages == done.packages)
+    {
+        return Ok(done);
+    }
+    venv::recreate(home, layout, reqs, installer)?;
+    let seeded = freeze(&venv_dir(home))?;
+    let work = work_dir(home);
+    std::fs::create_dir_all(&work).map_err(|source| comfyver_fs::FsError::CreateDir {
+        path: work.clone(),
+        source,
+    })?;
+    match replay {
+        Some(l) => install_exact(home, layout, reqs, &l.packages, installer)?,
+        None => resolve_and_install(home, layout, reqs, installer)?,
+    }
+    let packages = without_seed(freeze(&venv_dir(home))?, &seeded);
+    if let Some(l) = replay
+        && l.packages != packages
+    {
+        return Err(PythonError::LockNotReproduced {
+            missing: difference(&l.packages, &packages),
+            unexpected: difference(&packages, &l.packages),
+        });
+    }
+    let env = LockedPython {
+        inputs_digest,
+        packages,
+    };
+    let mut text = env.packages.join("\n");
+    text.push('\n');
+    comfyver_fs::write_atomic(&home.join(FREEZE_FILE), text.as_bytes())?;
+    venv::mark_complete(home, &env)?;
+    Ok(env)
+}
+
+/// What `python -m venv` put there itself (pip, setuptools) is not part of
+/// the environment unless the install changed it.
+fn without_seed(frozen: Vec<String>, seeded: &[String]) -> Vec<String> {
+    frozen.into_iter().filter(|l| !seeded.contains(l)).collect()
+}
+
+fn difference(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|x| !b.contains(x)).cloned().collect()
+}
+
+fn resolve_and_install(
+    home: &Path,
+    layout: &CacheLayout,
+    reqs: &Requirements,
+    installer: &Installer,
+) -> Result<(), PythonError> {
+    let work = work_dir(home);
+    comfyver_fs::write_atomic(
+        &work.join("requirements.in"),
+        reqs.combined_file().as_bytes(),
+    )?;
+    let constraints = !reqs.constraints.is_empty();
+    if constraints {
+        comfyver_fs::write_atomic(
+            &work.join("constraints.txt"),
+            reqs.constraints_file().as_bytes(),
+        )?;
+    }
+    let python = venv::venv_python(home);
+    let result = match installer {
+        Installer::Uv { uv } => {
+            let mut compile = uv_command(uv, layout, &work);
+            compile
+                .args(["pip", "compile", "--no-config", "--quiet", "--no-header"])
+                .arg("--python")
+                .arg(&python)
+                .args(["requirements.in", "-o", "resolved.txt"])
+                .args(source_args(reqs, installer));
+            if constraints {
+                compile.args(["-c", "constraints.txt"]);
+            }
+            run(
+                &mut compile,
+                "resolving the Python requirements (uv pip compile)",
+            )
+            .and_then(|_| {
+                let mut sync = uv_command(uv, layout, &work);
+                sync.args(["pip", "sync", "--no-config", "--quiet"])
+                    .args(["--link-mode", "hardlink", "--python"])
+                    .arg(&python)
+                    .arg("resolved.txt")
+                    .args(source_args(reqs, installer));
+                run(&mut sync, "installing the Python packages (uv pip sync)")
+            })
+        }
+        Installer::Pip { .. } => {
+            let mut install = pip_command(&python, &work);
+            install
+                .args(["install", "-r", "requirements.in"])
+                .args(source_args(reqs, installer));
+            if constraints {
+                install.args(["-c", "constraints.txt"]);
+            }
+            run(&mut install, "installing the Python packages (pip install)")
+        }
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(PythonError::Tool { output, .. }) if conflict::is_resolution_failure(&output.0) => {
+            Err(conflict::attribute(&reqs.requirements, output))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn install_exact(
+    home: &Path,
+    layout: &CacheLayout,
+    reqs: &Requirements,
+    packages: &[String],
+    installer: &Installer,
+) -> Result<(), PythonError> {
+    let work = work_dir(home);
+    let mut text = String::from("# comfyver: the locked Python environment, installed exactly\n");
+    for p in packages {
+        text.push_str(p);
+        text.push('\n');
+    }
+    comfyver_fs::write_atomic(&work.join("locked.txt"), text.as_bytes())?;
+    let python = venv::venv_python(home);
+    let mut cmd = match installer {
+        Installer::Uv { uv } => {
+            let mut c = uv_command(uv, layout, &work);
+            c.args([
+                "pip",
+                "sync",
+                "--no-config",
+                "--quiet",
+                "--allow-empty-requirements",
+            ])
+            .args(["--link-mode", "hardlink", "--python"])
+            .arg(&python)
+            .arg("locked.txt");
+            c
+        }
+        Installer::Pip { .. } => {
+            let mut c = pip_command(&python, &work);
+            c.args(["install", "--no-deps", "-r", "locked.txt"]);
+            c
+        }
+    };
+    cmd.args(source_args(reqs, installer));
+    run(&mut cmd, "installing the locked Python packages")?;
+    Ok(())
+}
+
+fn uv_command(uv: &Path, layout: &CacheLayout, cwd: &Path) -> Command {
+    let mut c = hermetic(uv);
+    c.env("UV_CACHE_DIR", layout.uv_cache()).current_dir(cwd);
+    c
+}
+
+fn pip_command(python: &Path, cwd: &Path) -> Command {
+    let mut c = hermetic(python);
+    c.args([
+        "-I",
+        "-m",
+        "pip",
+        "--isolated",
+        "--disable-pip-version-check",
+        "--no-input",
+    ])
+    .current_dir(cwd);
+    c
+}
+
+/// Where packages come from: offline, no index at all (uv also `--offline`);
+/// else the spec's indexes. The wheel directory and find-links always
+/// (URL find-links are dropped offline).
+pub(crate) fn source_args(reqs: &Requirements, installer: &Installer) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    if reqs.offline {
+        if matches!(installer, Installer::Uv { .. }) {
+            args.push("--offline".into());
+        }
+        args.push("--no-index".into());
+    } else {
+        if let Some(url) = &reqs.index_url {
+            args.push("--index-url".into());
+            args.push(url.into());
+        }
+        for url in &reqs.extra_index_urls {
+            args.push("--extra-index-url".into());
+            args.push(url.into());
+        }
+    }
+    if let Some(dir) = &reqs.wheels_dir {
+        args.push("--find-links".into());
+        args.push(dir.into());
+    }
+    for link in &reqs.find_links {
+        if reqs.offline && link.contains("://") && !link.starts_with("file://") {
+            continue;
+        }
+        args.push("--find-links".into());
+        args.push(link.into());
+    }
+    args
+}

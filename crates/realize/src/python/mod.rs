@@ -1,0 +1,43 @@
+//! The Python environment of a version home: `<home>/.venv`.
+//!
+//! - [`collect_requirements`] reads the core's `requirements.txt`, each
+//!   node's `requirements.txt` (or its `pyproject.toml`
+//!   `[project].dependencies`) and the spec's `python` section into one
+//!   [`Requirements`], every line annotated with its origin. Option lines in
+//!   node files are hoisted (`--extra-index-url`, `--find-links`) or refused
+//!   with a clear error (`-e`, `-r`, local paths, other pip options).
+//! - [`build_env`] installs them in ONE resolution (uv: `uv pip compile` +
+//!   `uv pip sync`, packages hard-linked from `<cache>/uv`; else
+//!   `python -m venv` + pip), or replays a [`LockedPython`] exactly. A clash
+//!   becomes one [`PythonError::Conflict`] naming the packs involved.
+//! - [`run_install_scripts`] runs nodes' `install.py` once per home and commit.
+//! - [`freeze`] lists what a venv holds; [`plan`] says what would happen.
+//!
+//! Every child process runs hermetically: no `VIRTUAL_ENV`, `PYTHONPATH`,
+//! `UV_*` or `PIP_*` from the caller except transport tuning, no uv or pip
+//! config files; URLs in messages are redacted.
+//!
+//! [`LockedPython`]: comfyver_spec::LockedPython
+
+mod conflict;
+mod error;
+mod freeze;
+mod install;
+mod install_script;
+mod plan;
+mod pyproject;
+mod requirements;
+mod tool;
+mod venv;
+
+pub use error::{PythonError, ToolOutput};
+pub use freeze::freeze;
+pub use install::{FREEZE_FILE, build_env};
+pub use install_script::{InstallScript, ScriptStatus, install_log, run_install_scripts};
+pub use plan::{EnvState, PlannedInstall, PythonPlan, plan};
+pub use requirements::{
+    CONSTRAINTS_ORIGIN, CORE_ORIGIN, PythonInputs, Requirement, Requirements, SPEC_ORIGIN,
+    collect_requirements, normalize_name,
+};
+pub use tool::{Installer, UV_ENV};
+pub use venv::{venv_dir, venv_python};
