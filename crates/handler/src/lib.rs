@@ -1,1 +1,41 @@
-//! comfyver-handler (being built).
+//! Runs ComfyUI workflows on a realized comfyver version.
+//!
+//! - [`ComfyProcess`] starts the version's ComfyUI (`main.py` with its own
+//!   interpreter) on a free loopback port, proves the server that answers is its
+//!   own child, logs to `comfyui-<timestamp>-<id>.log`, and stops it cleanly
+//!   (SIGINT, SIGTERM, SIGKILL to its process group). No child outlives
+//!   comfyver: a SIGINT/SIGTERM handler stops live children, and
+//!   `PR_SET_PDEATHSIG` covers SIGKILL.
+//! - [`ComfyProcess::node_report`] says which custom node packs failed to import,
+//!   with their log lines.
+//! - [`Job`] is a workflow (API format; the UI format is refused with an
+//!   explanation) plus input images, read from a workflow file, a worker-comfyui
+//!   job JSON or `--image name=path`.
+//! - [`run_job`] uploads the images, gives every output a per-job filename
+//!   prefix, queues the prompt, follows it over the WebSocket (with a `/history`
+//!   fallback and a job timeout), and fetches every output into an
+//!   [`OutputSink`]; [`JobOutput::to_json`] and [`HandlerError::to_job_json`]
+//!   give the worker-comfyui compatible result.
+
+mod client;
+mod error;
+mod http;
+mod job;
+mod logs;
+mod node_report;
+mod outputs;
+mod process;
+mod sink;
+mod sys;
+mod uuid;
+mod ws;
+
+pub use client::{JobOptions, JobReporter, NoReporter, run_job};
+pub use error::{FailedPack, HandlerError, NodeInputError};
+pub use job::{InputImage, Job, check_api_format, is_ui_format};
+pub use node_report::NodeReport;
+pub use outputs::{OutputData, OutputItem};
+pub use process::{ComfyEnv, ComfyProcess, StartOptions, StartTimings};
+pub use sink::{JobOutput, JobTimings, OutputSink, sanitize_component};
+pub use sys::process_exists;
+pub use uuid::new_v4 as new_uuid;

@@ -8,7 +8,10 @@
 //!   install offline from a local find-links directory.
 //! - [`http`]: a real HTTP/1.1 file server on loopback with Range, ETag,
 //!   byte counting and fault injection (dropped connections, 5xx, 401, ...).
+//! - [`comfy`]: a temp ComfyUI home (a copy of the stand-in ComfyUI with node-pack
+//!   fixtures linked into `custom_nodes/`) and a bare stand-in server on a port.
 
 pub mod git;
 pub mod wheels;
 pub mod http;
+pub mod comfy;

@@ -1,0 +1,339 @@
+//! [`HandlerError`]: everything that can go wrong starting ComfyUI or running a job,
+//! with messages that say what happened and what to do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// One validation error ComfyUI reported for one node input (`node_errors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInputError {
+    /// The node id in the workflow.
+    pub node_id: String,
+    /// The node's class (`class_type`).
+    pub class_type: String,
+    /// The input concerned, when ComfyUI names one.
+    pub input: Option<String>,
+    /// ComfyUI's error type (`value_smaller_than_min`, ...).
+    pub kind: String,
+    /// ComfyUI's message.
+    pub message: String,
+    /// ComfyUI's details string (often the input name or the received value).
+    pub details: String,
+}
+
+impl std::fmt::Display for NodeInputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {} ({})", self.node_id, self.class_type)?;
+        if let Some(input) = &self.input {
+            write!(f, " input `{input}`")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if !self.details.is_empty() && Some(&self.details) != self.input.as_ref() {
+            write!(f, " ({})", self.details)?;
+        }
+        Ok(())
+    }
+}
+
+/// A custom node pack of the spec that ComfyUI did not load, with its log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedPack {
+    /// The pack's directory name under `custom_nodes/`.
+    pub name: String,
+    /// The log lines about it: the traceback, `Cannot import ...` and `(IMPORT FAILED)`.
+    pub log_lines: Vec<String>,
+}
+
+/// Everything that can go wrong starting ComfyUI or running a job.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A file or directory could not be created, read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done ("could not create", ...).
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The interpreter could not be started.
+    #[error(
+        "could not start ComfyUI with {python}: {source}; check that the version is realized (the venv exists)"
+    )]
+    Spawn {
+        /// The interpreter.
+        python: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// ComfyUI exited before it was ready.
+    #[error(
+        "ComfyUI exited during startup ({status}); full log: {log}\nlast log lines:\n{}",
+        tail.join("\n")
+    )]
+    StartCrashed {
+        /// The exit status, as text.
+        status: String,
+        /// The log file.
+        log: PathBuf,
+        /// The last lines of the log.
+        tail: Vec<String>,
+    },
+    /// ComfyUI did not answer within the start timeout.
+    #[error(
+        "ComfyUI was not ready after {}s (raise the start timeout, e.g. COMFYVER_START_TIMEOUT); full log: {log}\nlast log lines:\n{}",
+        after.as_secs(), tail.join("\n")
+    )]
+    StartTimeout {
+        /// How long we waited.
+        after: Duration,
+        /// The log file.
+        log: PathBuf,
+        /// The last lines of the log.
+        tail: Vec<String>,
+    },
+    /// Another server (not our child) answers on the port we chose.
+    #[error(
+        "another server is answering on 127.0.0.1:{port} (not the ComfyUI comfyver started: {why}); \
+         stop the stale process or let comfyver pick a free port"
+    )]
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// What gave the stranger away.
+        why: String,
+    },
+    /// An HTTP request to ComfyUI failed at the transport level.
+    #[error("HTTP communication with ComfyUI failed ({what}): {source}")]
+    Http {
+        /// The request ("POST /prompt", ...).
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// ComfyUI answered with an unexpected status or body.
+    #[error("ComfyUI answered {what} with HTTP {status}: {body}")]
+    BadResponse {
+        /// The request.
+        what: String,
+        /// The HTTP status.
+        status: u16,
+        /// The (truncated) body.
+        body: String,
+    },
+    /// The WebSocket could not be opened.
+    #[error("could not open ComfyUI's WebSocket: {0}")]
+    WebSocket(String),
+    /// A file given to the job could not be read or parsed.
+    #[error("could not read {path}: {reason}")]
+    InputFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The workflow is in ComfyUI's UI ("save") format.
+    #[error(
+        "the workflow is in ComfyUI's UI format (it has top-level `nodes` and `links`); \
+         comfyver runs the API format: in ComfyUI, use Workflow → Export (API) and pass that file"
+    )]
+    UiWorkflow,
+    /// The workflow is not an API-format graph.
+    #[error("the workflow is not in ComfyUI's API format: {0}")]
+    NotApiFormat(String),
+    /// The job input (`--input`) does not have the worker-comfyui shape.
+    #[error("bad job input: {0}")]
+    BadJobInput(String),
+    /// An input image name is not a safe file name.
+    #[error("input image name `{name}` is not allowed: {reason}")]
+    BadImageName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// ComfyUI refused the workflow (HTTP 400 with `node_errors`).
+    #[error(
+        "ComfyUI rejected the workflow: {message}{}",
+        fmt_node_errors(node_errors)
+    )]
+    Validation {
+        /// ComfyUI's top-level message.
+        message: String,
+        /// One entry per failing node input.
+        node_errors: Vec<NodeInputError>,
+    },
+    /// The workflow uses a node class that this version does not have.
+    #[error(
+        "node class {class_type} (node {node_id}) is not available in version {version_id}; is its custom node in the spec?{}",
+        fmt_failed_packs(failed_packs)
+    )]
+    MissingNode {
+        /// The missing class.
+        class_type: String,
+        /// The node id using it.
+        node_id: String,
+        /// The version running.
+        version_id: String,
+        /// Packs of the spec that failed to import (the class may come from one).
+        failed_packs: Vec<FailedPack>,
+    },
+    /// A node raised while executing.
+    #[error(
+        "node {node_id} ({class_type}) failed: {exception_type}: {message}{}",
+        fmt_traceback(traceback)
+    )]
+    Execution {
+        /// The node id.
+        node_id: String,
+        /// The node class.
+        class_type: String,
+        /// The Python exception type.
+        exception_type: String,
+        /// The exception message.
+        message: String,
+        /// The last traceback lines.
+        traceback: Vec<String>,
+    },
+    /// The prompt was interrupted by someone else.
+    #[error("the job was interrupted in ComfyUI (node {node_id})")]
+    Interrupted {
+        /// The node running when it was interrupted.
+        node_id: String,
+    },
+    /// ComfyUI died while the job ran.
+    #[error(
+        "ComfyUI died while running the job ({status}); full log: {log}\nlast log lines:\n{}",
+        tail.join("\n")
+    )]
+    ComfyDied {
+        /// The exit status, as text.
+        status: String,
+        /// The log file.
+        log: PathBuf,
+        /// The last log lines.
+        tail: Vec<String>,
+    },
+    /// The job did not finish in time; it was interrupted.
+    #[error(
+        "the job did not finish within {}s; it was interrupted (prompt {prompt_id}); raise the job timeout (--timeout / COMFYVER_JOB_TIMEOUT) if it needs longer",
+        after.as_secs_f64()
+    )]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+        /// The interrupted prompt.
+        prompt_id: String,
+    },
+    /// ComfyUI reported an error without details.
+    #[error("the job failed in ComfyUI: {0}")]
+    Failed(String),
+}
+
+fn fmt_node_errors(errors: &[NodeInputError]) -> String {
+    errors.iter().map(|e| format!("\n  - {e}")).collect()
+}
+
+fn fmt_failed_packs(packs: &[FailedPack]) -> String {
+    packs
+        .iter()
+        .map(|p| {
+            format!(
+                "\nnode pack `{}` of this version failed to import, so its classes are missing; its log lines:\n{}",
+                p.name,
+                p.log_lines.join("\n")
+            )
+        })
+        .collect()
+}
+
+fn fmt_traceback(tb: &[String]) -> String {
+    if tb.is_empty() {
+        String::new()
+    } else {
+        format!("\ntraceback (last lines):\n{}", tb.join("\n"))
+    }
+}
+
+impl HandlerError {
+    pub(crate) fn http(what: impl Into<String>, source: ureq::Error) -> HandlerError {
+        HandlerError::Http {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        HandlerError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A short machine-readable name of the variant (`validation`, `timeout`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerError::Io { .. } => "io",
+            HandlerError::Spawn { .. } => "spawn",
+            HandlerError::StartCrashed { .. } => "start_crashed",
+            HandlerError::StartTimeout { .. } => "start_timeout",
+            HandlerError::PortTaken { .. } => "port_taken",
+            HandlerError::Http { .. } | HandlerError::BadResponse { .. } => "http",
+            HandlerError::WebSocket(_) => "websocket",
+            HandlerError::InputFile { .. } | HandlerError::BadJobInput(_) => "bad_input",
+            HandlerError::UiWorkflow => "ui_workflow",
+            HandlerError::NotApiFormat(_) => "not_api_format",
+            HandlerError::BadImageName { .. } => "bad_image_name",
+            HandlerError::Validation { .. } => "validation",
+            HandlerError::MissingNode { .. } => "missing_node",
+            HandlerError::Execution { .. } => "execution",
+            HandlerError::Interrupted { .. } => "interrupted",
+            HandlerError::ComfyDied { .. } => "comfyui_died",
+            HandlerError::Timeout { .. } => "timeout",
+            HandlerError::Failed(_) => "failed",
+        }
+    }
+
+    /// The failed-job JSON the CLI prints: `{"error", "details", "kind"}`, like
+    /// worker-comfyui's `{"error", "details"}` with a machine-readable `kind`.
+    pub fn to_job_json(&self) -> Value {
+        let details = match self {
+            HandlerError::Validation { node_errors, .. } => node_errors
+                .iter()
+                .map(|e| {
+                    json!({"node_id": e.node_id, "class_type": e.class_type, "input": e.input,
+                           "type": e.kind, "message": e.message, "details": e.details})
+                })
+                .collect(),
+            HandlerError::MissingNode {
+                class_type,
+                node_id,
+                failed_packs,
+                ..
+            } => {
+                vec![json!({"node_id": node_id, "class_type": class_type,
+                "failed_packs": failed_packs.iter().map(|p| json!({"name": p.name, "log": p.log_lines})).collect::<Vec<_>>()})]
+            }
+            HandlerError::Execution {
+                node_id,
+                class_type,
+                exception_type,
+                message,
+                traceback,
+            } => vec![json!({"node_id": node_id, "class_type": class_type,
+                "exception_type": exception_type, "exception_message": message, "traceback": traceback})],
+            HandlerError::StartCrashed { tail, .. }
+            | HandlerError::StartTimeout { tail, .. }
+            | HandlerError::ComfyDied { tail, .. } => tail.iter().map(|l| json!(l)).collect(),
+            _ => Vec::new(),
+        };
+        json!({"error": self.to_string(), "kind": self.kind(), "details": details})
+    }
+}

@@ -1,0 +1,425 @@
+//! The ComfyUI process of one version: started on a free loopback port, proven
+//! to be our own child before it is used, stopped cleanly and never orphaned.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::error::HandlerError;
+use crate::http::ComfyHttp;
+use crate::logs::{LogCapture, timestamp};
+use crate::sys;
+
+/// Where and how a version's ComfyUI runs (filled in by the realize stage).
+#[derive(Debug, Clone)]
+pub struct ComfyEnv {
+    /// The version's interpreter (`<venv>/bin/python`).
+    pub python: PathBuf,
+    /// The ComfyUI checkout (holds `main.py`; the working directory).
+    pub core_dir: PathBuf,
+    /// The generated `extra_model_paths.yaml`, if any.
+    pub extra_model_paths: Option<PathBuf>,
+    /// Extra environment of the version (applied after PYTHONPATH/VIRTUAL_ENV are scrubbed).
+    pub env: BTreeMap<String, String>,
+    /// Where `comfyui-<timestamp>-<id>.log` files go.
+    pub logs_dir: PathBuf,
+    /// Per-version data: `input/`, `output/`, `user/` and `temp/<instance>/` are made under it.
+    pub data_dir: PathBuf,
+    /// The version id (for messages).
+    pub version_id: String,
+}
+
+/// How to start ComfyUI.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Run on the GPU; when false ComfyUI gets `--cpu`.
+    pub gpu: bool,
+    /// Extra command-line arguments appended to ComfyUI's.
+    pub extra_args: Vec<String>,
+    /// How long ComfyUI may take to answer (default 600 s).
+    pub start_timeout: Duration,
+    /// After SIGINT, how long ComfyUI gets to exit before SIGTERM, then SIGKILL (default 5 s).
+    pub stop_grace: Duration,
+    /// A fixed port instead of a free one (tests; the identity check still applies).
+    pub port: Option<u16>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            gpu: false,
+            extra_args: Vec::new(),
+            start_timeout: Duration::from_secs(600),
+            stop_grace: Duration::from_secs(5),
+            port: None,
+        }
+    }
+}
+
+/// How long the steps of [`ComfyProcess::start`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartTimings {
+    /// From the `start` call to the child being spawned (comfyver's own overhead).
+    pub to_spawn: Duration,
+    /// From the `start` call to ComfyUI answering as our child.
+    pub to_ready: Duration,
+}
+
+/// A running ComfyUI, our child. Stopped (and reaped) on drop.
+#[derive(Debug)]
+pub struct ComfyProcess {
+    child: Mutex<Child>,
+    exited: Mutex<Option<ExitStatus>>,
+    pid: u32,
+    port: u16,
+    version_id: String,
+    log: Mutex<LogCapture>,
+    log_path: PathBuf,
+    pub(crate) http: ComfyHttp,
+    data_dir: PathBuf,
+    instance_dir: PathBuf,
+    stop_grace: Duration,
+    timings: StartTimings,
+    object_info: Mutex<Option<Arc<Value>>>,
+}
+
+/// Attempts at a fresh free port when a stranger answers on the chosen one.
+const PORT_ATTEMPTS: usize = 3;
+/// How often readiness is probed.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+
+impl ComfyProcess {
+    /// Starts ComfyUI for `env` and waits until it answers as our own child.
+    ///
+    /// Fails fast (with the last log lines) if ComfyUI exits during startup, and
+    /// after `opts.start_timeout` if it never answers. When another server answers
+    /// on the chosen port (a ComfyUI left over by a crash), a new free port is
+    /// tried, unless `opts.port` fixes it: then [`HandlerError::PortTaken`].
+    ///
+    /// Call it from a thread that lives as long as the process is needed: the
+    /// child gets `PR_SET_PDEATHSIG(SIGKILL)`, which fires when the spawning
+    /// thread exits.
+    pub fn start(env: &ComfyEnv, opts: &StartOptions) -> Result<ComfyProcess, HandlerError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(env, opts) {
+                Err(HandlerError::PortTaken { .. })
+                    if opts.port.is_none() && attempt < PORT_ATTEMPTS => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(env: &ComfyEnv, opts: &StartOptions) -> Result<ComfyProcess, HandlerError> {
+        let t0 = Instant::now();
+        let token = crate::uuid::new_v4();
+        let short = &token[..8];
+        let input = env.data_dir.join("input");
+        let output = env.data_dir.join("output");
+        let user = env.data_dir.join("user");
+        let instance_dir = env.data_dir.join("temp").join(&token);
+        for dir in [&input, &output, &user, &instance_dir, &env.logs_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| HandlerError::io("could not create directory", dir, e))?;
+        }
+        let log_path = env
+            .logs_dir
+            .join(format!("comfyui-{}-{short}.log", timestamp()));
+        let mut log = LogCapture::create(log_path.clone())
+            .map_err(|e| HandlerError::io("could not create log file", &log_path, e))?;
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_port().map_err(|e| {
+                HandlerError::io("could not find a free port on", Path::new("127.0.0.1"), e)
+            })?,
+        };
+
+        let mut cmd = Command::new(&env.python);
+        cmd.arg("main.py")
+            .args(["--listen", "127.0.0.1", "--port", &port.to_string()]);
+        if let Some(yaml) = &env.extra_model_paths {
+            cmd.arg("--extra-model-paths-config").arg(yaml);
+        }
+        cmd.arg("--output-directory")
+            .arg(&output)
+            .arg("--input-directory")
+            .arg(&input)
+            .arg("--temp-directory")
+            .arg(&instance_dir)
+            .arg("--user-directory")
+            .arg(&user)
+            .args(["--disable-auto-launch", "--disable-metadata"]);
+        if !opts.gpu {
+            cmd.arg("--cpu");
+        }
+        cmd.args(&opts.extra_args)
+            .current_dir(&env.core_dir)
+            .env_remove("PYTHONPATH")
+            .env_remove("VIRTUAL_ENV")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(&env.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        sys::prepare_child(&mut cmd);
+        let mut child = cmd.spawn().map_err(|source| HandlerError::Spawn {
+            python: env.python.clone(),
+            source,
+        })?;
+        let to_spawn = t0.elapsed();
+        let pid = child.id();
+        sys::register(pid);
+        if let Some(out) = child.stdout.take() {
+            log.follow(out);
+        }
+        if let Some(err) = child.stderr.take() {
+            log.follow(err);
+        }
+        let mut process = ComfyProcess {
+            child: Mutex::new(child),
+            exited: Mutex::new(None),
+            pid,
+            port,
+            version_id: env.version_id.clone(),
+            log: Mutex::new(log),
+            log_path,
+            http: ComfyHttp::new(port, Duration::from_secs(600)),
+            data_dir: env.data_dir.clone(),
+            instance_dir: instance_dir.clone(),
+            stop_grace: opts.stop_grace,
+            timings: StartTimings {
+                to_spawn,
+                to_ready: Duration::ZERO,
+            },
+            object_info: Mutex::new(None),
+        };
+        // Dropping `process` on any error below stops the child.
+        process.wait_ready(t0, opts.start_timeout, &instance_dir)?;
+        process.timings.to_ready = t0.elapsed();
+        Ok(process)
+    }
+
+    fn wait_ready(
+        &self,
+        t0: Instant,
+        timeout: Duration,
+        marker: &Path,
+    ) -> Result<(), HandlerError> {
+        let probe = ComfyHttp::new(self.port, Duration::from_secs(2));
+        let marker = marker.to_string_lossy().into_owned();
+        let mut stranger: Option<String> = None;
+        loop {
+            if let Some(status) = self.exit_status() {
+                self.drain_log();
+                if let Some(why) = stranger {
+                    return Err(HandlerError::PortTaken {
+                        port: self.port,
+                        why,
+                    });
+                }
+                return Err(HandlerError::StartCrashed {
+                    status,
+                    log: self.log_path.clone(),
+                    tail: self.log_tail(),
+                });
+            }
+            if let Ok(answer) = probe.get("/system_stats", &[]) {
+                match identity(answer.json(), &marker) {
+                    Ok(()) => return Ok(()),
+                    Err(why) => stranger = Some(why),
+                }
+            }
+            if t0.elapsed() >= timeout {
+                if let Some(why) = stranger {
+                    return Err(HandlerError::PortTaken {
+                        port: self.port,
+                        why,
+                    });
+                }
+                return Err(HandlerError::StartTimeout {
+                    after: timeout,
+                    log: self.log_path.clone(),
+                    tail: self.log_tail(),
+                });
+            }
+            std::thread::sleep(PROBE_EVERY);
+        }
+    }
+
+    /// The port ComfyUI listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The child's process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The version this ComfyUI runs.
+    pub fn version_id(&self) -> &str {
+        &self.version_id
+    }
+
+    /// The log file of this run.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The per-version data directory (`input/`, `output/`, `user/`, `temp/`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// How long starting took.
+    pub fn timings(&self) -> StartTimings {
+        self.timings
+    }
+
+    /// The last lines ComfyUI printed (at most 50).
+    pub fn log_tail(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).tail()
+    }
+
+    fn drain_log(&self) {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).drain();
+    }
+
+    /// The whole log so far.
+    pub(crate) fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_all()
+    }
+
+    /// `Some(description)` once the child has exited (it is reaped then).
+    pub fn exit_status(&self) -> Option<String> {
+        let mut exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        if exited.is_none() {
+            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(Some(status)) = child.try_wait() {
+                *exited = Some(status);
+                sys::unregister(self.pid);
+            }
+        }
+        exited.map(|s| s.to_string())
+    }
+
+    /// The [`HandlerError::ComfyDied`] for a child that has exited, with its log.
+    pub(crate) fn died(&self, status: String) -> HandlerError {
+        self.drain_log();
+        HandlerError::ComfyDied {
+            status,
+            log: self.log_path.clone(),
+            tail: self.log_tail(),
+        }
+    }
+
+    /// `/object_info`, fetched once per process.
+    pub fn object_info(&self) -> Result<Arc<Value>, HandlerError> {
+        let mut cache = self.object_info.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = cache.as_ref() {
+            return Ok(Arc::clone(v));
+        }
+        let v = Arc::new(
+            self.http
+                .get("/object_info", &[])?
+                .ok_json("GET /object_info")?,
+        );
+        *cache = Some(Arc::clone(&v));
+        Ok(v)
+    }
+
+    /// Stops ComfyUI: SIGINT to its process group, SIGTERM after the grace
+    /// period, SIGKILL two seconds later; then reaps it. Returns how it ended.
+    pub fn stop(mut self) -> Option<String> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Option<String> {
+        let grace = self.stop_grace;
+        let steps = [
+            (libc::SIGINT, grace),
+            (libc::SIGTERM, Duration::from_secs(2)),
+            (libc::SIGKILL, Duration::from_secs(5)),
+        ];
+        let mut status = self.exit_status();
+        for (sig, wait) in steps {
+            if status.is_some() {
+                break;
+            }
+            sys::signal_group(self.pid, sig);
+            let deadline = Instant::now() + wait;
+            while status.is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+                status = self.exit_status();
+            }
+        }
+        if status.is_none() {
+            // Still not gone after SIGKILL: block until the kernel has reaped it.
+            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(s) = child.wait() {
+                status = Some(s.to_string());
+            }
+        }
+        // Whatever ComfyUI spawned into its group goes with it.
+        sys::signal_group(self.pid, libc::SIGKILL);
+        sys::unregister(self.pid);
+        self.drain_log();
+        let _ = std::fs::remove_dir_all(&self.instance_dir);
+        status
+    }
+}
+
+impl Drop for ComfyProcess {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Checks that `/system_stats` comes from the process we started: its
+/// `system.argv` must hold our unique temp directory.
+fn identity(stats: Option<Value>, marker: &str) -> Result<(), String> {
+    let Some(stats) = stats else {
+        return Err("its /system_stats is not JSON".into());
+    };
+    let Some(argv) = stats.pointer("/system/argv").and_then(Value::as_array) else {
+        return Err("its /system_stats has no system.argv".into());
+    };
+    if argv.iter().any(|a| a.as_str() == Some(marker)) {
+        Ok(())
+    } else {
+        let shown: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+        Err(format!(
+            "its command line does not hold our instance marker: {}",
+            shown.join(" ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity;
+    use serde_json::json;
+
+    #[test]
+    fn identity_needs_our_marker_in_argv() {
+        let ours = json!({"system": {"argv": ["main.py", "--temp-directory", "/d/temp/abc"]}});
+        assert!(identity(Some(ours), "/d/temp/abc").is_ok());
+        let other = json!({"system": {"argv": ["main.py", "--temp-directory", "/d/temp/xyz"]}});
+        assert!(identity(Some(other), "/d/temp/abc").is_err());
+        assert!(identity(None, "/d/temp/abc").is_err());
+    }
+}

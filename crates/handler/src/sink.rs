@@ -1,0 +1,226 @@
+//! Where a job's outputs go, and the job's result JSON.
+//!
+//! - `base64` (default): the bytes are inlined in the JSON, in worker-comfyui's
+//!   shape `{"images": [{"filename", "type": "base64", "data"}], "errors"}`.
+//! - `dir:PATH`: the files are written under PATH (names sanitised, nothing can
+//!   escape PATH, nothing existing is overwritten) and the JSON lists their paths.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::error::HandlerError;
+use crate::outputs::{OutputData, OutputItem};
+
+/// Where outputs go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OutputSink {
+    /// Inline, base64-encoded, in the result JSON.
+    #[default]
+    Base64,
+    /// Written as files under this directory.
+    Dir(PathBuf),
+}
+
+impl FromStr for OutputSink {
+    type Err = String;
+
+    /// `base64` or `dir:PATH`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "base64" => Ok(OutputSink::Base64),
+            _ => match s.strip_prefix("dir:") {
+                Some(p) if !p.is_empty() => Ok(OutputSink::Dir(PathBuf::from(p))),
+                _ => Err(format!(
+                    "unknown output sink `{s}`: use `base64` or `dir:PATH`"
+                )),
+            },
+        }
+    }
+}
+
+/// How long the parts of a job took, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobTimings {
+    /// Uploading input images.
+    pub upload_ms: u64,
+    /// From `POST /prompt` to ComfyUI starting the prompt.
+    pub queue_ms: u64,
+    /// ComfyUI's own execution time (execution_start → execution_success timestamps).
+    pub exec_ms: u64,
+    /// Fetching the history and the outputs, and writing them to the sink.
+    pub fetch_ms: u64,
+    /// The whole job, as seen by the caller of `run_job`.
+    pub total_ms: u64,
+}
+
+/// A finished job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutput {
+    /// The prompt id (also the job id in output prefixes: `comfyver/<prompt_id>/`).
+    pub prompt_id: String,
+    /// The version that ran it.
+    pub version_id: String,
+    /// Every output, in node order.
+    pub items: Vec<OutputItem>,
+    /// Non-fatal problems (an output that could not be fetched, skipped outputs, ...).
+    pub errors: Vec<String>,
+    /// Timings.
+    pub timings: JobTimings,
+}
+
+impl JobOutput {
+    /// The result JSON: worker-comfyui's `{"images": [...], "errors": [...]}`
+    /// extended with `kind`, `node_id`, an `outputs` array for everything that
+    /// is not under `images`, `status`, `timings`, `version_id` and `prompt_id`.
+    pub fn to_json(&self) -> Value {
+        let mut images = Vec::new();
+        let mut outputs = Vec::new();
+        for item in &self.items {
+            let mut v =
+                json!({"filename": item.filename, "kind": item.kind, "node_id": item.node_id});
+            match &item.data {
+                OutputData::Bytes(b) => {
+                    v["type"] = json!("base64");
+                    v["data"] = json!(base64::engine::general_purpose::STANDARD.encode(b));
+                }
+                OutputData::Path(p) => {
+                    v["type"] = json!("path");
+                    v["path"] = json!(p.to_string_lossy());
+                }
+                OutputData::Text(t) => {
+                    v = json!({"kind": "text", "node_id": item.node_id, "type": "text", "text": t});
+                }
+            }
+            if item.key == "images" {
+                images.push(v);
+            } else {
+                outputs.push(v);
+            }
+        }
+        let status = if images.is_empty() {
+            "success_no_images"
+        } else {
+            "success"
+        };
+        let t = &self.timings;
+        let mut out = json!({
+            "status": status,
+            "images": images,
+            "outputs": outputs,
+            "timings": {"upload_ms": t.upload_ms, "queue_ms": t.queue_ms, "exec_ms": t.exec_ms,
+                        "fetch_ms": t.fetch_ms, "total_ms": t.total_ms},
+            "version_id": self.version_id,
+            "prompt_id": self.prompt_id,
+        });
+        if !self.errors.is_empty() {
+            out["errors"] = json!(self.errors);
+        }
+        out
+    }
+}
+
+/// Makes one path component safe: characters outside letters, digits and
+/// `._-+@ ()[],=` become `_`, leading dots and dashes are dropped.
+pub fn sanitize_component(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+@ ()[],=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s = s.trim_start_matches(['.', '-', ' ']).trim_end().to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    if s.is_empty() || !comfyver_spec::names::is_safe_component(&s) {
+        "output".to_string()
+    } else {
+        s
+    }
+}
+
+/// Writes the file outputs under `dir`, replacing their bytes by their paths.
+/// `job_prefix` (`comfyver/<id>`) is removed from subfolders first.
+pub(crate) fn write_to_dir(
+    dir: &Path,
+    job_prefix: &str,
+    items: &mut [OutputItem],
+) -> Result<(), HandlerError> {
+    for item in items.iter_mut() {
+        let OutputData::Bytes(bytes) = &item.data else {
+            continue;
+        };
+        let sub = item
+            .subfolder
+            .strip_prefix(job_prefix)
+            .unwrap_or(&item.subfolder);
+        let mut target = dir.to_path_buf();
+        for part in sub
+            .split(['/', '\\'])
+            .filter(|p| !p.is_empty() && *p != ".")
+        {
+            target.push(sanitize_component(part));
+        }
+        std::fs::create_dir_all(&target)
+            .map_err(|e| HandlerError::io("could not create output directory", &target, e))?;
+        let path = unused_name(&target, &sanitize_component(&item.filename));
+        comfyver_fs::write_atomic(&path, bytes).map_err(|e| HandlerError::Io {
+            what: "could not write output",
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        item.data = OutputData::Path(path);
+    }
+    Ok(())
+}
+
+/// `dir/name`, or `dir/stem-N.ext` when that exists (outputs never overwrite).
+fn unused_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    (1..)
+        .map(|n| dir.join(format!("{stem}-{n}{ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_sanitised() {
+        assert_eq!(sanitize_component("../../etc"), "_.._etc");
+        assert_eq!(sanitize_component(".."), "output");
+        assert_eq!(sanitize_component("a/b\\c"), "a_b_c");
+        assert_eq!(sanitize_component("ok_00001_.png"), "ok_00001_.png");
+        assert_eq!(sanitize_component("-rf"), "rf");
+    }
+
+    #[test]
+    fn sinks_parse() {
+        assert_eq!("base64".parse::<OutputSink>(), Ok(OutputSink::Base64));
+        assert_eq!(
+            "dir:/x".parse::<OutputSink>(),
+            Ok(OutputSink::Dir("/x".into()))
+        );
+        assert!("gcs:x".parse::<OutputSink>().is_err());
+    }
+}
