@@ -71,11 +71,39 @@ impl Default for JobOptions {
 const TICK: Duration = Duration::from_millis(100);
 /// History poll interval once the WebSocket is gone.
 const FAST_POLL: Duration = Duration::from_millis(100);
+/// After a transport error, how long to wait for the child's exit to show.
+const DEATH_WAIT: Duration = Duration::from_secs(2);
 /// How long to wait for ComfyUI to acknowledge an interrupt.
 const INTERRUPT_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs `job` on `comfy` and returns its outputs, or a readable error.
 pub fn run_job(
+    comfy: &ComfyProcess,
+    job: &Job,
+    opts: &JobOptions,
+    reporter: &dyn JobReporter,
+) -> Result<JobOutput, HandlerError> {
+    run_job_inner(comfy, job, opts, reporter).map_err(|e| match e {
+        // A transport error is usually ComfyUI dying: say so, with its log.
+        HandlerError::Http { .. }
+        | HandlerError::BadResponse { .. }
+        | HandlerError::WebSocket(_) => {
+            let until = Instant::now() + DEATH_WAIT;
+            loop {
+                if let Some(status) = comfy.exit_status() {
+                    break comfy.died(status);
+                }
+                if Instant::now() >= until {
+                    break e;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        other => other,
+    })
+}
+
+fn run_job_inner(
     comfy: &ComfyProcess,
     job: &Job,
     opts: &JobOptions,
@@ -445,7 +473,7 @@ fn check_status(workflow: &Value, entry: &Value) -> Result<(), HandlerError> {
                     node_id,
                     class_type,
                     exception_type: s("exception_type"),
-                    message: s("exception_message"),
+                    message: s("exception_message").trim_end().to_string(),
                     traceback: last,
                 });
             }

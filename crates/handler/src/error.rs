@@ -171,7 +171,7 @@ pub enum HandlerError {
     },
     /// The workflow uses a node class that this version does not have.
     #[error(
-        "node class {class_type} (node {node_id}) is not available in version {version_id}; is its custom node in the spec?{}",
+        "node class {class_type} is not available in version {version_id}; is its custom node in the spec? (used by node {node_id}){}",
         fmt_failed_packs(failed_packs)
     )]
     MissingNode {

@@ -83,3 +83,22 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Live (non-zombie) processes whose working directory is under `dir`:
+/// after a test, none may be left in the home's ComfyUI copy.
+pub fn procs_in(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if cwd.starts_with(&dir) && comfyver_handler::process_exists(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
