@@ -153,15 +153,22 @@ fn list_blocking(
         .remote_at_without_url_rewrite(url)?
         .with_fetch_tags(Tags::None)
         .with_refspecs(specs.iter().map(String::as_str), Direction::Fetch)?;
-    let (map, _handshake) = remote.connect(Direction::Fetch)?.ref_map(
-        gix::progress::Discard,
-        ref_map::Options {
-            // Let the server send only HEAD, branches, tags (and the extra ref):
-            // hosting services also advertise thousands of pull-request refs.
-            prefix_from_spec_as_filter_on_remote: true,
-            ..Default::default()
-        },
-    )?;
+    // Credentials come from the URL or from `git credential fill`, i.e. the
+    // user's git credential helpers (the scratch repository itself is
+    // isolated from git config). git prompts only when a terminal is attached
+    // and GIT_TERMINAL_PROMPT is not 0.
+    let (map, _handshake) = remote
+        .connect(Direction::Fetch)?
+        .with_credentials(gix::credentials::builtin)
+        .ref_map(
+            gix::progress::Discard,
+            ref_map::Options {
+                // Let the server send only HEAD, branches, tags (and the extra ref):
+                // hosting services also advertise thousands of pull-request refs.
+                prefix_from_spec_as_filter_on_remote: true,
+                ..Default::default()
+            },
+        )?;
     let mut out = Vec::new();
     for r in &map.remote_refs {
         let converted = match r {
@@ -208,14 +215,20 @@ fn list_blocking(
 fn classify(err: &gix::Error, url: &str) -> RemoteFailure {
     let text = error_text(err, &[url]);
     let lower = text.to_ascii_lowercase();
+    // gix refuses to send URL credentials over plain http: the cause says so.
+    if lower.contains("clear text") {
+        return RemoteFailure::Unreachable(RemoteCause(text));
+    }
     if err.dominant_class() == Some(gix::error::Class::Unauthenticated)
         || [
             "authentication",
-            "credentials",
             "401",
             "403",
             "permission denied (publickey",
             "could not read username",
+            "could not read password",
+            "terminal prompts disabled",
+            "failed to obtain credentials",
         ]
         .iter()
         .any(|needle| lower.contains(needle))
