@@ -118,6 +118,14 @@ impl ComfyProcess {
 
     fn start_once(env: &ComfyEnv, opts: &StartOptions) -> Result<ComfyProcess, HandlerError> {
         let t0 = Instant::now();
+        let main_py = env.core_dir.join("main.py");
+        if !main_py.is_file() {
+            return Err(HandlerError::io(
+                "ComfyUI's main.py is missing (is the version realized?):",
+                &main_py,
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
         let token = crate::uuid::new_v4();
         let short = &token[..8];
         let input = env.data_dir.join("input");
