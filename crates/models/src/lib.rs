@@ -1,1 +1,40 @@
-//! comfyver-models (being built).
+//! The shared model store of comfyver (`MODELS_DIR`).
+//!
+//! Each model lives once at `<MODELS_DIR>/<target_subdir>/<name>`, shared by
+//! every version whose spec names the same source; the source is the model's
+//! key ([`source_key`]). The store keeps an index (`.comfyver/index.json`)
+//! with each file's redacted source, size, BLAKE3, SHA-256 when known,
+//! ETag/Last-Modified and when it was verified.
+//!
+//! - [`fetch_models`]: downloads over HTTP(S) (ureq; `hf://` and CivitAI URLs,
+//!   `HF_TOKEN`/`CIVITAI_TOKEN` by host) into `.comfyver/partial/`, hashed on
+//!   the fly, resumed with `Range` + `If-Range`, retried with backoff, verified
+//!   and renamed into place; local sources are hard-linked or copied. Existing
+//!   files are adopted when their checksum matches, kept when there is none.
+//!   Nothing incomplete or unverified is ever put at a model's final path.
+//! - [`is_present`]: the warm-path check (one `stat`).
+//! - [`verify_models`], [`list_store`], [`gc_plan`] / [`gc_apply`].
+//! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store.
+
+mod auth;
+mod download;
+mod error;
+mod fetch;
+mod gc;
+mod hash;
+mod index;
+mod local;
+mod progress;
+mod store;
+mod verify;
+mod yaml;
+
+pub use auth::{CIVITAI_TOKEN_ENV, HF_TOKEN_ENV};
+pub use error::ModelsError;
+pub use fetch::{FetchOptions, FetchOutcome, FetchStatus, ModelReport, fetch_models, is_present};
+pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
+pub use index::{Index, IndexEntry};
+pub use progress::{NoProgress, Reporter};
+pub use store::{META_DIR, model_file, source_key};
+pub use verify::{VerifyReport, VerifyStatus, verify_models};
+pub use yaml::{YAML_SECTION, extra_model_paths_yaml};

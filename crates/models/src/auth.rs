@@ -1,0 +1,115 @@
+//! Tokens by host: `HF_TOKEN` for the Hugging Face endpoint's host,
+//! `CIVITAI_TOKEN` for civitai.com. Sent as `Authorization: Bearer`, which ureq
+//! drops on a redirect to another host (signed CDN URLs need none).
+
+use comfyver_spec::HF_ENDPOINT_ENV;
+
+/// Environment variable holding the Hugging Face token.
+pub const HF_TOKEN_ENV: &str = "HF_TOKEN";
+/// Environment variable holding the CivitAI token.
+pub const CIVITAI_TOKEN_ENV: &str = "CIVITAI_TOKEN";
+
+const DEFAULT_HF_HOST: &str = "huggingface.co";
+
+/// The lower-case host of an http(s) URL, without port or user-info.
+pub(crate) fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// The tokens read from the environment once per fetch.
+#[derive(Clone, Default)]
+pub(crate) struct Tokens {
+    hf_host: String,
+    hf: Option<String>,
+    civitai: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("hf_host", &self.hf_host)
+            .field("hf", &self.hf.as_ref().map(|_| "***"))
+            .field("civitai", &self.civitai.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+fn env_token(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+impl Tokens {
+    pub fn from_env() -> Tokens {
+        let hf_host = std::env::var(HF_ENDPOINT_ENV)
+            .ok()
+            .and_then(|e| host_of(&e))
+            .unwrap_or_else(|| DEFAULT_HF_HOST.to_string());
+        Tokens {
+            hf_host,
+            hf: env_token(HF_TOKEN_ENV),
+            civitai: env_token(CIVITAI_TOKEN_ENV),
+        }
+    }
+
+    /// The bearer token for `url`, if any.
+    pub fn for_url(&self, url: &str) -> Option<&str> {
+        let host = host_of(url)?;
+        if host == self.hf_host || host.ends_with(&format!(".{}", self.hf_host)) {
+            return self.hf.as_deref();
+        }
+        if host == "civitai.com" || host.ends_with(".civitai.com") {
+            return self.civitai.as_deref();
+        }
+        None
+    }
+
+    /// Removes every token from `text` (for error details from libraries).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for t in [&self.hf, &self.civitai].into_iter().flatten() {
+            out = out.replace(t.as_str(), "***");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_go_to_their_hosts_only() {
+        let t = Tokens {
+            hf_host: "huggingface.co".into(),
+            hf: Some("hf_x".into()),
+            civitai: Some("cv_y".into()),
+        };
+        assert_eq!(
+            t.for_url("https://huggingface.co/a/b/resolve/main/c"),
+            Some("hf_x")
+        );
+        assert_eq!(
+            t.for_url("https://civitai.com/api/download/models/1"),
+            Some("cv_y")
+        );
+        assert_eq!(t.for_url("https://evilhuggingface.co/x"), None);
+        assert_eq!(t.for_url("https://cdn.example/x"), None);
+        assert_eq!(
+            host_of("http://u:p@127.0.0.1:8080/x"),
+            Some("127.0.0.1".into())
+        );
+        assert_eq!(t.scrub("bad hf_x here"), "bad *** here");
+        assert!(!format!("{t:?}").contains("hf_x"));
+    }
+}

@@ -1,0 +1,374 @@
+//! Bringing a version's models into the store: present files are kept,
+//! matching existing files adopted, the rest downloaded or copied in parallel.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use comfyver_fs::{CacheLayout, FileLock};
+use comfyver_spec::{LockedModel, ModelSource, redact};
+
+use crate::hash::{Digests, first_mismatch, hash_file};
+use crate::index::{Index, IndexEntry, record};
+use crate::store::{model_file, model_lock, mtime_ns, now_secs, source_key};
+use crate::{ModelsError, Reporter, download, local};
+
+/// How [`fetch_models`] behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// Models fetched at once (at least 1).
+    pub jobs: usize,
+    /// Use no network: missing remote models are reported, not fetched.
+    pub offline: bool,
+    /// Fetch nothing (`skip_models`): missing models are reported.
+    pub skip: bool,
+    /// Retries after a transient failure (connection reset, timeout, 5xx,
+    /// short body) without progress; progress resets the count.
+    pub retries: u32,
+    /// The first pause before a retry; doubled each time, at most 30 s.
+    pub retry_delay: Duration,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Stall timeout: the longest wait for the next bytes.
+    pub read_timeout: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> FetchOptions {
+        FetchOptions {
+            jobs: 4,
+            offline: false,
+            skip: false,
+            retries: 5,
+            retry_delay: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What happened to one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchStatus {
+    /// Already in the store and indexed; nothing was read.
+    Present,
+    /// Downloaded and verified.
+    Downloaded {
+        /// Bytes an earlier, interrupted run had left (0 for a fresh start).
+        resumed_from: u64,
+        /// Bytes received by this run.
+        received: u64,
+    },
+    /// A local source hard-linked (`linked`) or copied into the store.
+    Placed {
+        /// Whether it was hard-linked rather than copied.
+        linked: bool,
+    },
+    /// A file already at the path matched the spec's checksum and was indexed.
+    Adopted,
+    /// A file already at the path was kept; the spec gives no checksum to compare.
+    KeptUnverified,
+    /// Not in the store and not fetched (offline or skipped).
+    Missing {
+        /// Why it was not fetched.
+        reason: String,
+    },
+}
+
+/// One model's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelReport {
+    /// `<target_subdir>/<name>` in the store.
+    pub path: String,
+    /// The source, redacted.
+    pub source: String,
+    /// What happened.
+    pub status: FetchStatus,
+}
+
+/// The result of [`fetch_models`], in the order of the input (duplicates removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchOutcome {
+    /// One report per distinct model.
+    pub models: Vec<ModelReport>,
+}
+
+impl FetchOutcome {
+    /// The models that are still missing (offline or skipped): the caller
+    /// should warn about them.
+    pub fn missing(&self) -> Vec<&ModelReport> {
+        self.models
+            .iter()
+            .filter(|m| matches!(m.status, FetchStatus::Missing { .. }))
+            .collect()
+    }
+
+    /// The models kept without verification.
+    pub fn unverified(&self) -> Vec<&ModelReport> {
+        self.models
+            .iter()
+            .filter(|m| m.status == FetchStatus::KeptUnverified)
+            .collect()
+    }
+}
+
+/// Everything a worker needs.
+struct Job<'a> {
+    layout: &'a CacheLayout,
+    opts: &'a FetchOptions,
+    reporter: &'a dyn Reporter,
+    client: download::Client,
+}
+
+/// Brings every model into the store of `layout`. Paths are checked and
+/// conflicts (two sources, one path) refused before anything is written.
+/// Models are fetched `opts.jobs` at a time, each under its own
+/// cross-process lock; every failure is returned (several as
+/// [`ModelsError::Several`]) after the others have finished.
+pub fn fetch_models(
+    models: &[LockedModel],
+    layout: &CacheLayout,
+    opts: &FetchOptions,
+    reporter: &dyn Reporter,
+) -> Result<FetchOutcome, ModelsError> {
+    let unique = distinct(models)?;
+    let job = Job {
+        layout,
+        opts,
+        reporter,
+        client: download::Client::new(opts),
+    };
+    let results: Mutex<Vec<Option<Result<FetchStatus, ModelsError>>>> =
+        Mutex::new((0..unique.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, unique.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(m) = unique.get(i) else { break };
+                    let r = fetch_one(&job, m);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                }
+            });
+        }
+    });
+    let mut outcome = FetchOutcome::default();
+    let mut errors = Vec::new();
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (m, r) in unique.iter().zip(results) {
+        match r {
+            Some(Ok(status)) => outcome.models.push(ModelReport {
+                path: m.path.clone(),
+                source: redact(&m.source),
+                status,
+            }),
+            Some(Err(e)) => errors.push(e),
+            None => {}
+        }
+    }
+    match errors.len() {
+        0 => Ok(outcome),
+        1 => Err(errors.remove(0)),
+        _ => Err(ModelsError::Several(errors)),
+    }
+}
+
+/// Checks paths, removes exact duplicates and refuses two sources on one path.
+fn distinct(models: &[LockedModel]) -> Result<Vec<LockedModel>, ModelsError> {
+    let mut by_path: BTreeMap<&str, &LockedModel> = BTreeMap::new();
+    let mut out = Vec::new();
+    for m in models {
+        crate::store::check_path(&m.path)?;
+        match by_path.get(m.path.as_str()) {
+            Some(prev) if source_key(&prev.source) != source_key(&m.source) => {
+                return Err(ModelsError::Conflict {
+                    path: m.path.clone(),
+                    first: redact(&prev.source),
+                    second: redact(&m.source),
+                });
+            }
+            Some(_) => {}
+            None => {
+                by_path.insert(&m.path, m);
+                out.push(m.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn fetch_one(job: &Job<'_>, m: &LockedModel) -> Result<FetchStatus, ModelsError> {
+    let models_dir = job.layout.models_dir();
+    let dest = model_file(models_dir, m)?;
+    let key = source_key(&m.source);
+    let source = ModelSource::parse(&m.source).map_err(|source| ModelsError::BadSource {
+        path: m.path.clone(),
+        url: redact(&m.source),
+        source,
+    })?;
+    if let Some(status) = existing(job.layout, m, &key, &dest, false)? {
+        return Ok(status);
+    }
+    let is_local = matches!(source, ModelSource::Local { .. });
+    if job.opts.skip {
+        return Ok(FetchStatus::Missing {
+            reason: "model downloads are skipped (skip_models)".into(),
+        });
+    }
+    if job.opts.offline && !is_local {
+        return Ok(FetchStatus::Missing {
+            reason: "offline: not downloaded".into(),
+        });
+    }
+    let _lock = FileLock::acquire(&model_lock(job.layout, &key))?;
+    // Another process may have finished it while we waited.
+    if let Some(status) = existing(job.layout, m, &key, &dest, true)? {
+        return Ok(status);
+    }
+    let (status, digests, etag, last_modified) = match &source {
+        ModelSource::Local { path } => {
+            let (linked, d) = local::place(job.reporter, m, path, &dest)?;
+            (FetchStatus::Placed { linked }, d, None, None)
+        }
+        _ => {
+            let url = source
+                .download_url()
+                .ok_or_else(|| ModelsError::BadSource {
+                    path: m.path.clone(),
+                    url: redact(&m.source),
+                    source: comfyver_spec::ModelSourceError::Malformed(redact(&m.source)),
+                })?;
+            let d =
+                download::download(&job.client, job.reporter, models_dir, &key, m, &url, &dest)?;
+            (
+                FetchStatus::Downloaded {
+                    resumed_from: d.resumed_from,
+                    received: d.received,
+                },
+                d.digests,
+                d.etag,
+                d.last_modified,
+            )
+        }
+    };
+    index_file(job.layout, m, &key, &dest, &digests, etag, last_modified)?;
+    Ok(status)
+}
+
+/// Records a verified file in the index.
+fn index_file(
+    layout: &CacheLayout,
+    m: &LockedModel,
+    key: &str,
+    dest: &Path,
+    d: &Digests,
+    etag: Option<String>,
+    last_modified: Option<String>,
+) -> Result<(), ModelsError> {
+    let meta = std::fs::metadata(dest).map_err(|e| ModelsError::io("read", dest, e))?;
+    record(
+        layout,
+        &m.path,
+        IndexEntry {
+            url: redact(&m.source),
+            key: key.to_string(),
+            size: d.len,
+            blake3: d.blake3.clone(),
+            sha256: d.sha256.clone(),
+            etag,
+            last_modified,
+            mtime_ns: mtime_ns(&meta),
+            verified_at: now_secs(),
+        },
+    )
+}
+
+/// Whether an index entry already proves what the spec expects.
+pub(crate) fn entry_satisfies(e: &IndexEntry, m: &LockedModel) -> bool {
+    m.size.is_none_or(|s| s == e.size)
+        && m.sha256
+            .as_ref()
+            .is_none_or(|s| e.sha256.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(s)))
+        && m.blake3
+            .as_ref()
+            .is_none_or(|b| b.eq_ignore_ascii_case(&e.blake3))
+}
+
+/// Handles a file already at `dest`: `None` when there is none. Without
+/// `may_hash`, only the index is consulted (a file that would need hashing
+/// gives `None`, so the caller retries under the lock).
+fn existing(
+    layout: &CacheLayout,
+    m: &LockedModel,
+    key: &str,
+    dest: &Path,
+    may_hash: bool,
+) -> Result<Option<FetchStatus>, ModelsError> {
+    let meta = match std::fs::metadata(dest) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ModelsError::io("read", dest, e)),
+    };
+    if !meta.is_file() {
+        return Err(ModelsError::io(
+            "use",
+            dest,
+            std::io::Error::other("it exists but is not a regular file; remove it"),
+        ));
+    }
+    let index = Index::read(layout.models_dir()).unwrap_or_default();
+    if let Some(e) = index.models.get(&m.path) {
+        if e.key != key {
+            return Err(ModelsError::Conflict {
+                path: m.path.clone(),
+                first: e.url.clone(),
+                second: redact(&m.source),
+            });
+        }
+        if e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) && entry_satisfies(e, m) {
+            return Ok(Some(FetchStatus::Present));
+        }
+    }
+    if let Some(size) = m.size
+        && size != meta.len()
+    {
+        return Err(ModelsError::ExistingMismatch {
+            file: dest.to_path_buf(),
+            what: "size",
+            expected: size.to_string(),
+            actual: meta.len().to_string(),
+        });
+    }
+    if m.sha256.is_none() && m.blake3.is_none() {
+        return Ok(Some(FetchStatus::KeptUnverified));
+    }
+    if !may_hash {
+        return Ok(None);
+    }
+    let d = hash_file(dest, m.sha256.is_some())?;
+    if let Some((what, expected, actual)) =
+        first_mismatch(&d, m.size, m.sha256.as_deref(), m.blake3.as_deref())
+    {
+        return Err(ModelsError::ExistingMismatch {
+            file: dest.to_path_buf(),
+            what,
+            expected,
+            actual,
+        });
+    }
+    index_file(layout, m, key, dest, &d, None, None)?;
+    Ok(Some(FetchStatus::Adopted))
+}
+
+/// The warm-path check: the file is at its final path with the expected size
+/// (when the spec gives one). Only a `stat`; nothing is hashed.
+pub fn is_present(layout: &CacheLayout, model: &LockedModel) -> bool {
+    let Ok(dest) = model_file(layout.models_dir(), model) else {
+        return false;
+    };
+    std::fs::metadata(dest)
+        .is_ok_and(|meta| meta.is_file() && model.size.is_none_or(|s| s == meta.len()))
+}
