@@ -321,10 +321,10 @@ fn respond(
                 return simple(conn, 500, "", "injected failure", log);
             }
             Fault::Status(code) => return simple(conn, *code, "", "injected status", log),
-            Fault::RequireBearer(token) => {
-                if req.header("Authorization").as_deref() != Some(&format!("Bearer {token}")) {
-                    return simple(conn, 401, "", "missing or wrong token", log);
-                }
+            Fault::RequireBearer(token)
+                if req.header("Authorization").as_deref() != Some(&format!("Bearer {token}")) =>
+            {
+                return simple(conn, 401, "", "missing or wrong token", log);
             }
             Fault::Redirect(to) => {
                 return simple(conn, 302, &format!("Location: {to}\r\n"), "", log);
