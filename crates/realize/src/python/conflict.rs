@@ -18,7 +18,8 @@ pub(crate) fn is_resolution_failure(output: &str) -> bool {
 /// requirement whose package uv or pip mentions (or whose line of the
 /// combined file pip cites as `(line N)`) is named with its origin.
 pub(crate) fn attribute(requirements: &[Requirement], output: ToolOutput) -> PythonError {
-    let text = relevant_part(&output.0);
+    let explanation = explanation(&output.0);
+    let text = relevant_part(&explanation);
     let words: BTreeSet<String> = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .map(|w| normalize_name(w.trim_end_matches('.')))
@@ -56,6 +57,26 @@ pub(crate) fn attribute(requirements: &[Requirement], output: ToolOutput) -> Pyt
         }
     };
     PythonError::Conflict { summary, output }
+}
+
+/// The output without pip's progress lines (`Processing x.whl (from -r
+/// requirements.in (line 2))` mentions every package, clashing or not).
+fn explanation(output: &str) -> String {
+    const PROGRESS: &[&str] = &[
+        "Processing ",
+        "Looking in ",
+        "Collecting ",
+        "Downloading ",
+        "Requirement already",
+        "Using cached",
+        "Obtaining ",
+        "INFO:",
+    ];
+    output
+        .lines()
+        .filter(|l| !PROGRESS.iter().any(|p| l.trim_start().starts_with(p)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// uv explains from `No solution found`; pip from its first `ERROR:` (its
@@ -120,7 +141,8 @@ mod tests {
             req("trans", "custom_nodes/a/requirements.txt"),
             req("other", "spec"),
         ];
-        let out = "Processing ./other.whl\nERROR: Cannot install -r requirements.in (line 2) and x";
+        let out = "ERROR: Cannot install -r requirements.in (line 2) and x\n\
+                   Processing ./other.whl (from -r requirements.in (line 3))";
         let err = attribute(&reqs, ToolOutput(out.into())).to_string();
         assert!(
             err.contains("`trans` (from custom_nodes/a/requirements.txt)"),
