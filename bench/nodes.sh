@@ -90,6 +90,10 @@ printf 'repos=%s  git clone+checkout (sequential): %.3f s\n' "$REPOS" "$git_s"
 printf 'comfyver nodes fetch cold: %.3f s  (ratio git/cold = %.2fx)\n' "$cold_s" "$(echo "$git_s / $cold_s" | bc -l)"
 printf 'comfyver nodes fetch warm: %.3f s  (ratio git/warm = %.1fx)\n' "$warm_s" "$(echo "$git_s / $warm_s" | bc -l)"
 if command -v strace >/dev/null; then
-  n=$(strace -f -c -e trace=network "$bin" -q --cache-dir "$work/cache" nodes fetch bench 2>&1 | awk '/total/ {print $3}')
-  echo "warm run network syscalls: ${n:-0}"
+  strace -f -qq -o "$work/warm.trace" -e trace=execve,connect,openat \
+    "$bin" -q --cache-dir "$work/cache" nodes fetch bench
+  spawned=$(grep -c 'execve(' "$work/warm.trace" || true)
+  connects=$(grep -c 'connect(' "$work/warm.trace" || true)
+  gitopens=$(grep -c 'openat(.*\.git/' "$work/warm.trace" || true)
+  echo "warm run: $((spawned - 1)) child processes, $connects connect() calls, $gitopens files opened under .git/ (stat-only)"
 fi
