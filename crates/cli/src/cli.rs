@@ -73,4 +73,6 @@ pub enum Command {
     Schema,
     /// The node cache: fill it for a version (`fetch`) or inspect it (`list`).
     Nodes(commands::nodes::NodesArgs),
+    /// Resolve refs to exact commits and write the version's lock.
+    Resolve(commands::resolve::ResolveArgs),
 }

@@ -158,7 +158,14 @@ fn run(
     let looked = parallel(&todo, opts.jobs, |&i| {
         let e = &entries[i];
         let shown = shown_repo(e, opts);
-        reporter.resolving(&e.label, &shown);
+        if lister.is_some() {
+            reporter.resolving(&e.label, &shown);
+        } else {
+            reporter.resolving(
+                &e.label,
+                &format!("the local mirror of {}", e.repo_redacted()),
+            );
+        }
         let result = match &lister {
             Some(lister) => match online(e, &shown, lister, layout, opts) {
                 Ok((commit, source)) => Looked::Found(commit, source),

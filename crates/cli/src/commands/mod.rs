@@ -2,6 +2,7 @@
 
 pub mod list;
 pub mod nodes;
+pub mod resolve;
 pub mod schema;
 pub mod show;
 pub mod validate;
@@ -19,5 +20,6 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(ctx, args),
         Command::Schema => schema::run(ctx),
         Command::Nodes(args) => nodes::run(ctx, args),
+        Command::Resolve(args) => resolve::run(ctx, args),
     }
 }

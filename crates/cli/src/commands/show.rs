@@ -16,10 +16,13 @@ pub struct ShowArgs {
 pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let loaded = ctx.load(&args.id)?;
     let spec = &loaded.spec;
+    let lock = comfyver_resolver::read_lock(&ctx.layout, &spec.version_id)?;
     if ctx.json {
-        ctx.out.json(
-            &json!({"spec": spec, "spec_path": loaded.path, "spec_digest": spec.digest().as_str()}),
-        );
+        let mut v =
+            json!({"spec": spec, "spec_path": loaded.path, "spec_digest": spec.digest().as_str()});
+        v["lock"] = serde_json::to_value(&lock)?;
+        v["lock_current"] = lock.as_ref().is_some_and(|l| l.matches(spec)).into();
+        ctx.out.json(&v);
         return Ok(ExitCode::SUCCESS);
     }
     let o = &ctx.out;
@@ -47,6 +50,31 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<ExitCode> {
             m.relative_path(),
             redact(&m.source)
         ));
+    }
+    match &lock {
+        None => o.data(&format!(
+            "lock      not resolved yet (run `comfyver resolve {}`)",
+            spec.version_id
+        )),
+        Some(lock) => {
+            let state = if lock.matches(spec) {
+                "current"
+            } else {
+                "stale: the spec changed since; run `comfyver resolve`"
+            };
+            o.data(&format!(
+                "lock      {} ({state})",
+                ctx.layout.lock_file(&spec.version_id).display()
+            ));
+            o.data(&format!("locked    {:<28} {}", "comfy", lock.comfy.commit));
+            for n in &lock.custom_nodes {
+                o.data(&format!(
+                    "locked    {:<28} {}",
+                    n.name.as_deref().unwrap_or_default(),
+                    n.commit
+                ));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,465 @@
+//! `comfyver resolve` and the lock part of `comfyver show`, run as real
+//! processes against bare repositories built at test time (file:// and git://).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use comfyver_testkit::git::{GitDaemon, Repo, git};
+use serde_json::{Value, json};
+
+struct Env {
+    root: tempfile::TempDir,
+    versions: PathBuf,
+    cache: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let root = tempfile::tempdir().unwrap();
+        let versions = root.path().join("versions");
+        let cache = root.path().join("cache");
+        std::fs::create_dir_all(&versions).unwrap();
+        Env {
+            root,
+            versions,
+            cache,
+        }
+    }
+
+    fn repos(&self) -> PathBuf {
+        let p = self.root.path().join("remotes");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_comfyver"));
+        c.arg("--cache-dir")
+            .arg(&self.cache)
+            .arg("--versions-dir")
+            .arg(&self.versions)
+            .args(args)
+            .env_remove("COMFY_CACHE")
+            .env_remove("COMFY_VERSIONS_DIR")
+            .env_remove("COMFYVER_OFFLINE")
+            .env_remove("COMFYVER_URL_REWRITES")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn write_spec(&self, id: &str, comfy: Value, nodes: Value) {
+        let v =
+            json!({"schema_version": 2, "version_id": id, "comfy": comfy, "custom_nodes": nodes});
+        std::fs::write(self.versions.join(format!("{id}.json")), v.to_string()).unwrap();
+    }
+
+    fn lock_path(&self, id: &str) -> PathBuf {
+        self.cache.join("resolved").join(format!("{id}.lock.json"))
+    }
+
+    fn lock(&self, id: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(self.lock_path(id)).unwrap()).unwrap()
+    }
+}
+
+fn ok(out: &Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status.code()
+    );
+    (stdout, stderr)
+}
+
+fn fails(out: &Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// main (3 commits), dev, tag `light`, annotated tag `v2`; returns
+/// [light, v2, main, dev, root commit].
+fn repo(root: &Path, name: &str) -> (Repo, Vec<String>) {
+    let mut r = Repo::new(root, name);
+    r.write(&[("__init__.py", "X = 1\n")]);
+    let c0 = r.commit("zero");
+    let c1 = r.commit("one");
+    r.tag("light");
+    let c2 = r.commit("two");
+    r.annotated_tag("v2");
+    r.branch("dev");
+    let cd = r.commit("dev");
+    r.checkout("main");
+    let c3 = r.commit("three");
+    r.push();
+    (r, vec![c1, c2, c3, cd, c0])
+}
+
+fn mtime(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+fn tree(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push((p.clone(), None));
+                stack.push(p);
+            } else {
+                out.push((p.clone(), Some(std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn resolve_over_git_daemon_then_unchanged_without_network() {
+    let env = Env::new();
+    let (_core, cc) = repo(&env.repos(), "core");
+    let (_pack, pc) = repo(&env.repos(), "pack");
+    let mut daemon = GitDaemon::start(&env.repos());
+    env.write_spec(
+        "v1",
+        json!({"repo": daemon.url("core.git")}),
+        json!([{"repo": daemon.url("pack.git"), "ref": "v2"}]),
+    );
+    let (stdout, stderr) = ok(&env.run(&["resolve", "v1"]));
+    assert!(
+        stdout.contains(&format!("comfy  HEAD -> {}", &cc[2][..12])),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("pack   v2 -> {}", &pc[1][..12])),
+        "{stdout}"
+    );
+    assert!(stderr.contains("resolving comfy from git://"), "{stderr}");
+    assert!(stderr.contains("lock written: "), "{stderr}");
+    let lock = env.lock("v1");
+    assert_eq!(lock["custom_nodes"][0]["commit"], pc[1].as_str());
+    let bytes = std::fs::read(env.lock_path("v1")).unwrap();
+    let before = mtime(&env.lock_path("v1"));
+
+    daemon.stop();
+    let (stdout2, stderr2) = ok(&env.run(&["resolve", "v1"]));
+    assert_eq!(stdout2, stdout);
+    assert!(stderr2.contains("lock unchanged"), "{stderr2}");
+    assert!(!stderr2.contains("resolving"), "no network: {stderr2}");
+    assert_eq!(std::fs::read(env.lock_path("v1")).unwrap(), bytes);
+    assert_eq!(mtime(&env.lock_path("v1")), before);
+
+    // -q hides progress and status lines.
+    let (_, quiet) = ok(&env.run(&["-q", "resolve", "v1"]));
+    assert!(quiet.is_empty(), "{quiet}");
+}
+
+#[test]
+fn update_flags_and_spec_edits_change_only_what_they_should() {
+    let env = Env::new();
+    let (mut core, cc) = repo(&env.repos(), "core");
+    let (mut a, _) = repo(&env.repos(), "a");
+    let (mut b, bc) = repo(&env.repos(), "b");
+    let (core_url, a_url, b_url) = (core.file_url(), a.file_url(), b.file_url());
+    let spec = |a_ref: &str| {
+        (
+            json!({"repo": core_url, "ref": "main"}),
+            json!([
+                {"repo": a_url, "ref": a_ref},
+                {"repo": b_url, "ref": "main"},
+            ]),
+        )
+    };
+    let (c, n) = spec("main");
+    env.write_spec("u", c, n);
+    ok(&env.run(&["resolve", "u"]));
+    for r in [&mut core, &mut a, &mut b] {
+        r.checkout("dev");
+        r.commit("dev moved");
+        r.checkout("main");
+        r.commit("main moved");
+        r.push();
+    }
+    let (_, stderr) = ok(&env.run(&["resolve", "u"]));
+    assert!(stderr.contains("lock unchanged"), "{stderr}");
+    assert_eq!(env.lock("u")["comfy"]["commit"], cc[2].as_str());
+
+    // Editing one node re-resolves only that node.
+    let (c, n) = spec("dev");
+    env.write_spec("u", c, n);
+    let (_, stderr) = ok(&env.run(&["resolve", "u"]));
+    assert_eq!(stderr.matches("resolving").count(), 1, "{stderr}");
+    let lock = env.lock("u");
+    assert_eq!(
+        lock["custom_nodes"][0]["commit"],
+        git(a.work(), &["rev-parse", "dev"]).as_str()
+    );
+    assert_eq!(lock["custom_nodes"][1]["commit"], bc[2].as_str());
+    assert_eq!(lock["comfy"]["commit"], cc[2].as_str());
+
+    // --update NAME changes only that entry.
+    ok(&env.run(&["resolve", "u", "--update", "b"]));
+    let lock = env.lock("u");
+    assert_eq!(lock["custom_nodes"][1]["commit"], b.head().as_str());
+    assert_eq!(lock["comfy"]["commit"], cc[2].as_str());
+
+    // --update alone changes everything.
+    ok(&env.run(&["resolve", "u", "--update"]));
+    assert_eq!(env.lock("u")["comfy"]["commit"], core.head().as_str());
+
+    let (_, stderr) = fails(&env.run(&["resolve", "u", "--update", "bb"]));
+    assert!(stderr.contains("did you mean `b`"), "{stderr}");
+}
+
+#[test]
+fn locked_fails_with_the_diff() {
+    let env = Env::new();
+    let (core, _) = repo(&env.repos(), "core");
+    env.write_spec(
+        "l",
+        json!({"repo": core.file_url(), "ref": "main"}),
+        json!([]),
+    );
+    let (_, stderr) = fails(&env.run(&["resolve", "l", "--locked"]));
+    assert!(stderr.contains("has no lock"), "{stderr}");
+    assert!(!env.cache.exists(), "nothing written");
+
+    ok(&env.run(&["resolve", "l"]));
+    ok(&env.run(&["resolve", "l", "--locked"]));
+    let before = std::fs::read(env.lock_path("l")).unwrap();
+    env.write_spec(
+        "l",
+        json!({"repo": core.file_url(), "ref": "v2"}),
+        json!([]),
+    );
+    let (_, stderr) = fails(&env.run(&["resolve", "l", "--locked"]));
+    assert!(stderr.contains("would change"), "{stderr}");
+    assert!(
+        stderr.contains("~ comfy  main") && stderr.contains("v2 (would resolve)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(env.lock_path("l")).unwrap(), before);
+}
+
+#[test]
+fn offline_names_what_it_cannot_resolve_and_works_from_the_lock() {
+    let env = Env::new();
+    let (core, cc) = repo(&env.repos(), "core");
+    let (pack, _) = repo(&env.repos(), "pack");
+    env.write_spec(
+        "o",
+        json!({"repo": core.file_url(), "ref": "main"}),
+        json!([{"repo": pack.file_url(), "ref": "dev", "name": "pack"}]),
+    );
+    let (_, stderr) = fails(&env.run(&["--offline", "resolve", "o"]));
+    assert!(stderr.contains("could not resolve 2 entries"), "{stderr}");
+    assert!(stderr.contains("- comfy:"), "{stderr}");
+    assert!(stderr.contains("- custom_nodes[0] (pack):"), "{stderr}");
+
+    ok(&env.run(&["resolve", "o"]));
+    std::fs::remove_dir_all(core.bare()).unwrap();
+    let (stdout, _) = ok(&env.run(&["--offline", "resolve", "o"]));
+    assert!(stdout.contains(&cc[2][..12]), "{stdout}");
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let env = Env::new();
+    let (core, cc) = repo(&env.repos(), "core");
+    let (pack, pc) = repo(&env.repos(), "pack");
+    let cred_url = pack.file_url();
+    env.write_spec(
+        "d",
+        json!({"repo": core.file_url(), "ref": "light"}),
+        json!([{"repo": cred_url, "ref": &pc[4][..8], "name": "pack"}]),
+    );
+    let (stdout, stderr) = ok(&env.run(&["resolve", "d", "--dry-run"]));
+    assert!(
+        !env.cache.exists(),
+        "dry run created {:?}",
+        tree(&env.cache)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "comfy  {}  light -> {}",
+            core.file_url(),
+            &cc[0][..12]
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(would resolve)"), "{stdout}");
+    assert!(stdout.contains("+ comfy  light ->"), "{stdout}");
+    assert!(stderr.contains("nothing written"), "{stderr}");
+
+    // With a lock in place the cache tree stays byte-for-byte the same.
+    env.write_spec(
+        "d",
+        json!({"repo": core.file_url(), "ref": "light"}),
+        json!([]),
+    );
+    ok(&env.run(&["resolve", "d"]));
+    let snapshot = tree(&env.cache);
+    env.write_spec(
+        "d",
+        json!({"repo": core.file_url(), "ref": "dev"}),
+        json!([]),
+    );
+    let (stdout, _) = ok(&env.run(&["resolve", "d", "--dry-run"]));
+    assert!(
+        stdout.contains(&format!("~ comfy  light {}", &cc[0][..12])),
+        "{stdout}"
+    );
+    assert_eq!(tree(&env.cache), snapshot);
+}
+
+#[test]
+fn unknown_ref_and_unreachable_repo_exit_1_with_clear_messages() {
+    let env = Env::new();
+    let (core, _) = repo(&env.repos(), "core");
+    env.write_spec(
+        "bad",
+        json!({"repo": core.file_url(), "ref": "mian"}),
+        json!([]),
+    );
+    let (_, stderr) = fails(&env.run(&["resolve", "bad"]));
+    assert!(
+        stderr.contains("comfy: `mian` is not a branch or tag"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `main`"), "{stderr}");
+
+    let port = comfyver_testkit::git::free_port();
+    env.write_spec(
+        "down",
+        json!({"repo": format!("https://bot:ghp_SECRET123@127.0.0.1:{port}/o/r.git")}),
+        json!([]),
+    );
+    let (stdout, stderr) = fails(&env.run(&["resolve", "down"]));
+    assert!(
+        !stderr.contains("SECRET") && !stdout.contains("SECRET"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bot:***@127.0.0.1"), "{stderr}");
+    assert!(
+        stderr.contains("comfy: could not list the refs"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn url_rewrite_reaches_the_fixture_and_the_lock_keeps_the_spec_url() {
+    let env = Env::new();
+    let (_core, cc) = repo(&env.repos(), "core");
+    let spec_url = "https://git.example.invalid/org/core.git";
+    env.write_spec("rw", json!({"repo": spec_url, "ref": "v2"}), json!([]));
+    let out = env
+        .cmd(&["resolve", "rw"])
+        .env(
+            "COMFYVER_URL_REWRITES",
+            format!(
+                "https://git.example.invalid/org/=file://{}/",
+                env.repos().display()
+            ),
+        )
+        .output()
+        .unwrap();
+    let (stdout, _) = ok(&out);
+    assert!(stdout.contains(&cc[1][..12]), "{stdout}");
+    assert_eq!(env.lock("rw")["comfy"]["repo"], spec_url);
+}
+
+#[test]
+fn two_processes_resolving_one_id_both_succeed() {
+    let env = Env::new();
+    let (core, cc) = repo(&env.repos(), "core");
+    let (pack, _) = repo(&env.repos(), "pack");
+    env.write_spec(
+        "par",
+        json!({"repo": core.file_url()}),
+        json!([{"repo": pack.file_url(), "ref": "dev"}]),
+    );
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            env.cmd(&["resolve", "par"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut written = 0;
+    for c in children {
+        let (_, stderr) = ok(&c.wait_with_output().unwrap());
+        written += stderr.matches("lock written").count();
+    }
+    assert_eq!(written, 1, "the second process finds the first one's lock");
+    let lock = env.lock("par");
+    assert_eq!(lock["comfy"]["commit"], cc[2].as_str());
+}
+
+#[test]
+fn json_output_and_show() {
+    let env = Env::new();
+    let (core, cc) = repo(&env.repos(), "core");
+    env.write_spec(
+        "j",
+        json!({"repo": core.file_url(), "ref": "main"}),
+        json!([]),
+    );
+    let (stdout, _) = ok(&env.run(&["show", "j"]));
+    assert!(stdout.contains("not resolved yet"), "{stdout}");
+
+    let (stdout, _) = ok(&env.run(&["--json", "resolve", "j"]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let r = &v["versions"][0];
+    assert_eq!(r["written"], true);
+    assert_eq!(r["entries"][0]["commit"], cc[2].as_str());
+    assert_eq!(r["entries"][0]["source"], "remote");
+    assert_eq!(r["changes"][0]["kind"], "added");
+
+    let (stdout, _) = ok(&env.run(&["show", "j"]));
+    assert!(stdout.contains("locked    comfy"), "{stdout}");
+    assert!(stdout.contains(&cc[2]), "{stdout}");
+    assert!(stdout.contains("(current)"), "{stdout}");
+    let (stdout, _) = ok(&env.run(&["--json", "show", "j"]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["lock"]["comfy"]["commit"], cc[2].as_str());
+    assert_eq!(v["lock_current"], true);
+}
+
+#[test]
+fn all_resolves_every_version() {
+    let env = Env::new();
+    let (core, _) = repo(&env.repos(), "core");
+    env.write_spec(
+        "a1",
+        json!({"repo": core.file_url(), "ref": "main"}),
+        json!([]),
+    );
+    env.write_spec(
+        "a2",
+        json!({"repo": core.file_url(), "ref": "dev"}),
+        json!([]),
+    );
+    let (stdout, _) = ok(&env.run(&["resolve", "--all", "--jobs", "2"]));
+    assert!(stdout.contains("a1:") && stdout.contains("a2:"), "{stdout}");
+    assert!(env.lock_path("a1").exists() && env.lock_path("a2").exists());
+}
