@@ -75,4 +75,12 @@ pub enum Command {
     Nodes(commands::nodes::NodesArgs),
     /// Resolve refs to exact commits and write the version's lock.
     Resolve(commands::resolve::ResolveArgs),
+    /// Put a version on disk: core, node links, models, Python environment.
+    Realize(commands::realize::RealizeArgs),
+    /// Check a realized home against its lock (commits, links, models, packages).
+    Verify(commands::realize::VerifyArgs),
+    /// Delete a version's home (never anything in the shared caches).
+    Remove(commands::realize::RemoveArgs),
+    /// Remove node checkouts, mirrors and models no lock references (dry run unless --yes).
+    Gc(commands::realize::GcArgs),
 }

@@ -10,6 +10,8 @@ mod commands;
 mod context;
 mod diagnostics;
 mod output;
+mod pipeline;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -14,6 +14,6 @@ mod tempdir;
 
 pub use atomic::{write_atomic, write_atomic_if_changed};
 pub use error::FsError;
-pub use layout::{CacheLayout, default_cache_root};
+pub use layout::{CacheLayout, RUNPOD_VOLUME, default_cache_root};
 pub use lock::FileLock;
 pub use tempdir::{TempDir, remove_stale_temps};

@@ -1,8 +1,35 @@
 //! Realizes a resolved comfyver version on disk.
 //!
+//! [`realize`] turns a spec and its lock into a version home: the core
+//! checkout at the locked commit, `custom_nodes/<name>` links into the node
+//! cache, models in the shared store wired in by `extra_model_paths.yaml`, a
+//! venv, the nodes' install scripts, and last the stamp. [`is_warm`] is the
+//! warm path: a handful of stats decide that a home is complete. [`plan`]
+//! describes a realize without doing it, [`verify`] checks a home deeply,
+//! [`remove_home`] deletes one, [`gc_plan`]/[`gc_apply`] clean the caches.
+//!
 //! - [`python`]: the version's Python environment (`<home>/.venv`): one
 //!   resolution of the core's, the nodes' and the spec's requirements with uv
 //!   (pip as fallback), exact replay of a locked package set, nodes'
 //!   `install.py` scripts, freeze and dry-run plan.
 
+mod build;
+mod error;
+mod gc;
+mod home;
+mod plan;
 pub mod python;
+mod remove;
+mod report;
+mod stamp;
+mod verify;
+
+pub use build::{RealizeRequest, Realized, default_home, realize};
+pub use error::RealizeError;
+pub use gc::{CachePlan, Unreferenced, gc_apply, gc_plan};
+pub use home::Home;
+pub use plan::{Item, RealizePlan, plan};
+pub use remove::remove_home;
+pub use report::{Quiet, RealizeReporter};
+pub use stamp::{Stamp, is_warm, lock_key, read_stamp};
+pub use verify::{Problem, verify};

@@ -2,6 +2,7 @@
 
 pub mod list;
 pub mod nodes;
+pub mod realize;
 pub mod resolve;
 pub mod schema;
 pub mod show;
@@ -21,5 +22,9 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Schema => schema::run(ctx),
         Command::Nodes(args) => nodes::run(ctx, args),
         Command::Resolve(args) => resolve::run(ctx, args),
+        Command::Realize(args) => realize::realize(ctx, args),
+        Command::Verify(args) => realize::verify(ctx, args),
+        Command::Remove(args) => realize::remove(ctx, args),
+        Command::Gc(args) => realize::gc(ctx, args),
     }
 }

@@ -1,0 +1,256 @@
+//! `realize`: a version on disk in one call, and a warm path that costs a
+//! handful of stats.
+
+use std::path::{Path, PathBuf};
+
+use comfyver_fs::{CacheLayout, FileLock, TempDir};
+use comfyver_models::FetchOptions;
+use comfyver_nodes::{NodeCheckout, NodesOptions};
+use comfyver_spec::{LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders};
+
+use crate::python::{self, InstallScript, Installer, PythonInputs};
+use crate::stamp::{Stamp, clear_stamp, is_warm, lock_key, write_stamp};
+use crate::{Home, RealizeError, RealizeReporter};
+
+/// What to realize and how.
+#[derive(Debug, Clone)]
+pub struct RealizeRequest<'a> {
+    /// The version's spec.
+    pub spec: &'a VersionSpec,
+    /// Its resolved lock.
+    pub lock: &'a ResolvedLock,
+    /// The cache.
+    pub layout: &'a CacheLayout,
+    /// Where the home goes.
+    pub home: Home,
+    /// Use no network.
+    pub offline: bool,
+    /// Do not download models (missing ones are warnings).
+    pub skip_models: bool,
+    /// A local wheel directory (find-links).
+    pub wheels_dir: Option<PathBuf>,
+    /// Parallel fetches and downloads.
+    pub jobs: usize,
+    /// URL rewrite rules for git.
+    pub rewrites: UrlRewrites,
+    /// The installer; detected (uv, else pip) when `None`.
+    pub installer: Option<Installer>,
+}
+
+/// What a realize did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Realized {
+    /// The home.
+    pub home: Home,
+    /// True when the warm path answered: nothing was touched.
+    pub warm: bool,
+    /// The installed Python set (record it in the lock); `None` when warm.
+    pub python: Option<LockedPython>,
+    /// Models that are not in the store (offline or skipped), as store paths.
+    pub missing_models: Vec<String>,
+    /// Things worth telling the user.
+    pub warnings: Vec<String>,
+}
+
+/// The default home of a version: `COMFY_HOME` is applied by the caller;
+/// this is `/runpod-volume/comfy-<id>` on RunPod, else `<homes>/comfy-<id>`.
+pub fn default_home(layout: &CacheLayout, version_id: &str) -> Home {
+    let volume = Path::new(comfyver_fs::RUNPOD_VOLUME);
+    if volume.is_dir() && layout.root().starts_with(volume) {
+        return Home::new(volume.join(format!("comfy-{version_id}")));
+    }
+    Home::new(layout.version_home(version_id))
+}
+
+/// Realizes a version: core checkout and node links, models,
+/// `extra_model_paths.yaml`, the Python environment, install scripts, then
+/// the stamp. When the stamp already matches, returns at once (warm).
+///
+/// Runs under the home's lock: a second process realizing the same home
+/// waits, then finds the stamp and returns warm. The stamp is removed before
+/// anything changes and written last, so an interrupted realize is redone.
+pub fn realize(req: &RealizeRequest<'_>, reporter: &dyn RealizeReporter) -> Result<Realized, RealizeError> {
+    let home = &req.home;
+    if is_warm(home, req.lock, req.layout) {
+        return Ok(warm(home));
+    }
+    let _lock = FileLock::acquire(&home_lock(req.layout, home))?;
+    if is_warm(home, req.lock, req.layout) {
+        return Ok(warm(home));
+    }
+    let mut warnings = Vec::new();
+    let nodes_opts = NodesOptions {
+        jobs: req.jobs.max(1),
+        offline: req.offline,
+        rewrites: req.rewrites.clone(),
+    };
+
+    reporter.step("core", &short(&req.lock.comfy.commit));
+    prepare_home(home, req, &nodes_opts, reporter)?;
+
+    reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
+    let checkouts = comfyver_nodes::ensure_nodes(req.lock, req.layout, &nodes_opts, reporter.nodes())?;
+    let links: Vec<(String, PathBuf)> = checkouts.iter().map(|c| (c.name.clone(), c.path.clone())).collect();
+    comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
+
+    let skip = req.skip_models || req.spec.skip_models();
+    reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
+    let fetched = comfyver_models::fetch_models(
+        &req.lock.models,
+        req.layout,
+        &FetchOptions {
+            jobs: req.jobs.max(1),
+            offline: req.offline,
+            skip,
+            ..FetchOptions::default()
+        },
+        reporter.models(),
+    )?;
+    let missing_models: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
+    for m in fetched.unverified() {
+        warnings.push(format!("kept the existing file {} without verifying it (the spec gives no checksum)", m.path));
+    }
+    write_extra_model_paths(home, req)?;
+
+    reporter.step("python", "");
+    let inputs = PythonInputs {
+        core_dir: home.root().to_path_buf(),
+        nodes: links.clone(),
+        settings: req.spec.python.clone().unwrap_or_default(),
+        wheels_dir: req.wheels_dir.clone(),
+        offline: req.offline,
+    };
+    let reqs = python::collect_requirements(&inputs)?;
+    warnings.extend(reqs.warnings.iter().cloned());
+    let installer = match &req.installer {
+        Some(i) => i.clone(),
+        None => Installer::detect(reqs.python_version.as_deref())?,
+    };
+    let installed = python::build_env(home.root(), req.layout, &reqs, req.lock.python.as_ref(), &installer)?;
+
+    reporter.step("install scripts", "");
+    let scripts = install_scripts(req.spec, &checkouts);
+    python::run_install_scripts(home.root(), &scripts, &req.spec.env)?;
+
+    write_stamp(
+        home,
+        &Stamp {
+            lock_digest: lock_key(req.lock).to_string(),
+            python_inputs_digest: installed.inputs_digest.clone(),
+            tool_version: TOOL_VERSION.to_string(),
+            models_dir: req.layout.models_dir().to_string_lossy().into_owned(),
+            skip_models: skip,
+        },
+    )?;
+    Ok(Realized {
+        home: home.clone(),
+        warm: false,
+        python: Some(installed),
+        missing_models,
+        warnings,
+    })
+}
+
+fn warm(home: &Home) -> Realized {
+    Realized {
+        home: home.clone(),
+        warm: true,
+        python: None,
+        missing_models: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// The lock file that serializes work on one home.
+pub(crate) fn home_lock(layout: &CacheLayout, home: &Home) -> PathBuf {
+    let digest = comfyver_spec::Digest::of_bytes(home.root().to_string_lossy().as_bytes());
+    let key = digest.as_str().trim_start_matches("blake3:");
+    let name = home
+        .root()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    layout.lock_path("home", &format!("{name}-{}", &key[..12]))
+}
+
+/// Makes the home the core checkout at the locked commit, with comfyver's
+/// `.comfyver/` directory. A home at another core commit is replaced (its
+/// venv would not match anyway); a directory comfyver did not make is refused.
+fn prepare_home(
+    home: &Home,
+    req: &RealizeRequest<'_>,
+    nodes_opts: &NodesOptions,
+    reporter: &dyn RealizeReporter,
+) -> Result<(), RealizeError> {
+    let root = home.root();
+    let repo = RepoUrl::parse(&req.lock.comfy.repo).map_err(|e| {
+        RealizeError::io("the lock's core repository is not a URL:", root, std::io::Error::other(e.to_string()))
+    })?;
+    if root.exists() {
+        let empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
+        if !empty && !home.is_ours() {
+            return Err(RealizeError::NotOurs { path: root.to_path_buf() });
+        }
+        clear_stamp(home)?;
+        let core_ok = std::fs::read_to_string(root.join(comfyver_nodes::COMPLETE_MARKER))
+            .is_ok_and(|c| c.trim().eq_ignore_ascii_case(&req.lock.comfy.commit));
+        if !empty && !core_ok {
+            // Another core commit, or an interrupted first build: start over,
+            // removing the old home by rename first so it never looks whole.
+            discard(root)?;
+        }
+    }
+    comfyver_nodes::checkout_core(req.layout, &repo, &req.lock.comfy.commit, root, nodes_opts, reporter.nodes())?;
+    let meta = home.meta_dir();
+    std::fs::create_dir_all(&meta).map_err(|e| RealizeError::io("could not create", &meta, e))?;
+    for sub in ["input", "output", "temp", "user"] {
+        let d = home.data_dir().join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| RealizeError::io("could not create", &d, e))?;
+    }
+    Ok(())
+}
+
+/// Moves a directory out of the way (a rename, atomic) and deletes it.
+/// `remove_dir_all` never follows symlinks, so linked caches are untouched.
+pub(crate) fn discard(dir: &Path) -> Result<(), RealizeError> {
+    let trash = TempDir::beside(dir)?;
+    let target = trash.path().join("old");
+    std::fs::rename(dir, &target).map_err(|e| RealizeError::io("could not move away", dir, e))?;
+    drop(trash);
+    Ok(())
+}
+
+fn write_extra_model_paths(home: &Home, req: &RealizeRequest<'_>) -> Result<(), RealizeError> {
+    let mut custom: Vec<String> = req
+        .lock
+        .models
+        .iter()
+        .filter_map(|m| m.path.rsplit_once('/').map(|(dir, _)| dir.to_string()))
+        .filter(|dir| !model_folders::is_known(dir))
+        .collect();
+    custom.sort();
+    custom.dedup();
+    let yaml = comfyver_models::extra_model_paths_yaml(req.layout.models_dir(), &custom);
+    comfyver_fs::write_atomic_if_changed(&home.extra_model_paths(), yaml.as_bytes())?;
+    Ok(())
+}
+
+fn install_scripts(spec: &VersionSpec, checkouts: &[NodeCheckout]) -> Vec<InstallScript> {
+    checkouts
+        .iter()
+        .map(|c| InstallScript {
+            name: c.name.clone(),
+            dir: c.path.clone(),
+            commit: c.commit.clone(),
+            enabled: spec
+                .custom_nodes
+                .iter()
+                .find(|n| n.effective_name() == c.name)
+                .is_none_or(|n| n.runs_install_script()),
+        })
+        .collect()
+}
+
+fn short(commit: &str) -> String {
+    commit.chars().take(12).collect()
+}

@@ -1,0 +1,108 @@
+//! `verify`: a realized home checked against its lock, more deeply than the
+//! warm path (commit ids read from git metadata, model checksums, the venv's
+//! installed set).
+
+use comfyver_fs::CacheLayout;
+use comfyver_spec::ResolvedLock;
+
+use crate::python;
+use crate::stamp::{is_warm, read_stamp};
+use crate::{Home, RealizeError};
+
+/// One thing found wrong with a home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What part: `core`, `custom_nodes/<name>`, `models/<path>`, `python`, `stamp`.
+    pub what: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Checks `home` against `lock`; an empty list means it is whole.
+/// With `rehash`, model files are hashed again instead of trusting the
+/// store's index.
+pub fn verify(
+    home: &Home,
+    lock: &ResolvedLock,
+    layout: &CacheLayout,
+    rehash: bool,
+) -> Result<Vec<Problem>, RealizeError> {
+    let mut problems = Vec::new();
+    let mut add = |what: &str, message: String| {
+        problems.push(Problem {
+            what: what.to_string(),
+            message,
+        })
+    };
+    if !home.root().is_dir() {
+        add("home", format!("{} does not exist: run `comfyver realize`", home.root().display()));
+        return Ok(problems);
+    }
+    match read_stamp(home) {
+        None => add("stamp", "no realized stamp: the home was never completed; run `comfyver realize`".into()),
+        Some(_) if !is_warm(home, lock, layout) => {
+            add("stamp", "the stamp does not match the lock or a part is missing: run `comfyver realize`".into())
+        }
+        Some(_) => {}
+    }
+    match head_commit(home.root()) {
+        Some(c) if c.eq_ignore_ascii_case(&lock.comfy.commit) => {}
+        Some(c) => add("core", format!("checked out at {c}, the lock says {}", lock.comfy.commit)),
+        None => add("core", "no git HEAD in the home".into()),
+    }
+    for node in &lock.custom_nodes {
+        let name = node.name.clone().unwrap_or_default();
+        let what = format!("custom_nodes/{name}");
+        let link = home.custom_nodes_dir().join(&name);
+        match std::fs::read_link(&link) {
+            Err(_) => add(&what, "missing or not a link into the node cache".into()),
+            Ok(target) => {
+                if !comfyver_nodes::is_checkout_complete(&target) {
+                    add(&what, format!("{} is not a complete checkout", target.display()));
+                }
+                match head_commit(&target) {
+                    Some(c) if c.eq_ignore_ascii_case(&node.commit) => {}
+                    other => add(&what, format!("at {}, the lock says {}", other.unwrap_or_default(), node.commit)),
+                }
+            }
+        }
+    }
+    for report in comfyver_models::verify_models(&lock.models, layout, rehash)? {
+        if report.status.is_problem() {
+            add(&format!("models/{}", report.path), format!("{:?}", report.status));
+        }
+    }
+    let venv = python::venv_dir(home.root());
+    if let Some(locked) = &lock.python {
+        match python::freeze(&venv) {
+            Ok(installed) if installed == locked.packages => {}
+            Ok(installed) => add(
+                "python",
+                format!("installed set differs from the lock: {}", diff(&locked.packages, &installed)),
+            ),
+            Err(e) => add("python", format!("could not list the venv's packages: {e}")),
+        }
+    } else if !venv.is_dir() {
+        add("python", "no .venv".into());
+    }
+    Ok(problems)
+}
+
+/// The commit a checkout's HEAD points at, read from its git metadata.
+fn head_commit(dir: &std::path::Path) -> Option<String> {
+    let head = std::fs::read_to_string(dir.join(".git/HEAD")).ok()?;
+    let head = head.trim();
+    if comfyver_spec::is_full_commit(head) {
+        return Some(head.to_string());
+    }
+    let reference = head.strip_prefix("ref: ")?;
+    std::fs::read_to_string(dir.join(".git").join(reference))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn diff(want: &[String], have: &[String]) -> String {
+    let missing: Vec<&String> = want.iter().filter(|p| !have.contains(p)).collect();
+    let extra: Vec<&String> = have.iter().filter(|p| !want.contains(p)).collect();
+    format!("missing {missing:?}, unexpected {extra:?}")
+}
