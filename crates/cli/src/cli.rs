@@ -83,4 +83,11 @@ pub enum Command {
     Remove(commands::realize::RemoveArgs),
     /// Remove node checkouts, mirrors and models no lock references (dry run unless --yes).
     Gc(commands::realize::GcArgs),
+    /// Run a workflow on a version: resolve, realize, start ComfyUI, run, stop.
+    Run(commands::run::RunArgs),
+    /// Smoke-test a version with a workflow (`--expect-outputs N`).
+    Test(commands::run::TestArgs),
+    /// The original plan's spelling: `handler run --version-id <id> --workflow <wf>`.
+    #[command(hide = true)]
+    Handler(commands::run::HandlerArgs),
 }

@@ -4,6 +4,7 @@ pub mod list;
 pub mod nodes;
 pub mod realize;
 pub mod resolve;
+pub mod run;
 pub mod schema;
 pub mod show;
 pub mod validate;
@@ -26,5 +27,8 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => realize::verify(ctx, args),
         Command::Remove(args) => realize::remove(ctx, args),
         Command::Gc(args) => realize::gc(ctx, args),
+        Command::Run(args) => run::run(ctx, args),
+        Command::Test(args) => run::test(ctx, args),
+        Command::Handler(args) => run::handler(ctx, args),
     }
 }
