@@ -75,6 +75,66 @@ struct Partial {
     hashers: Hashers,
     with_sha256: bool,
     sidecar: Sidecar,
+    flusher: Flusher,
+}
+
+/// Bytes written between two background flushes.
+const FLUSH_EVERY: u64 = 32 << 20;
+
+/// Flushes the partial file to disk in the background while the download
+/// goes on, so the final `fsync` before the rename has little left to do.
+struct Flusher {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pending: u64,
+}
+
+impl Flusher {
+    fn new(file: Option<File>) -> Flusher {
+        let Some(file) = file else {
+            return Flusher {
+                tx: None,
+                thread: None,
+                pending: 0,
+            };
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::spawn(move || {
+            for () in rx {
+                let _ = file.sync_data();
+            }
+        });
+        Flusher {
+            tx: Some(tx),
+            thread: Some(thread),
+            pending: 0,
+        }
+    }
+
+    fn wrote(&mut self, n: u64) {
+        self.pending += n;
+        if self.pending >= FLUSH_EVERY {
+            self.pending = 0;
+            if let Some(tx) = &self.tx {
+                // Skipped when a flush is still running: the next one covers it.
+                let _ = tx.try_send(());
+            }
+        }
+    }
+
+    /// Stops the background thread (waiting for a flush in progress).
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Partial {
@@ -112,6 +172,7 @@ impl Partial {
                 url: redact(url),
                 ..Sidecar::default()
             },
+            flusher: Flusher::new(file.try_clone().ok()),
         };
         let resumable = sidecar
             .as_ref()
@@ -152,6 +213,7 @@ impl Partial {
             .write_all(bytes)
             .map_err(|e| ModelsError::io("write", &self.part, e))?;
         self.hashers.update(bytes);
+        self.flusher.wrote(bytes.len() as u64);
         Ok(())
     }
 
@@ -251,13 +313,14 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 
 /// Verifies the complete partial file and renames it to `dest`.
 fn finish(
-    partial: Partial,
+    mut partial: Partial,
     model: &LockedModel,
     url: &str,
     dest: &Path,
     resumed_from: u64,
     received: u64,
 ) -> Result<Downloaded, ModelsError> {
+    partial.flusher.stop();
     partial
         .file
         .sync_all()

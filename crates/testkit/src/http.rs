@@ -88,6 +88,8 @@ struct State {
     files: HashMap<String, Arc<Vec<u8>>>,
     faults: HashMap<String, Vec<Fault>>,
     log: Vec<RequestLog>,
+    /// Connections accepted whose handler has not finished (and logged) yet.
+    in_flight: usize,
 }
 
 /// A running server; stopped when dropped.
@@ -112,7 +114,11 @@ impl HttpServer {
                 }
                 let Ok(conn) = conn else { continue };
                 let st = st.clone();
-                std::thread::spawn(move || handle(conn, &st));
+                st.lock().unwrap_or_else(|e| e.into_inner()).in_flight += 1;
+                std::thread::spawn(move || {
+                    handle(conn, &st);
+                    st.lock().unwrap_or_else(|e| e.into_inner()).in_flight -= 1;
+                });
             }
         });
         HttpServer { addr, state, stop }
@@ -152,9 +158,19 @@ impl HttpServer {
         self.lock().faults.remove(path);
     }
 
-    /// Every request seen so far, in arrival order of their completion.
+    /// Every request seen so far, in order of completion. Waits (up to 10 s)
+    /// for requests still being handled, so a client that has read its whole
+    /// response always finds it logged.
     pub fn requests(&self) -> Vec<RequestLog> {
-        self.lock().log.clone()
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = self.lock();
+            if st.in_flight == 0 || std::time::Instant::now() >= deadline {
+                return st.log.clone();
+            }
+            drop(st);
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// The requests for `path`.
@@ -189,6 +205,32 @@ impl Drop for HttpServer {
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
     }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for test files that must
+/// not compress or repeat.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lowercase hex BLAKE3 of `bytes`.
+pub fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The ETag of a body: a strong validator derived from its content.
