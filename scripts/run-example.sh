@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The main job (README "Run the main job"): build comfyver, then resolve and realize the bundled
-# example version. Steps that are not built yet are skipped with a note.
+# The main job (README "Run the main job"): build comfyver, realize the bundled
+# example version (real ComfyUI from its public repository, two node packs, one
+# small model, CPU torch) and run the bundled smoke workflow on it (no model, no
+# GPU). The outputs land in ./out/example; the JSON result is printed.
+#
+# Machines that cannot reach the public git hosts: point the version at local
+# mirrors with URL rewrite rules, and skip the model download, e.g.
+#   COMFYVER_URL_REWRITES="https://github.com/=file:///srv/mirrors/" \
+#     bash scripts/run-example.sh --skip-models
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo build --release --locked -p comfyver
 bin=target/release/comfyver
 "$bin" validate example
-if "$bin" help resolve >/dev/null 2>&1; then "$bin" resolve example; fi
-if "$bin" help nodes >/dev/null 2>&1; then "$bin" nodes fetch example; fi
-if "$bin" help models >/dev/null 2>&1; then "$bin" models fetch example; fi
-"$bin" show example
+"$bin" run example --workflow workflows/smoke.json --output dir:out/example "$@"
