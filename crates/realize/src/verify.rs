@@ -35,19 +35,32 @@ pub fn verify(
         })
     };
     if !home.root().is_dir() {
-        add("home", format!("{} does not exist: run `comfyver realize`", home.root().display()));
+        add(
+            "home",
+            format!(
+                "{} does not exist: run `comfyver realize`",
+                home.root().display()
+            ),
+        );
         return Ok(problems);
     }
     match read_stamp(home) {
-        None => add("stamp", "no realized stamp: the home was never completed; run `comfyver realize`".into()),
-        Some(_) if !is_warm(home, lock, layout) => {
-            add("stamp", "the stamp does not match the lock or a part is missing: run `comfyver realize`".into())
-        }
+        None => add(
+            "stamp",
+            "no realized stamp: the home was never completed; run `comfyver realize`".into(),
+        ),
+        Some(_) if !is_warm(home, lock, layout) => add(
+            "stamp",
+            "the stamp does not match the lock or a part is missing: run `comfyver realize`".into(),
+        ),
         Some(_) => {}
     }
     match head_commit(home.root()) {
         Some(c) if c.eq_ignore_ascii_case(&lock.comfy.commit) => {}
-        Some(c) => add("core", format!("checked out at {c}, the lock says {}", lock.comfy.commit)),
+        Some(c) => add(
+            "core",
+            format!("checked out at {c}, the lock says {}", lock.comfy.commit),
+        ),
         None => add("core", "no git HEAD in the home".into()),
     }
     for node in &lock.custom_nodes {
@@ -58,27 +71,43 @@ pub fn verify(
             Err(_) => add(&what, "missing or not a link into the node cache".into()),
             Ok(target) => {
                 if !comfyver_nodes::is_checkout_complete(&target) {
-                    add(&what, format!("{} is not a complete checkout", target.display()));
+                    add(
+                        &what,
+                        format!("{} is not a complete checkout", target.display()),
+                    );
                 }
                 match head_commit(&target) {
                     Some(c) if c.eq_ignore_ascii_case(&node.commit) => {}
-                    other => add(&what, format!("at {}, the lock says {}", other.unwrap_or_default(), node.commit)),
+                    other => add(
+                        &what,
+                        format!(
+                            "at {}, the lock says {}",
+                            other.unwrap_or_default(),
+                            node.commit
+                        ),
+                    ),
                 }
             }
         }
     }
     for report in comfyver_models::verify_models(&lock.models, layout, rehash)? {
         if report.status.is_problem() {
-            add(&format!("models/{}", report.path), format!("{:?}", report.status));
+            add(
+                &format!("models/{}", report.path),
+                format!("{:?}", report.status),
+            );
         }
     }
     let venv = python::venv_dir(home.root());
     if let Some(locked) = &lock.python {
-        match python::freeze(&venv) {
+        match python::freeze(&venv).map(|i| without_seed(i, &locked.packages)) {
             Ok(installed) if installed == locked.packages => {}
             Ok(installed) => add(
                 "python",
-                format!("installed set differs from the lock: {}", diff(&locked.packages, &installed)),
+                format!(
+                    "installed set differs from the lock: {}",
+                    diff(&locked.packages, &installed)
+                ),
             ),
             Err(e) => add("python", format!("could not list the venv's packages: {e}")),
         }
@@ -86,6 +115,26 @@ pub fn verify(
         add("python", "no .venv".into());
     }
     Ok(problems)
+}
+
+/// What `python -m venv` seeds a pip venv with (pip, setuptools, wheel) is
+/// not recorded in the lock unless the install changed it (see
+/// `python::build_env`), so it is not a difference either.
+fn without_seed(installed: Vec<String>, locked: &[String]) -> Vec<String> {
+    let name = |line: &str| {
+        let end = line
+            .find(|c: char| matches!(c, '=' | ' '))
+            .unwrap_or(line.len());
+        line[..end].to_string()
+    };
+    let locked_names: Vec<String> = locked.iter().map(|l| name(l)).collect();
+    installed
+        .into_iter()
+        .filter(|l| {
+            let n = name(l);
+            !matches!(n.as_str(), "pip" | "setuptools" | "wheel") || locked_names.contains(&n)
+        })
+        .collect()
 }
 
 /// The commit a checkout's HEAD points at, read from its git metadata.
