@@ -75,6 +75,9 @@ pub enum Command {
     Nodes(commands::nodes::NodesArgs),
     /// Resolve refs to exact commits and write the version's lock.
     Resolve(commands::resolve::ResolveArgs),
+    /// The shared model store: download a version's models (`fetch`), check
+    /// them (`verify`), list the store (`list`), remove unused files (`gc`).
+    Models(commands::models::ModelsArgs),
     /// Put a version on disk: core, node links, models, Python environment.
     Realize(commands::realize::RealizeArgs),
     /// Check a realized home against its lock (commits, links, models, packages).

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod list;
+pub mod models;
 pub mod nodes;
 pub mod realize;
 pub mod resolve;
@@ -23,6 +24,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Schema => schema::run(ctx),
         Command::Nodes(args) => nodes::run(ctx, args),
         Command::Resolve(args) => resolve::run(ctx, args),
+        Command::Models(args) => models::run(ctx, args),
         Command::Realize(args) => realize::realize(ctx, args),
         Command::Verify(args) => realize::verify(ctx, args),
         Command::Remove(args) => realize::remove(ctx, args),

@@ -1,0 +1,364 @@
+//! `comfyver models fetch|verify|list|gc`: the shared model store.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use comfyver_models::{
+    FetchOptions, FetchStatus, Reporter, VerifyStatus, fetch_models, gc_apply, gc_plan, list_store,
+    verify_models,
+};
+use comfyver_spec::{LockedModel, ResolvedLock};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::context::Ctx;
+use crate::output::Printer;
+
+/// `comfyver models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// The `models` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Download a version's models into the shared store (to pre-warm a
+    /// network volume). Interrupted downloads resume on the next run.
+    Fetch(FetchArgs),
+    /// Check a version's models: presence, size and checksums.
+    Verify(VerifyArgs),
+    /// List the files in the model store.
+    List,
+    /// Remove store files that no spec or lock references (dry run unless --yes).
+    Gc(GcArgs),
+}
+
+/// `comfyver models fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The version id (or a path to a spec file).
+    pub id: String,
+    /// At most this many downloads at once.
+    #[arg(short, long, env = "COMFYVER_JOBS", default_value_t = 4)]
+    pub jobs: usize,
+    /// Retries after a transient failure without progress (reset by progress).
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Seconds without any data before a download counts as stalled.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub stall_timeout: u64,
+}
+
+/// `comfyver models verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The version id (or a path to a spec file).
+    pub id: String,
+    /// Hash every file again, even when the index says it is unchanged.
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+/// `comfyver models gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Really remove the files (without it, only print what would go).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+pub fn run(ctx: &Ctx, args: ModelsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ModelsCommand::Fetch(a) => fetch(ctx, a),
+        ModelsCommand::Verify(a) => verify(ctx, a),
+        ModelsCommand::List => list(ctx),
+        ModelsCommand::Gc(a) => gc(ctx, a),
+    }
+}
+
+/// The models of a version, from its spec (no lock needed).
+fn version_models(ctx: &Ctx, id: &str) -> anyhow::Result<Vec<LockedModel>> {
+    let loaded = ctx.load(id)?;
+    Ok(ResolvedLock::models_from(&loaded.spec))
+}
+
+/// Progress bars (bytes, rate, ETA) on a terminal; only notes otherwise.
+struct Bars<'a> {
+    out: &'a Printer,
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl<'a> Bars<'a> {
+    fn new(out: &'a Printer) -> Bars<'a> {
+        Bars {
+            out,
+            multi: out.progress_enabled().then(MultiProgress::new),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn bar(&self, path: &str) -> Option<ProgressBar> {
+        let multi = self.multi.as_ref()?;
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bars.entry(path.to_string()).or_insert_with(|| {
+            let style = ProgressStyle::with_template(
+                "{msg:30!} {bar:30} {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let b = multi.add(ProgressBar::no_length().with_style(style));
+            b.set_message(path.to_string());
+            b
+        });
+        Some(bar.clone())
+    }
+}
+
+impl Reporter for Bars<'_> {
+    fn start(&self, path: &str, done: u64, total: Option<u64>) {
+        if let Some(b) = self.bar(path) {
+            if let Some(t) = total {
+                b.set_length(t);
+            }
+            b.set_position(done);
+        } else {
+            self.out.debug(&format!("fetching {path}"));
+        }
+    }
+
+    fn progress(&self, path: &str, done: u64, total: Option<u64>) {
+        if let Some(b) = self.bar(path) {
+            if let Some(t) = total {
+                b.set_length(t);
+            }
+            b.set_position(done);
+        }
+    }
+
+    fn finish(&self, path: &str) {
+        let bar = self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+    }
+
+    fn note(&self, path: &str, message: &str) {
+        let line = format!("{path}: {message}");
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => self.out.info(&line),
+        }
+    }
+}
+
+fn status_text(s: &FetchStatus) -> String {
+    match s {
+        FetchStatus::Present => "present".into(),
+        FetchStatus::Downloaded {
+            resumed_from: 0,
+            received,
+        } => format!("downloaded ({received} bytes)"),
+        FetchStatus::Downloaded {
+            resumed_from,
+            received,
+        } => format!("downloaded ({received} bytes, resumed at {resumed_from})"),
+        FetchStatus::Placed { linked: true } => "linked from a local file".into(),
+        FetchStatus::Placed { linked: false } => "copied from a local file".into(),
+        FetchStatus::Adopted => "existing file matches its checksum (adopted)".into(),
+        FetchStatus::KeptUnverified => "kept existing file, not verified".into(),
+        FetchStatus::Missing { reason } => format!("missing ({reason})"),
+    }
+}
+
+fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<ExitCode> {
+    let models = version_models(ctx, &args.id)?;
+    let opts = FetchOptions {
+        jobs: args.jobs.max(1),
+        offline: ctx.offline,
+        retries: args.retries,
+        read_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+        ..FetchOptions::default()
+    };
+    let bars = Bars::new(&ctx.out);
+    let outcome = fetch_models(&models, &ctx.layout, &opts, &bars)?;
+    for m in outcome.missing() {
+        ctx.out.warn(&format!(
+            "{} is not in the store: {}",
+            m.path,
+            status_text(&m.status)
+        ));
+    }
+    for m in outcome.unverified() {
+        ctx.out.warn(&format!(
+            "{}: kept existing file, not verified (the spec gives no sha256/blake3)",
+            m.path
+        ));
+    }
+    if ctx.json {
+        let list: Vec<_> = outcome
+            .models
+            .iter()
+            .map(|m| json!({"path": m.path, "source": m.source, "status": status_text(&m.status)}))
+            .collect();
+        ctx.out
+            .json(&json!({"models_dir": ctx.layout.models_dir(), "models": list}));
+    } else {
+        for m in &outcome.models {
+            ctx.out
+                .data(&format!("{:<50} {}", m.path, status_text(&m.status)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_text(s: &VerifyStatus) -> String {
+    match s {
+        VerifyStatus::Ok { hashed: true } => "ok (hashed)".into(),
+        VerifyStatus::Ok { hashed: false } => "ok".into(),
+        VerifyStatus::Unverified => "present, not verified (no checksum known)".into(),
+        VerifyStatus::Missing => "MISSING".into(),
+        VerifyStatus::Mismatch {
+            what,
+            expected,
+            actual,
+        } => format!("MISMATCH: {what} expected {expected}, found {actual}"),
+    }
+}
+
+fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let models = version_models(ctx, &args.id)?;
+    let reports = verify_models(&models, &ctx.layout, args.rehash)?;
+    let problems = reports.iter().filter(|r| r.status.is_problem()).count();
+    if ctx.json {
+        let list: Vec<_> = reports
+            .iter()
+            .map(|r| json!({"path": r.path, "source": r.source, "ok": !r.status.is_problem(), "status": verify_text(&r.status)}))
+            .collect();
+        ctx.out.json(&json!({"models": list, "problems": problems}));
+    } else {
+        for r in &reports {
+            ctx.out
+                .data(&format!("{:<50} {}", r.path, verify_text(&r.status)));
+        }
+    }
+    if problems > 0 {
+        ctx.out.warn(&format!(
+            "{problems} model(s) missing or wrong; run `comfyver models fetch {}` (remove a wrong file first)",
+            args.id
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let entries = list_store(&ctx.layout)?;
+    if ctx.json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "path": e.path,
+                    "size": e.size,
+                    "source": e.indexed.as_ref().map(|i| i.url.clone()),
+                    "blake3": e.indexed.as_ref().map(|i| i.blake3.clone()),
+                    "sha256": e.indexed.as_ref().and_then(|i| i.sha256.clone()),
+                })
+            })
+            .collect();
+        ctx.out
+            .json(&json!({"models_dir": ctx.layout.models_dir(), "models": list}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &entries {
+        let source = e
+            .indexed
+            .as_ref()
+            .map(|i| i.url.as_str())
+            .unwrap_or("(not indexed)");
+        ctx.out
+            .data(&format!("{:<50} {:>14}  {source}", e.path, e.size));
+    }
+    ctx.out.info(&format!(
+        "{} file(s), {} bytes in {}",
+        entries.len(),
+        entries.iter().map(|e| e.size).sum::<u64>(),
+        ctx.layout.models_dir().display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The models of every spec in the versions directory and every resolved lock.
+fn referenced_models(ctx: &Ctx) -> anyhow::Result<Vec<LockedModel>> {
+    let mut out = Vec::new();
+    for path in ctx.all_spec_paths()? {
+        let loaded = comfyver_spec::load_spec(&path).with_context(|| {
+            format!(
+                "gc needs every spec to know which models are in use; fix or move {} first",
+                path.display()
+            )
+        })?;
+        out.extend(ResolvedLock::models_from(&loaded.spec));
+    }
+    if let Ok(entries) = std::fs::read_dir(ctx.layout.resolved_dir()) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if !path.to_string_lossy().ends_with(".lock.json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("could not read {}", path.display()))?;
+            let lock = ResolvedLock::from_json(&bytes, &path)?;
+            out.extend(lock.models);
+        }
+    }
+    Ok(out)
+}
+
+fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
+    let referenced = referenced_models(ctx)?;
+    let plan = gc_plan(&ctx.layout, &referenced)?;
+    let freed = if args.yes {
+        gc_apply(&ctx.layout, &plan)?
+    } else {
+        0
+    };
+    if ctx.json {
+        let items: Vec<_> = plan
+            .files
+            .iter()
+            .chain(&plan.partials)
+            .map(|i| json!({"path": i.path, "size": i.size}))
+            .collect();
+        ctx.out.json(
+            &json!({"removed": args.yes, "items": items, "bytes": plan.bytes(), "freed": freed}),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for i in plan.files.iter().chain(&plan.partials) {
+        ctx.out.data(&format!("{:<50} {:>14}", i.path, i.size));
+    }
+    if args.yes {
+        ctx.out.info(&format!("freed {freed} bytes"));
+    } else if plan.is_empty() {
+        ctx.out.info("nothing to remove");
+    } else {
+        ctx.out.info(&format!(
+            "would free {} bytes; run `comfyver models gc --yes` to remove these files",
+            plan.bytes()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
