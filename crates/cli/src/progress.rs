@@ -134,6 +134,57 @@ impl comfyver_realize::RealizeReporter for RealizeProgress<'_> {
     }
 }
 
+/// A job's progress: a line per node and, on a terminal, a bar for nodes
+/// that report steps.
+pub struct JobProgress<'a> {
+    out: &'a Printer,
+    bar: Option<ProgressBar>,
+}
+
+impl<'a> JobProgress<'a> {
+    /// Progress written through `out`.
+    pub fn new(out: &'a Printer) -> JobProgress<'a> {
+        let bar = out.progress_enabled().then(|| {
+            let style = ProgressStyle::with_template("{msg:24!} {bar:40} {pos}/{len} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            ProgressBar::hidden().with_style(style)
+        });
+        JobProgress { out, bar }
+    }
+}
+
+impl comfyver_handler::JobReporter for JobProgress<'_> {
+    fn queued(&self, prompt_id: &str) {
+        self.out.info(&format!("queued prompt {prompt_id}"));
+    }
+
+    fn node_started(&self, node_id: &str, class_type: &str) {
+        match &self.bar {
+            Some(b) => b.println(format!("executing node {node_id} ({class_type})")),
+            None => self.out.info(&format!("executing node {node_id} ({class_type})")),
+        }
+    }
+
+    fn progress(&self, node_id: &str, value: f64, max: f64) {
+        match &self.bar {
+            Some(b) => {
+                if b.is_hidden() {
+                    b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                b.set_message(format!("node {node_id}"));
+                b.set_length(max.max(0.0) as u64);
+                b.set_position(value.max(0.0) as u64);
+                if value >= max {
+                    b.finish_and_clear();
+                    b.reset();
+                    b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                }
+            }
+            None => self.out.debug(&format!("node {node_id}: {value}/{max}")),
+        }
+    }
+}
+
 /// The first 12 hex digits of a commit.
 pub fn short(commit: &str) -> &str {
     if commit.len() > 12 { &commit[..12] } else { commit }

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use comfyver_handler::{ComfyEnv, ComfyProcess, HandlerError, Job, JobOptions, JobOutput, JobReporter, OutputSink, StartOptions};
+use comfyver_handler::{ComfyEnv, ComfyProcess, HandlerError, Job, JobOptions, JobOutput, OutputSink, StartOptions};
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::output::Printer;
 use crate::pipeline::{self, RealizeFlags};
-use crate::progress::RealizeProgress;
+use crate::progress::{JobProgress, RealizeProgress};
 
 /// What the job is and how it runs.
 #[derive(Debug, Clone, Args)]
@@ -204,22 +203,7 @@ fn execute(ctx: &Ctx, args: &RunArgs, invoked: Instant) -> anyhow::Result<Result
         expected_packs: packs,
         ..JobOptions::default()
     };
-    let result = comfyver_handler::run_job(&process, &job, &opts, &Lines(&ctx.out));
+    let result = comfyver_handler::run_job(&process, &job, &opts, &JobProgress::new(&ctx.out));
     process.stop();
     Ok(result)
-}
-
-/// Job progress as status lines on stderr.
-struct Lines<'a>(&'a Printer);
-
-impl JobReporter for Lines<'_> {
-    fn queued(&self, prompt_id: &str) {
-        self.0.info(&format!("queued prompt {prompt_id}"));
-    }
-    fn node_started(&self, node_id: &str, class_type: &str) {
-        self.0.info(&format!("executing node {node_id} ({class_type})"));
-    }
-    fn progress(&self, node_id: &str, value: f64, max: f64) {
-        self.0.debug(&format!("node {node_id}: {value}/{max}"));
-    }
 }
