@@ -75,6 +75,19 @@ impl Ctx {
         Ok(loaded)
     }
 
+    /// The specs a command works on: `ids` as given, or with `all` every
+    /// spec file of the versions directory (an error when there is none).
+    pub fn targets(&self, ids: &[String], all: bool) -> anyhow::Result<Vec<String>> {
+        if !all {
+            return Ok(ids.to_vec());
+        }
+        let paths = self.all_spec_paths()?;
+        if paths.is_empty() {
+            anyhow::bail!("no *.json specs in {}", self.versions_dir.display());
+        }
+        Ok(paths.iter().map(|p| p.display().to_string()).collect())
+    }
+
     /// Every spec file in the versions directory, sorted by id.
     pub fn all_spec_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
         let entries = std::fs::read_dir(&self.versions_dir).with_context(|| {

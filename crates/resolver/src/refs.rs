@@ -99,7 +99,7 @@ pub(crate) fn suggest(refs: &[RemoteRef], wanted: &str) -> (Vec<String>, Vec<Str
         .iter()
         .map(|n| {
             (
-                levenshtein(&bare.to_lowercase(), &n.to_lowercase()),
+                comfyver_spec::suggest::levenshtein(&bare.to_lowercase(), &n.to_lowercase()),
                 n.clone(),
             )
         })
@@ -122,21 +122,6 @@ pub(crate) fn suggest(refs: &[RemoteRef], wanted: &str) -> (Vec<String>, Vec<Str
         Vec::new()
     };
     (suggestions, available)
-}
-
-/// Edit distance (insert, delete, substitute).
-pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ mod parse;
 mod repo_url;
 mod rewrite;
 mod schema;
-mod suggest;
+pub mod suggest;
 mod validate;
 mod version;
 

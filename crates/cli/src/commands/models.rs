@@ -1,22 +1,19 @@
 //! `comfyver models fetch|verify|list|gc`: the shared model store.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use comfyver_models::{
-    FetchOptions, FetchStatus, Reporter, VerifyStatus, fetch_models, gc_apply, gc_plan, list_store,
+    FetchOptions, FetchStatus, VerifyStatus, fetch_models, gc_apply, gc_plan, list_store,
     verify_models,
 };
 use comfyver_spec::{LockedModel, ResolvedLock};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::output::Printer;
+use crate::progress::Bars;
 
 /// `comfyver models`.
 #[derive(Debug, Args)]
@@ -86,81 +83,6 @@ pub fn run(ctx: &Ctx, args: ModelsArgs) -> anyhow::Result<ExitCode> {
 fn version_models(ctx: &Ctx, id: &str) -> anyhow::Result<Vec<LockedModel>> {
     let loaded = ctx.load(id)?;
     Ok(ResolvedLock::models_from(&loaded.spec))
-}
-
-/// Progress bars (bytes, rate, ETA) on a terminal; only notes otherwise.
-struct Bars<'a> {
-    out: &'a Printer,
-    multi: Option<MultiProgress>,
-    bars: Mutex<HashMap<String, ProgressBar>>,
-}
-
-impl<'a> Bars<'a> {
-    fn new(out: &'a Printer) -> Bars<'a> {
-        Bars {
-            out,
-            multi: out.progress_enabled().then(MultiProgress::new),
-            bars: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn bar(&self, path: &str) -> Option<ProgressBar> {
-        let multi = self.multi.as_ref()?;
-        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-        let bar = bars.entry(path.to_string()).or_insert_with(|| {
-            let style = ProgressStyle::with_template(
-                "{msg:30!} {bar:30} {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            let b = multi.add(ProgressBar::no_length().with_style(style));
-            b.set_message(path.to_string());
-            b
-        });
-        Some(bar.clone())
-    }
-}
-
-impl Reporter for Bars<'_> {
-    fn start(&self, path: &str, done: u64, total: Option<u64>) {
-        if let Some(b) = self.bar(path) {
-            if let Some(t) = total {
-                b.set_length(t);
-            }
-            b.set_position(done);
-        } else {
-            self.out.debug(&format!("fetching {path}"));
-        }
-    }
-
-    fn progress(&self, path: &str, done: u64, total: Option<u64>) {
-        if let Some(b) = self.bar(path) {
-            if let Some(t) = total {
-                b.set_length(t);
-            }
-            b.set_position(done);
-        }
-    }
-
-    fn finish(&self, path: &str) {
-        let bar = self
-            .bars
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(path);
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-    }
-
-    fn note(&self, path: &str, message: &str) {
-        let line = format!("{path}: {message}");
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(line);
-            }
-            None => self.out.info(&line),
-        }
-    }
 }
 
 fn status_text(s: &FetchStatus) -> String {

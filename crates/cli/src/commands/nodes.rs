@@ -5,12 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use comfyver_nodes::{NodesOptions, Reporter, fill_caches, is_checkout_complete};
+use comfyver_nodes::{NodesOptions, fill_caches, is_checkout_complete};
 use comfyver_spec::{RepoUrl, ResolvedLock};
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::output::Printer;
+use crate::output::human_bytes;
+use crate::progress::{StatusLines, short};
 
 /// `comfyver nodes`.
 #[derive(Debug, Args)]
@@ -43,29 +44,6 @@ pub fn run(ctx: &Ctx, args: NodesArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         NodesCommand::Fetch(a) => fetch(ctx, a),
         NodesCommand::List => list(ctx),
-    }
-}
-
-/// Prints library progress events as status lines on stderr.
-struct StatusLines<'a>(&'a Printer);
-
-impl Reporter for StatusLines<'_> {
-    fn fetching(&self, repo: &str, what: &str) {
-        self.0.info(&format!("fetching {repo} ({what})"));
-    }
-
-    fn checking_out(&self, name: &str, commit: &str) {
-        self.0
-            .info(&format!("checking out {name} @ {}", short(commit)));
-    }
-
-    fn ready(&self, name: &str, commit: &str, path: &Path, was_cached: bool) {
-        let how = if was_cached { "cached" } else { "ready" };
-        self.0.debug(&format!(
-            "{how}: {name} @ {} at {}",
-            short(commit),
-            path.display()
-        ));
     }
 }
 
@@ -147,7 +125,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             } else {
                 "partial"
             },
-            human(r["size"].as_u64().unwrap_or(0)),
+            human_bytes(r["size"].as_u64().unwrap_or(0)),
             if versions.is_empty() {
                 "-".to_string()
             } else {
@@ -206,23 +184,4 @@ fn dir_size(path: &Path) -> u64 {
             _ => 0,
         })
         .sum()
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-fn short(commit: &str) -> &str {
-    commit.get(..12).unwrap_or(commit)
 }

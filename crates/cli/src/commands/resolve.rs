@@ -64,15 +64,7 @@ impl Reporter for Progress<'_> {
 }
 
 pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<ExitCode> {
-    let targets: Vec<String> = if args.all {
-        let paths = ctx.all_spec_paths()?;
-        if paths.is_empty() {
-            anyhow::bail!("no *.json specs in {}", ctx.versions_dir.display());
-        }
-        paths.iter().map(|p| p.display().to_string()).collect()
-    } else {
-        args.ids.clone()
-    };
+    let targets = ctx.targets(&args.ids, args.all)?;
     let base = ResolveOptions {
         offline: ctx.offline,
         locked: args.locked,

@@ -18,15 +18,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let targets: Vec<String> = if args.all {
-        let paths = ctx.all_spec_paths()?;
-        if paths.is_empty() {
-            anyhow::bail!("no *.json specs in {}", ctx.versions_dir.display());
-        }
-        paths.iter().map(|p| p.display().to_string()).collect()
-    } else {
-        args.ids
-    };
+    let targets = ctx.targets(&args.ids, args.all)?;
     let mut failed = 0;
     let mut reports = Vec::new();
     for target in &targets {
