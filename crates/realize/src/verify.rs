@@ -122,9 +122,7 @@ pub fn verify(
 /// `python::build_env`), so it is not a difference either.
 fn without_seed(installed: Vec<String>, locked: &[String]) -> Vec<String> {
     let name = |line: &str| {
-        let end = line
-            .find(|c: char| matches!(c, '=' | ' '))
-            .unwrap_or(line.len());
+        let end = line.find(['=', ' ']).unwrap_or(line.len());
         line[..end].to_string()
     };
     let locked_names: Vec<String> = locked.iter().map(|l| name(l)).collect();

@@ -1,0 +1,887 @@
+//! `comfyver realize`, `verify`, `remove` and `gc` as real processes: a
+//! stand-in ComfyUI core and node packs in real git repositories (file://),
+//! models from a real HTTP server on loopback, wheels built at test time in a
+//! local `--wheels-dir`, real uv (and pip when uv is absent from PATH).
+//!
+//! Nothing reaches the internet: the specs set `python.index_url` to an empty
+//! local directory (file://), so every package comes from the wheel directory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use comfyver_testkit::comfy::fake_core_dir;
+use comfyver_testkit::git::Repo;
+use comfyver_testkit::http::{HttpServer, blake3_hex, pseudo_random};
+use comfyver_testkit::wheels;
+use serde_json::{Value, json};
+
+/// A node pack's `install.py`: appends a line to `$SIDE_EFFECT` (the spec's
+/// `env`), so the test can count how often it ran.
+const INSTALL_SCRIPT: &str = r#"
+import os
+with open(os.environ["SIDE_EFFECT"], "a") as f:
+    f.write("ran\n")
+"#;
+
+/// The node packs every test can use: (name, files).
+const PACKS: &[(&str, &[(&str, &str)])] = &[
+    ("req_pack", &[("requirements.txt", "# deps\nnodedep-a\n")]),
+    (
+        "pyproj_pack",
+        &[(
+            "pyproject.toml",
+            "[project]\nname = \"pyproj-pack\"\nversion = \"0.1\"\ndependencies = [\"pyprojdep>=1.0\"]\n",
+        )],
+    ),
+    ("script_pack", &[("install.py", INSTALL_SCRIPT)]),
+    (
+        "conflict_one",
+        &[("requirements.txt", "conflictpkg==1.0\n")],
+    ),
+    (
+        "conflict_two",
+        &[("requirements.txt", "conflictpkg==2.0\n")],
+    ),
+    ("extra_pack", &[("requirements.txt", "nodedep-b\n")]),
+];
+
+/// Size of the payload of the `bigdep` wheel (a stand-in for a large
+/// package such as torch, so venv sharing is measured on real bytes).
+const BIG_PAYLOAD: usize = 4 << 20;
+
+/// Everything a test realizes from: remotes, wheels, a model server.
+struct World {
+    tmp: tempfile::TempDir,
+    core: Repo,
+    packs: BTreeMap<String, Repo>,
+    server: Option<HttpServer>,
+    models: BTreeMap<String, Vec<u8>>,
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let remotes = tmp.path().join("remotes");
+        let mut core = Repo::new(&remotes, "ComfyUI");
+        core.copy_tree(&fake_core_dir());
+        core.commit("stand-in core");
+        core.tag("v1");
+        core.push();
+        let mut packs = BTreeMap::new();
+        for (name, files) in PACKS {
+            let mut r = Repo::new(&remotes, name);
+            r.write(&[("__init__.py", "NODE_CLASS_MAPPINGS = {}\n")]);
+            r.write(files);
+            r.commit(name);
+            r.push();
+            packs.insert(name.to_string(), r);
+        }
+        let wheel_dir = tmp.path().join("wheels");
+        wheels::standard_wheels(&wheel_dir);
+        big_wheel(&wheel_dir, "bigdep", BIG_PAYLOAD);
+        std::fs::create_dir_all(tmp.path().join("empty-index")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("versions")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("empty-path")).unwrap();
+        let server = HttpServer::start();
+        let mut models = BTreeMap::new();
+        for (i, name) in ["m1.safetensors", "m2.safetensors", "m3.safetensors"]
+            .iter()
+            .enumerate()
+        {
+            let bytes = pseudo_random(64 << 10, i as u64 + 1);
+            server.add_file(&format!("/{name}"), bytes.clone());
+            models.insert(name.to_string(), bytes);
+        }
+        World {
+            tmp,
+            core,
+            packs,
+            server: Some(server),
+            models,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+    fn remotes(&self) -> PathBuf {
+        self.root().join("remotes")
+    }
+    fn cache(&self) -> PathBuf {
+        self.root().join("cache")
+    }
+    fn versions(&self) -> PathBuf {
+        self.root().join("versions")
+    }
+    fn wheels(&self) -> PathBuf {
+        self.root().join("wheels")
+    }
+    fn side_effect(&self) -> PathBuf {
+        self.root().join("side-effect.txt")
+    }
+    /// A directory with no program in it: a PATH without uv, pip, git, python.
+    fn empty_path(&self) -> PathBuf {
+        self.root().join("empty-path")
+    }
+    fn home(&self, id: &str) -> PathBuf {
+        home_in(&self.cache(), id)
+    }
+
+    /// Writes `versions/<id>.json`: the core at tag v1, `nodes` at main,
+    /// `models` from the server, extra `requirements`, an index URL that
+    /// serves nothing, and `SIDE_EFFECT` for install scripts.
+    fn spec(&self, id: &str, nodes: &[&str], models: &[&str], requirements: &[&str]) {
+        let server = self.server.as_ref().expect("server running");
+        let nodes: Vec<Value> = nodes
+            .iter()
+            .map(|n| json!({"repo": self.packs[*n].file_url(), "ref": "main", "name": n}))
+            .collect();
+        let models: Vec<Value> = models
+            .iter()
+            .map(|m| {
+                let bytes = &self.models[*m];
+                json!({"source": server.url(&format!("/{m}")), "blake3": blake3_hex(bytes), "size": bytes.len()})
+            })
+            .collect();
+        let spec = json!({
+            "schema_version": 2,
+            "version_id": id,
+            "comfy": {"repo": self.core.file_url(), "ref": "v1"},
+            "custom_nodes": nodes,
+            "models": models,
+            "python": {
+                "index_url": format!("file://{}", self.root().join("empty-index").display()),
+                "requirements": requirements,
+            },
+            "env": {"SIDE_EFFECT": self.side_effect()},
+        });
+        std::fs::write(
+            self.versions().join(format!("{id}.json")),
+            serde_json::to_string_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// The binary with a cache dir, the versions dir and a clean environment.
+    fn cmd_in(&self, cache: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_comfyver"));
+        c.arg("--cache-dir")
+            .arg(cache)
+            .arg("--versions-dir")
+            .arg(self.versions())
+            .args(args)
+            .stdin(Stdio::null());
+        for var in [
+            "COMFY_CACHE",
+            "COMFY_VERSIONS_DIR",
+            "COMFY_HOME",
+            "COMFYVER_OFFLINE",
+            "COMFYVER_WHEELS_DIR",
+            "COMFYVER_JOBS",
+            "COMFYVER_URL_REWRITES",
+            "CUSTOM_NODES_CACHE",
+            "MODELS_DIR",
+            "UV",
+            "VIRTUAL_ENV",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("GIT_TERMINAL_PROMPT", "0").env("NO_COLOR", "1");
+        c
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_in(&self.cache(), args)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// `comfyver realize <id> --wheels-dir <wheels> [extra...]`.
+    fn realize_cmd(&self, cache: &Path, id: &str, extra: &[&str]) -> Command {
+        let wheels = self.wheels();
+        let mut args = vec!["realize", id, "--wheels-dir", wheels.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.cmd_in(cache, &args)
+    }
+    fn realize(&self, id: &str) -> Output {
+        self.realize_cmd(&self.cache(), id, &[]).output().unwrap()
+    }
+
+    fn lock(&self, id: &str) -> Value {
+        let path = self
+            .cache()
+            .join("resolved")
+            .join(format!("{id}.lock.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn side_effect_runs(&self) -> usize {
+        std::fs::read_to_string(self.side_effect())
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// `comfyver verify <id>` in `cache` must pass.
+    fn assert_verified(&self, cache: &Path, id: &str) {
+        let out = self.cmd_in(cache, &["verify", id]).output().unwrap();
+        let (stdout, _) = ok(&out);
+        assert!(stdout.contains(&format!("ok  {id}")), "{stdout}");
+    }
+}
+
+fn home_in(cache: &Path, id: &str) -> PathBuf {
+    cache.join("versions").join(format!("comfy-{id}"))
+}
+
+/// Writes a pure-Python wheel `name 1.0` whose module carries a `payload`-byte
+/// data file (stored, not compressed).
+fn big_wheel(dir: &Path, name: &str, payload: usize) {
+    const SCRIPT: &str = r#"
+import base64, hashlib, os, sys
+import zipfile
+d, name, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+info = f"{name}-1.0.dist-info"
+files = {
+    f"{name}/__init__.py": b"__version__ = '1.0'\n",
+    f"{name}/payload.bin": os.urandom(size),
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+    f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: comfyver-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for path, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record.append(f"{path},sha256={digest},{len(data)}")
+record.append(f"{info}/RECORD,,")
+files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+with zipfile.ZipFile(os.path.join(d, f"{name}-1.0-py3-none-any.whl"), "w", zipfile.ZIP_STORED) as z:
+    for path, data in files.items():
+        z.writestr(path, data)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(dir)
+        .arg(name)
+        .arg(payload.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(out: &Output) -> (String, String) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status.code()
+    );
+    (stdout, stderr)
+}
+
+/// Every path under `dirs` with its kind, size, mtime and content hash (or
+/// link target): two equal snapshots mean nothing was created, deleted,
+/// written or touched.
+fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, String> {
+    fn walk(p: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            out.insert(p.to_path_buf(), "absent".into());
+            return;
+        };
+        let mtime = format!("{}.{:09}", m.mtime(), m.mtime_nsec());
+        let entry = if m.file_type().is_symlink() {
+            format!(
+                "link {mtime} -> {}",
+                std::fs::read_link(p).unwrap().display()
+            )
+        } else if m.is_dir() {
+            let mut names: Vec<PathBuf> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            names.sort();
+            for child in &names {
+                walk(child, out);
+            }
+            format!("dir {mtime} {:o}", m.mode())
+        } else {
+            let hash = blake3_hex(&std::fs::read(p).unwrap());
+            format!("file {} {mtime} {:o} {hash}", m.len(), m.mode())
+        };
+        out.insert(p.to_path_buf(), entry);
+    }
+    let mut out = BTreeMap::new();
+    for d in dirs {
+        walk(d, &mut out);
+    }
+    out
+}
+
+fn assert_same(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>) {
+    let changed: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(|k| format!("{}: {:?} -> {:?}", k.display(), before.get(k), after.get(k)))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the dry run changed the disk:\n{}",
+        changed.join("\n")
+    );
+}
+
+/// Bytes on disk (st_blocks) of the entries under `dir` whose inode is not in
+/// `seen` yet; adds them to `seen`. Symlinks are not followed.
+fn disk_use(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+    let m = std::fs::symlink_metadata(dir).unwrap();
+    let mut total = 0;
+    if seen.insert((m.dev(), m.ino())) {
+        total += m.blocks() * 512;
+    }
+    if m.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            total += disk_use(&e.unwrap().path(), seen);
+        }
+    }
+    total
+}
+
+/// The program `name` on this process's PATH.
+fn which(name: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH"))
+}
+
+fn inode(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().ino()
+}
+
+/// A small xorshift PRNG: the crash test's delays are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
+    let w = World::new();
+    w.spec(
+        "v1",
+        &["req_pack", "pyproj_pack", "script_pack"],
+        &["m1.safetensors"],
+        &[],
+    );
+    let watched = [w.cache(), w.versions()];
+
+    // --dry-run before anything exists changes nothing.
+    let before = snapshot(&watched);
+    let wheels = w.wheels();
+    let out = w.run(&[
+        "realize",
+        "v1",
+        "--dry-run",
+        "--wheels-dir",
+        wheels.to_str().unwrap(),
+    ]);
+    let (plan, _) = ok(&out);
+    assert_same(&before, &snapshot(&watched));
+    assert!(plan.contains("plan for v1"), "{plan}");
+    assert!(plan.contains("script_pack"), "{plan}");
+    assert!(plan.contains("download into the store"), "{plan}");
+
+    // The cold realize.
+    let out = w.realize("v1");
+    let (stdout, stderr) = ok(&out);
+    let home = w.home("v1");
+    assert_eq!(stdout.trim(), home.display().to_string(), "{stderr}");
+    assert!(stderr.contains("== python"), "{stderr}");
+    assert!(stderr.contains("v1 realized in"), "{stderr}");
+
+    // custom_nodes/<name> are links to <cache>/custom_nodes/<slug>@<commit>.
+    let lock = w.lock("v1");
+    for node in lock["custom_nodes"].as_array().unwrap() {
+        let name = node["name"].as_str().unwrap();
+        let commit = node["commit"].as_str().unwrap();
+        assert_eq!(commit, w.packs[name].head());
+        let target = std::fs::read_link(home.join("custom_nodes").join(name)).unwrap();
+        assert_eq!(target.parent().unwrap(), w.cache().join("custom_nodes"));
+        assert!(
+            target
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with(&format!("@{commit}")),
+            "{}",
+            target.display()
+        );
+        assert!(target.join("__init__.py").is_file());
+    }
+    assert_eq!(lock["comfy"]["commit"].as_str().unwrap(), w.core.head());
+    assert!(
+        home.join("main.py").is_file(),
+        "the home is the core checkout"
+    );
+
+    // The models are in the store, and extra_model_paths.yaml points at it.
+    let store = w.cache().join("models");
+    assert_eq!(
+        std::fs::read(store.join("checkpoints/m1.safetensors")).unwrap(),
+        w.models["m1.safetensors"]
+    );
+    let yaml = std::fs::read_to_string(home.join("extra_model_paths.yaml")).unwrap();
+    assert!(yaml.contains(store.to_str().unwrap()), "{yaml}");
+
+    // The venv imports the core's, the nodes' and the transitive packages.
+    let import = Command::new(home.join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import fakecomfydep, nodedep_a, fakerequests, pyprojdep; print('ok')",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&import.stdout).trim(),
+        "ok",
+        "{}",
+        text(&import.stderr)
+    );
+    assert!(home.join(".comfyver/realized.json").is_file());
+    assert_eq!(w.side_effect_runs(), 1, "install.py ran once");
+
+    // The lock gained the installed Python set.
+    let packages: Vec<&str> = lock["python"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for p in [
+        "fakecomfydep==1.0",
+        "nodedep-a==1.0",
+        "fakerequests==2.0",
+        "pyprojdep==1.0",
+    ] {
+        assert!(packages.contains(&p), "{packages:?}");
+    }
+    w.assert_verified(&w.cache(), "v1");
+
+    // A second realize is warm and runs nothing.
+    let (_, stderr) = ok(&w.realize("v1"));
+    assert!(stderr.contains("v1 already realized"), "{stderr}");
+    assert!(!stderr.contains("== "), "{stderr}");
+    assert_eq!(w.side_effect_runs(), 1);
+
+    // A broken link fails verify (exit 1, naming it); realize repairs it.
+    std::fs::remove_file(home.join("custom_nodes/req_pack")).unwrap();
+    let out = w.run(&["verify", "v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("custom_nodes/req_pack"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (_, stderr) = ok(&w.realize("v1"));
+    assert!(stderr.contains("v1 realized in"), "{stderr}");
+    w.assert_verified(&w.cache(), "v1");
+    assert_eq!(
+        w.side_effect_runs(),
+        1,
+        "the venv and install.py were reused"
+    );
+
+    // After a change (one more model), --dry-run still changes nothing and
+    // says what would happen.
+    w.spec(
+        "v1",
+        &["req_pack", "pyproj_pack", "script_pack"],
+        &["m1.safetensors", "m2.safetensors"],
+        &[],
+    );
+    let before = snapshot(&watched);
+    let out = w.run(&[
+        "realize",
+        "v1",
+        "--dry-run",
+        "--wheels-dir",
+        wheels.to_str().unwrap(),
+    ]);
+    let (plan, _) = ok(&out);
+    assert_same(&before, &snapshot(&watched));
+    assert!(!plan.contains("already realized"), "{plan}");
+    assert!(plan.contains("checkpoints/m2.safetensors"), "{plan}");
+    assert!(plan.contains("cached, linked"), "{plan}");
+    let (_, stderr) = ok(&w.realize("v1"));
+    assert!(stderr.contains("v1 realized in"), "{stderr}");
+    assert!(store.join("checkpoints/m2.safetensors").is_file());
+    w.assert_verified(&w.cache(), "v1");
+
+    // The warm path needs nothing: no remote, no server, no program on PATH.
+    std::fs::remove_dir_all(w.remotes()).unwrap();
+    let mut w = w;
+    drop(w.server.take());
+    let out = w
+        .realize_cmd(&w.cache(), "v1", &[])
+        .arg("--json")
+        .env("PATH", w.empty_path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = ok(&out);
+    let v: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    assert_eq!(v["warm"], json!(true), "{stdout}");
+    let out = w
+        .cmd(&["verify", "v1"])
+        .env("PATH", w.empty_path())
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(w.side_effect_runs(), 1);
+}
+
+#[test]
+fn conflicting_requirements_fail_with_one_error_naming_both_packs() {
+    let w = World::new();
+    w.spec("clash", &["conflict_one", "conflict_two"], &[], &[]);
+    let out = w.realize("clash");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("conflictpkg"), "{stderr}");
+    assert!(stderr.contains("conflict_one"), "{stderr}");
+    assert!(stderr.contains("conflict_two"), "{stderr}");
+    assert!(!w.home("clash").join(".comfyver/realized.json").exists());
+    let out = w.run(&["verify", "clash"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed realize does not verify"
+    );
+}
+
+#[test]
+fn pip_builds_the_venv_when_uv_is_not_on_path() {
+    let w = World::new();
+    w.spec("pipver", &["req_pack"], &[], &[]);
+    // A PATH with python3 (the real interpreter, not a shim that might find
+    // uv) and git (file:// fetches run `git upload-pack`), but no uv.
+    let bin = w.root().join("no-uv");
+    std::fs::create_dir_all(&bin).unwrap();
+    let exe = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    std::os::unix::fs::symlink(text(&exe.stdout).trim(), bin.join("python3")).unwrap();
+    std::os::unix::fs::symlink(which("git"), bin.join("git")).unwrap();
+    let out = w
+        .realize_cmd(&w.cache(), "pipver", &[])
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    ok(&out);
+    let home = w.home("pipver");
+    assert!(
+        home.join(".venv/bin/pip").exists(),
+        "a venv made by python -m venv has pip; uv's has not"
+    );
+    let import = Command::new(home.join(".venv/bin/python"))
+        .args(["-c", "import fakecomfydep, nodedep_a, fakerequests"])
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    let out = w
+        .cmd(&["verify", "pipver"])
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    ok(&out);
+}
+
+#[test]
+fn a_second_version_shares_everything_then_remove_and_gc_keep_what_is_referenced() {
+    let w = World::new();
+    let nodes = ["req_pack", "script_pack"];
+    w.spec("v1", &nodes, &["m1.safetensors"], &["bigdep"]);
+    w.spec("v2", &nodes, &["m1.safetensors"], &["bigdep"]);
+    ok(&w.realize("v1"));
+    ok(&w.realize("v2"));
+    let (h1, h2) = (w.home("v1"), w.home("v2"));
+    w.assert_verified(&w.cache(), "v1");
+    w.assert_verified(&w.cache(), "v2");
+
+    // The same node checkouts (same inodes behind the links), one model file.
+    for n in nodes {
+        let (l1, l2) = (
+            h1.join("custom_nodes").join(n),
+            h2.join("custom_nodes").join(n),
+        );
+        assert_eq!(
+            std::fs::read_link(&l1).unwrap(),
+            std::fs::read_link(&l2).unwrap()
+        );
+        assert_eq!(
+            inode(&l1.join("__init__.py")),
+            inode(&l2.join("__init__.py"))
+        );
+    }
+    let model = w.cache().join("models/checkpoints/m1.safetensors");
+    assert_eq!(
+        std::fs::metadata(&model).unwrap().nlink(),
+        1,
+        "one copy of the model"
+    );
+    for h in [&h1, &h2] {
+        let yaml = std::fs::read_to_string(h.join("extra_model_paths.yaml")).unwrap();
+        assert!(yaml.contains(w.cache().join("models").to_str().unwrap()));
+    }
+
+    // The second venv adds at most 10% of the first one's disk use: its
+    // packages are hard links into the uv cache, as are the first's.
+    let mut seen = HashSet::new();
+    let first = disk_use(&h1.join(".venv"), &mut seen);
+    let added = disk_use(&h2.join(".venv"), &mut seen);
+    eprintln!("first venv {first} bytes, the second adds {added} bytes");
+    assert!(
+        first > BIG_PAYLOAD as u64,
+        "the first venv holds bigdep ({first} bytes)"
+    );
+    assert!(
+        added * 10 <= first,
+        "the second venv adds {added} of {first} bytes"
+    );
+    let payload = |h: &Path| {
+        let found = std::fs::read_dir(h.join(".venv/lib"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("site-packages/bigdep/payload.bin"))
+            .find(|p| p.is_file())
+            .unwrap();
+        inode(&found)
+    };
+    assert_eq!(payload(&h1), payload(&h2), "bigdep's payload is one file");
+
+    // remove deletes the home and nothing in the shared caches.
+    let checkouts: Vec<(PathBuf, u64)> = nodes
+        .iter()
+        .map(|n| {
+            let t = std::fs::read_link(h2.join("custom_nodes").join(n)).unwrap();
+            let ino = inode(&t.join("__init__.py"));
+            (t, ino)
+        })
+        .collect();
+    let model_ino = inode(&model);
+    let uv_payload = payload(&h2);
+    let out = w.run(&["remove", "v2"]);
+    let (_, stderr) = ok(&out);
+    assert!(stderr.contains("removed"), "{stderr}");
+    assert!(!h2.exists());
+    for (t, ino) in &checkouts {
+        assert_eq!(inode(&t.join("__init__.py")), *ino, "{} kept", t.display());
+    }
+    assert_eq!(inode(&model), model_ino);
+    assert_eq!(
+        payload(&h1),
+        uv_payload,
+        "the uv cache and v1's venv are kept"
+    );
+    assert!(w.cache().join("uv").is_dir());
+    w.assert_verified(&w.cache(), "v1");
+    let (_, stderr) = ok(&w.run(&["remove", "v2"]));
+    assert!(stderr.contains("nothing to remove"), "{stderr}");
+
+    // A retired version leaves a node pack, its mirror and a model that no
+    // lock references: gc lists them, and deletes them only with --yes.
+    w.spec(
+        "v3",
+        &["req_pack", "extra_pack"],
+        &["m1.safetensors", "m3.safetensors"],
+        &[],
+    );
+    ok(&w.realize("v3"));
+    let extra = std::fs::read_link(w.home("v3").join("custom_nodes/extra_pack")).unwrap();
+    let m3 = w.cache().join("models/checkpoints/m3.safetensors");
+    ok(&w.run(&["remove", "v3"]));
+    std::fs::remove_file(w.versions().join("v3.json")).unwrap();
+    std::fs::remove_file(w.cache().join("resolved/v3.lock.json")).unwrap();
+    let watched = [w.cache()];
+    let before = snapshot(&watched);
+    let (listed, stderr) = ok(&w.run(&["gc"]));
+    assert_same(&before, &snapshot(&watched));
+    assert!(stderr.contains("dry run"), "{stderr}");
+    assert!(listed.contains(extra.to_str().unwrap()), "{listed}");
+    assert!(listed.contains("extra_pack.git"), "{listed}");
+    assert!(listed.contains("checkpoints/m3.safetensors"), "{listed}");
+    assert!(!listed.contains("req_pack"), "{listed}");
+    assert!(!listed.contains("m1.safetensors"), "{listed}");
+    assert!(extra.is_dir() && m3.is_file());
+
+    let (_, stderr) = ok(&w.run(&["gc", "--yes"]));
+    assert!(stderr.contains("freed"), "{stderr}");
+    assert!(!extra.exists(), "the unreferenced checkout is gone");
+    assert!(!m3.exists(), "the unreferenced model is gone");
+    assert_eq!(inode(&model), model_ino);
+    for (t, ino) in &checkouts {
+        assert_eq!(inode(&t.join("__init__.py")), *ino);
+    }
+    w.assert_verified(&w.cache(), "v1");
+    let (listed, _) = ok(&w.run(&["gc"]));
+    assert!(
+        listed.trim().is_empty(),
+        "nothing left to collect: {listed}"
+    );
+}
+
+#[test]
+fn concurrent_realizes_of_one_version_build_once_and_of_two_versions_both_succeed() {
+    let w = World::new();
+    let nodes = ["req_pack", "script_pack"];
+    w.spec("same", &nodes, &["m1.safetensors"], &[]);
+    let spawn = |id: &str| -> Child {
+        w.realize_cmd(&w.cache(), id, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("same"), spawn("same"));
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let stderrs: Vec<String> = outs.iter().map(|o| ok(o).1).collect();
+    let built = stderrs.iter().filter(|s| s.contains("== python")).count();
+    let warm = stderrs
+        .iter()
+        .filter(|s| s.contains("same already realized"))
+        .count();
+    assert_eq!(
+        (built, warm),
+        (1, 1),
+        "one builds, the other waits and reuses:\n{stderrs:#?}"
+    );
+    assert_eq!(w.side_effect_runs(), 1, "install.py ran once");
+    w.assert_verified(&w.cache(), "same");
+
+    // Two different versions over the same node packs, at once.
+    w.spec("pa", &nodes, &["m1.safetensors"], &[]);
+    w.spec("pb", &nodes, &["m2.safetensors"], &["nodedep-b"]);
+    let (a, b) = (spawn("pa"), spawn("pb"));
+    for o in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        let (_, stderr) = ok(&o);
+        assert!(stderr.contains("== python"), "{stderr}");
+    }
+    w.assert_verified(&w.cache(), "pa");
+    w.assert_verified(&w.cache(), "pb");
+}
+
+/// Sends SIGKILL to `child`'s whole process group (comfyver and its uv or
+/// python children: a worker that dies), or to comfyver alone, then waits
+/// until its children have finished on their own.
+fn kill9(child: &mut Child, whole_group: bool) {
+    let pgid = format!("-{}", child.id());
+    if whole_group {
+        let _ = Command::new("kill")
+            .args(["-9", "--", &pgid])
+            .stderr(Stdio::null())
+            .status();
+    } else {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Command::new("kill")
+        .args(["-0", "--", &pgid])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the children of a killed realize never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_of_a_cold_realize_then_rerun_succeeds() {
+    const TRIALS: u64 = 20;
+    let w = World::new();
+    w.spec(
+        "crash",
+        &["req_pack", "script_pack"],
+        &["m1.safetensors"],
+        &[],
+    );
+    let cache = |i: u64| w.root().join(format!("cache-{i}"));
+    let realize = |i: u64| w.realize_cmd(&cache(i), "crash", &[]);
+
+    // How long a cold realize takes here: the window to kill in (the
+    // shorter of two, since the very first also warms the OS's caches).
+    let mut cold = Duration::MAX;
+    for i in [100, 101] {
+        let started = Instant::now();
+        ok(&realize(i).output().unwrap());
+        cold = cold.min(started.elapsed());
+        w.assert_verified(&cache(i), "crash");
+    }
+
+    let mut rng = Rng(0x5eed_c0ff_ee15_0001);
+    let mut log = Vec::new();
+    for i in 1..=TRIALS {
+        let delay = Duration::from_micros(rng.next() % cold.as_micros() as u64);
+        let whole_group = i % 2 == 0;
+        let progress = w.root().join(format!("killed-{i}.log"));
+        let mut child = realize(i)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&progress).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let finished = child.try_wait().unwrap().is_some();
+        kill9(&mut child, whole_group);
+        let progress = std::fs::read_to_string(&progress).unwrap();
+        let step = match progress.lines().rfind(|l| l.starts_with("== ")) {
+            _ if finished => "finished",
+            Some(l) => l.trim_start_matches("== "),
+            None => "resolving",
+        };
+        let who = if whole_group {
+            "comfyver and its children"
+        } else {
+            "comfyver alone"
+        };
+        log.push(format!(
+            "trial {i}: kill -9 {who} at {delay:?}, during: {step}"
+        ));
+        let out = realize(i).output().unwrap();
+        assert!(
+            out.status.success(),
+            "rerun after {}:\n{}",
+            log.last().unwrap(),
+            text(&out.stderr)
+        );
+        w.assert_verified(&cache(i), "crash");
+        let stamp = home_in(&cache(i), "crash").join(".comfyver/realized.json");
+        assert!(stamp.is_file());
+    }
+    eprintln!("cold realize: {cold:?}\n{}", log.join("\n"));
+}
