@@ -10,8 +10,11 @@
 //!   byte counting and fault injection (dropped connections, 5xx, 401, ...).
 //! - [`comfy`]: a temp ComfyUI home (a copy of the stand-in ComfyUI with node-pack
 //!   fixtures linked into `custom_nodes/`) and a bare stand-in server on a port.
+//! - [`world`]: a whole version to realize and run (core and node-pack
+//!   repositories, wheels, a model server, a spec).
 
 pub mod git;
 pub mod wheels;
 pub mod http;
 pub mod comfy;
+pub mod world;
