@@ -538,10 +538,45 @@ fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
     assert!(store.join("checkpoints/m2.safetensors").is_file());
     w.assert_verified(&w.cache(), "v1");
 
-    // The warm path needs nothing: no remote, no server, no program on PATH.
+    // A node dropped from the spec: its link goes, and so do its packages.
+    w.spec(
+        "v1",
+        &["req_pack", "script_pack"],
+        &["m1.safetensors", "m2.safetensors"],
+        &[],
+    );
+    ok(&w.realize("v1"));
+    assert!(std::fs::symlink_metadata(home.join("custom_nodes/pyproj_pack")).is_err());
+    let import = Command::new(home.join(".venv/bin/python"))
+        .args(["-c", "import pyprojdep"])
+        .output()
+        .unwrap();
+    assert!(!import.status.success(), "pyprojdep left with its pack");
+    w.assert_verified(&w.cache(), "v1");
+    assert_eq!(
+        w.side_effect_runs(),
+        2,
+        "a rebuilt venv runs install.py again"
+    );
+
+    // With the remotes and the server gone, --offline realizes a new home
+    // from the caches (mirrors, node checkouts, model store, uv cache).
     std::fs::remove_dir_all(w.remotes()).unwrap();
     let mut w = w;
     drop(w.server.take());
+    let other = w.root().join("offline-home");
+    let other_arg = other.to_str().unwrap();
+    let out = w
+        .realize_cmd(&w.cache(), "v1", &["--offline", "--home", other_arg])
+        .output()
+        .unwrap();
+    let (stdout, _) = ok(&out);
+    assert_eq!(stdout.trim(), other_arg);
+    let out = w.run(&["verify", "v1", "--home", other_arg]);
+    ok(&out);
+    assert_eq!(w.side_effect_runs(), 3, "install.py ran in the new home");
+
+    // The warm path needs nothing: no remote, no server, no program on PATH.
     let out = w
         .realize_cmd(&w.cache(), "v1", &[])
         .arg("--json")
@@ -558,7 +593,7 @@ fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
         .output()
         .unwrap();
     ok(&out);
-    assert_eq!(w.side_effect_runs(), 1);
+    assert_eq!(w.side_effect_runs(), 3, "the warm path ran nothing");
 }
 
 #[test]
@@ -708,6 +743,17 @@ fn a_second_version_shares_everything_then_remove_and_gc_keep_what_is_referenced
     w.assert_verified(&w.cache(), "v1");
     let (_, stderr) = ok(&w.run(&["remove", "v2"]));
     assert!(stderr.contains("nothing to remove"), "{stderr}");
+    let foreign = w.root().join("not-a-home");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("precious.txt"), "keep").unwrap();
+    let out = w.run(&["remove", "v2", "--home", foreign.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not a comfyver home"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(foreign.join("precious.txt").is_file());
 
     // A retired version leaves a node pack, its mirror and a model that no
     // lock references: gc lists them, and deletes them only with --yes.
