@@ -931,3 +931,32 @@ fn sigkill_at_random_moments_of_a_cold_realize_then_rerun_succeeds() {
     }
     eprintln!("cold realize: {cold:?}\n{}", log.join("\n"));
 }
+
+#[test]
+fn a_home_realized_with_skip_models_gets_its_models_from_a_full_realize() {
+    let w = World::new();
+    w.spec("skip", &["req_pack"], &["m1.safetensors"], &[]);
+    let model = w.cache().join("models/checkpoints/m1.safetensors");
+    let (_, stderr) = ok(&w
+        .realize_cmd(&w.cache(), "skip", &["--skip-models"])
+        .output()
+        .unwrap());
+    assert!(
+        stderr.contains("m1.safetensors"),
+        "a warning names the missing model: {stderr}"
+    );
+    assert!(!model.exists());
+    // The skipped home is warm for another --skip-models realize...
+    let (_, stderr) = ok(&w
+        .realize_cmd(&w.cache(), "skip", &["--skip-models"])
+        .output()
+        .unwrap());
+    assert!(stderr.contains("skip already realized"), "{stderr}");
+    // ...but not for one that wants the models.
+    let (_, stderr) = ok(&w.realize("skip"));
+    assert!(stderr.contains("skip realized in"), "{stderr}");
+    assert_eq!(std::fs::read(&model).unwrap(), w.models["m1.safetensors"]);
+    w.assert_verified(&w.cache(), "skip");
+    let (_, stderr) = ok(&w.realize("skip"));
+    assert!(stderr.contains("skip already realized"), "{stderr}");
+}

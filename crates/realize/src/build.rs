@@ -9,7 +9,7 @@ use comfyver_nodes::{NodeCheckout, NodesOptions};
 use comfyver_spec::{LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders};
 
 use crate::python::{self, InstallScript, Installer, PythonInputs};
-use crate::stamp::{Stamp, clear_stamp, is_warm, lock_key, write_stamp};
+use crate::stamp::{Stamp, clear_stamp, is_warm_for, lock_key, write_stamp};
 use crate::{Home, RealizeError, RealizeReporter};
 
 /// What to realize and how.
@@ -71,11 +71,12 @@ pub fn default_home(layout: &CacheLayout, version_id: &str) -> Home {
 /// anything changes and written last, so an interrupted realize is redone.
 pub fn realize(req: &RealizeRequest<'_>, reporter: &dyn RealizeReporter) -> Result<Realized, RealizeError> {
     let home = &req.home;
-    if is_warm(home, req.lock, req.layout) {
+    let skip = req.skip_models || req.spec.skip_models();
+    if is_warm_for(home, req.lock, req.layout, skip) {
         return Ok(warm(home));
     }
     let _lock = FileLock::acquire(&home_lock(req.layout, home))?;
-    if is_warm(home, req.lock, req.layout) {
+    if is_warm_for(home, req.lock, req.layout, skip) {
         return Ok(warm(home));
     }
     let mut warnings = Vec::new();
@@ -93,7 +94,6 @@ pub fn realize(req: &RealizeRequest<'_>, reporter: &dyn RealizeReporter) -> Resu
     let links: Vec<(String, PathBuf)> = checkouts.iter().map(|c| (c.name.clone(), c.path.clone())).collect();
     comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
 
-    let skip = req.skip_models || req.spec.skip_models();
     reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
     let fetched = comfyver_models::fetch_models(
         &req.lock.models,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::build::RealizeRequest;
 use crate::python::{self, InstallScript, Installer, PythonInputs, PythonPlan};
-use crate::stamp::is_warm;
+use crate::stamp::is_warm_for;
 use crate::RealizeError;
 
 /// The plan of a realize.
@@ -47,7 +47,8 @@ pub struct Item {
 /// Computes the plan; reads only.
 pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
     let home = &req.home;
-    let warm = is_warm(home, req.lock, req.layout);
+    let skip = req.skip_models || req.spec.skip_models();
+    let warm = is_warm_for(home, req.lock, req.layout, skip);
     let marker = home.root().join(comfyver_nodes::COMPLETE_MARKER);
     let core_here = std::fs::read_to_string(&marker)
         .is_ok_and(|c| c.trim().eq_ignore_ascii_case(&req.lock.comfy.commit));
@@ -82,7 +83,6 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
             enabled: req.spec.custom_nodes.iter().find(|c| c.effective_name() == name).is_none_or(|c| c.runs_install_script()),
         });
     }
-    let skip = req.skip_models || req.spec.skip_models();
     let models = req
         .lock
         .models

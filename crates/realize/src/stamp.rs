@@ -60,6 +60,27 @@ pub(crate) fn clear_stamp(home: &Home) -> Result<(), comfyver_fs::FsError> {
 /// stats the core marker, the venv's interpreter, each node link and its
 /// cache entry, and each model; runs nothing and hashes no model file.
 pub fn is_warm(home: &Home, lock: &ResolvedLock, layout: &CacheLayout) -> bool {
+    warm_check(home, lock, layout, None)
+}
+
+/// [`is_warm`] for a realize that does (`skip_models` false) or does not want
+/// the models: a home stamped with `skip_models` is warm only for a realize
+/// that skips them too, else it would never get its models.
+pub(crate) fn is_warm_for(
+    home: &Home,
+    lock: &ResolvedLock,
+    layout: &CacheLayout,
+    skip_models: bool,
+) -> bool {
+    warm_check(home, lock, layout, Some(skip_models))
+}
+
+fn warm_check(
+    home: &Home,
+    lock: &ResolvedLock,
+    layout: &CacheLayout,
+    skip_models: Option<bool>,
+) -> bool {
     let Some(stamp) = read_stamp(home) else {
         return false;
     };
@@ -77,7 +98,8 @@ pub fn is_warm(home: &Home, lock: &ResolvedLock, layout: &CacheLayout) -> bool {
         let link = home.custom_nodes_dir().join(name);
         std::fs::read_link(&link).is_ok_and(|target| comfyver_nodes::is_checkout_complete(&target))
     });
-    links_ok && (stamp.skip_models || models_present(&lock.models, layout))
+    let may_miss_models = stamp.skip_models && skip_models.unwrap_or(true);
+    links_ok && (may_miss_models || models_present(&lock.models, layout))
 }
 
 fn models_present(models: &[LockedModel], layout: &CacheLayout) -> bool {
