@@ -960,3 +960,45 @@ fn a_home_realized_with_skip_models_gets_its_models_from_a_full_realize() {
     let (_, stderr) = ok(&w.realize("skip"));
     assert!(stderr.contains("skip already realized"), "{stderr}");
 }
+
+#[test]
+fn a_new_core_commit_replaces_the_home_and_keeps_the_node_cache() {
+    let mut w = World::new();
+    w.spec("up", &["req_pack"], &[], &[]);
+    ok(&w.realize("up"));
+    let home = w.home("up");
+    let checkout = std::fs::read_link(home.join("custom_nodes/req_pack")).unwrap();
+    let checkout_ino = inode(&checkout.join("__init__.py"));
+
+    w.core.write(&[("NEW_IN_V2.txt", "v2\n")]);
+    let v2 = w.core.commit("core v2");
+    w.core.tag("v2");
+    w.core.push();
+    let path = w.versions().join("up.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["comfy"]["ref"] = json!("v2");
+    std::fs::write(&path, spec.to_string()).unwrap();
+
+    let (_, stderr) = ok(&w.realize("up"));
+    assert!(
+        stderr.contains(&format!("== core: {}", &v2[..12])),
+        "{stderr}"
+    );
+    assert!(home.join("NEW_IN_V2.txt").is_file());
+    assert_eq!(w.lock("up")["comfy"]["commit"], json!(v2));
+    assert_eq!(
+        inode(&checkout.join("__init__.py")),
+        checkout_ino,
+        "the node cache was kept"
+    );
+    w.assert_verified(&w.cache(), "up");
+    let leftovers: Vec<String> = std::fs::read_dir(home.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["comfy-up"],
+        "no temp directory left beside the home"
+    );
+}
