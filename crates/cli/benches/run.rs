@@ -24,7 +24,11 @@ fn main() {
 
     let t = Instant::now();
     let out = w.comfyver(bin, &["-q", "realize", "v1"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cold = t.elapsed().as_secs_f64() * 1000.0;
 
     let mut to_spawn = Vec::new();
@@ -36,14 +40,20 @@ fn main() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains("warm=true"), "{stderr}");
-        let line = stderr.lines().find(|l| l.contains("invoke→spawn")).expect("timing line");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("invoke→spawn"))
+            .expect("timing line");
         let ms = parse_duration_ms(line.split("invoke→spawn ").nth(1).expect("value"));
         to_spawn.push(ms);
     }
     let mut startup = Vec::new();
     for _ in 0..RUNS {
         let t = Instant::now();
-        let out = std::process::Command::new(bin).arg("--version").output().expect("runs");
+        let out = std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .expect("runs");
         assert!(out.status.success());
         startup.push(t.elapsed().as_secs_f64() * 1000.0);
     }

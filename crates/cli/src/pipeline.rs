@@ -20,7 +20,13 @@ pub struct RealizeFlags {
     #[arg(long)]
     pub skip_models: bool,
     /// Parallel fetches and downloads.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 4, env = "COMFYVER_JOBS")]
+    #[arg(
+        long,
+        short = 'j',
+        value_name = "N",
+        default_value_t = 4,
+        env = "COMFYVER_JOBS"
+    )]
     pub jobs: usize,
     /// The version's home [default: /runpod-volume/comfy-<id> on RunPod, else <cache>/versions/comfy-<id>].
     #[arg(long, value_name = "DIR", env = "COMFY_HOME")]
@@ -50,9 +56,14 @@ pub fn lock_for(ctx: &Ctx, loaded: &Loaded, jobs: usize) -> anyhow::Result<Resol
         rewrites: ctx.rewrites()?,
         ..ResolveOptions::default()
     };
-    let outcome = comfyver_resolver::resolve(spec, &ctx.layout, &opts, &comfyver_resolver::NoReporter)?;
+    let outcome =
+        comfyver_resolver::resolve(spec, &ctx.layout, &opts, &comfyver_resolver::NoReporter)?;
     if outcome.written {
-        ctx.out.info(&format!("resolved {} into {}", spec.version_id, ctx.layout.lock_file(&spec.version_id).display()));
+        ctx.out.info(&format!(
+            "resolved {} into {}",
+            spec.version_id,
+            ctx.layout.lock_file(&spec.version_id).display()
+        ));
     }
     outcome
         .lock
@@ -82,7 +93,10 @@ pub fn request<'a>(
         home: home_for(ctx, &spec.version_id, flags),
         offline: ctx.offline || spec.offline(),
         skip_models: flags.skip_models,
-        wheels_dir: flags.wheels_dir.as_ref().map(|w| std::path::absolute(w).unwrap_or_else(|_| w.clone())),
+        wheels_dir: flags
+            .wheels_dir
+            .as_ref()
+            .map(|w| std::path::absolute(w).unwrap_or_else(|_| w.clone())),
         jobs: flags.jobs,
         rewrites: ctx.rewrites()?,
         installer: None,
@@ -104,7 +118,9 @@ pub fn realize(
         comfyver_resolver::write_lock(&ctx.layout, &lock)?;
     }
     for m in &realized.missing_models {
-        ctx.out.warn(&format!("model {m} is not in the store (offline or skipped); workflows that need it will fail"));
+        ctx.out.warn(&format!(
+            "model {m} is not in the store (offline or skipped); workflows that need it will fail"
+        ));
     }
     for w in &realized.warnings {
         ctx.out.warn(w);

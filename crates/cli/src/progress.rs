@@ -18,12 +18,17 @@ impl comfyver_nodes::Reporter for StatusLines<'_> {
     }
 
     fn checking_out(&self, name: &str, commit: &str) {
-        self.0.info(&format!("checking out {name} @ {}", short(commit)));
+        self.0
+            .info(&format!("checking out {name} @ {}", short(commit)));
     }
 
     fn ready(&self, name: &str, commit: &str, path: &Path, was_cached: bool) {
         let how = if was_cached { "cached" } else { "ready" };
-        self.0.debug(&format!("{how}: {name} @ {} at {}", short(commit), path.display()));
+        self.0.debug(&format!(
+            "{how}: {name} @ {} at {}",
+            short(commit),
+            path.display()
+        ));
     }
 }
 
@@ -83,7 +88,11 @@ impl comfyver_models::Reporter for Bars<'_> {
     }
 
     fn finish(&self, path: &str) {
-        let bar = self.bars.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+        let bar = self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -161,7 +170,9 @@ impl comfyver_handler::JobReporter for JobProgress<'_> {
     fn node_started(&self, node_id: &str, class_type: &str) {
         match &self.bar {
             Some(b) => b.println(format!("executing node {node_id} ({class_type})")),
-            None => self.out.info(&format!("executing node {node_id} ({class_type})")),
+            None => self
+                .out
+                .info(&format!("executing node {node_id} ({class_type})")),
         }
     }
 
@@ -187,5 +198,9 @@ impl comfyver_handler::JobReporter for JobProgress<'_> {
 
 /// The first 12 hex digits of a commit.
 pub fn short(commit: &str) -> &str {
-    if commit.len() > 12 { &commit[..12] } else { commit }
+    if commit.len() > 12 {
+        &commit[..12]
+    } else {
+        commit
+    }
 }

@@ -74,9 +74,15 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
         assert_eq!(&px[..3], &[0x33, 0x66, 0x99]);
     }
     let texts = result.to_string();
-    assert!(texts.contains("tiny.safetensors"), "the model store is wired in: {result}");
+    assert!(
+        texts.contains("tiny.safetensors"),
+        "the model store is wired in: {result}"
+    );
     assert!(texts.contains("hello from"), "the node pack ran: {result}");
-    assert!(stderr.contains("broken_pack"), "the failed pack is reported: {stderr}");
+    assert!(
+        stderr.contains("broken_pack"),
+        "the failed pack is reported: {stderr}"
+    );
     assert!(processes_mentioning(&w.home("v1").to_string_lossy()).is_empty());
 
     // 2. Failures on the warm version: each a clear error, exit 1, no orphan.
@@ -106,7 +112,11 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
     ];
     for (name, wf, needle) in cases {
         let path = w.workflow(name, &wf);
-        let out = comfyver(&w, &["run", "v1", "--workflow", path.to_str().unwrap()], None);
+        let out = comfyver(
+            &w,
+            &["run", "v1", "--workflow", path.to_str().unwrap()],
+            None,
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
         let failure = stdout_json(&out);
@@ -115,7 +125,10 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
             stderr.contains(needle) || failure.to_string().contains(needle),
             "{name}: {needle:?} not in\n{stderr}\n{failure}"
         );
-        assert!(processes_mentioning(&w.home("v1").to_string_lossy()).is_empty(), "{name}: orphan");
+        assert!(
+            processes_mentioning(&w.home("v1").to_string_lossy()).is_empty(),
+            "{name}: orphan"
+        );
     }
 
     // 3. The UI format is refused before anything starts.
@@ -128,12 +141,19 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
     w.cut_remotes();
     let bare_path = w.root.join("empty-bin");
     std::fs::create_dir_all(&bare_path).unwrap();
-    let out = comfyver(&w, &["-v", "test", "v1", "--workflow", wf.to_str().unwrap()], Some(&bare_path));
+    let out = comfyver(
+        &w,
+        &["-v", "test", "v1", "--workflow", wf.to_str().unwrap()],
+        Some(&bare_path),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "warm test failed:\n{stderr}");
     assert!(stderr.contains("warm=true"), "{stderr}");
     for step in ["fetching", "checking out", "== python", "resolved v1"] {
-        assert!(!stderr.contains(step), "the warm run did {step:?}:\n{stderr}");
+        assert!(
+            !stderr.contains(step),
+            "the warm run did {step:?}:\n{stderr}"
+        );
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok  v1"));
 }

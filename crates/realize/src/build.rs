@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use comfyver_fs::{CacheLayout, FileLock, TempDir};
 use comfyver_models::FetchOptions;
 use comfyver_nodes::{NodeCheckout, NodesOptions};
-use comfyver_spec::{LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders};
+use comfyver_spec::{
+    LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders,
+};
 
 use crate::python::{self, InstallScript, Installer, PythonInputs};
 use crate::stamp::{Stamp, clear_stamp, is_warm_for, lock_key, write_stamp};
@@ -69,7 +71,10 @@ pub fn default_home(layout: &CacheLayout, version_id: &str) -> Home {
 /// Runs under the home's lock: a second process realizing the same home
 /// waits, then finds the stamp and returns warm. The stamp is removed before
 /// anything changes and written last, so an interrupted realize is redone.
-pub fn realize(req: &RealizeRequest<'_>, reporter: &dyn RealizeReporter) -> Result<Realized, RealizeError> {
+pub fn realize(
+    req: &RealizeRequest<'_>,
+    reporter: &dyn RealizeReporter,
+) -> Result<Realized, RealizeError> {
     let home = &req.home;
     let skip = req.skip_models || req.spec.skip_models();
     if is_warm_for(home, req.lock, req.layout, skip) {
@@ -90,8 +95,12 @@ pub fn realize(req: &RealizeRequest<'_>, reporter: &dyn RealizeReporter) -> Resu
     prepare_home(home, req, &nodes_opts, reporter)?;
 
     reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
-    let checkouts = comfyver_nodes::ensure_nodes(req.lock, req.layout, &nodes_opts, reporter.nodes())?;
-    let links: Vec<(String, PathBuf)> = checkouts.iter().map(|c| (c.name.clone(), c.path.clone())).collect();
+    let checkouts =
+        comfyver_nodes::ensure_nodes(req.lock, req.layout, &nodes_opts, reporter.nodes())?;
+    let links: Vec<(String, PathBuf)> = checkouts
+        .iter()
+        .map(|c| (c.name.clone(), c.path.clone()))
+        .collect();
     comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
 
     reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
@@ -108,7 +117,10 @@ pub fn realize(req: &RealizeRequest<'_>, reporter: &dyn RealizeReporter) -> Resu
     )?;
     let missing_models: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
     for m in fetched.unverified() {
-        warnings.push(format!("kept the existing file {} without verifying it (the spec gives no checksum)", m.path));
+        warnings.push(format!(
+            "kept the existing file {} without verifying it (the spec gives no checksum)",
+            m.path
+        ));
     }
     write_extra_model_paths(home, req)?;
 
@@ -126,7 +138,13 @@ pub fn realize(req: &RealizeRequest<'_>, reporter: &dyn RealizeReporter) -> Resu
         Some(i) => i.clone(),
         None => Installer::detect(reqs.python_version.as_deref())?,
     };
-    let installed = python::build_env(home.root(), req.layout, &reqs, req.lock.python.as_ref(), &installer)?;
+    let installed = python::build_env(
+        home.root(),
+        req.layout,
+        &reqs,
+        req.lock.python.as_ref(),
+        &installer,
+    )?;
 
     reporter.step("install scripts", "");
     let scripts = install_scripts(req.spec, &checkouts);
@@ -184,12 +202,18 @@ fn prepare_home(
 ) -> Result<(), RealizeError> {
     let root = home.root();
     let repo = RepoUrl::parse(&req.lock.comfy.repo).map_err(|e| {
-        RealizeError::io("the lock's core repository is not a URL:", root, std::io::Error::other(e.to_string()))
+        RealizeError::io(
+            "the lock's core repository is not a URL:",
+            root,
+            std::io::Error::other(e.to_string()),
+        )
     })?;
     if root.exists() {
         let empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
         if !empty && !home.is_ours() {
-            return Err(RealizeError::NotOurs { path: root.to_path_buf() });
+            return Err(RealizeError::NotOurs {
+                path: root.to_path_buf(),
+            });
         }
         clear_stamp(home)?;
         let core_ok = std::fs::read_to_string(root.join(comfyver_nodes::COMPLETE_MARKER))
@@ -200,7 +224,14 @@ fn prepare_home(
             discard(root)?;
         }
     }
-    comfyver_nodes::checkout_core(req.layout, &repo, &req.lock.comfy.commit, root, nodes_opts, reporter.nodes())?;
+    comfyver_nodes::checkout_core(
+        req.layout,
+        &repo,
+        &req.lock.comfy.commit,
+        root,
+        nodes_opts,
+        reporter.nodes(),
+    )?;
     let meta = home.meta_dir();
     std::fs::create_dir_all(&meta).map_err(|e| RealizeError::io("could not create", &meta, e))?;
     for sub in ["input", "output", "temp", "user"] {

@@ -50,7 +50,11 @@ pub fn gc_plan(
         for repo in std::iter::once(&lock.comfy).chain(&lock.custom_nodes) {
             if let Ok(url) = RepoUrl::parse(&repo.repo) {
                 keep_mirrors.insert(format!("{}.git", url.slug()));
-                keep_checkouts.insert(format!("{}@{}", url.slug(), repo.commit.to_ascii_lowercase()));
+                keep_checkouts.insert(format!(
+                    "{}@{}",
+                    url.slug(),
+                    repo.commit.to_ascii_lowercase()
+                ));
                 if repo.name.is_some() {
                     let dir = layout.node_checkout(&url.slug(), &repo.commit.to_ascii_lowercase());
                     for sub in submodule_urls(&dir, &url) {
@@ -62,10 +66,16 @@ pub fn gc_plan(
     }
     let mut entries = Vec::new();
     for (kind, dir, keep) in [
-        ("checkout", layout.custom_nodes_dir().to_path_buf(), &keep_checkouts),
+        (
+            "checkout",
+            layout.custom_nodes_dir().to_path_buf(),
+            &keep_checkouts,
+        ),
         ("mirror", layout.git_dir(), &keep_mirrors),
     ] {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in rd.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || keep.contains(&name) {
@@ -96,7 +106,11 @@ pub fn gc_plan(
 pub fn gc_apply(layout: &CacheLayout, plan: &CachePlan) -> Result<u64, RealizeError> {
     let mut freed = 0;
     for e in &plan.entries {
-        let name = e.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = e
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let lock = match e.kind {
             "mirror" => layout.lock_path("git", name.trim_end_matches(".git")),
             _ => layout.lock_path("checkout", &name),
@@ -122,7 +136,8 @@ fn submodule_urls(dir: &Path, parent: &RepoUrl) -> Vec<RepoUrl> {
         .map(|u| u.trim())
         .filter_map(|u| {
             if u.starts_with("./") || u.starts_with("../") {
-                let mut base: Vec<&str> = parent.as_str().trim_end_matches('/').split('/').collect();
+                let mut base: Vec<&str> =
+                    parent.as_str().trim_end_matches('/').split('/').collect();
                 for part in u.split('/') {
                     match part {
                         "." => {}

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::RealizeError;
 use crate::build::RealizeRequest;
 use crate::python::{self, InstallScript, Installer, PythonInputs, PythonPlan};
 use crate::stamp::is_warm_for;
-use crate::RealizeError;
 
 /// The plan of a realize.
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +55,11 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
     let core = Item {
         name: "comfy".into(),
         what: req.lock.comfy.commit.clone(),
-        action: if core_here { "checked out".into() } else { "fetch into the mirror if missing, check out into the home".into() },
+        action: if core_here {
+            "checked out".into()
+        } else {
+            "fetch into the mirror if missing, check out into the home".into()
+        },
         bytes: None,
     };
     let mut nodes = Vec::new();
@@ -64,23 +68,38 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
     let mut scripts = Vec::new();
     for n in &req.lock.custom_nodes {
         let name = n.name.clone().unwrap_or_default();
-        let slug = comfyver_spec::RepoUrl::parse(&n.repo).map(|u| u.slug()).unwrap_or_default();
+        let slug = comfyver_spec::RepoUrl::parse(&n.repo)
+            .map(|u| u.slug())
+            .unwrap_or_default();
         let dir = req.layout.node_checkout(&slug, &n.commit);
         let cached = comfyver_nodes::is_checkout_complete(&dir);
         all_nodes_cached &= cached;
-        let linked = std::fs::read_link(home.custom_nodes_dir().join(&name)).is_ok_and(|t| t == dir);
+        let linked =
+            std::fs::read_link(home.custom_nodes_dir().join(&name)).is_ok_and(|t| t == dir);
         let action = match (cached, linked) {
             (true, true) => "cached, linked".to_string(),
             (true, false) => "cached; link into custom_nodes/".to_string(),
-            (false, _) => "fetch and check out into the node cache; link into custom_nodes/".to_string(),
+            (false, _) => {
+                "fetch and check out into the node cache; link into custom_nodes/".to_string()
+            }
         };
-        nodes.push(Item { name: name.clone(), what: n.commit.clone(), action, bytes: None });
+        nodes.push(Item {
+            name: name.clone(),
+            what: n.commit.clone(),
+            action,
+            bytes: None,
+        });
         node_dirs.push((name.clone(), dir.clone()));
         scripts.push(InstallScript {
             name: name.clone(),
             dir,
             commit: n.commit.clone(),
-            enabled: req.spec.custom_nodes.iter().find(|c| c.effective_name() == name).is_none_or(|c| c.runs_install_script()),
+            enabled: req
+                .spec
+                .custom_nodes
+                .iter()
+                .find(|c| c.effective_name() == name)
+                .is_none_or(|c| c.runs_install_script()),
         });
     }
     let models = req
@@ -116,9 +135,26 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
             Some(i) => i.clone(),
             None => Installer::detect(reqs.python_version.as_deref())?,
         };
-        (Some(python::plan(home.root(), &reqs, req.lock.python.as_ref(), &installer, &scripts)?), None)
+        (
+            Some(python::plan(
+                home.root(),
+                &reqs,
+                req.lock.python.as_ref(),
+                &installer,
+                &scripts,
+            )?),
+            None,
+        )
     } else {
         (None, Some("requirements are read from the core and the node packs once they are checked out; then one resolution installs them into .venv".to_string()))
     };
-    Ok(RealizePlan { home: home.root().to_path_buf(), warm, core, nodes, models, python, python_note })
+    Ok(RealizePlan {
+        home: home.root().to_path_buf(),
+        warm,
+        core,
+        nodes,
+        models,
+        python,
+        python_note,
+    })
 }

@@ -103,5 +103,7 @@ fn warm_check(
 }
 
 fn models_present(models: &[LockedModel], layout: &CacheLayout) -> bool {
-    models.iter().all(|m| comfyver_models::is_present(layout, m))
+    models
+        .iter()
+        .all(|m| comfyver_models::is_present(layout, m))
 }

@@ -138,7 +138,12 @@ pub(crate) fn check_update_names(
         if !entries.iter().any(|e| &e.key == name) {
             let suggestion = entries
                 .iter()
-                .map(|e| (comfyver_spec::suggest::levenshtein(name, &e.key), e.key.clone()))
+                .map(|e| {
+                    (
+                        comfyver_spec::suggest::levenshtein(name, &e.key),
+                        e.key.clone(),
+                    )
+                })
                 .filter(|(d, k)| *d <= (k.len() / 3).max(2))
                 .min()
                 .map(|(_, k)| k);

@@ -13,8 +13,8 @@
 //! - [`world`]: a whole version to realize and run (core and node-pack
 //!   repositories, wheels, a model server, a spec).
 
-pub mod git;
-pub mod wheels;
-pub mod http;
 pub mod comfy;
+pub mod git;
+pub mod http;
+pub mod wheels;
 pub mod world;

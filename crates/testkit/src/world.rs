@@ -82,8 +82,11 @@ impl World {
     pub fn write_spec(&self, id: &str, spec: &Value) {
         let dir = self.root.join("versions");
         std::fs::create_dir_all(&dir).expect("versions dir");
-        std::fs::write(dir.join(format!("{id}.json")), serde_json::to_vec_pretty(spec).expect("json"))
-            .expect("spec written");
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            serde_json::to_vec_pretty(spec).expect("json"),
+        )
+        .expect("spec written");
     }
 
     /// Writes a workflow file and returns its path.

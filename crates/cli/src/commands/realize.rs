@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::output::human_bytes;
 use crate::pipeline::{self, RealizeFlags};
 use crate::progress::{RealizeProgress, short};
 
@@ -69,14 +70,25 @@ pub fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<ExitCode> {
             "seconds": elapsed.as_secs_f64(),
         }));
     } else {
-        let how = if realized.warm { "already realized" } else { "realized" };
-        ctx.out.info(&format!("{} {how} in {:.2?}", loaded.spec.version_id, elapsed));
+        let how = if realized.warm {
+            "already realized"
+        } else {
+            "realized"
+        };
+        ctx.out.info(&format!(
+            "{} {how} in {:.2?}",
+            loaded.spec.version_id, elapsed
+        ));
         ctx.out.data(&realized.home.root().display().to_string());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn dry_run(ctx: &Ctx, loaded: &comfyver_spec::Loaded, flags: &RealizeFlags) -> anyhow::Result<ExitCode> {
+fn dry_run(
+    ctx: &Ctx,
+    loaded: &comfyver_spec::Loaded,
+    flags: &RealizeFlags,
+) -> anyhow::Result<ExitCode> {
     // The lock: the current one when it matches, else what resolving would give.
     let opts = comfyver_resolver::ResolveOptions {
         offline: ctx.offline || loaded.spec.offline(),
@@ -85,7 +97,12 @@ fn dry_run(ctx: &Ctx, loaded: &comfyver_spec::Loaded, flags: &RealizeFlags) -> a
         rewrites: ctx.rewrites()?,
         ..comfyver_resolver::ResolveOptions::default()
     };
-    let outcome = comfyver_resolver::resolve(&loaded.spec, &ctx.layout, &opts, &comfyver_resolver::NoReporter)?;
+    let outcome = comfyver_resolver::resolve(
+        &loaded.spec,
+        &ctx.layout,
+        &opts,
+        &comfyver_resolver::NoReporter,
+    )?;
     let Some(lock) = &outcome.lock else {
         anyhow::bail!(
             "the plan needs the lock, and a short commit prefix in the spec can only be expanded by fetching: run `comfyver resolve {}` first",
@@ -99,23 +116,65 @@ fn dry_run(ctx: &Ctx, loaded: &comfyver_spec::Loaded, flags: &RealizeFlags) -> a
         return Ok(ExitCode::SUCCESS);
     }
     let o = &ctx.out;
-    o.data(&format!("plan for {} (nothing is changed)", loaded.spec.version_id));
-    o.data(&format!("home      {}{}", plan.home.display(), if plan.warm { "  (already realized: nothing to do)" } else { "" }));
+    o.data(&format!(
+        "plan for {} (nothing is changed)",
+        loaded.spec.version_id
+    ));
+    o.data(&format!(
+        "home      {}{}",
+        plan.home.display(),
+        if plan.warm {
+            "  (already realized: nothing to do)"
+        } else {
+            ""
+        }
+    ));
     if !outcome.changes.is_empty() {
-        o.data(&format!("lock      would change: {} entr{}", outcome.changes.len(), if outcome.changes.len() == 1 { "y" } else { "ies" }));
+        o.data(&format!(
+            "lock      would change: {} entr{}",
+            outcome.changes.len(),
+            if outcome.changes.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        ));
     }
-    o.data(&format!("core      {}  {}", short(&plan.core.what), plan.core.action));
+    o.data(&format!(
+        "core      {}  {}",
+        short(&plan.core.what),
+        plan.core.action
+    ));
     for n in &plan.nodes {
-        o.data(&format!("node      {:<28} {}  {}", n.name, short(&n.what), n.action));
+        o.data(&format!(
+            "node      {:<28} {}  {}",
+            n.name,
+            short(&n.what),
+            n.action
+        ));
     }
     for m in &plan.models {
-        let size = m.bytes.map(human).unwrap_or_else(|| "size unknown".into());
-        o.data(&format!("model     {:<28} {}  ({size}) from {}", m.name, m.action, m.what));
+        let size = m
+            .bytes
+            .map(human_bytes)
+            .unwrap_or_else(|| "size unknown".into());
+        o.data(&format!(
+            "model     {:<28} {}  ({size}) from {}",
+            m.name, m.action, m.what
+        ));
     }
     match (&plan.python, &plan.python_note) {
         (Some(p), _) => {
-            o.data(&format!("python    {} with {}: {:?}", p.venv.display(), p.installer, p.state));
-            o.data(&format!("          install: {}", serde_json::to_string(&p.install)?));
+            o.data(&format!(
+                "python    {} with {}: {:?}",
+                p.venv.display(),
+                p.installer,
+                p.state
+            ));
+            o.data(&format!(
+                "          install: {}",
+                serde_json::to_string(&p.install)?
+            ));
             for (name, st) in &p.install_scripts {
                 o.data(&format!("          install.py of {name}: {st:?}"));
             }
@@ -129,35 +188,63 @@ fn dry_run(ctx: &Ctx, loaded: &comfyver_spec::Loaded, flags: &RealizeFlags) -> a
 pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let loaded = ctx.load(&args.id)?;
     let Some(lock) = comfyver_resolver::read_lock(&ctx.layout, &loaded.spec.version_id)? else {
-        anyhow::bail!("{} is not resolved yet: run `comfyver realize {}`", args.id, args.id);
+        anyhow::bail!(
+            "{} is not resolved yet: run `comfyver realize {}`",
+            args.id,
+            args.id
+        );
     };
-    let flags = RealizeFlags { wheels_dir: None, skip_models: false, jobs: 1, home: args.home, spec: None };
+    let flags = RealizeFlags {
+        wheels_dir: None,
+        skip_models: false,
+        jobs: 1,
+        home: args.home,
+        spec: None,
+    };
     let home = pipeline::home_for(ctx, &loaded.spec.version_id, &flags);
     let problems = comfyver_realize::verify(&home, &lock, &ctx.layout, args.rehash)?;
     if ctx.json {
-        let list: Vec<_> = problems.iter().map(|p| json!({"what": p.what, "message": p.message})).collect();
-        ctx.out.json(&json!({"home": home.root(), "ok": problems.is_empty(), "problems": list}));
+        let list: Vec<_> = problems
+            .iter()
+            .map(|p| json!({"what": p.what, "message": p.message}))
+            .collect();
+        ctx.out
+            .json(&json!({"home": home.root(), "ok": problems.is_empty(), "problems": list}));
     } else if problems.is_empty() {
-        ctx.out.data(&format!("ok  {} ({})", args.id, home.root().display()));
+        ctx.out
+            .data(&format!("ok  {} ({})", args.id, home.root().display()));
     } else {
         for p in &problems {
             eprintln!("problem: {}: {}", p.what, p.message);
         }
         eprintln!("hint: `comfyver realize {}` repairs the home", args.id);
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<ExitCode> {
     if let Some(reason) = comfyver_spec::names::version_id_reason(&args.id) {
         anyhow::bail!("`{}` is not a version id: {reason}", args.id);
     }
-    let flags = RealizeFlags { wheels_dir: None, skip_models: false, jobs: 1, home: args.home, spec: None };
+    let flags = RealizeFlags {
+        wheels_dir: None,
+        skip_models: false,
+        jobs: 1,
+        home: args.home,
+        spec: None,
+    };
     let home = pipeline::home_for(ctx, &args.id, &flags);
     if comfyver_realize::remove_home(&home, &ctx.layout)? {
         ctx.out.info(&format!("removed {}", home.root().display()));
     } else {
-        ctx.out.info(&format!("nothing to remove: {} does not exist", home.root().display()));
+        ctx.out.info(&format!(
+            "nothing to remove: {} does not exist",
+            home.root().display()
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -183,27 +270,29 @@ pub fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
     }
     let plan = comfyver_realize::gc_plan(&ctx.layout, &locks, &extra)?;
     for e in &plan.entries {
-        ctx.out.data(&format!("{:<9} {:>10}  {}", e.kind, human(e.bytes), e.path.display()));
+        ctx.out.data(&format!(
+            "{:<9} {:>10}  {}",
+            e.kind,
+            human_bytes(e.bytes),
+            e.path.display()
+        ));
     }
     for m in plan.models.files.iter().chain(&plan.models.partials) {
-        ctx.out.data(&format!("{:<9} {:>10}  {}", "model", human(m.size), m.path));
+        ctx.out.data(&format!(
+            "{:<9} {:>10}  {}",
+            "model",
+            human_bytes(m.size),
+            m.path
+        ));
     }
     if !args.yes {
-        ctx.out.info(&format!("would free {} (dry run; pass --yes to delete)", human(plan.bytes())));
+        ctx.out.info(&format!(
+            "would free {} (dry run; pass --yes to delete)",
+            human_bytes(plan.bytes())
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let freed = comfyver_realize::gc_apply(&ctx.layout, &plan)?;
-    ctx.out.info(&format!("freed {}", human(freed)));
+    ctx.out.info(&format!("freed {}", human_bytes(freed)));
     Ok(ExitCode::SUCCESS)
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use comfyver_handler::{ComfyEnv, ComfyProcess, HandlerError, Job, JobOptions, JobOutput, OutputSink, StartOptions};
+use comfyver_handler::{
+    ComfyEnv, ComfyProcess, HandlerError, Job, JobOptions, JobOutput, OutputSink, StartOptions,
+};
 use serde_json::json;
 
 use crate::context::Ctx;
@@ -17,7 +19,12 @@ use crate::progress::{JobProgress, RealizeProgress};
 #[derive(Debug, Clone, Args)]
 pub struct JobFlags {
     /// An API-format workflow (ComfyUI: Workflow → Export (API)).
-    #[arg(long, value_name = "FILE", conflicts_with = "input", required_unless_present = "input")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "input",
+        required_unless_present = "input"
+    )]
     pub workflow: Option<PathBuf>,
     /// A worker-comfyui job: {"input": {"workflow", "images": [{"name", "image"}]}}.
     #[arg(long, value_name = "FILE")]
@@ -29,10 +36,20 @@ pub struct JobFlags {
     #[arg(long, value_name = "SINK", default_value = "base64")]
     pub output: OutputSink,
     /// Overall job limit in seconds; then the prompt is interrupted.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, env = "COMFYVER_JOB_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        env = "COMFYVER_JOB_TIMEOUT"
+    )]
     pub timeout: u64,
     /// How long ComfyUI may take to start, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "COMFYVER_START_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        env = "COMFYVER_START_TIMEOUT"
+    )]
     pub start_timeout: u64,
     /// Run ComfyUI on the GPU (without it ComfyUI gets --cpu).
     #[arg(long)]
@@ -121,23 +138,45 @@ pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<ExitCode> {
         ctx.out.json(&summary);
     }
     if n < args.expect_outputs {
-        anyhow::bail!("the smoke test produced {n} output(s), expected at least {}", args.expect_outputs);
+        anyhow::bail!(
+            "the smoke test produced {n} output(s), expected at least {}",
+            args.expect_outputs
+        );
     }
     if !ctx.json {
-        ctx.out.data(&format!("ok  {}: {n} output(s) in {:.1?}", output.version_id, invoked.elapsed()));
+        ctx.out.data(&format!(
+            "ok  {}: {n} output(s) in {:.1?}",
+            output.version_id,
+            invoked.elapsed()
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        HandlerCommand::Run { version_id, job, flags } => run(ctx, RunArgs { id: version_id, job, flags }),
+        HandlerCommand::Run {
+            version_id,
+            job,
+            flags,
+        } => run(
+            ctx,
+            RunArgs {
+                id: version_id,
+                job,
+                flags,
+            },
+        ),
     }
 }
 
 /// Prepares everything, runs the job; the outer error is a failure before
 /// the job (bad input, realize), the inner one the job's own.
-fn execute(ctx: &Ctx, args: &RunArgs, invoked: Instant) -> anyhow::Result<Result<JobOutput, HandlerError>> {
+fn execute(
+    ctx: &Ctx,
+    args: &RunArgs,
+    invoked: Instant,
+) -> anyhow::Result<Result<JobOutput, HandlerError>> {
     let mut job = match (&args.job.workflow, &args.job.input) {
         (Some(wf), _) => Job::from_workflow_file(wf)?,
         (None, Some(input)) => Job::from_input_file(input)?,
@@ -180,7 +219,11 @@ fn execute(ctx: &Ctx, args: &RunArgs, invoked: Instant) -> anyhow::Result<Result
         before_start + timings.to_spawn,
         timings.to_ready.saturating_sub(timings.to_spawn)
     ));
-    let packs: Vec<String> = lock.custom_nodes.iter().filter_map(|n| n.name.clone()).collect();
+    let packs: Vec<String> = lock
+        .custom_nodes
+        .iter()
+        .filter_map(|n| n.name.clone())
+        .collect();
     match process.node_report(&packs) {
         Ok(report) => {
             for failed in &report.failed {
@@ -191,12 +234,16 @@ fn execute(ctx: &Ctx, args: &RunArgs, invoked: Instant) -> anyhow::Result<Result
                 ));
             }
         }
-        Err(e) => ctx.out.warn(&format!("could not check the custom node packs: {e}")),
+        Err(e) => ctx
+            .out
+            .warn(&format!("could not check the custom node packs: {e}")),
     }
     let opts = JobOptions {
         timeout: Duration::from_secs(args.job.timeout),
         sink: match &args.job.output {
-            OutputSink::Dir(p) => OutputSink::Dir(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            OutputSink::Dir(p) => {
+                OutputSink::Dir(std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            }
             s => s.clone(),
         },
         include_temp: args.job.include_temp,
