@@ -71,8 +71,8 @@ pub fn lock_for(ctx: &Ctx, loaded: &Loaded, jobs: usize) -> anyhow::Result<Resol
 }
 
 /// The home of a version: `--home`/`COMFY_HOME`, else the default.
-pub fn home_for(ctx: &Ctx, version_id: &str, flags: &RealizeFlags) -> Home {
-    match &flags.home {
+pub fn home_for(ctx: &Ctx, version_id: &str, home: Option<&PathBuf>) -> Home {
+    match home {
         Some(h) => Home::new(std::path::absolute(h).unwrap_or_else(|_| h.clone())),
         None => comfyver_realize::default_home(&ctx.layout, version_id),
     }
@@ -90,7 +90,7 @@ pub fn request<'a>(
         spec,
         lock,
         layout: &ctx.layout,
-        home: home_for(ctx, &spec.version_id, flags),
+        home: home_for(ctx, &spec.version_id, flags.home.as_ref()),
         offline: ctx.offline || spec.offline(),
         skip_models: flags.skip_models,
         wheels_dir: flags

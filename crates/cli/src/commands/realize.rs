@@ -194,14 +194,7 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             args.id
         );
     };
-    let flags = RealizeFlags {
-        wheels_dir: None,
-        skip_models: false,
-        jobs: 1,
-        home: args.home,
-        spec: None,
-    };
-    let home = pipeline::home_for(ctx, &loaded.spec.version_id, &flags);
+    let home = pipeline::home_for(ctx, &loaded.spec.version_id, args.home.as_ref());
     let problems = comfyver_realize::verify(&home, &lock, &ctx.layout, args.rehash)?;
     if ctx.json {
         let list: Vec<_> = problems
@@ -230,14 +223,7 @@ pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<ExitCode> {
     if let Some(reason) = comfyver_spec::names::version_id_reason(&args.id) {
         anyhow::bail!("`{}` is not a version id: {reason}", args.id);
     }
-    let flags = RealizeFlags {
-        wheels_dir: None,
-        skip_models: false,
-        jobs: 1,
-        home: args.home,
-        spec: None,
-    };
-    let home = pipeline::home_for(ctx, &args.id, &flags);
+    let home = pipeline::home_for(ctx, &args.id, args.home.as_ref());
     if comfyver_realize::remove_home(&home, &ctx.layout)? {
         ctx.out.info(&format!("removed {}", home.root().display()));
     } else {
