@@ -2,27 +2,12 @@
 //! `CIVITAI_TOKEN` for civitai.com. Sent as `Authorization: Bearer`, which ureq
 //! drops on a redirect to another host (signed CDN URLs need none).
 
-use comfyver_spec::HF_ENDPOINT_ENV;
+pub(crate) use comfyver_spec::host_of;
 
 /// Environment variable holding the Hugging Face token.
 pub const HF_TOKEN_ENV: &str = "HF_TOKEN";
 /// Environment variable holding the CivitAI token.
 pub const CIVITAI_TOKEN_ENV: &str = "CIVITAI_TOKEN";
-
-const DEFAULT_HF_HOST: &str = "huggingface.co";
-
-/// The lower-case host of an http(s) URL, without port or user-info.
-pub(crate) fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit('@').next()?;
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next()?
-    } else {
-        host_port.split(':').next()?
-    };
-    Some(host.to_ascii_lowercase())
-}
 
 /// The tokens read from the environment once per fetch.
 #[derive(Clone, Default)]
@@ -51,10 +36,7 @@ fn env_token(name: &str) -> Option<String> {
 
 impl Tokens {
     pub fn from_env() -> Tokens {
-        let hf_host = std::env::var(HF_ENDPOINT_ENV)
-            .ok()
-            .and_then(|e| host_of(&e))
-            .unwrap_or_else(|| DEFAULT_HF_HOST.to_string());
+        let hf_host = host_of(&comfyver_spec::hf_endpoint()).unwrap_or_default();
         Tokens {
             hf_host,
             hf: env_token(HF_TOKEN_ENV),

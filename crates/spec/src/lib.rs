@@ -28,7 +28,7 @@ mod version;
 pub use digest::{Digest, digest_json};
 pub use error::{Issue, SpecError};
 pub use lock::{LOCK_VERSION, LockParseError, LockedModel, LockedPython, LockedRepo, ResolvedLock};
-pub use model_source::{HF_ENDPOINT_ENV, ModelSource, ModelSourceError};
+pub use model_source::{HF_ENDPOINT_ENV, ModelSource, ModelSourceError, hf_endpoint, host_of};
 pub use parse::{Loaded, load_spec, parse_spec};
 pub use repo_url::{RepoUrl, RepoUrlError, redact};
 pub use rewrite::{RewriteError, RewriteRule, URL_REWRITES_ENV, UrlRewrites};

@@ -105,10 +105,7 @@ impl ModelSource {
                 path,
                 revision,
             } => {
-                let endpoint = std::env::var(HF_ENDPOINT_ENV)
-                    .ok()
-                    .filter(|e| !e.is_empty())
-                    .unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_string());
+                let endpoint = hf_endpoint();
                 Some(format!(
                     "{}/{owner}/{repo}/resolve/{}/{path}",
                     endpoint.trim_end_matches('/'),
@@ -147,12 +144,25 @@ impl ModelSource {
     }
 }
 
-/// The lower-case host of an http(s) URL.
-pub(crate) fn host_of(url: &str) -> Option<String> {
+/// The Hugging Face endpoint `hf://` sources expand against: `HF_ENDPOINT`,
+/// else the public one.
+pub fn hf_endpoint() -> String {
+    std::env::var(HF_ENDPOINT_ENV)
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_string())
+}
+
+/// The lower-case host of an http(s) URL, without port or user-info.
+pub fn host_of(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host_port = authority.rsplit('@').next()?;
-    let host = host_port.split(':').next()?;
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
     Some(host.to_ascii_lowercase())
 }
 
