@@ -43,7 +43,7 @@ fn main() {
     let comfy = ComfyProcess::start(&env, &StartOptions::default()).expect("start");
 
     let (w, h) = (600u32, 600u32);
-    let pixels = noise((w * h * 3) as usize);
+    let pixels = comfyver_testkit::http::pseudo_random((w * h * 3) as usize, 0x9e37_79b9_7f4a_7c15);
     let png = encode_png_stored(w, h, &pixels);
     let mut job = Job::from_workflow(json!({
         "1": {"class_type": "LoadImage", "inputs": {"image": "noise.png"}},
@@ -125,18 +125,6 @@ fn main() {
 fn median_ms(v: &mut [Duration]) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1000.0
-}
-
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// An RGB PNG with stored (uncompressed) deflate blocks: tiny code, no crate.

@@ -6,7 +6,7 @@ use base64::Engine;
 use comfyver_handler::{
     Job, JobOptions, NoReporter, OutputData, OutputSink, process_exists, run_job,
 };
-use common::{decode_png, empty_image, encode_png, noise, start};
+use common::{decode_png, empty_image, encode_png, start};
 use serde_json::{Value, json};
 
 #[test]
@@ -126,7 +126,7 @@ fn dir_sink_writes_sanitised_files_inside_the_directory() {
 #[test]
 fn uploaded_image_goes_through_load_image_unchanged() {
     let (_home, comfy) = start(&[]);
-    let pixels = noise(16 * 12 * 3, 7);
+    let pixels = comfyver_testkit::http::pseudo_random(16 * 12 * 3, 7);
     let wf = json!({
         "1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "up"}}
@@ -141,7 +141,7 @@ fn uploaded_image_goes_through_load_image_unchanged() {
         // The second round uploads different pixels under the same name:
         // ComfyUI renames the upload and the workflow follows the new name.
         let mut job = job.clone();
-        let px = noise(16 * 12 * 3, 7 + round);
+        let px = comfyver_testkit::http::pseudo_random(16 * 12 * 3, 7 + round);
         job.images[0].bytes = encode_png(16, 12, &px);
         let out = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect("job runs");
         let (w, h, rgb) = decode_png(out.items[0].bytes().unwrap());

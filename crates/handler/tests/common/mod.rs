@@ -71,19 +71,6 @@ pub fn encode_png(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Pseudo-random bytes (xorshift), deterministic.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// Live (non-zombie) processes whose working directory is under `dir`:
 /// after a test, none may be left in the home's ComfyUI copy.
 pub fn procs_in(dir: &std::path::Path) -> Vec<u32> {
