@@ -28,18 +28,12 @@ impl Env {
         self.cache().join("models")
     }
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_comfyver"));
-        c.arg("--cache-dir")
-            .arg(self.cache())
-            .arg("--versions-dir")
-            .arg(self.root().join("versions"))
-            .args(args)
-            .env_remove("COMFYVER_OFFLINE")
-            .env_remove("MODELS_DIR")
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_ENDPOINT")
-            .env_remove("CIVITAI_TOKEN")
-            .env_remove("COMFYVER_JOBS");
+        let mut c = comfyver_testkit::cli::comfyver_command(
+            Path::new(env!("CARGO_BIN_EXE_comfyver")),
+            &self.cache(),
+            &self.root().join("versions"),
+        );
+        c.args(args);
         c
     }
     fn run(&self, args: &[&str]) -> Output {

@@ -27,15 +27,12 @@ impl Env {
         self.root().join("cache")
     }
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_comfyver"));
-        c.arg("--cache-dir")
-            .arg(self.cache())
-            .arg("--versions-dir")
-            .arg(self.root().join("versions"))
-            .args(args)
-            .env_remove("COMFYVER_TEST_PAUSE_AT")
-            .env_remove("COMFYVER_OFFLINE")
-            .env_remove("COMFYVER_URL_REWRITES")
+        let mut c = comfyver_testkit::cli::comfyver_command(
+            Path::new(env!("CARGO_BIN_EXE_comfyver")),
+            &self.cache(),
+            &self.root().join("versions"),
+        );
+        c.args(args)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null");
         c

@@ -168,29 +168,12 @@ impl World {
 
     /// The binary with a cache dir, the versions dir and a clean environment.
     fn cmd_in(&self, cache: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_comfyver"));
-        c.arg("--cache-dir")
-            .arg(cache)
-            .arg("--versions-dir")
-            .arg(self.versions())
-            .args(args)
-            .stdin(Stdio::null());
-        for var in [
-            "COMFY_CACHE",
-            "COMFY_VERSIONS_DIR",
-            "COMFY_HOME",
-            "COMFYVER_OFFLINE",
-            "COMFYVER_WHEELS_DIR",
-            "COMFYVER_JOBS",
-            "COMFYVER_URL_REWRITES",
-            "CUSTOM_NODES_CACHE",
-            "MODELS_DIR",
-            "UV",
-            "VIRTUAL_ENV",
-        ] {
-            c.env_remove(var);
-        }
-        c.env("GIT_TERMINAL_PROMPT", "0").env("NO_COLOR", "1");
+        let mut c = comfyver_testkit::cli::comfyver_command(
+            Path::new(env!("CARGO_BIN_EXE_comfyver")),
+            cache,
+            &self.versions(),
+        );
+        c.args(args);
         c
     }
     fn cmd(&self, args: &[&str]) -> Command {

@@ -33,18 +33,12 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_comfyver"));
-        c.arg("--cache-dir")
-            .arg(&self.cache)
-            .arg("--versions-dir")
-            .arg(&self.versions)
-            .args(args)
-            .env_remove("COMFY_CACHE")
-            .env_remove("COMFY_VERSIONS_DIR")
-            .env_remove("COMFYVER_OFFLINE")
-            .env_remove("COMFYVER_URL_REWRITES")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("NO_COLOR", "1");
+        let mut c = comfyver_testkit::cli::comfyver_command(
+            Path::new(env!("CARGO_BIN_EXE_comfyver")),
+            &self.cache,
+            &self.versions,
+        );
+        c.args(args);
         c
     }
 

@@ -10,9 +10,11 @@
 //!   byte counting and fault injection (dropped connections, 5xx, 401, ...).
 //! - [`comfy`]: a temp ComfyUI home (a copy of the stand-in ComfyUI with node-pack
 //!   fixtures linked into `custom_nodes/`) and a bare stand-in server on a port.
+//! - [`cli`]: the `comfyver` binary run hermetically.
 //! - [`world`]: a whole version to realize and run (core and node-pack
 //!   repositories, wheels, a model server, a spec).
 
+pub mod cli;
 pub mod comfy;
 pub mod git;
 pub mod http;

@@ -5,7 +5,7 @@
 //! directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
@@ -104,17 +104,13 @@ impl World {
     /// Runs `bin` with this world's cache, versions and wheels, and `PATH`
     /// replaced by `path_env` when given.
     pub fn comfyver(&self, bin: &Path, args: &[&str], path_env: Option<&Path>) -> Output {
-        let mut c = Command::new(bin);
-        c.arg("--cache-dir")
-            .arg(self.root.join("cache"))
-            .arg("--versions-dir")
-            .arg(self.root.join("versions"))
-            .args(args)
-            .env("COMFYVER_WHEELS_DIR", self.root.join("wheels"))
-            .env_remove("COMFY_HOME")
-            .env_remove("MODELS_DIR")
-            .env_remove("COMFY_CACHE")
-            .env_remove("COMFYVER_URL_REWRITES");
+        let mut c = crate::cli::comfyver_command(
+            bin,
+            &self.root.join("cache"),
+            &self.root.join("versions"),
+        );
+        c.args(args)
+            .env("COMFYVER_WHEELS_DIR", self.root.join("wheels"));
         if let Some(p) = path_env {
             c.env("PATH", p);
         }
