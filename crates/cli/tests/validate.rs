@@ -1,19 +1,12 @@
 //! `comfyver validate`, `list`, `show`, `schema` through the real binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn comfyver(cache: &Path, versions: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_comfyver"))
-        .args([
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--versions-dir",
-            versions.to_str().unwrap(),
-        ])
+    let bin = Path::new(env!("CARGO_BIN_EXE_comfyver"));
+    comfyver_testkit::cli::comfyver_command(bin, cache, versions)
         .args(args)
-        .env_remove("COMFY_CACHE")
-        .env_remove("MODELS_DIR")
         .output()
         .unwrap()
 }
