@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use comfyver_fs::{CacheLayout, FileLock, TempDir};
 use comfyver_models::FetchOptions;
 use comfyver_nodes::{NodeCheckout, NodesOptions};
+use comfyver_python::{self as python, InstallScript, Installer, PythonInputs};
 use comfyver_spec::{
     LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders,
 };
 
-use crate::python::{self, InstallScript, Installer, PythonInputs};
 use crate::stamp::{Stamp, clear_stamp, is_warm_for, lock_key, write_stamp};
 use crate::{Home, RealizeError, RealizeReporter};
 

@@ -11,7 +11,7 @@ pub enum RealizeError {
     Models(#[from] comfyver_models::ModelsError),
     /// Building the Python environment failed.
     #[error("could not build the version's Python environment")]
-    Python(#[from] crate::python::PythonError),
+    Python(#[from] comfyver_python::PythonError),
     /// A filesystem operation failed.
     #[error(transparent)]
     Fs(#[from] comfyver_fs::FsError),

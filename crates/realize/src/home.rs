@@ -56,7 +56,7 @@ impl Home {
 
     /// The venv's interpreter.
     pub fn python(&self) -> PathBuf {
-        crate::python::venv_python(&self.root)
+        comfyver_python::venv_python(&self.root)
     }
 
     /// Whether this directory is a home comfyver made (it has `.comfyver/`).

@@ -8,17 +8,14 @@
 //! describes a realize without doing it, [`verify`] checks a home deeply,
 //! [`remove_home`] deletes one, [`gc_plan`]/[`gc_apply`] clean the caches.
 //!
-//! - [`python`]: the version's Python environment (`<home>/.venv`): one
-//!   resolution of the core's, the nodes' and the spec's requirements with uv
-//!   (pip as fallback), exact replay of a locked package set, nodes'
-//!   `install.py` scripts, freeze and dry-run plan.
+//! The version's Python environment (`<home>/.venv`) is built by the
+//! `comfyver-python` crate, which this crate composes.
 
 mod build;
 mod error;
 mod gc;
 mod home;
 mod plan;
-pub mod python;
 mod remove;
 mod report;
 mod stamp;

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
+use comfyver_python::{self as python, InstallScript, Installer, PythonInputs, PythonPlan};
 use serde::Serialize;
 
 use crate::RealizeError;
 use crate::build::RealizeRequest;
-use crate::python::{self, InstallScript, Installer, PythonInputs, PythonPlan};
 use crate::stamp::is_warm_for;
 
 /// The plan of a realize.

@@ -3,9 +3,9 @@
 //! installed set).
 
 use comfyver_fs::CacheLayout;
+use comfyver_python as python;
 use comfyver_spec::ResolvedLock;
 
-use crate::python;
 use crate::stamp::{is_warm, read_stamp};
 use crate::{Home, RealizeError};
 

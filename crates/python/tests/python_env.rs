@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use comfyver_fs::CacheLayout;
-use comfyver_realize::python::{
-    self, EnvState, InstallScript, Installer, PlannedInstall, PythonError, PythonInputs,
+use comfyver_python::{
+    self as python, EnvState, InstallScript, Installer, PlannedInstall, PythonError, PythonInputs,
     Requirements, ScriptStatus,
 };
 use comfyver_spec::PythonSettings;

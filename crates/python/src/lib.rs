@@ -1,4 +1,7 @@
-//! The Python environment of a version home: `<home>/.venv`.
+//! The Python environment of a comfyver version home: `<home>/.venv`.
+//!
+//! `comfyver-realize` composes this crate; nothing here knows about node
+//! checkouts, models or stamps.
 //!
 //! - [`collect_requirements`] reads the core's `requirements.txt`, each
 //!   node's `requirements.txt` (or its `pyproject.toml`
