@@ -74,7 +74,7 @@ pub fn use_color(choice: ColorChoice) -> bool {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+            std::env::var_os(comfyver_env::NO_COLOR).is_none() && std::io::stderr().is_terminal()
         }
     }
 }

@@ -4,9 +4,6 @@ use std::time::{Duration, Instant};
 
 use crate::FsError;
 
-/// Environment variable that sets how many seconds to wait for a lock (default 3600).
-pub const LOCK_TIMEOUT_ENV: &str = "COMFYVER_LOCK_TIMEOUT";
-
 /// An exclusive cross-process lock on a lock file (`flock(2)` on Unix).
 ///
 /// The lock is released when the value is dropped or the process dies, so a
@@ -22,7 +19,7 @@ impl FileLock {
     /// Takes the lock at `path`, creating the file and its directory when
     /// missing, waiting up to `COMFYVER_LOCK_TIMEOUT` seconds (default one hour).
     pub fn acquire(path: &Path) -> Result<FileLock, FsError> {
-        let seconds = std::env::var(LOCK_TIMEOUT_ENV)
+        let seconds = std::env::var(comfyver_env::COMFYVER_LOCK_TIMEOUT)
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(3600);

@@ -4,11 +4,6 @@
 
 pub(crate) use comfyver_spec::host_of;
 
-/// Environment variable holding the Hugging Face token.
-pub const HF_TOKEN_ENV: &str = "HF_TOKEN";
-/// Environment variable holding the CivitAI token.
-pub const CIVITAI_TOKEN_ENV: &str = "CIVITAI_TOKEN";
-
 /// The tokens read from the environment once per fetch.
 #[derive(Clone, Default)]
 pub(crate) struct Tokens {
@@ -39,8 +34,8 @@ impl Tokens {
         let hf_host = host_of(&comfyver_spec::hf_endpoint()).unwrap_or_default();
         Tokens {
             hf_host,
-            hf: env_token(HF_TOKEN_ENV),
-            civitai: env_token(CIVITAI_TOKEN_ENV),
+            hf: env_token(comfyver_env::HF_TOKEN),
+            civitai: env_token(comfyver_env::CIVITAI_TOKEN),
         }
     }
 

@@ -378,8 +378,8 @@ fn hint(status: u16) -> String {
         401 | 403 => format!(
             "the server refused access: set {} (Hugging Face) or {} (CivitAI) to a token that can read this file, \
              and accept the model's license on its page if it is gated",
-            crate::auth::HF_TOKEN_ENV,
-            crate::auth::CIVITAI_TOKEN_ENV
+            comfyver_env::HF_TOKEN,
+            comfyver_env::CIVITAI_TOKEN
         ),
         404 | 410 => {
             "the file is not there: check the URL (and the revision for hf://) in the spec".into()

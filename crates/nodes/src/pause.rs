@@ -3,12 +3,9 @@
 //! test can SIGKILL it at a known place and check that a rerun recovers.
 //! Never set it in production.
 
-/// The environment variable naming the pause point (test only).
-pub const PAUSE_ENV: &str = "COMFYVER_TEST_PAUSE_AT";
-
 /// Sleeps forever (until killed) when `COMFYVER_TEST_PAUSE_AT` equals `point`.
 pub(crate) fn point(point: &str) {
-    if std::env::var(PAUSE_ENV).is_ok_and(|v| v == point) {
+    if std::env::var(comfyver_env::COMFYVER_TEST_PAUSE_AT).is_ok_and(|v| v == point) {
         eprintln!("comfyver-test: paused at {point}");
         loop {
             std::thread::sleep(std::time::Duration::from_secs(60));

@@ -6,9 +6,6 @@ use std::process::{Command, Output};
 
 use super::error::{PythonError, ToolOutput, redact_text};
 
-/// Environment variable naming the uv binary to use.
-pub const UV_ENV: &str = "UV";
-
 /// The program that creates the venv and installs packages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installer {
@@ -30,7 +27,7 @@ impl Installer {
     pub fn detect(python_version: Option<&str>) -> Result<Installer, PythonError> {
         Self::detect_in(
             std::env::var_os("PATH").as_deref(),
-            std::env::var_os(UV_ENV).as_deref(),
+            std::env::var_os(comfyver_env::UV).as_deref(),
             python_version,
         )
     }

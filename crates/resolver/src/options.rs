@@ -2,9 +2,6 @@ use std::time::Duration;
 
 use comfyver_spec::UrlRewrites;
 
-/// Environment variable: seconds allowed for listing one remote's refs.
-pub const GIT_TIMEOUT_ENV: &str = "COMFYVER_GIT_TIMEOUT";
-
 /// Which locked entries to re-resolve even though the spec did not change them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum UpdatePolicy {

@@ -2,10 +2,6 @@ use std::path::PathBuf;
 
 use percent_encoding::percent_decode_str;
 
-/// Environment variable naming the Hugging Face endpoint used to expand
-/// `hf://` sources (the same variable the Hugging Face tools read).
-pub const HF_ENDPOINT_ENV: &str = "HF_ENDPOINT";
-
 /// The endpoint used for `hf://` when `HF_ENDPOINT` is not set.
 const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";
 
@@ -147,7 +143,7 @@ impl ModelSource {
 /// The Hugging Face endpoint `hf://` sources expand against: `HF_ENDPOINT`,
 /// else the public one.
 pub fn hf_endpoint() -> String {
-    std::env::var(HF_ENDPOINT_ENV)
+    std::env::var(comfyver_env::HF_ENDPOINT)
         .ok()
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_string())

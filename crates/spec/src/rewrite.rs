@@ -3,10 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Environment variable with rewrite rules: `PREFIX=REPLACEMENT` pairs
-/// separated by `;` or newlines.
-pub const URL_REWRITES_ENV: &str = "COMFYVER_URL_REWRITES";
-
 /// One rule: URLs starting with `prefix` have it replaced by `replacement`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

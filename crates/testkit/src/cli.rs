@@ -4,27 +4,12 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Environment variables comfyver reads that a test must never inherit.
-pub const AMBIENT_ENV: &[&str] = &[
-    "COMFY_CACHE",
-    "COMFY_VERSIONS_DIR",
-    "COMFY_HOME",
-    "CUSTOM_NODES_CACHE",
-    "MODELS_DIR",
-    "COMFYVER_OFFLINE",
-    "COMFYVER_JOBS",
-    "COMFYVER_WHEELS_DIR",
-    "COMFYVER_URL_REWRITES",
-    "COMFYVER_TEST_PAUSE_AT",
-    "HF_TOKEN",
-    "HF_ENDPOINT",
-    "CIVITAI_TOKEN",
-    "UV",
-    "VIRTUAL_ENV",
-];
+/// Variables comfyver does not read itself but that change what its
+/// children (uv, pip, Python) do, so a test must not inherit them either.
+pub const CHILD_ENV: &[&str] = &["VIRTUAL_ENV", "PYTHONPATH", "UV_INDEX_URL", "PIP_INDEX_URL"];
 
-/// `bin --cache-dir <cache> --versions-dir <versions>` with [`AMBIENT_ENV`]
-/// removed, no stdin, no colors and no git prompts; add the arguments.
+/// `bin --cache-dir <cache> --versions-dir <versions>` with every variable
+/// of comfyver's registry (`comfyver_env::ALL`) and [`CHILD_ENV`] removed, no stdin, no colors and no git prompts; add the arguments.
 pub fn comfyver_command(bin: &Path, cache: &Path, versions: &Path) -> Command {
     let mut c = Command::new(bin);
     c.arg("--cache-dir")
@@ -34,7 +19,11 @@ pub fn comfyver_command(bin: &Path, cache: &Path, versions: &Path) -> Command {
         .stdin(Stdio::null())
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("NO_COLOR", "1");
-    for var in AMBIENT_ENV {
+    for var in comfyver_env::ALL
+        .iter()
+        .map(|v| v.name)
+        .chain(CHILD_ENV.iter().copied())
+    {
         c.env_remove(var);
     }
     c

@@ -1,0 +1,87 @@
+//! The environment variables comfyver reads, each named once, with its
+//! meaning.
+//!
+//! Libraries read their settings through these constants, the CLI's clap
+//! attributes name them (`#[arg(env = comfyver_env::COMFY_CACHE)]`), and the
+//! test kit removes every one of [`ALL`] from the environment of the binary it
+//! runs, so a developer's own settings never leak into a test. A variable
+//! comfyver reads that is not listed here is a bug.
+
+/// One variable: its name and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var {
+    /// The variable's name.
+    pub name: &'static str,
+    /// What it sets.
+    pub doc: &'static str,
+}
+
+macro_rules! registry {
+    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+        $(
+            $(#[doc = $doc])+
+            pub const $name: &str = stringify!($name);
+        )+
+        /// Every variable comfyver reads.
+        pub const ALL: &[Var] = &[$(Var { name: stringify!($name), doc: concat!($($doc),+) }),+];
+    };
+}
+
+registry! {
+    /// Directory holding the version specs (`<id>.json`); default `./versions`.
+    COMFY_VERSIONS_DIR,
+    /// The cache root; default `/runpod-volume/.comfy-cache` when
+    /// `/runpod-volume` exists, else `~/.comfy-cache`.
+    COMFY_CACHE,
+    /// The shared model store; default `<cache>/models`.
+    MODELS_DIR,
+    /// The node checkout cache; default `<cache>/custom_nodes`.
+    CUSTOM_NODES_CACHE,
+    /// The home of the one version a command works on.
+    COMFY_HOME,
+    /// `1`/`true`: use no network, only the lock, mirrors and stores on disk.
+    COMFYVER_OFFLINE,
+    /// At most this many git fetches, checkouts and downloads at once (default 4).
+    COMFYVER_JOBS,
+    /// A directory of wheels Python packages are installed from (find-links).
+    COMFYVER_WHEELS_DIR,
+    /// URL rewrite rules, `PREFIX=REPLACEMENT;...`, applied before any network access.
+    COMFYVER_URL_REWRITES,
+    /// Seconds allowed for one git remote operation (default 120).
+    COMFYVER_GIT_TIMEOUT,
+    /// Seconds to wait for another process's cache lock (default 3600).
+    COMFYVER_LOCK_TIMEOUT,
+    /// Seconds one job may run before its prompt is interrupted (default 3600).
+    COMFYVER_JOB_TIMEOUT,
+    /// Seconds ComfyUI may take to start (default 600).
+    COMFYVER_START_TIMEOUT,
+    /// Test-only fault hook: the name of a point where comfyver pauses.
+    COMFYVER_TEST_PAUSE_AT,
+    /// Hugging Face token, sent only to the Hugging Face endpoint.
+    HF_TOKEN,
+    /// The Hugging Face endpoint `hf://` sources resolve against.
+    HF_ENDPOINT,
+    /// CivitAI token, sent only to CivitAI.
+    CIVITAI_TOKEN,
+    /// The uv binary to use instead of the one on `PATH`.
+    UV,
+    /// Set (to anything): no colors on stderr.
+    NO_COLOR,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_is_listed_once_with_a_doc() {
+        let mut names: Vec<&str> = ALL.iter().map(|v| v.name).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "a variable is listed twice");
+        assert!(ALL.iter().all(|v| !v.doc.trim().is_empty()));
+        assert!(names.contains(&COMFYVER_GIT_TIMEOUT));
+        assert_eq!(COMFY_CACHE, "COMFY_CACHE");
+    }
+}
