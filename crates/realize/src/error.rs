@@ -17,12 +17,23 @@ pub enum RealizeError {
     Fs(#[from] comfyver_fs::FsError),
     /// The home exists but comfyver did not make it.
     #[error(
-        "{path} exists and is not a comfyver home (no .comfyver/ inside): move it away or choose \
-         another home with COMFY_HOME"
+        "{} exists and is not a comfyver home (it has no .comfyver/home.json marker): move it away or \
+         choose another home with --home / COMFY_HOME", .path.display()
     )]
     NotOurs {
         /// The directory in the way.
         path: PathBuf,
+    },
+    /// The place given as a home must never be one.
+    #[error(
+        "{} is {what}, not a version home: comfyver never realizes into it or removes it; give another --home / COMFY_HOME",
+        .path.display()
+    )]
+    NotAHome {
+        /// The place.
+        path: PathBuf,
+        /// What it is.
+        what: String,
     },
     /// An I/O error on a path.
     #[error("{what} {path}")]

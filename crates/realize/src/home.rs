@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use comfyver_fs::CacheLayout;
+
+use crate::RealizeError;
+
 /// A version home. It *is* the core checkout (ComfyUI writes into its own
 /// tree, so every version has its own), with:
 /// `custom_nodes/<name>` → links into the node cache, `.venv/`,
@@ -59,8 +63,109 @@ impl Home {
         comfyver_python::venv_python(&self.root)
     }
 
-    /// Whether this directory is a home comfyver made (it has `.comfyver/`).
+    /// `.comfyver/home.json`: the marker that says "a comfyver home".
+    pub fn marker_file(&self) -> PathBuf {
+        self.meta_dir().join(HOME_MARKER)
+    }
+
+    /// Whether this directory is a home comfyver made: it carries the home
+    /// marker, or (a realize killed between publishing the core checkout and
+    /// writing the marker, or a home made before markers existed) it is
+    /// comfyver's own core checkout. A `.comfyver/` directory alone proves
+    /// nothing: the model store has one too.
     pub fn is_ours(&self) -> bool {
-        self.meta_dir().is_dir()
+        let marked = std::fs::read(self.marker_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["kind"] == HOME_KIND);
+        marked || self.root.join(comfyver_nodes::COMPLETE_MARKER).is_file()
+    }
+
+    /// Writes the home marker (atomically; once).
+    pub(crate) fn mark(&self, version_id: &str) -> Result<(), RealizeError> {
+        let marker = serde_json::json!({"kind": HOME_KIND, "version_id": version_id});
+        let mut bytes = serde_json::to_vec_pretty(&marker).expect("plain JSON");
+        bytes.push(b'\n');
+        comfyver_fs::write_atomic_if_changed(&self.marker_file(), &bytes)?;
+        Ok(())
+    }
+
+    /// Refuses a place that must never be a home, because realizing into it
+    /// or removing it would destroy what others use: `/`, `$HOME`, the cache
+    /// root, the model store, the node cache, the homes directory itself, any
+    /// directory that holds one of these, and anything inside the shared
+    /// caches.
+    pub fn check_place(&self, layout: &CacheLayout) -> Result<(), RealizeError> {
+        let me = canonical(&self.root);
+        let mut holders: Vec<(PathBuf, &'static str)> = vec![
+            (PathBuf::from("/"), "the filesystem root"),
+            (layout.root().to_path_buf(), "the cache root"),
+            (layout.models_dir().to_path_buf(), "the model store"),
+            (layout.custom_nodes_dir().to_path_buf(), "the node cache"),
+            (layout.git_dir(), "the git mirror cache"),
+            (
+                layout.homes_dir().to_path_buf(),
+                "the directory of all homes",
+            ),
+        ];
+        if let Some(h) = std::env::var_os("HOME") {
+            holders.push((PathBuf::from(h), "your home directory ($HOME)"));
+        }
+        for (place, what) in &holders {
+            let place = canonical(place);
+            if place.starts_with(&me) {
+                return Err(RealizeError::NotAHome {
+                    path: self.root.clone(),
+                    what: if place == me {
+                        what.to_string()
+                    } else {
+                        format!("a directory that holds {what}")
+                    },
+                });
+            }
+        }
+        for (inside, what) in [
+            (layout.models_dir().to_path_buf(), "the model store"),
+            (layout.custom_nodes_dir().to_path_buf(), "the node cache"),
+            (layout.git_dir(), "the git mirror cache"),
+            (layout.resolved_dir(), "the lock directory"),
+        ] {
+            if me.starts_with(canonical(&inside)) {
+                return Err(RealizeError::NotAHome {
+                    path: self.root.clone(),
+                    what: format!("inside {what}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The kind written in the home marker.
+const HOME_KIND: &str = "comfyver-home";
+/// The marker's file name in `.comfyver/`.
+const HOME_MARKER: &str = "home.json";
+
+/// `path` with symlinks resolved as far as it exists (a home that does not
+/// exist yet is compared by its nearest existing ancestor).
+fn canonical(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(existing) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return abs,
+        }
     }
 }

@@ -10,6 +10,7 @@ use comfyver_fs::{CacheLayout, FileLock};
 /// removed as links, never followed. A directory comfyver did not make is
 /// refused. Returns false when there was nothing to remove.
 pub fn remove_home(home: &Home, layout: &CacheLayout) -> Result<bool, RealizeError> {
+    home.check_place(layout)?;
     if !home.root().exists() {
         return Ok(false);
     }
