@@ -21,20 +21,30 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Directory holding the version specs (`<id>.json`).
-    #[arg(long, global = true, env = "COMFY_VERSIONS_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = comfyver_env::COMFY_VERSIONS_DIR, value_name = "DIR")]
     pub versions_dir: Option<PathBuf>,
     /// Cache root [default: /runpod-volume/.comfy-cache on RunPod, else ~/.comfy-cache].
-    #[arg(long, global = true, env = "COMFY_CACHE", value_name = "DIR")]
+    #[arg(long, global = true, env = comfyver_env::COMFY_CACHE, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Shared model store [default: <cache>/models].
-    #[arg(long, global = true, env = "MODELS_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = comfyver_env::MODELS_DIR, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
     /// Node checkout cache [default: <cache>/custom_nodes].
-    #[arg(long, global = true, env = "CUSTOM_NODES_CACHE", value_name = "DIR")]
+    #[arg(long, global = true, env = comfyver_env::CUSTOM_NODES_CACHE, value_name = "DIR")]
     pub custom_nodes_dir: Option<PathBuf>,
     /// Use no network: only the lock, mirrors and stores already on disk.
-    #[arg(long, global = true, env = "COMFYVER_OFFLINE")]
+    #[arg(long, global = true, env = comfyver_env::COMFYVER_OFFLINE)]
     pub offline: bool,
+    /// At most this many git fetches, checkouts and downloads at once.
+    #[arg(
+        long,
+        short = 'j',
+        global = true,
+        value_name = "N",
+        default_value_t = 4,
+        env = comfyver_env::COMFYVER_JOBS
+    )]
+    pub jobs: usize,
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,

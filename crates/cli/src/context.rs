@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use comfyver_fs::CacheLayout;
+use comfyver_resolver::ResolveOptions;
 use comfyver_spec::Loaded;
 
 use crate::cli::GlobalArgs;
@@ -19,6 +20,10 @@ pub struct Ctx {
     pub offline: bool,
     /// `--json`.
     pub json: bool,
+    /// `--jobs` (at least 1).
+    pub jobs: usize,
+    /// Time allowed for one git remote operation (`COMFYVER_GIT_TIMEOUT`).
+    pub git_timeout: std::time::Duration,
     /// stdout/stderr writer that knows `-q`/`-v`.
     pub out: Printer,
 }
@@ -41,6 +46,8 @@ impl Ctx {
             layout,
             offline: g.offline,
             json: g.json,
+            jobs: g.jobs.max(1),
+            git_timeout: git_timeout()?,
             out: Printer::new(g.verbose, g.quiet, g.color),
         })
     }
@@ -90,19 +97,39 @@ impl Ctx {
 
     /// Every spec file in the versions directory, sorted by id.
     pub fn all_spec_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
-        let entries = std::fs::read_dir(&self.versions_dir).with_context(|| {
-            format!(
-                "could not read the versions directory {}",
-                self.versions_dir.display()
-            )
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        paths.sort();
-        Ok(paths)
+        Ok(comfyver_spec::spec_files(&self.versions_dir)?)
+    }
+
+    /// How the resolver runs for `spec` (or for no spec in particular): the
+    /// one place that turns flags, the spec's `offline` and the environment
+    /// into [`ResolveOptions`]; commands change only what is theirs
+    /// (`locked`, `dry_run`, `update`).
+    pub fn resolve_options(
+        &self,
+        spec: Option<&comfyver_spec::VersionSpec>,
+    ) -> anyhow::Result<ResolveOptions> {
+        Ok(ResolveOptions {
+            offline: self.offline || spec.is_some_and(|s| s.offline()),
+            jobs: self.jobs,
+            timeout: self.git_timeout,
+            rewrites: self.rewrites()?,
+            ..ResolveOptions::default()
+        })
+    }
+}
+
+/// `COMFYVER_GIT_TIMEOUT` (seconds), else the resolver's default.
+fn git_timeout() -> anyhow::Result<std::time::Duration> {
+    let var = comfyver_env::COMFYVER_GIT_TIMEOUT;
+    match std::env::var(var) {
+        Ok(v) => {
+            let secs: u64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("{var}=`{v}` is not a number of seconds"))?;
+            Ok(std::time::Duration::from_secs(secs.max(1)))
+        }
+        Err(_) => Ok(comfyver_resolver::DEFAULT_TIMEOUT),
     }
 }
 
@@ -114,9 +141,10 @@ impl Ctx {
     /// URL rewrite rules: `COMFYVER_URL_REWRITES` first, then the cache's
     /// `config.json` (`{"url_rewrites": [{"prefix", "replacement"}]}`).
     pub fn rewrites(&self) -> anyhow::Result<comfyver_spec::UrlRewrites> {
-        use comfyver_spec::{URL_REWRITES_ENV, UrlRewrites};
-        let from_env = match std::env::var(URL_REWRITES_ENV) {
-            Ok(v) => UrlRewrites::parse_list(&v, URL_REWRITES_ENV)?,
+        use comfyver_env::COMFYVER_URL_REWRITES as VAR;
+        use comfyver_spec::UrlRewrites;
+        let from_env = match std::env::var(VAR) {
+            Ok(v) => UrlRewrites::parse_list(&v, VAR)?,
             Err(_) => UrlRewrites::default(),
         };
         let file = self.layout.config_file();

@@ -1,15 +1,63 @@
-//! Renders an error chain as `error:`, `caused by:` and `hint:` lines.
+//! The one place that renders errors and decides exit codes.
+//!
+//! An error prints as `error: <message>`, then each cause once as
+//! `caused by: <cause>`, then `hint:` lines for well-known causes. An error
+//! that stands for several independent failures (a library's "several
+//! failed" variant, or [`Failures`] built by a command) prints its summary
+//! and then every failure with its own causes, indented.
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::process::ExitCode;
 
 use crate::cli::ColorChoice;
 use crate::output::use_color;
 
-/// Prints `err` with its causes and hints; returns exit code 1 (a user-facing
-/// failure; bugs panic and exit 2).
-pub fn report(err: &anyhow::Error, color: ColorChoice) -> ExitCode {
+/// How a command ended; the only source of comfyver's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done, or a check that passed.
+    Success,
+    /// 1: a user-facing failure (bad input, unreachable source, a check that
+    /// found problems).
+    Failure,
+    /// 2: an internal error (a bug).
+    Bug,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        match e {
+            Exit::Success => ExitCode::SUCCESS,
+            Exit::Failure => ExitCode::from(1),
+            Exit::Bug => ExitCode::from(2),
+        }
+    }
+}
+
+/// Several independent failures of one command (e.g. one per version of
+/// `resolve --all`), each with its subject.
+#[derive(Debug)]
+pub struct Failures {
+    /// The summary line.
+    pub summary: String,
+    /// `(subject, error)` pairs.
+    pub failures: Vec<(String, anyhow::Error)>,
+}
+
+impl fmt::Display for Failures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl StdError for Failures {}
+
+/// Prints `err` with its causes and hints; returns [`Exit::Failure`] (bugs
+/// panic and are reported by `main` as [`Exit::Bug`]).
+pub fn report(err: &anyhow::Error, color: ColorChoice) -> Exit {
     if err.chain().any(is_broken_pipe) {
-        return ExitCode::SUCCESS;
+        return Exit::Success;
     }
     let paint = |t: &str, c: &str| {
         if use_color(color) {
@@ -18,25 +66,100 @@ pub fn report(err: &anyhow::Error, color: ColorChoice) -> ExitCode {
             t.to_string()
         }
     };
-    eprintln!("{}: {err}", paint("error", "31"));
-    for cause in err.chain().skip(1) {
-        eprintln!("  {}: {cause}", paint("caused by", "33"));
+    let mut lines = Vec::new();
+    render(err.as_ref(), "", &mut lines);
+    for (i, (indent, label, text)) in lines.iter().enumerate() {
+        let label = match *label {
+            "error" if i == 0 => paint("error", "31"),
+            "caused by" => paint("caused by", "33"),
+            other => other.to_string(),
+        };
+        eprintln!("{indent}{label}: {text}");
     }
     for hint in hints(err) {
         eprintln!("{}: {hint}", paint("hint", "36"));
     }
-    ExitCode::from(1)
+    Exit::Failure
 }
 
-fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Prints the reason a command refuses to go on without making it an error
+/// chain (e.g. `verify`'s problems), in the same layout.
+pub fn problem(subject: &str, message: &str) {
+    eprintln!("problem: {subject}: {message}");
+}
+
+/// Prints a hint line in the same layout as [`report`]'s.
+pub fn hint(text: &str) {
+    eprintln!("hint: {text}");
+}
+
+type Line = (String, &'static str, String);
+
+/// Appends `err`, its causes, and the errors it stands for, to `out`.
+fn render(err: &(dyn StdError + 'static), indent: &str, out: &mut Vec<Line>) {
+    out.push((indent.to_string(), "error", err.to_string()));
+    let mut cause = err.source();
+    let mut last = err;
+    while let Some(c) = cause {
+        out.push((format!("{indent}  "), "caused by", c.to_string()));
+        last = c;
+        cause = c.source();
+    }
+    let inner = format!("{indent}  ");
+    for child in children(last) {
+        let start = out.len();
+        render(child, &inner, out);
+        if let Some(first) = out.get_mut(start) {
+            first.1 = "-";
+        }
+    }
+    if let Some(f) = last.downcast_ref::<Failures>() {
+        for (subject, e) in &f.failures {
+            let start = out.len();
+            render(e.as_ref(), &inner, out);
+            if let Some(first) = out.get_mut(start) {
+                first.1 = "-";
+                first.2 = format!("{subject}: {}", first.2);
+            }
+        }
+    }
+}
+
+/// The failures a library's "several failed" error stands for.
+fn children<'a>(err: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    fn each<E: StdError + 'static>(v: &[E]) -> Vec<&(dyn StdError + 'static)> {
+        v.iter().map(|e| e as &(dyn StdError + 'static)).collect()
+    }
+    if let Some(comfyver_models::ModelsError::Several(v)) = err.downcast_ref() {
+        return each(v);
+    }
+    if let Some(comfyver_nodes::NodesError::Many(v)) = err.downcast_ref() {
+        return each(v);
+    }
+    if let Some(comfyver_resolver::ResolveError::Several(v)) = err.downcast_ref() {
+        return each(v);
+    }
+    Vec::new()
+}
+
+fn is_broken_pipe(e: &(dyn StdError + 'static)) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Hints for well-known causes.
 fn hints(err: &anyhow::Error) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut all: Vec<&(dyn StdError + 'static)> = Vec::new();
     for cause in err.chain() {
+        all.push(cause);
+        if let Some(f) = cause.downcast_ref::<Failures>() {
+            for (_, e) in &f.failures {
+                all.extend(e.chain().map(|c| c as &(dyn StdError + 'static)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for cause in all {
         if let Some(comfyver_spec::SpecError::Invalid { .. }) = cause.downcast_ref() {
             out.push(
                 "`comfyver schema` prints the JSON Schema; docs/spec.md describes every field"
@@ -49,6 +172,7 @@ fn hints(err: &anyhow::Error) -> Vec<String> {
             );
         }
     }
+    out.sort();
     out.dedup();
     out
 }

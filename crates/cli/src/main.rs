@@ -23,19 +23,19 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let ctx = match context::Ctx::from_args(&args.global) {
         Ok(ctx) => ctx,
-        Err(err) => return diagnostics::report(&err, args.global.color),
+        Err(err) => return diagnostics::report(&err, args.global.color).into(),
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         commands::run(&ctx, args.command)
     }));
     match outcome {
         Ok(Ok(code)) => code,
-        Ok(Err(err)) => diagnostics::report(&err, args.global.color),
+        Ok(Err(err)) => diagnostics::report(&err, args.global.color).into(),
         Err(_) => {
             eprintln!(
                 "error: comfyver hit an internal error (a bug); please report it with the command you ran"
             );
-            ExitCode::from(2)
+            diagnostics::Exit::Bug.into()
         }
     }
 }

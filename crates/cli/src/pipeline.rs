@@ -3,33 +3,24 @@
 
 use std::path::PathBuf;
 
-use comfyver_realize::{Home, RealizeRequest, Realized};
-use comfyver_resolver::{ResolveOptions, UpdatePolicy};
+use comfyver_realize::{Home, RealizeRequest, Realized, References};
 use comfyver_spec::{Loaded, ResolvedLock};
 
 use crate::context::Ctx;
+use crate::diagnostics::Failures;
 
 /// Flags of every command that realizes a version.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RealizeFlags {
     /// Install Python packages from this wheel directory (find-links); with
     /// --offline no index is used at all.
-    #[arg(long, value_name = "DIR", env = "COMFYVER_WHEELS_DIR")]
+    #[arg(long, value_name = "DIR", env = comfyver_env::COMFYVER_WHEELS_DIR)]
     pub wheels_dir: Option<PathBuf>,
     /// Do not download models (missing ones are reported as warnings).
     #[arg(long)]
     pub skip_models: bool,
-    /// Parallel fetches and downloads.
-    #[arg(
-        long,
-        short = 'j',
-        value_name = "N",
-        default_value_t = 4,
-        env = "COMFYVER_JOBS"
-    )]
-    pub jobs: usize,
     /// The version's home [default: /runpod-volume/comfy-<id> on RunPod, else <cache>/versions/comfy-<id>].
-    #[arg(long, value_name = "DIR", env = "COMFY_HOME")]
+    #[arg(long, value_name = "DIR", env = comfyver_env::COMFY_HOME)]
     pub home: Option<PathBuf>,
     /// A spec file outside the versions directory (instead of an id).
     #[arg(long, value_name = "FILE")]
@@ -47,15 +38,9 @@ pub fn load(ctx: &Ctx, id: Option<&str>, flags: &RealizeFlags) -> anyhow::Result
 
 /// The version's lock: reused when it matches the spec (no network), else
 /// resolved and written.
-pub fn lock_for(ctx: &Ctx, loaded: &Loaded, jobs: usize) -> anyhow::Result<ResolvedLock> {
+pub fn lock_for(ctx: &Ctx, loaded: &Loaded) -> anyhow::Result<ResolvedLock> {
     let spec = &loaded.spec;
-    let opts = ResolveOptions {
-        offline: ctx.offline || spec.offline(),
-        update: UpdatePolicy::None,
-        jobs: jobs.max(1),
-        rewrites: ctx.rewrites()?,
-        ..ResolveOptions::default()
-    };
+    let opts = ctx.resolve_options(Some(spec))?;
     let outcome =
         comfyver_resolver::resolve(spec, &ctx.layout, &opts, &comfyver_resolver::NoReporter)?;
     if outcome.written {
@@ -68,6 +53,68 @@ pub fn lock_for(ctx: &Ctx, loaded: &Loaded, jobs: usize) -> anyhow::Result<Resol
     outcome
         .lock
         .ok_or_else(|| anyhow::anyhow!("resolving {} gave no lock", spec.version_id))
+}
+
+/// The lock of a version named by id (or spec path) for commands that need
+/// only the lock: resolved from the spec when missing or stale, or, when
+/// there is no spec but a lock (a cache pre-warmed from locks alone), that
+/// lock as it is.
+pub fn lock_for_id(ctx: &Ctx, id: &str) -> anyhow::Result<ResolvedLock> {
+    let is_path = id.ends_with(".json") || id.contains('/');
+    if !is_path
+        && !ctx.spec_path(id)?.exists()
+        && let Some(lock) = comfyver_resolver::read_lock(&ctx.layout, id)?
+    {
+        return Ok(lock);
+    }
+    let loaded = ctx.load(id)?;
+    lock_for(ctx, &loaded)
+}
+
+/// What keeps cache entries alive, for `gc` and `models gc` alike: every
+/// lock and every spec. When one of them cannot be read nothing may be
+/// deleted, since what it references is unknown: the error names each file
+/// and its reason. With `force` those files are ignored, each with a warning
+/// that says so.
+pub fn references(ctx: &Ctx, force: bool) -> anyhow::Result<References> {
+    let locks = comfyver_resolver::locks(&ctx.layout)?;
+    let specs = comfyver_spec::load_specs(&ctx.versions_dir)?;
+    let unreadable: Vec<(String, anyhow::Error)> = locks
+        .unreadable
+        .into_iter()
+        .map(|(p, e)| (p.display().to_string(), anyhow::Error::new(e)))
+        .chain(
+            specs
+                .unreadable
+                .into_iter()
+                .map(|(p, e)| (p.display().to_string(), anyhow::Error::new(e))),
+        )
+        .collect();
+    if !unreadable.is_empty() {
+        if !force {
+            return Err(Failures {
+                summary: format!(
+                    "nothing was deleted: {} spec or lock file(s) could not be read, so what they use is unknown; fix or move them, or pass --force to ignore them (what only they use is then deleted)",
+                    unreadable.len()
+                ),
+                failures: unreadable,
+            }
+            .into());
+        }
+        for (file, err) in &unreadable {
+            ctx.out.warn(&format!(
+                "--force: ignoring {file} ({err}); what only it references is treated as unused"
+            ));
+        }
+    }
+    Ok(References {
+        locks: locks.locks,
+        spec_models: specs
+            .specs
+            .iter()
+            .flat_map(|l| ResolvedLock::models_from(&l.spec))
+            .collect(),
+    })
 }
 
 /// The home of a version: `--home`/`COMFY_HOME`, else the default.
@@ -97,7 +144,7 @@ pub fn request<'a>(
             .wheels_dir
             .as_ref()
             .map(|w| std::path::absolute(w).unwrap_or_else(|_| w.clone())),
-        jobs: flags.jobs,
+        jobs: ctx.jobs,
         rewrites: ctx.rewrites()?,
         installer: None,
     })

@@ -137,12 +137,12 @@ fn assert_whole(env: &Env, f: &Fixture) {
 }
 
 #[test]
-fn fetch_needs_a_lock() {
+fn fetch_of_a_version_with_neither_spec_nor_lock_names_the_missing_spec() {
     let env = Env::new();
     let out = env.run(&["nodes", "fetch", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("comfyver resolve nope"),
+        stderr(&out).contains("no version `nope`") && stderr(&out).contains("nope.json"),
         "{}",
         stderr(&out)
     );

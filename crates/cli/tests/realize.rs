@@ -985,3 +985,164 @@ fn a_new_core_commit_replaces_the_home_and_keeps_the_node_cache() {
         "no temp directory left beside the home"
     );
 }
+
+/// The spec file of `id` as the user keeps it.
+fn spec_path(w: &World, id: &str) -> PathBuf {
+    w.versions().join(format!("{id}.json"))
+}
+
+#[test]
+fn fetch_commands_resolve_first_and_gc_refuses_while_a_spec_cannot_be_read() {
+    let w = World::new();
+    w.spec("a", &["req_pack"], &["m1.safetensors"], &[]);
+    w.spec("b", &[], &["m2.safetensors"], &[]);
+
+    // Never resolved: `nodes fetch` resolves first, as `cargo fetch` does.
+    assert!(!w.cache().join("resolved/a.lock.json").exists());
+    ok(&w.run(&["nodes", "fetch", "a"]));
+    let lock = w.lock("a");
+    let commit = lock["custom_nodes"][0]["commit"].as_str().unwrap();
+    let checkouts: Vec<String> = std::fs::read_dir(w.cache().join("custom_nodes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        checkouts.iter().any(|c| c.ends_with(&format!("@{commit}"))),
+        "{checkouts:?}"
+    );
+    // `models fetch` needs no lock: b stays unresolved, only its spec names m2.
+    ok(&w.run(&["models", "fetch", "b"]));
+    assert!(!w.cache().join("resolved/b.lock.json").exists());
+    let m2 = w.cache().join("models/checkpoints/m2.safetensors");
+    assert!(m2.is_file());
+
+    // b's spec breaks: what it uses is unknown, so neither gc deletes anything.
+    std::fs::write(spec_path(&w, "b"), "{ \"schema_version\": 2, oops").unwrap();
+    let before = snapshot(&[w.cache()]);
+    for args in [&["gc", "--yes"][..], &["models", "gc", "--yes"][..]] {
+        let out = w.run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("nothing was deleted"), "{stderr}");
+        assert!(stderr.contains("b.json"), "{stderr}");
+        assert!(stderr.contains("--force"), "{stderr}");
+        assert_same(&before, &snapshot(&[w.cache()]));
+    }
+
+    // --force says what it ignores, and then what only b used goes.
+    let out = w.run(&["gc", "--yes", "--force"]);
+    let (_, stderr) = ok(&out);
+    assert!(
+        stderr.contains("ignoring") && stderr.contains("b.json"),
+        "{stderr}"
+    );
+    assert!(!m2.exists(), "m2 was referenced by nothing readable");
+    let kept = w
+        .cache()
+        .join("custom_nodes")
+        .join(checkouts.iter().find(|c| c.ends_with(commit)).unwrap());
+    assert!(kept.is_dir(), "a's lock still references its checkout");
+}
+
+/// A git server that accepts connections and never answers.
+fn stalling_git_server() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    (port, handle)
+}
+
+/// Runs `cmd` to its end, killing it (and failing) after `limit`.
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("still running after {limit:?}: the git timeout was not applied");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn git_timeout_applies_to_realize_and_run_against_a_stalling_server() {
+    let w = World::new();
+    let (port, _server) = stalling_git_server();
+    let spec = json!({
+        "schema_version": 2,
+        "version_id": "stalled",
+        "comfy": {"repo": format!("git://127.0.0.1:{port}/ComfyUI"), "ref": "v1"},
+    });
+    std::fs::write(spec_path(&w, "stalled"), spec.to_string()).unwrap();
+    let workflow = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workflows/smoke.json");
+    for args in [
+        vec!["realize", "stalled"],
+        vec!["run", "stalled", "--workflow", workflow.to_str().unwrap()],
+    ] {
+        let mut cmd = w.cmd(&args);
+        cmd.env("COMFYVER_GIT_TIMEOUT", "2");
+        // The default limit is 120 s: well past the watchdog.
+        let out = output_within(cmd, Duration::from_secs(60));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("within 2 s"), "{args:?}: {stderr}");
+        assert!(stderr.contains("COMFYVER_GIT_TIMEOUT"), "{stderr}");
+    }
+}
+
+#[test]
+fn remove_and_realize_refuse_the_store_the_cache_root_and_home_dir() {
+    let w = World::new();
+    w.spec("a", &[], &["m1.safetensors"], &[]);
+    ok(&w.run(&["models", "fetch", "a"]));
+    ok(&w.run(&["resolve", "a"]));
+    let store = w.cache().join("models");
+    assert!(
+        store.join(".comfyver").is_dir(),
+        "the store keeps its index there"
+    );
+    // A stand-in for the user's $HOME, with a `.comfyver/` of its own.
+    let user_home = w.root().join("user-home");
+    std::fs::create_dir_all(user_home.join(".comfyver")).unwrap();
+    std::fs::write(user_home.join("notes.txt"), "mine").unwrap();
+    let before = snapshot(&[w.cache(), user_home.clone()]);
+    let wheels = w.wheels();
+    for place in [&store, &w.cache(), &user_home] {
+        let place = place.to_str().unwrap();
+        for args in [
+            vec!["remove", "a", "--home", place],
+            vec![
+                "realize",
+                "a",
+                "--home",
+                place,
+                "--wheels-dir",
+                wheels.to_str().unwrap(),
+            ],
+        ] {
+            let mut cmd = w.cmd(&args);
+            cmd.env("HOME", &user_home);
+            let out = cmd.output().unwrap();
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(stderr.contains("not a version home"), "{args:?}: {stderr}");
+        }
+    }
+    assert_same(&before, &snapshot(&[w.cache(), user_home.clone()]));
+}

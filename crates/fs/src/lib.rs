@@ -16,4 +16,4 @@ pub use atomic::{write_atomic, write_atomic_if_changed};
 pub use error::FsError;
 pub use layout::{CacheLayout, RUNPOD_VOLUME, default_cache_root};
 pub use lock::FileLock;
-pub use tempdir::{TempDir, remove_stale_temps};
+pub use tempdir::{TempDir, discard, remove_stale_temps};

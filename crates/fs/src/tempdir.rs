@@ -69,6 +69,20 @@ impl Drop for TempDir {
     }
 }
 
+/// Removes the directory `dir` safely for concurrent readers of its parent:
+/// it is first renamed to a temporary sibling (one atomic step, after which
+/// nothing looks for it under its name), then deleted.
+pub fn discard(dir: &Path) -> Result<(), FsError> {
+    let trash = TempDir::beside(dir)?;
+    let target = trash.path().join("old");
+    fs::rename(dir, &target).map_err(|source| FsError::Remove {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    drop(trash);
+    Ok(())
+}
+
 /// Removes temporary siblings left in `dir` by crashed processes for the entry
 /// named `name` (or for every entry when `name` is `None`). Call it while
 /// holding the entry's lock so that no live writer's temp dir is removed.

@@ -50,7 +50,7 @@ pub struct FailedPack {
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// A file or directory could not be created, read or written.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {}", .path.display())]
     Io {
         /// What was being done ("could not create", ...).
         what: &'static str,
@@ -62,7 +62,7 @@ pub enum HandlerError {
     },
     /// The interpreter could not be started.
     #[error(
-        "could not start ComfyUI with {python}: {source}; check that the version is realized (the venv exists)"
+        "could not start ComfyUI with {}; check that the version is realized (the venv exists)", .python.display()
     )]
     Spawn {
         /// The interpreter.
@@ -109,7 +109,7 @@ pub enum HandlerError {
         why: String,
     },
     /// An HTTP request to ComfyUI failed at the transport level.
-    #[error("HTTP communication with ComfyUI failed ({what}): {source}")]
+    #[error("HTTP communication with ComfyUI failed ({what})")]
     Http {
         /// The request ("POST /prompt", ...).
         what: String,
@@ -332,7 +332,10 @@ impl HandlerError {
             HandlerError::StartCrashed { tail, .. }
             | HandlerError::StartTimeout { tail, .. }
             | HandlerError::ComfyDied { tail, .. } => tail.iter().map(|l| json!(l)).collect(),
-            _ => Vec::new(),
+            // The causes, which the message no longer repeats.
+            _ => std::iter::successors(std::error::Error::source(self), |e| e.source())
+                .map(|e| json!(e.to_string()))
+                .collect(),
         };
         json!({"error": self.to_string(), "kind": self.kind(), "details": details})
     }

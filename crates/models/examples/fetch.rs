@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use comfyver_fs::CacheLayout;
-use comfyver_models::{FetchOptions, NoProgress, fetch_models};
+use comfyver_models::{FetchOptions, NoReporter, fetch_models};
 use comfyver_spec::LockedModel;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         size: None,
     };
     let start = Instant::now();
-    fetch_models(&[model], &layout, &FetchOptions::default(), &NoProgress)?;
+    fetch_models(&[model], &layout, &FetchOptions::default(), &NoReporter)?;
     let secs = start.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(layout.models_dir().join("checkpoints/bench.bin"))?.len();
     println!("{secs:.3} {bytes}");

@@ -135,17 +135,9 @@ pub enum ModelsError {
     /// A lock or atomic write failed.
     #[error(transparent)]
     Fs(#[from] FsError),
-    /// Several models failed; each error is listed.
-    #[error("{} models failed:\n{}", .0.len(), list(.0))]
+    /// Several models failed; the CLI lists each with its causes.
+    #[error("{} models failed", .0.len())]
     Several(Vec<ModelsError>),
-}
-
-fn list(errors: &[ModelsError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("  - {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl ModelsError {

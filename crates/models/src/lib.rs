@@ -29,12 +29,11 @@ mod store;
 mod verify;
 mod yaml;
 
-pub use auth::{CIVITAI_TOKEN_ENV, HF_TOKEN_ENV};
 pub use error::ModelsError;
 pub use fetch::{FetchOptions, FetchOutcome, FetchStatus, ModelReport, fetch_models, is_present};
 pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
 pub use index::{Index, IndexEntry};
-pub use progress::{NoProgress, Reporter};
+pub use progress::{NoReporter, Reporter};
 pub use store::{META_DIR, model_file, source_key};
 pub use verify::{VerifyReport, VerifyStatus, verify_models};
 pub use yaml::{YAML_SECTION, extra_model_paths_yaml};

@@ -24,6 +24,6 @@ pub trait Reporter: Sync {
 
 /// A [`Reporter`] that ignores everything.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NoProgress;
+pub struct NoReporter;
 
-impl Reporter for NoProgress {}
+impl Reporter for NoReporter {}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use comfyver_fs::CacheLayout;
 use comfyver_models::{
-    FetchOptions, FetchStatus, Index, ModelsError, NoProgress, VerifyStatus,
+    FetchOptions, FetchStatus, Index, ModelsError, NoReporter, VerifyStatus,
     extra_model_paths_yaml, fetch_models, gc_apply, gc_plan, is_present, list_store, source_key,
     verify_models,
 };
@@ -72,7 +72,7 @@ fn fetch(
     models: &[LockedModel],
     opts: &FetchOptions,
 ) -> Result<Vec<FetchStatus>, ModelsError> {
-    fetch_models(models, &e.layout, opts, &NoProgress)
+    fetch_models(models, &e.layout, opts, &NoReporter)
         .map(|o| o.models.into_iter().map(|m| m.status).collect())
 }
 
@@ -584,7 +584,7 @@ fn offline_and_skip_report_missing_models() {
             ..fast()
         },
     ] {
-        let out = fetch_models(std::slice::from_ref(&m), &e.layout, &opts, &NoProgress).unwrap();
+        let out = fetch_models(std::slice::from_ref(&m), &e.layout, &opts, &NoReporter).unwrap();
         assert_eq!(out.missing().len(), 1);
     }
     assert!(server.requests().is_empty());

@@ -42,7 +42,8 @@ pub(crate) fn ensure_node_checkout(
     }
     let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
     mirror.ensure_commit_with(commit, opts.offline, reporter)?;
-    let _lock = FileLock::acquire(&layout.lock_path("checkout", &file_name(&dest)))?;
+    let _lock =
+        FileLock::acquire(&layout.lock_path(crate::cache::CHECKOUT_LOCK, &file_name(&dest)))?;
     if is_checkout_complete(&dest) {
         return Ok((dest, true));
     }

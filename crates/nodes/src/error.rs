@@ -101,8 +101,8 @@ pub enum NodesError {
     /// A worker thread panicked.
     #[error("a node worker thread panicked (a bug); please report it")]
     WorkerPanicked,
-    /// Several independent failures.
-    #[error("{} node operations failed:\n{}", .0.len(), format_many(.0))]
+    /// Several independent failures; the CLI lists each with its causes.
+    #[error("{} node operations failed", .0.len())]
     Many(Vec<NodesError>),
 }
 
@@ -127,22 +127,6 @@ fn format_missing(missing: &[MissingCommit]) -> String {
                 "commit not in mirror"
             };
             format!("  - {} @ {} ({why})", m.repo, m.commit)
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn format_many(errors: &[NodesError]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            let mut line = format!("  - {e}");
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                line.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            line
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -8,12 +8,15 @@
 //!   cross-process lock; submodules are checked out inside, recursively.
 //! - [`checkout_core`]: a version home's own ComfyUI core checkout.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
+//! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
+//!   what no lock references, and its removal under each entry's lock.
 //! - [`ensure_nodes`] / [`fill_caches`]: entry points for realize and for
 //!   `comfyver nodes fetch` (parallel, offline-aware), with progress through
 //!   [`Reporter`].
 //!
 //! `COMFYVER_TEST_PAUSE_AT` ([`PAUSE_ENV`]) is a test-only fault hook.
 
+mod cache;
 mod checkout;
 mod ensure;
 mod error;
@@ -22,10 +25,13 @@ mod mirror;
 mod pause;
 mod report;
 
+pub use cache::{
+    CacheEntry, EntryKind, NodesGcPlan, Unused, cache_entries, disk_usage, entry_name, gc_apply,
+    gc_plan, referenced,
+};
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
 pub use link::{LinkOutcome, link_nodes};
 pub use mirror::Mirror;
-pub use pause::PAUSE_ENV;
-pub use report::{NoReport, Reporter};
+pub use report::{NoReporter, Reporter};

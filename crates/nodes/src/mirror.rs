@@ -10,7 +10,7 @@ use comfyver_spec::{RepoUrl, UrlRewrites};
 use gix::remote::{Direction, fetch::Tags};
 
 use crate::error::MissingCommit;
-use crate::{NoReport, NodesError, Reporter, pause};
+use crate::{NoReporter, NodesError, Reporter, pause};
 
 /// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
 const ALL_REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -37,7 +37,7 @@ impl Mirror {
         let slug = repo.slug();
         let mirror = Mirror {
             path: layout.git_mirror(&slug),
-            lock_path: layout.lock_path("git", &slug),
+            lock_path: layout.lock_path(crate::cache::MIRROR_LOCK, &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
         };
@@ -61,7 +61,7 @@ impl Mirror {
         let path = layout.git_mirror(&slug);
         path.is_dir().then(|| Mirror {
             path,
-            lock_path: layout.lock_path("git", &slug),
+            lock_path: layout.lock_path(crate::cache::MIRROR_LOCK, &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
         })
@@ -80,7 +80,7 @@ impl Mirror {
     /// Fetches every branch and tag of the remote into the mirror (under the
     /// mirror's lock).
     pub fn fetch_all(&self) -> Result<(), NodesError> {
-        self.fetch_all_with(&NoReport)
+        self.fetch_all_with(&NoReporter)
     }
 
     /// [`Mirror::fetch_all`], telling `reporter` when the network is used.
@@ -128,7 +128,7 @@ impl Mirror {
     /// Otherwise fetches it by id, falling back to fetching every branch and
     /// tag; offline, or when the remote no longer has it, returns a clear error.
     pub fn ensure_commit(&self, commit: &str, offline: bool) -> Result<(), NodesError> {
-        self.ensure_commit_with(commit, offline, &NoReport)
+        self.ensure_commit_with(commit, offline, &NoReporter)
     }
 
     /// [`Mirror::ensure_commit`], telling `reporter` when the network is used.

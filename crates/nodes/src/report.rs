@@ -25,6 +25,6 @@ pub trait Reporter: Send + Sync {
 
 /// A [`Reporter`] that ignores every event.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoReport;
+pub struct NoReporter;
 
-impl Reporter for NoReport {}
+impl Reporter for NoReporter {}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
 use comfyver_nodes::{
-    NoReport, NodesError, NodesOptions, checkout_core, ensure_nodes, fill_caches,
+    NoReporter, NodesError, NodesOptions, checkout_core, ensure_nodes, fill_caches,
     is_checkout_complete, link_nodes,
 };
 use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
@@ -71,7 +71,7 @@ fn checkout_with_submodule_answers_git_like_a_clone() {
         locked(None, &node.file_url(), &node_commit),
         vec![locked(Some("node"), &node.file_url(), &node_commit)],
     );
-    let got = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReport).unwrap();
+    let got = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReporter).unwrap();
     assert_eq!(got.len(), 1);
     let entry = &got[0].path;
     assert_eq!(*entry, layout.node_checkout(&got[0].slug, &node_commit));
@@ -114,7 +114,7 @@ fn missing_submodule_is_named() {
         locked(None, &node.file_url(), &c),
         vec![locked(Some("node"), &node.file_url(), &c)],
     );
-    let err = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReport).unwrap_err();
+    let err = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReporter).unwrap_err();
     assert!(
         matches!(err, NodesError::Submodule { ref path, .. } if path == "libs/gone"),
         "{err}"
@@ -152,7 +152,7 @@ fn same_commit_shares_one_entry_and_links_follow_the_spec() {
         .map(|i| tmp.path().join(format!("home{i}")))
         .collect();
     let link_all = |home: &Path, l: &ResolvedLock| {
-        let got = ensure_nodes(l, &layout, &opts, &NoReport).unwrap();
+        let got = ensure_nodes(l, &layout, &opts, &NoReporter).unwrap();
         let pairs: Vec<_> = got
             .iter()
             .map(|n| (n.name.clone(), n.path.clone()))
@@ -195,7 +195,7 @@ fn same_commit_shares_one_entry_and_links_follow_the_spec() {
     let own = homes[1].join("custom_nodes/b");
     std::fs::create_dir_all(&own).unwrap();
     std::fs::write(own.join("mine.py"), "").unwrap();
-    let got = ensure_nodes(&v1, &layout, &opts, &NoReport).unwrap();
+    let got = ensure_nodes(&v1, &layout, &opts, &NoReporter).unwrap();
     let pairs: Vec<_> = got
         .iter()
         .map(|n| (n.name.clone(), n.path.clone()))
@@ -219,7 +219,7 @@ fn same_commit_shares_one_entry_and_links_follow_the_spec() {
         offline: true,
         ..NodesOptions::default()
     };
-    ensure_nodes(&v1, &layout, &offline, &NoReport).unwrap();
+    ensure_nodes(&v1, &layout, &offline, &NoReporter).unwrap();
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn offline_lists_exactly_what_is_missing() {
         locked(None, &url("core"), &core.head()),
         vec![locked(Some("a"), &url("a"), &a1)],
     );
-    fill_caches(&first, &layout, &NodesOptions::default(), &NoReport).unwrap();
+    fill_caches(&first, &layout, &NodesOptions::default(), &NoReporter).unwrap();
     let a2 = a.commit("two");
     a.push();
     let second = lock(
@@ -253,7 +253,7 @@ fn offline_lists_exactly_what_is_missing() {
         offline: true,
         ..NodesOptions::default()
     };
-    let err = fill_caches(&second, &layout, &offline, &NoReport).unwrap_err();
+    let err = fill_caches(&second, &layout, &offline, &NoReporter).unwrap_err();
     let NodesError::OfflineMissing { missing } = &err else {
         panic!("{err}");
     };
@@ -281,11 +281,11 @@ fn core_checkout_is_per_home_and_refuses_foreign_dirs() {
     let url = RepoUrl::parse(&core.file_url()).unwrap();
     let opts = NodesOptions::default();
     let home = tmp.path().join("comfy-v/ComfyUI");
-    assert!(!checkout_core(&layout, &url, &c, &home, &opts, &NoReport).unwrap());
+    assert!(!checkout_core(&layout, &url, &c, &home, &opts, &NoReporter).unwrap());
     assert!(is_checkout_complete(&home));
     assert_eq!(head_of(&home).0, c);
     assert!(
-        checkout_core(&layout, &url, &c, &home, &opts, &NoReport).unwrap(),
+        checkout_core(&layout, &url, &c, &home, &opts, &NoReporter).unwrap(),
         "second time cached"
     );
     // Offline from the mirror for another home: no network needed.
@@ -295,7 +295,7 @@ fn core_checkout_is_per_home_and_refuses_foreign_dirs() {
         offline: true,
         ..NodesOptions::default()
     };
-    checkout_core(&layout, &url, &c, &other, &offline, &NoReport).unwrap();
+    checkout_core(&layout, &url, &c, &other, &offline, &NoReporter).unwrap();
     assert_ne!(
         std::fs::metadata(home.join("__init__.py")).unwrap().ino(),
         std::fs::metadata(other.join("__init__.py")).unwrap().ino(),
@@ -304,7 +304,7 @@ fn core_checkout_is_per_home_and_refuses_foreign_dirs() {
     let foreign = tmp.path().join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("x"), "").unwrap();
-    let err = checkout_core(&layout, &url, &c, &foreign, &opts, &NoReport).unwrap_err();
+    let err = checkout_core(&layout, &url, &c, &foreign, &opts, &NoReporter).unwrap_err();
     assert!(matches!(err, NodesError::CoreInTheWay { .. }), "{err}");
     assert!(foreign.join("x").exists());
 }
@@ -327,7 +327,7 @@ fn entry_without_marker_is_rebuilt_and_temps_cleaned() {
         locked(None, &node.file_url(), &c),
         vec![locked(Some("n"), &node.file_url(), &c)],
     );
-    ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReport).unwrap();
+    ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReporter).unwrap();
     assert!(is_checkout_complete(&entry));
     assert!(!entry.join("half").exists());
     assert!(entry.join("__init__.py").exists());

@@ -42,5 +42,5 @@ pub use requirements::{
     CONSTRAINTS_ORIGIN, CORE_ORIGIN, PythonInputs, Requirement, Requirements, SPEC_ORIGIN,
     collect_requirements, normalize_name,
 };
-pub use tool::{Installer, UV_ENV};
+pub use tool::Installer;
 pub use venv::{venv_dir, venv_python};

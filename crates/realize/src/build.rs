@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use comfyver_fs::{CacheLayout, FileLock, TempDir};
+use comfyver_fs::{CacheLayout, FileLock};
 use comfyver_models::FetchOptions;
 use comfyver_nodes::{NodeCheckout, NodesOptions};
 use comfyver_python::{self as python, InstallScript, Installer, PythonInputs};
@@ -80,6 +80,7 @@ pub fn realize(
     if is_warm_for(home, req.lock, req.layout, skip) {
         return Ok(warm(home));
     }
+    home.check_place(req.layout)?;
     let _lock = FileLock::acquire(&home_lock(req.layout, home))?;
     if is_warm_for(home, req.lock, req.layout, skip) {
         return Ok(warm(home));
@@ -234,6 +235,7 @@ fn prepare_home(
     )?;
     let meta = home.meta_dir();
     std::fs::create_dir_all(&meta).map_err(|e| RealizeError::io("could not create", &meta, e))?;
+    home.mark(&req.spec.version_id)?;
     for sub in ["input", "output", "temp", "user"] {
         let d = home.data_dir().join(sub);
         std::fs::create_dir_all(&d).map_err(|e| RealizeError::io("could not create", &d, e))?;
@@ -244,11 +246,7 @@ fn prepare_home(
 /// Moves a directory out of the way (a rename, atomic) and deletes it.
 /// `remove_dir_all` never follows symlinks, so linked caches are untouched.
 pub(crate) fn discard(dir: &Path) -> Result<(), RealizeError> {
-    let trash = TempDir::beside(dir)?;
-    let target = trash.path().join("old");
-    std::fs::rename(dir, &target).map_err(|e| RealizeError::io("could not move away", dir, e))?;
-    drop(trash);
-    Ok(())
+    Ok(comfyver_fs::discard(dir)?)
 }
 
 fn write_extra_model_paths(home: &Home, req: &RealizeRequest<'_>) -> Result<(), RealizeError> {

@@ -23,10 +23,10 @@ mod verify;
 
 pub use build::{RealizeRequest, Realized, default_home, realize};
 pub use error::RealizeError;
-pub use gc::{CachePlan, Unreferenced, gc_apply, gc_plan};
+pub use gc::{CachePlan, References, gc_apply, gc_plan};
 pub use home::Home;
 pub use plan::{Item, RealizePlan, plan};
 pub use remove::remove_home;
-pub use report::{Quiet, RealizeReporter};
+pub use report::{NoReporter, RealizeReporter};
 pub use stamp::{Stamp, is_warm, lock_key, read_stamp};
 pub use verify::{Problem, verify};

@@ -15,13 +15,13 @@ pub trait RealizeReporter: Sync {
 
 /// A reporter that shows nothing.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Quiet;
+pub struct NoReporter;
 
-impl RealizeReporter for Quiet {
+impl RealizeReporter for NoReporter {
     fn nodes(&self) -> &dyn comfyver_nodes::Reporter {
-        &comfyver_nodes::NoReport
+        &comfyver_nodes::NoReporter
     }
     fn models(&self) -> &dyn comfyver_models::Reporter {
-        &comfyver_models::NoProgress
+        &comfyver_models::NoReporter
     }
 }

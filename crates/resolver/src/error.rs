@@ -123,8 +123,8 @@ pub enum ResolveError {
         #[source]
         source: Box<comfyver_nodes::NodesError>,
     },
-    /// Several entries failed; each is listed.
-    #[error("{} entries could not be resolved:\n{}", .0.len(), list_errors(.0))]
+    /// Several entries failed; the CLI lists each with its causes.
+    #[error("{} entries could not be resolved", .0.len())]
     Several(Vec<ResolveError>),
     /// `--offline` and some entries are neither locked nor resolvable from local mirrors.
     #[error(
@@ -236,22 +236,6 @@ fn suggestion_text(suggestions: &[String], available: &[String]) -> String {
     } else {
         "; the remote advertises no branches or tags".to_string()
     }
-}
-
-fn list_errors(errors: &[ResolveError]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            let mut line = format!("  - {e}");
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                line.push_str(&format!("\n      caused by: {c}"));
-                cause = c.source();
-            }
-            line
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn describe_changes(changes: &[LockChange]) -> String {

@@ -13,7 +13,8 @@
 //!   [`UpdatePolicy`] forces re-resolution; `locked`, `offline` and `dry_run`
 //!   options as in [`ResolveOptions`].
 //! - [`read_lock`] / [`write_lock`]: the lock file, written atomically under a
-//!   per-version cross-process lock.
+//!   per-version cross-process lock; [`locks`]: every lock in the cache, with
+//!   the files that could not be read.
 //! - [`list_remote_refs`]: `git ls-remote` for one URL.
 
 mod error;
@@ -28,8 +29,8 @@ mod report;
 mod resolve;
 
 pub use error::{RemoteCause, ResolveError};
-pub use lockfile::{read_lock, write_lock};
-pub use options::{GIT_TIMEOUT_ENV, ResolveOptions, UpdatePolicy};
+pub use lockfile::{LockScan, locks, read_lock, write_lock};
+pub use options::{ResolveOptions, UpdatePolicy};
 pub use outcome::{ChangeKind, EntryOutcome, LockChange, ResolveOutcome, Source};
 pub use remote::{DEFAULT_TIMEOUT, RemoteRef, list_remote_refs};
 pub use report::{NoReporter, Reporter};

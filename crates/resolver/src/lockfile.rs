@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use comfyver_fs::{CacheLayout, FileLock};
 use comfyver_spec::ResolvedLock;
 
@@ -18,6 +20,51 @@ pub fn read_lock(
         Err(source) => Err(ResolveError::ReadLock { path, source }),
     }
 }
+
+/// Every lock in `<cache>/resolved/`, sorted by version id, and the lock
+/// files that could not be read, each with its reason. A missing directory
+/// holds no lock. Callers decide what an unreadable lock means (`gc` refuses
+/// to delete anything, `nodes list` warns), but none is ever skipped silently.
+pub fn locks(layout: &CacheLayout) -> Result<LockScan, ResolveError> {
+    let dir = layout.resolved_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockScan::default()),
+        Err(source) => return Err(ResolveError::ReadLock { path: dir, source }),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(LOCK_SUFFIX))
+        .collect();
+    paths.sort();
+    let mut scan = LockScan::default();
+    for path in paths {
+        let read = std::fs::read(&path)
+            .map_err(|source| ResolveError::ReadLock {
+                path: path.clone(),
+                source,
+            })
+            .and_then(|bytes| Ok(ResolvedLock::from_json(&bytes, &path)?));
+        match read {
+            Ok(lock) => scan.locks.push(lock),
+            Err(err) => scan.unreadable.push((path, err)),
+        }
+    }
+    Ok(scan)
+}
+
+/// What [`locks`] found.
+#[derive(Debug, Default)]
+pub struct LockScan {
+    /// The locks that parsed, sorted by file name.
+    pub locks: Vec<ResolvedLock>,
+    /// Lock files that could not be read or parsed, with the reason.
+    pub unreadable: Vec<(PathBuf, ResolveError)>,
+}
+
+/// The suffix of a lock file in `<cache>/resolved/`.
+const LOCK_SUFFIX: &str = ".lock.json";
 
 /// Writes `lock` to `<cache>/resolved/<id>.lock.json` atomically, under the
 /// same cross-process lock that [`crate::resolve`] holds, leaving the file

@@ -37,6 +37,15 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
+    /// The versions directory could not be listed.
+    #[error("could not list the versions directory {}", .dir.display())]
+    ReadDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is not valid JSON.
     #[error("{path}:{line}:{column}: invalid JSON: {message}")]
     Syntax {

@@ -28,10 +28,10 @@ mod version;
 pub use digest::{Digest, digest_json};
 pub use error::{Issue, SpecError};
 pub use lock::{LOCK_VERSION, LockParseError, LockedModel, LockedPython, LockedRepo, ResolvedLock};
-pub use model_source::{HF_ENDPOINT_ENV, ModelSource, ModelSourceError, hf_endpoint, host_of};
-pub use parse::{Loaded, load_spec, parse_spec};
+pub use model_source::{ModelSource, ModelSourceError, hf_endpoint, host_of};
+pub use parse::{Loaded, SpecScan, load_spec, load_specs, parse_spec, spec_files};
 pub use repo_url::{RepoUrl, RepoUrlError, redact};
-pub use rewrite::{RewriteError, RewriteRule, URL_REWRITES_ENV, UrlRewrites};
+pub use rewrite::{RewriteError, RewriteRule, UrlRewrites};
 pub use schema::spec_json_schema;
 pub use version::{
     CURRENT_SCHEMA_VERSION, ComfyCore, CustomNode, Model, Options, PythonSettings, VersionSpec,

@@ -28,6 +28,50 @@ pub fn load_spec(path: &Path) -> Result<Loaded, SpecError> {
     parse_spec(&text, path, stem.as_deref())
 }
 
+/// The spec files (`*.json`) of a versions directory, sorted by name.
+pub fn spec_files(dir: &Path) -> Result<Vec<PathBuf>, SpecError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| SpecError::ReadDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// Every spec of a versions directory, loaded, and the files that failed to
+/// load, each with its error. A missing directory holds no spec.
+pub fn load_specs(dir: &Path) -> Result<SpecScan, SpecError> {
+    let paths = match spec_files(dir) {
+        Ok(paths) => paths,
+        Err(SpecError::ReadDir { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(SpecScan::default());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut scan = SpecScan::default();
+    for path in paths {
+        match load_spec(&path) {
+            Ok(loaded) => scan.specs.push(loaded),
+            Err(err) => scan.unreadable.push((path, err)),
+        }
+    }
+    Ok(scan)
+}
+
+/// What [`load_specs`] found.
+#[derive(Debug, Default)]
+pub struct SpecScan {
+    /// The specs that loaded, sorted by file name.
+    pub specs: Vec<Loaded>,
+    /// Files that could not be read, parsed or validated, with the error.
+    pub unreadable: Vec<(PathBuf, SpecError)>,
+}
+
 /// Parses and validates spec text. `origin` names the source in errors;
 /// `expected_id`, when given, must equal the spec's `version_id`.
 pub fn parse_spec(

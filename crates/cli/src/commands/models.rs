@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use comfyver_models::{
     FetchOptions, FetchStatus, VerifyStatus, fetch_models, gc_apply, gc_plan, list_store,
@@ -13,6 +12,7 @@ use comfyver_spec::{LockedModel, ResolvedLock};
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::pipeline;
 use crate::progress::Bars;
 
 /// `comfyver models`.
@@ -41,9 +41,6 @@ pub enum ModelsCommand {
 pub struct FetchArgs {
     /// The version id (or a path to a spec file).
     pub id: String,
-    /// At most this many downloads at once.
-    #[arg(short, long, env = "COMFYVER_JOBS", default_value_t = 4)]
-    pub jobs: usize,
     /// Retries after a transient failure without progress (reset by progress).
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
@@ -68,6 +65,10 @@ pub struct GcArgs {
     /// Really remove the files (without it, only print what would go).
     #[arg(long)]
     pub yes: bool,
+    /// Go on when a spec or lock cannot be read, treating what only it
+    /// references as unused.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(ctx: &Ctx, args: ModelsArgs) -> anyhow::Result<ExitCode> {
@@ -107,7 +108,7 @@ fn status_text(s: &FetchStatus) -> String {
 fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<ExitCode> {
     let models = version_models(ctx, &args.id)?;
     let opts = FetchOptions {
-        jobs: args.jobs.max(1),
+        jobs: ctx.jobs,
         offline: ctx.offline,
         retries: args.retries,
         read_timeout: Duration::from_secs(args.stall_timeout.max(1)),
@@ -222,35 +223,8 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The models of every spec in the versions directory and every resolved lock.
-fn referenced_models(ctx: &Ctx) -> anyhow::Result<Vec<LockedModel>> {
-    let mut out = Vec::new();
-    for path in ctx.all_spec_paths()? {
-        let loaded = comfyver_spec::load_spec(&path).with_context(|| {
-            format!(
-                "gc needs every spec to know which models are in use; fix or move {} first",
-                path.display()
-            )
-        })?;
-        out.extend(ResolvedLock::models_from(&loaded.spec));
-    }
-    if let Ok(entries) = std::fs::read_dir(ctx.layout.resolved_dir()) {
-        for e in entries.flatten() {
-            let path = e.path();
-            if !path.to_string_lossy().ends_with(".lock.json") {
-                continue;
-            }
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("could not read {}", path.display()))?;
-            let lock = ResolvedLock::from_json(&bytes, &path)?;
-            out.extend(lock.models);
-        }
-    }
-    Ok(out)
-}
-
 fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
-    let referenced = referenced_models(ctx)?;
+    let referenced = pipeline::references(ctx, args.force)?.models();
     let plan = gc_plan(&ctx.layout, &referenced)?;
     let freed = if args.yes {
         gc_apply(&ctx.layout, &plan)?

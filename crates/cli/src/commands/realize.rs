@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics;
 use crate::output::human_bytes;
 use crate::pipeline::{self, RealizeFlags};
 use crate::progress::{RealizeProgress, short};
@@ -30,7 +31,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub rehash: bool,
     /// The version's home (default as for `realize`).
-    #[arg(long, value_name = "DIR", env = "COMFY_HOME")]
+    #[arg(long, value_name = "DIR", env = comfyver_env::COMFY_HOME)]
     pub home: Option<std::path::PathBuf>,
 }
 
@@ -39,7 +40,7 @@ pub struct RemoveArgs {
     /// The version id.
     pub id: String,
     /// The version's home (default as for `realize`).
-    #[arg(long, value_name = "DIR", env = "COMFY_HOME")]
+    #[arg(long, value_name = "DIR", env = comfyver_env::COMFY_HOME)]
     pub home: Option<std::path::PathBuf>,
 }
 
@@ -48,6 +49,10 @@ pub struct GcArgs {
     /// Really delete (without it, only print what would be freed).
     #[arg(long)]
     pub yes: bool,
+    /// Go on when a spec or lock cannot be read, treating what only it
+    /// references as unused.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<ExitCode> {
@@ -55,7 +60,7 @@ pub fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         return dry_run(ctx, &loaded, &args.flags);
     }
-    let lock = pipeline::lock_for(ctx, &loaded, args.flags.jobs)?;
+    let lock = pipeline::lock_for(ctx, &loaded)?;
     let req = pipeline::request(ctx, &loaded, &lock, &args.flags)?;
     let progress = RealizeProgress::new(&ctx.out);
     let started = std::time::Instant::now();
@@ -91,11 +96,8 @@ fn dry_run(
 ) -> anyhow::Result<ExitCode> {
     // The lock: the current one when it matches, else what resolving would give.
     let opts = comfyver_resolver::ResolveOptions {
-        offline: ctx.offline || loaded.spec.offline(),
         dry_run: true,
-        jobs: flags.jobs.max(1),
-        rewrites: ctx.rewrites()?,
-        ..comfyver_resolver::ResolveOptions::default()
+        ..ctx.resolve_options(Some(&loaded.spec))?
     };
     let outcome = comfyver_resolver::resolve(
         &loaded.spec,
@@ -208,9 +210,9 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             .data(&format!("ok  {} ({})", args.id, home.root().display()));
     } else {
         for p in &problems {
-            eprintln!("problem: {}: {}", p.what, p.message);
+            diagnostics::problem(&p.what, &p.message);
         }
-        eprintln!("hint: `comfyver realize {}` repairs the home", args.id);
+        diagnostics::hint(&format!("`comfyver realize {}` repairs the home", args.id));
     }
     Ok(if problems.is_empty() {
         ExitCode::SUCCESS
@@ -236,29 +238,12 @@ pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
-    let mut locks = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(ctx.layout.resolved_dir()) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".lock.json")
-                && let Some(lock) = comfyver_resolver::read_lock(&ctx.layout, id)?
-            {
-                locks.push(lock);
-            }
-        }
-    }
-    // Specs not resolved yet still protect their models.
-    let mut extra = Vec::new();
-    for path in ctx.all_spec_paths().unwrap_or_default() {
-        if let Ok(l) = comfyver_spec::load_spec(&path) {
-            extra.extend(comfyver_spec::ResolvedLock::models_from(&l.spec));
-        }
-    }
-    let plan = comfyver_realize::gc_plan(&ctx.layout, &locks, &extra)?;
-    for e in &plan.entries {
+    let refs = pipeline::references(ctx, args.force)?;
+    let plan = comfyver_realize::gc_plan(&ctx.layout, &refs)?;
+    for e in &plan.nodes.unused {
         ctx.out.data(&format!(
             "{:<9} {:>10}  {}",
-            e.kind,
+            e.kind.as_str(),
             human_bytes(e.bytes),
             e.path.display()
         ));
@@ -278,7 +263,9 @@ pub fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    let freed = comfyver_realize::gc_apply(&ctx.layout, &plan)?;
+    // Asked again under each entry's lock: a realize may have started using it.
+    let current = || pipeline::references(ctx, args.force).ok();
+    let freed = comfyver_realize::gc_apply(&ctx.layout, &plan, &current)?;
     ctx.out.info(&format!("freed {}", human_bytes(freed)));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,17 +1,15 @@
 //! `comfyver resolve <id>...|--all [--update [NAME]]... [--locked] [--dry-run] [--jobs N]`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 use comfyver_resolver::{
-    EntryOutcome, GIT_TIMEOUT_ENV, LockChange, Reporter, ResolveError, ResolveOptions,
-    ResolveOutcome, UpdatePolicy,
+    EntryOutcome, LockChange, Reporter, ResolveError, ResolveOptions, ResolveOutcome, UpdatePolicy,
 };
 use serde_json::{Value, json};
 
 use crate::context::Ctx;
+use crate::diagnostics::Failures;
 use crate::output::Printer;
 
 #[derive(Debug, Args)]
@@ -32,15 +30,6 @@ pub struct ResolveArgs {
     /// Print the plan and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// How many repositories to resolve at once.
-    #[arg(
-        long,
-        short = 'j',
-        value_name = "N",
-        default_value_t = 8,
-        env = "COMFYVER_JOBS"
-    )]
-    pub jobs: usize,
 }
 
 /// One progress line per repository on stderr (hidden by `-q`).
@@ -65,18 +54,10 @@ impl Reporter for Progress<'_> {
 
 pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets(&args.ids, args.all)?;
-    let base = ResolveOptions {
-        offline: ctx.offline,
-        locked: args.locked,
-        dry_run: args.dry_run,
-        update: match &args.update {
-            None => UpdatePolicy::None,
-            Some(names) if names.is_empty() => UpdatePolicy::All,
-            Some(names) => UpdatePolicy::Names(names.clone()),
-        },
-        jobs: args.jobs.max(1),
-        timeout: timeout()?,
-        rewrites: ctx.rewrites()?,
+    let update = match &args.update {
+        None => UpdatePolicy::None,
+        Some(names) if names.is_empty() => UpdatePolicy::All,
+        Some(names) => UpdatePolicy::Names(names.clone()),
     };
     let progress = Progress { out: &ctx.out };
     let mut reports = Vec::new();
@@ -85,8 +66,10 @@ pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<ExitCode> {
         let result = ctx.load(target).and_then(|loaded| {
             let spec = loaded.spec;
             let opts = ResolveOptions {
-                offline: base.offline || spec.offline(),
-                ..base.clone()
+                locked: args.locked,
+                dry_run: args.dry_run,
+                update: update.clone(),
+                ..ctx.resolve_options(Some(&spec))?
             };
             comfyver_resolver::resolve(&spec, &ctx.layout, &opts, &progress)
                 .map_err(anyhow::Error::new)
@@ -119,32 +102,15 @@ pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<ExitCode> {
     match failures.len() {
         0 => Ok(ExitCode::SUCCESS),
         1 if targets.len() == 1 => Err(failures.remove(0).1),
-        _ => {
-            for (target, err) in &failures {
-                eprintln!("error: {target}: {err}");
-                for cause in err.chain().skip(1) {
-                    eprintln!("  caused by: {cause}");
-                }
-            }
-            anyhow::bail!(
+        _ => Err(Failures {
+            summary: format!(
                 "{} of {} versions failed to resolve",
                 failures.len(),
                 targets.len()
-            )
+            ),
+            failures,
         }
-    }
-}
-
-fn timeout() -> anyhow::Result<Duration> {
-    match std::env::var(GIT_TIMEOUT_ENV) {
-        Ok(v) => {
-            let secs: u64 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("{GIT_TIMEOUT_ENV}=`{v}` is not a number of seconds"))?;
-            Ok(Duration::from_secs(secs.max(1)))
-        }
-        Err(_) => Ok(comfyver_resolver::DEFAULT_TIMEOUT),
+        .into()),
     }
 }
 

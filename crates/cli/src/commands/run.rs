@@ -40,7 +40,7 @@ pub struct JobFlags {
         long,
         value_name = "SECONDS",
         default_value_t = 3600,
-        env = "COMFYVER_JOB_TIMEOUT"
+        env = comfyver_env::COMFYVER_JOB_TIMEOUT
     )]
     pub timeout: u64,
     /// How long ComfyUI may take to start, in seconds.
@@ -48,7 +48,7 @@ pub struct JobFlags {
         long,
         value_name = "SECONDS",
         default_value_t = 600,
-        env = "COMFYVER_START_TIMEOUT"
+        env = comfyver_env::COMFYVER_START_TIMEOUT
     )]
     pub start_timeout: u64,
     /// Run ComfyUI on the GPU (without it ComfyUI gets --cpu).
@@ -186,7 +186,7 @@ fn execute(
         job.add_image_arg(image)?;
     }
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
-    let lock = pipeline::lock_for(ctx, &loaded, args.flags.jobs)?;
+    let lock = pipeline::lock_for(ctx, &loaded)?;
     let req = pipeline::request(ctx, &loaded, &lock, &args.flags)?;
     let progress = RealizeProgress::new(&ctx.out);
     let realized = pipeline::realize(ctx, &req, &progress)?;

@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics::Failures;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -19,7 +20,7 @@ pub struct ValidateArgs {
 
 pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets(&args.ids, args.all)?;
-    let mut failed = 0;
+    let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
     let mut reports = Vec::new();
     for target in &targets {
         match ctx.load(target) {
@@ -38,7 +39,6 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 }));
             }
             Err(err) => {
-                failed += 1;
                 let issues: Vec<_> = err
                     .downcast_ref::<comfyver_spec::SpecError>()
                     .map(|e| {
@@ -48,28 +48,26 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<ExitCode> {
                             .collect()
                     })
                     .unwrap_or_default();
-                if ctx.json {
-                    reports.push(json!({"target": target, "ok": false, "error": format!("{err:#}"), "errors": issues}));
-                } else {
-                    eprintln!("error: {err}");
-                    for cause in err.chain().skip(1) {
-                        eprintln!("  caused by: {cause}");
-                    }
-                }
+                reports.push(json!({"target": target, "ok": false, "error": format!("{err:#}"), "errors": issues}));
+                failures.push((target.clone(), err));
             }
         }
     }
     if ctx.json {
         ctx.out.json(&json!(reports));
+        return Ok(if failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
-    if failed > 0 {
-        if !ctx.json {
-            eprintln!("{failed} of {} spec(s) invalid", targets.len());
-            eprintln!(
-                "hint: `comfyver schema` prints the JSON Schema; docs/spec.md describes every field"
-            );
+    match failures.len() {
+        0 => Ok(ExitCode::SUCCESS),
+        1 if targets.len() == 1 => Err(failures.remove(0).1),
+        n => Err(Failures {
+            summary: format!("{n} of {} spec(s) invalid", targets.len()),
+            failures,
         }
-        return Ok(ExitCode::from(1));
+        .into()),
     }
-    Ok(ExitCode::SUCCESS)
 }
