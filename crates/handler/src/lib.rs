@@ -31,8 +31,8 @@ mod uuid;
 mod ws;
 
 pub use client::{JobOptions, JobReporter, NoReporter, run_job};
-pub use error::{FailedPack, HandlerError, NodeInputError};
-pub use job::{InputImage, Job, check_api_format, is_ui_format};
+pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
+pub use job::{COMFY_ORG_API_KEY_ENV, InputImage, Job, check_api_format, is_ui_format};
 pub use node_report::NodeReport;
 pub use outputs::{OutputData, OutputItem};
 pub use process::{ComfyEnv, ComfyProcess, StartOptions, StartTimings};
