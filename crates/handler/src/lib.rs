@@ -35,7 +35,9 @@ pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
 pub use job::{COMFY_ORG_API_KEY_ENV, InputImage, Job, check_api_format, is_ui_format};
 pub use node_report::NodeReport;
 pub use outputs::{OutputData, OutputItem};
-pub use process::{ComfyEnv, ComfyProcess, StartOptions, StartTimings};
+pub use process::{
+    ComfyEnv, ComfyProcess, DeviceChoice, GPU_PROBE_PATH_ENV, GpuChoice, StartOptions, StartTimings,
+};
 pub use sink::{JobOutput, JobTimings, OutputSink, sanitize_component};
 pub use sys::process_exists;
 pub use uuid::new_v4 as new_uuid;
