@@ -83,6 +83,29 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
         stderr.contains("broken_pack"),
         "the failed pack is reported: {stderr}"
     );
+    // ... and named in the JSON, with its traceback.
+    assert_eq!(result["failed_packs"][0]["name"], "broken_pack", "{result}");
+    assert!(
+        result["failed_packs"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ImportError")),
+        "{result}"
+    );
+    assert!(
+        result["failed_packs"][0]["log"]
+            .as_array()
+            .is_some_and(|l| l
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.starts_with("Traceback")))),
+        "{result}"
+    );
+    assert_eq!(
+        result["failed_packs"].as_array().unwrap().len(),
+        1,
+        "hello_pack loaded"
+    );
+    // The device choice is logged.
+    assert!(stderr.contains("ComfyUI runs on the "), "{stderr}");
     assert!(processes_mentioning(&w.home("v1").to_string_lossy()).is_empty());
 
     // 2. Failures on the warm version: each a clear error, exit 1, no orphan.
