@@ -133,11 +133,25 @@ fn run_job_inner(
         dir: comfy.data_dir().join("input"),
         files: Vec::new(),
     };
+    let mut upload_errors = Vec::new();
     for image in &job.images {
         let unique = format!("cv-{job_id}-{}", image.name);
-        let stored = comfy.http.upload_image(&unique, &image.bytes)?;
-        inputs.files.push(stored.clone());
-        substitute_input(&mut workflow, &image.name, &stored);
+        match comfy.http.upload_image(&unique, &image.bytes) {
+            Ok(stored) => {
+                inputs.files.push(stored.clone());
+                substitute_input(&mut workflow, &image.name, &stored);
+            }
+            Err(e) => upload_errors.push(format!("Error uploading {}: {e}", image.name)),
+        }
+    }
+    // As worker-comfyui: one failed upload fails the job, naming every failure.
+    if !upload_errors.is_empty() {
+        if let Some(status) = comfy.exit_status() {
+            return Err(comfy.died(status));
+        }
+        return Err(HandlerError::Upload {
+            errors: upload_errors,
+        });
     }
     let upload_ms = ms(t0.elapsed());
 

@@ -298,6 +298,12 @@ pub enum HandlerError {
         /// The interrupted prompt.
         prompt_id: String,
     },
+    /// An input image could not be uploaded to ComfyUI.
+    #[error("Failed to upload one or more input images: {}", errors.join("; "))]
+    Upload {
+        /// One line per failed image.
+        errors: Vec<String>,
+    },
     /// The job ran but nothing could be returned (worker-comfyui's "Job processing failed").
     #[error("Job processing failed: the job produced no output that could be returned: {}", errors.join("; "))]
     NoOutputs {
@@ -371,6 +377,7 @@ impl HandlerError {
             HandlerError::ComfyDied { .. } => "comfyui_died",
             HandlerError::Timeout { .. } => "timeout",
             HandlerError::NoOutputs { .. } => "no_outputs",
+            HandlerError::Upload { .. } => "upload",
             HandlerError::Failed(_) => "failed",
         }
     }
@@ -431,7 +438,7 @@ impl HandlerError {
             HandlerError::StartCrashed { tail, .. }
             | HandlerError::StartTimeout { tail, .. }
             | HandlerError::ComfyDied { tail, .. } => tail.clone(),
-            HandlerError::NoOutputs { errors } => errors.clone(),
+            HandlerError::NoOutputs { errors } | HandlerError::Upload { errors } => errors.clone(),
             _ => Vec::new(),
         };
         out["details"] = json!(details);

@@ -201,6 +201,41 @@ fn data_url_inputs_are_per_job_and_removed_after_the_job() {
 }
 
 #[test]
+fn a_failed_upload_fails_the_job_naming_the_image_and_leaves_no_input() {
+    let home = ComfyHome::new(&[]);
+    let o = StartOptions {
+        // The stand-in refuses bodies over about 100 bytes with HTTP 413.
+        extra_args: vec!["--max-upload-size".into(), "0.0001".into()],
+        ..opts()
+    };
+    let comfy = ComfyProcess::start(&env(&home), &o).expect("starts");
+    let wf = json!({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "big.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}
+    });
+    let mut job = Job::from_workflow(wf).unwrap();
+    let px = comfyver_testkit::http::pseudo_random(32 * 32 * 3, 5);
+    job.add_image("big.png", encode_png(32, 32, &px)).unwrap();
+    let err = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect_err("fails");
+    assert!(matches!(err, HandlerError::Upload { .. }), "{err}");
+    let j = err.to_job_json();
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Failed to upload one or more input images"),
+        "{j}"
+    );
+    assert!(
+        j["details"][0]
+            .as_str()
+            .is_some_and(|d| d.contains("big.png") && d.contains("413")),
+        "{j}"
+    );
+    assert_eq!(input_files(&comfy), Vec::<String>::new());
+}
+
+#[test]
 fn two_concurrent_jobs_with_one_input_name_each_see_their_own_image() {
     let (_home, comfy) = start(&[]);
     let wf = json!({
