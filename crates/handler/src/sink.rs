@@ -60,7 +60,9 @@ pub struct JobTimings {
 /// A finished job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOutput {
-    /// The prompt id (also the job id in output prefixes: `comfyver/<prompt_id>/`).
+    /// The prompt id ComfyUI ran it under. It is the id comfyver asked for,
+    /// which also names the job's output folder (`comfyver/<id>/`), unless the
+    /// ComfyUI is older than v0.3.45 and chose its own.
     pub prompt_id: String,
     /// The version that ran it.
     pub version_id: String,
