@@ -192,7 +192,8 @@ pub(crate) fn write_to_dir(
 /// Writes `bytes` to a new file `dir/name`, or `dir/stem-N.ext` when that name
 /// is taken: the bytes go to a temporary sibling first, which is then renamed
 /// in without replacing anything (`renameat2(RENAME_NOREPLACE)`, or a hard
-/// link where that is missing). So an existing file is never overwritten, not
+/// link where that is missing, or an exclusive create on a filesystem with
+/// neither). So an existing file is never overwritten, not
 /// even by another job writing the same name at the same moment, and a file
 /// under its final name is always complete.
 fn write_new_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, HandlerError> {
@@ -219,7 +220,27 @@ fn write_new_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Handl
         match tmp.persist_noclobber(&path) {
             Ok(_) => return Ok(path),
             Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => tmp = e.file,
-            Err(e) => return Err(failed(&path, e.error)),
+            // A filesystem with neither RENAME_NOREPLACE nor hard links (some
+            // FUSE mounts): still no clobbering, through an exclusive create.
+            Err(e) => {
+                tmp = e.file;
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(mut f) => {
+                        let written = f.write_all(bytes).and_then(|()| f.sync_all());
+                        if let Err(e) = written {
+                            let _ = std::fs::remove_file(&path);
+                            return Err(failed(&path, e));
+                        }
+                        return Ok(path);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(_) => return Err(failed(&path, e.error)),
+                }
+            }
         }
     }
     Err(failed(
