@@ -1,12 +1,13 @@
-#!/usr/bin/env bash
-# Container entrypoint of the comfyver worker image.
+#!/bin/sh
+# Container entrypoint of the comfyver worker image (POSIX sh).
 #
-# - With no arguments (or only flags): `comfyver serve [VERSION_ID] [flags]`.
-#   When RUNPOD_WEBHOOK_GET_JOB is set, serve runs as a RunPod serverless
-#   worker; otherwise it serves the local job API on COMFYVER_LISTEN
-#   (default 0.0.0.0:8000).
-# - With a comfyver command as first argument (`realize v1`, `list`, ...):
-#   that command, with the same volume defaults (e.g. to pre-warm a volume).
+# - `comfyver serve [ARGS...]` with the container's arguments (a version id
+#   and/or serve flags). When RUNPOD_WEBHOOK_GET_JOB is set, serve runs as a
+#   RunPod serverless worker; otherwise it serves the local job API on
+#   COMFYVER_LISTEN (default 0.0.0.0:8000). The default version is
+#   COMFYVER_VERSION_ID when no argument names one.
+# - `comfyver <command> ...` as the arguments (`comfyver realize v1`): that
+#   command instead, with the same volume defaults (e.g. to pre-warm a volume).
 #
 # Environment:
 #   COMFYVER_VERSION_ID  version served when a job names none
@@ -15,25 +16,41 @@
 #   COMFY_CACHE          cache root (default $COMFYVER_VOLUME/.comfy-cache)
 #   COMFY_VERSIONS_DIR   version specs (default $COMFYVER_VOLUME/versions)
 #   COMFYVER_BIN         the comfyver binary (default: comfyver on PATH)
-set -euo pipefail
+set -eu
 
 volume="${COMFYVER_VOLUME:-/runpod-volume}"
 if [ -d "$volume" ]; then
-  export COMFY_CACHE="${COMFY_CACHE:-$volume/.comfy-cache}"
-  export COMFY_VERSIONS_DIR="${COMFY_VERSIONS_DIR:-$volume/versions}"
+  COMFY_CACHE="${COMFY_CACHE:-$volume/.comfy-cache}"
+  COMFY_VERSIONS_DIR="${COMFY_VERSIONS_DIR:-$volume/versions}"
+  export COMFY_CACHE COMFY_VERSIONS_DIR
 fi
 bin="${COMFYVER_BIN:-comfyver}"
 
-# A first argument that is not a flag is a comfyver command of its own.
-if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then
+if [ "$#" -gt 0 ] && [ "$1" = "comfyver" ]; then
+  shift
   exec "$bin" "$@"
 fi
 
-args=(serve)
-if [ -n "${COMFYVER_VERSION_ID:-}" ]; then
-  args+=("$COMFYVER_VERSION_ID")
-fi
+# The local job API's address, unless in worker mode or given as a flag.
+listen=""
 if [ -z "${RUNPOD_WEBHOOK_GET_JOB:-}" ]; then
-  args+=(--listen "${COMFYVER_LISTEN:-0.0.0.0:8000}")
+  listen="${COMFYVER_LISTEN:-0.0.0.0:8000}"
 fi
-exec "$bin" "${args[@]}" "$@"
+for arg in "$@"; do
+  case "$arg" in
+    --listen | --listen=*) listen="" ;;
+  esac
+done
+# A version given as the first argument wins over COMFYVER_VERSION_ID.
+version="${COMFYVER_VERSION_ID:-}"
+if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then
+  version="$1"
+  shift
+fi
+if [ -n "$listen" ]; then
+  set -- --listen "$listen" "$@"
+fi
+if [ -n "$version" ]; then
+  set -- "$version" "$@"
+fi
+exec "$bin" serve "$@"

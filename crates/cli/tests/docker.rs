@@ -1,6 +1,6 @@
 //! The deployment files: `docker/Dockerfile` passes hadolint, and
-//! `docker/entrypoint.sh` passes shellcheck and starts the right comfyver
-//! command. `docker build` itself cannot run here (no container engine); the
+//! `docker/entrypoint.sh` (POSIX sh) passes shellcheck and starts the right
+//! comfyver command. `docker build` itself cannot run here (no container engine); the
 //! entrypoint runs directly, with a stand-in `comfyver` that records how it
 //! was called.
 
@@ -100,7 +100,9 @@ fn entrypoint(
     let mut perms = std::fs::metadata(&stub).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&stub, perms).unwrap();
-    let mut cmd = Command::new("bash");
+    // Started the way a container starts it (exec of the script, `#!/bin/sh`),
+    // from a shell that records its pid first.
+    let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg("echo \"shell=$$\" > \"$SHELL_RECORD\"; exec \"$0\" \"$@\"")
         .arg(repo_root().join("docker/entrypoint.sh"))
@@ -137,6 +139,12 @@ fn entrypoint_starts_serve_in_worker_or_local_mode_with_volume_defaults() {
     // Local job API: no RunPod variables.
     let (argv, seen) = entrypoint(&[], &[("COMFYVER_VOLUME", v)], &[]);
     assert_eq!(argv, ["serve", "--listen", "0.0.0.0:8000"]);
+    let (argv, _) = entrypoint(
+        &[],
+        &[("COMFYVER_VOLUME", v)],
+        &[("COMFYVER_VERSION_ID", "sdxl-base")],
+    );
+    assert_eq!(argv, ["serve", "sdxl-base", "--listen", "0.0.0.0:8000"]);
     assert!(seen.contains(&cache) && seen.contains(&versions), "{seen}");
 
     // RunPod worker mode, default version from the environment, extra flags kept.
@@ -162,9 +170,22 @@ fn entrypoint_starts_serve_in_worker_or_local_mode_with_volume_defaults() {
     assert_eq!(argv, ["serve", "--listen", "127.0.0.1:8123"]);
     assert!(seen.contains("COMFY_CACHE=/elsewhere"), "{seen}");
 
+    // A version as the first argument wins; a --listen of the caller's is not doubled.
+    let (argv, _) = entrypoint(
+        &["other", "--listen", "127.0.0.1:9"],
+        &[("COMFYVER_VOLUME", v)],
+        &[("COMFYVER_VERSION_ID", "sdxl-base")],
+    );
+    assert_eq!(argv, ["serve", "other", "--listen", "127.0.0.1:9"]);
+
     // A comfyver command of its own (pre-warming a volume from a pod).
-    let (argv, _) = entrypoint(&["realize", "sdxl-base"], &[("COMFYVER_VOLUME", v)], &[]);
+    let (argv, seen) = entrypoint(
+        &["comfyver", "realize", "sdxl-base"],
+        &[("COMFYVER_VOLUME", v)],
+        &[],
+    );
     assert_eq!(argv, ["realize", "sdxl-base"]);
+    assert!(seen.contains(&cache), "{seen}");
 
     // No volume mounted: comfyver's own defaults apply.
     let missing = v.join("not-mounted");
