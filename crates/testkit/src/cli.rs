@@ -19,6 +19,8 @@ pub const AMBIENT_ENV: &[&str] = &[
     "HF_TOKEN",
     "HF_ENDPOINT",
     "CIVITAI_TOKEN",
+    "COMFY_ORG_API_KEY",
+    "COMFYVER_GPU_PROBE_PATH",
     "UV",
     "VIRTUAL_ENV",
 ];
