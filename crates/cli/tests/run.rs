@@ -104,9 +104,33 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
         1,
         "hello_pack loaded"
     );
-    // The device choice is logged.
+    // The device choice is logged; --cpu forces the CPU, --gpu with it is refused.
     assert!(stderr.contains("ComfyUI runs on the "), "{stderr}");
     assert!(processes_mentioning(&w.home("v1").to_string_lossy()).is_empty());
+    let out = comfyver(
+        &w,
+        &["run", "v1", "--workflow", wf.to_str().unwrap(), "--cpu"],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ComfyUI runs on the CPU (--cpu): asked for the CPU (--cpu)"),
+        "{stderr}"
+    );
+    let out = comfyver(
+        &w,
+        &[
+            "run",
+            "v1",
+            "--workflow",
+            wf.to_str().unwrap(),
+            "--cpu",
+            "--gpu",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "clap refuses --cpu with --gpu");
 
     // 2. Failures on the warm version: each a clear error, exit 1, no orphan.
     let cases = [
