@@ -203,4 +203,29 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
         );
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok  v1"));
+    // `test --json` names the pack that failed to import, with its traceback.
+    let out = comfyver(
+        &w,
+        &["--json", "test", "v1", "--workflow", wf.to_str().unwrap()],
+        Some(&bare_path),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = stdout_json(&out);
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(
+        summary["failed_packs"][0]["name"], "broken_pack",
+        "{summary}"
+    );
+    assert!(
+        summary["failed_packs"][0]["log"]
+            .as_array()
+            .is_some_and(|l| l
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.starts_with("Traceback")))),
+        "{summary}"
+    );
 }
