@@ -34,15 +34,15 @@ pub struct ComfyEnv {
     pub version_id: String,
 }
 
-/// Where the device directory is looked up for NVIDIA GPUs (`nvidia<N>`
-/// entries) instead of `/dev`; when set, the driver (`/proc/driver/nvidia`) is
-/// not consulted. For tests and unusual containers.
+/// Where the device directory is looked up for GPUs (`nvidia<N>` entries, or
+/// AMD's `kfd`) instead of `/dev`; when set, the NVIDIA driver
+/// (`/proc/driver/nvidia`) is not consulted. For tests and unusual containers.
 pub const GPU_PROBE_PATH_ENV: &str = "COMFYVER_GPU_PROBE_PATH";
 
 /// Whether ComfyUI gets the GPU.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum GpuChoice {
-    /// The GPU when one is usable (an NVIDIA device node or driver), else `--cpu`.
+    /// The GPU when one is usable (an NVIDIA device node or driver, AMD's `kfd`), else `--cpu`.
     #[default]
     Auto,
     /// Always the GPU (no `--cpu`).
@@ -94,8 +94,9 @@ impl GpuChoice {
     }
 }
 
-/// A usable NVIDIA GPU: a `nvidia<N>` device node in `dev`, or a GPU the
-/// driver lists under `driver` (containers sometimes get the device late).
+/// A usable GPU: a `nvidia<N>` device node in `dev`, AMD's ROCm compute
+/// device `dev/kfd`, or a GPU the NVIDIA driver lists under `driver`
+/// (containers sometimes get the device node late).
 fn probe_gpu(dev: &Path, driver: Option<&Path>) -> DeviceChoice {
     let mut devices: Vec<String> = std::fs::read_dir(dev)
         .into_iter()
@@ -114,6 +115,14 @@ fn probe_gpu(dev: &Path, driver: Option<&Path>) -> DeviceChoice {
             reason: format!("found {}", dev.join(first).display()),
         };
     }
+    // AMD GPUs under ROCm: the kernel fusion driver's compute device.
+    let kfd = dev.join("kfd");
+    if kfd.exists() {
+        return DeviceChoice {
+            gpu: true,
+            reason: format!("found {} (AMD ROCm)", kfd.display()),
+        };
+    }
     if let Some(driver) = driver
         && std::fs::read_dir(driver).is_ok_and(|mut d| d.next().is_some())
     {
@@ -125,7 +134,7 @@ fn probe_gpu(dev: &Path, driver: Option<&Path>) -> DeviceChoice {
     DeviceChoice {
         gpu: false,
         reason: format!(
-            "no GPU found (no {}/nvidia<N>{}); pass --gpu to force it",
+            "no GPU found (no {0}/nvidia<N> or {0}/kfd{1}); pass --gpu to force it",
             dev.display(),
             driver.map_or(String::new(), |d| format!(", nothing in {}", d.display()))
         ),
@@ -549,6 +558,10 @@ mod tests {
         std::fs::write(dev.path().join("nvidia0"), "").unwrap();
         let found = probe_gpu(dev.path(), None);
         assert!(found.gpu && found.reason.contains("nvidia0"), "{found}");
+        let amd = tempfile::tempdir().unwrap();
+        assert!(!probe_gpu(amd.path(), None).gpu);
+        std::fs::write(amd.path().join("kfd"), "").unwrap();
+        assert!(probe_gpu(amd.path(), None).reason.contains("AMD ROCm"));
         assert!(GpuChoice::Gpu.decide().gpu);
         assert!(!GpuChoice::Cpu.decide().gpu);
     }
