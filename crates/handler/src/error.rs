@@ -37,6 +37,50 @@ impl std::fmt::Display for NodeInputError {
     }
 }
 
+/// A node that raised while executing (ComfyUI's `execution_error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFailure {
+    /// The node id.
+    pub node_id: String,
+    /// The node class.
+    pub class_type: String,
+    /// The Python exception type.
+    pub exception_type: String,
+    /// The exception message.
+    pub message: String,
+    /// The last traceback lines.
+    pub traceback: Vec<String>,
+}
+
+impl NodeFailure {
+    /// The line worker-comfyui puts in `errors` for an execution error.
+    pub fn summary(&self) -> String {
+        format!(
+            "Workflow execution error: Node Type: {}, Node ID: {}, Message: {}",
+            self.class_type, self.node_id, self.message
+        )
+    }
+
+    /// The structured form (`execution_error` in the job JSON).
+    pub fn to_json(&self) -> Value {
+        json!({"node_id": self.node_id, "class_type": self.class_type,
+               "exception_type": self.exception_type, "exception_message": self.message,
+               "traceback": self.traceback})
+    }
+}
+
+impl From<NodeFailure> for HandlerError {
+    fn from(f: NodeFailure) -> Self {
+        HandlerError::Execution {
+            node_id: f.node_id,
+            class_type: f.class_type,
+            exception_type: f.exception_type,
+            message: f.message,
+            traceback: f.traceback,
+        }
+    }
+}
+
 /// A custom node pack of the spec that ComfyUI did not load, with its log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedPack {
@@ -44,6 +88,29 @@ pub struct FailedPack {
     pub name: String,
     /// The log lines about it: the traceback, `Cannot import ...` and `(IMPORT FAILED)`.
     pub log_lines: Vec<String>,
+}
+
+impl FailedPack {
+    /// The exception line of its traceback (`ImportError: ...`), or the last log line.
+    pub fn error_line(&self) -> String {
+        self.log_lines
+            .iter()
+            .rev()
+            .find(|l| {
+                let l = l.trim_start();
+                l.split_once(':').is_some_and(|(head, _)| {
+                    !head.contains(' ') && (head.ends_with("Error") || head.ends_with("Exception"))
+                })
+            })
+            .or(self.log_lines.last())
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// `{"name", "error", "log"}`: the pack, its exception line and its log lines.
+    pub fn to_json(&self) -> Value {
+        json!({"name": self.name, "error": self.error_line(), "log": self.log_lines})
+    }
 }
 
 /// Everything that can go wrong starting ComfyUI or running a job.
@@ -231,6 +298,18 @@ pub enum HandlerError {
         /// The interrupted prompt.
         prompt_id: String,
     },
+    /// An input image could not be uploaded to ComfyUI.
+    #[error("Failed to upload one or more input images: {}", errors.join("; "))]
+    Upload {
+        /// One line per failed image.
+        errors: Vec<String>,
+    },
+    /// The job ran but nothing could be returned (worker-comfyui's "Job processing failed").
+    #[error("Job processing failed: the job produced no output that could be returned: {}", errors.join("; "))]
+    NoOutputs {
+        /// What went wrong with each output.
+        errors: Vec<String>,
+    },
     /// ComfyUI reported an error without details.
     #[error("the job failed in ComfyUI: {0}")]
     Failed(String),
@@ -297,29 +376,47 @@ impl HandlerError {
             HandlerError::Interrupted { .. } => "interrupted",
             HandlerError::ComfyDied { .. } => "comfyui_died",
             HandlerError::Timeout { .. } => "timeout",
+            HandlerError::NoOutputs { .. } => "no_outputs",
+            HandlerError::Upload { .. } => "upload",
             HandlerError::Failed(_) => "failed",
         }
     }
 
-    /// The failed-job JSON the CLI prints: `{"error", "details", "kind"}`, like
-    /// worker-comfyui's `{"error", "details"}` with a machine-readable `kind`.
+    /// The failed-job JSON: worker-comfyui's `{"error", "details"}` (every
+    /// `details` entry a string, as its clients expect) plus a machine-readable
+    /// `kind` and, where there is one, the structured form in a field of its
+    /// own: `node_errors` (validation), `missing_node` (with `failed_packs`) or
+    /// `execution_error`.
     pub fn to_job_json(&self) -> Value {
-        let details = match self {
-            HandlerError::Validation { node_errors, .. } => node_errors
-                .iter()
-                .map(|e| {
-                    json!({"node_id": e.node_id, "class_type": e.class_type, "input": e.input,
-                           "type": e.kind, "message": e.message, "details": e.details})
-                })
-                .collect(),
+        let mut out = json!({"error": self.to_string(), "kind": self.kind()});
+        let details: Vec<String> = match self {
+            HandlerError::Validation { node_errors, .. } => {
+                out["node_errors"] = node_errors
+                    .iter()
+                    .map(|e| {
+                        json!({"node_id": e.node_id, "class_type": e.class_type, "input": e.input,
+                               "type": e.kind, "message": e.message, "details": e.details})
+                    })
+                    .collect();
+                node_errors.iter().map(ToString::to_string).collect()
+            }
             HandlerError::MissingNode {
                 class_type,
                 node_id,
                 failed_packs,
                 ..
             } => {
-                vec![json!({"node_id": node_id, "class_type": class_type,
-                "failed_packs": failed_packs.iter().map(|p| json!({"name": p.name, "log": p.log_lines})).collect::<Vec<_>>()})]
+                out["missing_node"] = json!({"node_id": node_id, "class_type": class_type,
+                    "failed_packs": failed_packs.iter().map(FailedPack::to_json).collect::<Vec<_>>()});
+                let mut lines = vec![format!("node {node_id}: class {class_type} is missing")];
+                lines.extend(failed_packs.iter().map(|p| {
+                    format!(
+                        "node pack `{}` failed to import: {}",
+                        p.name,
+                        p.error_line()
+                    )
+                }));
+                lines
             }
             HandlerError::Execution {
                 node_id,
@@ -327,16 +424,27 @@ impl HandlerError {
                 exception_type,
                 message,
                 traceback,
-            } => vec![json!({"node_id": node_id, "class_type": class_type,
-                "exception_type": exception_type, "exception_message": message, "traceback": traceback})],
+            } => {
+                let failure = NodeFailure {
+                    node_id: node_id.clone(),
+                    class_type: class_type.clone(),
+                    exception_type: exception_type.clone(),
+                    message: message.clone(),
+                    traceback: traceback.clone(),
+                };
+                out["execution_error"] = failure.to_json();
+                vec![failure.summary()]
+            }
             HandlerError::StartCrashed { tail, .. }
             | HandlerError::StartTimeout { tail, .. }
-            | HandlerError::ComfyDied { tail, .. } => tail.iter().map(|l| json!(l)).collect(),
+            | HandlerError::ComfyDied { tail, .. } => tail.clone(),
+            HandlerError::NoOutputs { errors } | HandlerError::Upload { errors } => errors.clone(),
             // The causes, which the message no longer repeats.
             _ => std::iter::successors(std::error::Error::source(self), |e| e.source())
-                .map(|e| json!(e.to_string()))
+                .map(|e| e.to_string())
                 .collect(),
         };
-        json!({"error": self.to_string(), "kind": self.kind(), "details": details})
+        out["details"] = json!(details);
+        out
     }
 }

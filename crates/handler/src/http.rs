@@ -109,7 +109,8 @@ impl ComfyHttp {
         Self::finish(&what, r)
     }
 
-    /// `POST /upload/image` (multipart, `overwrite=false`): returns the name ComfyUI gave the file.
+    /// `POST /upload/image` (multipart, `overwrite=true` as worker-comfyui sends it;
+    /// callers give each job's files unique names): returns the name ComfyUI stored.
     pub(crate) fn upload_image(&self, name: &str, bytes: &[u8]) -> Result<String, HandlerError> {
         let what = "POST /upload/image";
         let mime = mime_of(name);
@@ -119,7 +120,7 @@ impl ComfyHttp {
             .map_err(|e| HandlerError::http(what, e))?;
         let form = Form::new()
             .text("type", "input")
-            .text("overwrite", "false")
+            .text("overwrite", "true")
             .part("image", part);
         let r = self
             .agent

@@ -19,12 +19,29 @@ pub struct InputImage {
 }
 
 /// One workflow run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Job {
     /// The API-format graph `{node_id: {class_type, inputs}}`.
     pub workflow: Value,
     /// Images to upload first.
     pub images: Vec<InputImage>,
+    /// The Comfy.org API key for API nodes (worker-comfyui's
+    /// `input.comfy_org_api_key`), sent as `extra_data.api_key_comfy_org`.
+    /// When unset, `COMFY_ORG_API_KEY` is used. Never printed.
+    pub comfy_org_api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("workflow", &self.workflow)
+            .field("images", &self.images)
+            .field(
+                "comfy_org_api_key",
+                &self.comfy_org_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Job {
@@ -43,6 +60,7 @@ impl Job {
         Ok(Job {
             workflow,
             images: Vec::new(),
+            comfy_org_api_key: None,
         })
     }
 
@@ -75,6 +93,18 @@ impl Job {
             .cloned()
             .ok_or_else(|| HandlerError::BadJobInput("Missing 'workflow' parameter".into()))?;
         let mut job = Job::from_workflow(workflow)?;
+        match input.get("comfy_org_api_key") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(key)) if !key.is_empty() => {
+                job.comfy_org_api_key = Some(key.clone())
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => {
+                return Err(HandlerError::BadJobInput(
+                    "'comfy_org_api_key' must be a string".into(),
+                ));
+            }
+        }
         match input.get("images") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
@@ -145,12 +175,23 @@ fn read_json(path: &Path) -> Result<Value, HandlerError> {
     })
 }
 
-/// Base64 (standard or URL-safe, padding optional) or a `data:...;base64,` URL.
+/// Base64 (standard or URL-safe, padding optional, whitespace ignored), with
+/// or without any `data:<type>[;params];base64,` prefix. Like worker-comfyui,
+/// everything up to the first comma is a prefix (base64 has no commas); a
+/// `data:` URL that is not base64-encoded is refused.
 fn decode_image_data(name: &str, data: &str) -> Result<Vec<u8>, HandlerError> {
-    let payload = if data.starts_with("data:") {
-        data.split_once(',').map(|(_, p)| p).unwrap_or("")
-    } else {
-        data
+    let trimmed = data.trim_start();
+    let payload = match trimmed.split_once(',') {
+        Some((prefix, rest)) => {
+            let prefix = prefix.trim().to_ascii_lowercase();
+            if prefix.starts_with("data:") && !prefix.ends_with(";base64") {
+                return Err(HandlerError::BadJobInput(format!(
+                    "image `{name}` is a data: URL without `;base64` (`{prefix},`): send the image base64-encoded"
+                )));
+            }
+            rest
+        }
+        None => trimmed,
     };
     let clean: String = payload
         .chars()
@@ -167,7 +208,9 @@ fn decode_image_data(name: &str, data: &str) -> Result<Vec<u8>, HandlerError> {
         .find_map(|e| e.decode(&clean).ok())
         .filter(|b| !b.is_empty())
         .ok_or_else(|| {
-            HandlerError::BadJobInput(format!("image `{name}` is not valid base64 or a data: URL"))
+            HandlerError::BadJobInput(format!(
+                "image `{name}` is not valid base64 (optionally with a data:...;base64, prefix)"
+            ))
         })
 }
 
@@ -296,6 +339,45 @@ mod tests {
         ));
         assert!(matches!(
             Job::from_runpod(&json!({"input": {}})),
+            Err(HandlerError::BadJobInput(_))
+        ));
+    }
+
+    #[test]
+    fn any_base64_data_prefix_is_accepted() {
+        for data in [
+            "aGVsbG8=",
+            "aGVsbG8",
+            "data:image/png;base64,aGVsbG8=",
+            "data:image/webp;base64,aGVs\nbG8=",
+            "DATA:IMAGE/JPEG;BASE64,aGVsbG8=",
+            "data:application/octet-stream;name=a.png;base64,aGVsbG8=",
+            "data:;base64,aGVsbG8=",
+        ] {
+            assert_eq!(
+                decode_image_data("a.png", data).unwrap(),
+                b"hello",
+                "{data}"
+            );
+        }
+        assert!(matches!(
+            decode_image_data("a.png", "data:image/png,%89PNG"),
+            Err(HandlerError::BadJobInput(m)) if m.contains(";base64")
+        ));
+        assert!(decode_image_data("a.png", "data:image/png;base64,").is_err());
+    }
+
+    #[test]
+    fn comfy_org_api_key_is_read_and_never_printed() {
+        let wf = json!({"1": {"class_type": "A", "inputs": {}}});
+        let job = Job::from_runpod(
+            &json!({"input": {"workflow": wf, "comfy_org_api_key": "sk-secret-1"}}),
+        )
+        .unwrap();
+        assert_eq!(job.comfy_org_api_key.as_deref(), Some("sk-secret-1"));
+        assert!(!format!("{job:?}").contains("sk-secret-1"));
+        assert!(matches!(
+            Job::from_runpod(&json!({"input": {"workflow": wf, "comfy_org_api_key": 3}})),
             Err(HandlerError::BadJobInput(_))
         ));
     }

@@ -1,21 +1,24 @@
 //! Runs ComfyUI workflows on a realized comfyver version.
 //!
 //! - [`ComfyProcess`] starts the version's ComfyUI (`main.py` with its own
-//!   interpreter) on a free loopback port, proves the server that answers is its
+//!   interpreter; on the GPU when one is found, see [`GpuChoice`]) on a free
+//!   loopback port, proves the server that answers is its
 //!   own child, logs to `comfyui-<timestamp>-<id>.log`, and stops it cleanly
 //!   (SIGINT, SIGTERM, SIGKILL to its process group). No child outlives
 //!   comfyver: a SIGINT/SIGTERM handler stops live children, and
 //!   `PR_SET_PDEATHSIG` covers SIGKILL.
 //! - [`ComfyProcess::node_report`] says which custom node packs failed to import,
-//!   with their log lines.
+//!   with their log lines (front-end-only packs and core's own files are no failures).
 //! - [`Job`] is a workflow (API format; the UI format is refused with an
 //!   explanation) plus input images, read from a workflow file, a worker-comfyui
 //!   job JSON or `--image name=path`.
-//! - [`run_job`] uploads the images, gives every output a per-job filename
-//!   prefix, queues the prompt, follows it over the WebSocket (with a `/history`
-//!   fallback and a job timeout), and fetches every output into an
-//!   [`OutputSink`]; [`JobOutput::to_json`] and [`HandlerError::to_job_json`]
-//!   give the worker-comfyui compatible result.
+//! - [`run_job`] uploads the images under per-job names (removed afterwards),
+//!   gives every output a per-job filename prefix, queues the prompt (with the
+//!   Comfy.org API key in `extra_data`), follows it under the id ComfyUI
+//!   answers with over the WebSocket (with a `/history` fallback and a job
+//!   timeout), and fetches every output into an [`OutputSink`], also when a
+//!   node raised after others produced outputs; [`JobOutput::to_json`] and
+//!   [`HandlerError::to_job_json`] give the worker-comfyui compatible result.
 
 mod client;
 mod error;
@@ -31,11 +34,11 @@ mod uuid;
 mod ws;
 
 pub use client::{JobOptions, JobReporter, NoReporter, run_job};
-pub use error::{FailedPack, HandlerError, NodeInputError};
+pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
 pub use job::{InputImage, Job, check_api_format, is_ui_format};
 pub use node_report::NodeReport;
 pub use outputs::{OutputData, OutputItem};
-pub use process::{ComfyEnv, ComfyProcess, StartOptions, StartTimings};
+pub use process::{ComfyEnv, ComfyProcess, DeviceChoice, GpuChoice, StartOptions, StartTimings};
 pub use sink::{JobOutput, JobTimings, OutputSink, sanitize_component};
 pub use sys::process_exists;
 pub use uuid::new_v4 as new_uuid;

@@ -1,10 +1,17 @@
 //! Which custom node packs ComfyUI loaded: `/object_info` (`python_module` =
-//! `custom_nodes.<dir>`) compared with the spec's packs, with the log lines of
-//! every pack that failed to import.
+//! `custom_nodes.<dir>`) and ComfyUI's "Import times for custom nodes" log
+//! lines, compared with the spec's packs, with the log lines of every pack that
+//! failed to import.
+//!
+//! - A pack that imports but registers no class (a front-end-only pack that
+//!   just serves JavaScript) is loaded, not failed: the import-times list shows
+//!   it without `(IMPORT FAILED)`.
+//! - Core's own single-file modules (`custom_nodes/websocket_image_save.py`
+//!   in the ComfyUI checkout) are not packs and are not listed.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::error::{FailedPack, HandlerError};
 use crate::process::ComfyProcess;
@@ -12,9 +19,10 @@ use crate::process::ComfyProcess;
 /// The custom node packs of a running ComfyUI.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeReport {
-    /// Loaded packs (directory name) and the classes each registered.
+    /// Loaded packs (directory name) and the classes each registered (none
+    /// for a front-end-only pack).
     pub loaded: BTreeMap<String, Vec<String>>,
-    /// Expected packs that registered no class, with their log lines.
+    /// Expected packs that did not load, with their log lines.
     pub failed: Vec<FailedPack>,
 }
 
@@ -22,6 +30,17 @@ impl NodeReport {
     /// Whether every expected pack loaded.
     pub fn all_loaded(&self) -> bool {
         self.failed.is_empty()
+    }
+
+    /// `[{"name", "error", "log"}]` for each failed pack: the JSON field
+    /// `failed_packs` of `run` and `test`.
+    pub fn failed_json(&self) -> Value {
+        json!(
+            self.failed
+                .iter()
+                .map(FailedPack::to_json)
+                .collect::<Vec<_>>()
+        )
     }
 }
 
@@ -31,8 +50,20 @@ impl ComfyProcess {
     /// traceback, `Cannot import ...` and `(IMPORT FAILED)` lines of the log.
     pub fn node_report(&self, expected_packs: &[String]) -> Result<NodeReport, HandlerError> {
         let info = self.object_info()?;
-        let loaded = packs_of(&info);
         let log = self.log_text();
+        let imports = import_times(&log);
+        let core_custom = self.core_dir().join("custom_nodes");
+        let mut loaded = packs_of(&info);
+        // Core's own `custom_nodes/<name>.py` files are part of ComfyUI.
+        loaded.retain(|name, _| {
+            let file = core_custom.join(format!("{name}.py"));
+            !file.symlink_metadata().is_ok_and(|m| m.is_file())
+        });
+        for (name, ok) in &imports {
+            if *ok && expected_packs.contains(name) {
+                loaded.entry(name.clone()).or_default();
+            }
+        }
         let failed = expected_packs
             .iter()
             .filter(|p| !loaded.contains_key(p.as_str()))
@@ -60,6 +91,28 @@ fn packs_of(info: &Value) -> BTreeMap<String, Vec<String>> {
         }
     }
     packs
+}
+
+/// The directory packs of ComfyUI's "Import times for custom nodes" lines
+/// (`   0.0 seconds: <path>/<name>` or `... (IMPORT FAILED): <path>/<name>`),
+/// each with whether it imported. Single-file modules (`<name>.py`) are skipped.
+fn import_times(log: &str) -> Vec<(String, bool)> {
+    log.lines()
+        .filter_map(|line| {
+            let (head, path) = line.split_once(": ")?;
+            let head = head.trim();
+            let ok = if head.ends_with(" seconds") {
+                true
+            } else if head.ends_with(" seconds (IMPORT FAILED)") {
+                false
+            } else {
+                return None;
+            };
+            head.split(' ').next()?.parse::<f64>().ok()?;
+            let name = path.trim_end().rsplit('/').next()?;
+            (!name.is_empty() && !name.ends_with(".py")).then(|| (name.to_string(), ok))
+        })
+        .collect()
 }
 
 /// The log lines about pack `name`: for each `Cannot import <dir>/<name> module`
@@ -110,6 +163,24 @@ mod tests {
         let packs = packs_of(&info);
         assert_eq!(packs.len(), 1);
         assert_eq!(packs["hello_pack"], vec!["HelloText".to_string()]);
+    }
+
+    #[test]
+    fn import_times_say_which_dirs_loaded() {
+        let log = "\
+Import times for custom nodes:
+   0.0 seconds: /h/ComfyUI/custom_nodes/websocket_image_save.py
+   0.0 seconds: /h/ComfyUI/custom_nodes/js_only_pack
+   0.1 seconds (IMPORT FAILED): /h/ComfyUI/custom_nodes/broken_pack
+note: 3 seconds: not an import line
+";
+        assert_eq!(
+            import_times(log),
+            [
+                ("js_only_pack".to_string(), true),
+                ("broken_pack".to_string(), false)
+            ]
+        );
     }
 
     #[test]

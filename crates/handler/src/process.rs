@@ -34,11 +34,113 @@ pub struct ComfyEnv {
     pub version_id: String,
 }
 
+/// Whether ComfyUI gets the GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GpuChoice {
+    /// The GPU when one is usable (an NVIDIA device node or driver, AMD's `kfd`), else `--cpu`.
+    #[default]
+    Auto,
+    /// Always the GPU (no `--cpu`).
+    Gpu,
+    /// Always `--cpu`.
+    Cpu,
+    /// Like `Auto`, but the `nvidia<N>` device nodes are looked for in this
+    /// directory instead of `/dev`, and the driver is not consulted (tests).
+    ProbeDir(PathBuf),
+}
+
+/// The device a ComfyUI was started on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceChoice {
+    /// True when ComfyUI got no `--cpu`.
+    pub gpu: bool,
+    /// Why (`found /dev/nvidia0`, `asked for --cpu`, ...).
+    pub reason: String,
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let device = if self.gpu { "GPU" } else { "CPU (--cpu)" };
+        write!(f, "ComfyUI runs on the {device}: {}", self.reason)
+    }
+}
+
+impl GpuChoice {
+    /// Decides the device, probing for a GPU when `Auto`.
+    pub fn decide(&self) -> DeviceChoice {
+        match self {
+            GpuChoice::Gpu => DeviceChoice {
+                gpu: true,
+                reason: "asked for the GPU (--gpu)".into(),
+            },
+            GpuChoice::Cpu => DeviceChoice {
+                gpu: false,
+                reason: "asked for the CPU (--cpu)".into(),
+            },
+            GpuChoice::ProbeDir(dir) => probe_gpu(dir, None),
+            GpuChoice::Auto => match std::env::var_os(comfyver_env::COMFYVER_GPU_PROBE_PATH) {
+                Some(dir) => probe_gpu(Path::new(&dir), None),
+                None => probe_gpu(
+                    Path::new("/dev"),
+                    Some(Path::new("/proc/driver/nvidia/gpus")),
+                ),
+            },
+        }
+    }
+}
+
+/// A usable GPU: a `nvidia<N>` device node in `dev`, AMD's ROCm compute
+/// device `dev/kfd`, or a GPU the NVIDIA driver lists under `driver`
+/// (containers sometimes get the device node late).
+fn probe_gpu(dev: &Path, driver: Option<&Path>) -> DeviceChoice {
+    let mut devices: Vec<String> = std::fs::read_dir(dev)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.strip_prefix("nvidia")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    devices.sort();
+    if let Some(first) = devices.first() {
+        return DeviceChoice {
+            gpu: true,
+            reason: format!("found {}", dev.join(first).display()),
+        };
+    }
+    // AMD GPUs under ROCm: the kernel fusion driver's compute device.
+    let kfd = dev.join("kfd");
+    if kfd.exists() {
+        return DeviceChoice {
+            gpu: true,
+            reason: format!("found {} (AMD ROCm)", kfd.display()),
+        };
+    }
+    if let Some(driver) = driver
+        && std::fs::read_dir(driver).is_ok_and(|mut d| d.next().is_some())
+    {
+        return DeviceChoice {
+            gpu: true,
+            reason: format!("the NVIDIA driver lists a GPU in {}", driver.display()),
+        };
+    }
+    DeviceChoice {
+        gpu: false,
+        reason: format!(
+            "no GPU found (no {0}/nvidia<N> or {0}/kfd{1}); pass --gpu to force it",
+            dev.display(),
+            driver.map_or(String::new(), |d| format!(", nothing in {}", d.display()))
+        ),
+    }
+}
+
 /// How to start ComfyUI.
 #[derive(Debug, Clone)]
 pub struct StartOptions {
-    /// Run on the GPU; when false ComfyUI gets `--cpu`.
-    pub gpu: bool,
+    /// GPU or CPU (default: the GPU when one is found; else ComfyUI gets `--cpu`).
+    pub gpu: GpuChoice,
     /// Extra command-line arguments appended to ComfyUI's.
     pub extra_args: Vec<String>,
     /// How long ComfyUI may take to answer (default 600 s).
@@ -52,7 +154,7 @@ pub struct StartOptions {
 impl Default for StartOptions {
     fn default() -> Self {
         StartOptions {
-            gpu: false,
+            gpu: GpuChoice::Auto,
             extra_args: Vec::new(),
             start_timeout: Duration::from_secs(600),
             stop_grace: Duration::from_secs(5),
@@ -81,10 +183,12 @@ pub struct ComfyProcess {
     log: Mutex<LogCapture>,
     log_path: PathBuf,
     pub(crate) http: ComfyHttp,
+    core_dir: PathBuf,
     data_dir: PathBuf,
     instance_dir: PathBuf,
     stop_grace: Duration,
     timings: StartTimings,
+    device: DeviceChoice,
     object_info: Mutex<Option<Arc<Value>>>,
 }
 
@@ -163,7 +267,8 @@ impl ComfyProcess {
             .arg("--user-directory")
             .arg(&user)
             .args(["--disable-auto-launch", "--disable-metadata"]);
-        if !opts.gpu {
+        let device = opts.gpu.decide();
+        if !device.gpu {
             cmd.arg("--cpu");
         }
         cmd.args(&opts.extra_args)
@@ -198,6 +303,7 @@ impl ComfyProcess {
             log: Mutex::new(log),
             log_path,
             http: ComfyHttp::new(port, Duration::from_secs(600)),
+            core_dir: env.core_dir.clone(),
             data_dir: env.data_dir.clone(),
             instance_dir: instance_dir.clone(),
             stop_grace: opts.stop_grace,
@@ -205,6 +311,7 @@ impl ComfyProcess {
                 to_spawn,
                 to_ready: Duration::ZERO,
             },
+            device,
             object_info: Mutex::new(None),
         };
         // Dropping `process` on any error below stops the child.
@@ -280,9 +387,19 @@ impl ComfyProcess {
         &self.log_path
     }
 
+    /// The ComfyUI checkout it runs from.
+    pub(crate) fn core_dir(&self) -> &Path {
+        &self.core_dir
+    }
+
     /// The per-version data directory (`input/`, `output/`, `user/`, `temp/`).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The device ComfyUI was started on, and why (for the log).
+    pub fn device(&self) -> &DeviceChoice {
+        &self.device
     }
 
     /// How long starting took.
@@ -419,8 +536,30 @@ fn identity(stats: Option<Value>, marker: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::identity;
+    use super::{GpuChoice, identity, probe_gpu};
     use serde_json::json;
+
+    #[test]
+    fn gpu_is_found_by_device_node_or_driver() {
+        let dev = tempfile::tempdir().unwrap();
+        let driver = tempfile::tempdir().unwrap();
+        std::fs::write(dev.path().join("nvidiactl"), "").unwrap();
+        std::fs::write(dev.path().join("null"), "").unwrap();
+        let none = probe_gpu(dev.path(), Some(driver.path()));
+        assert!(!none.gpu, "nvidiactl alone is no GPU: {none}");
+        assert!(none.reason.contains("no GPU found"), "{none}");
+        std::fs::create_dir(driver.path().join("0000:01:00.0")).unwrap();
+        assert!(probe_gpu(dev.path(), Some(driver.path())).gpu);
+        std::fs::write(dev.path().join("nvidia0"), "").unwrap();
+        let found = probe_gpu(dev.path(), None);
+        assert!(found.gpu && found.reason.contains("nvidia0"), "{found}");
+        let amd = tempfile::tempdir().unwrap();
+        assert!(!probe_gpu(amd.path(), None).gpu);
+        std::fs::write(amd.path().join("kfd"), "").unwrap();
+        assert!(probe_gpu(amd.path(), None).reason.contains("AMD ROCm"));
+        assert!(GpuChoice::Gpu.decide().gpu);
+        assert!(!GpuChoice::Cpu.decide().gpu);
+    }
 
     #[test]
     fn identity_needs_our_marker_in_argv() {

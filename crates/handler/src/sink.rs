@@ -5,13 +5,14 @@
 //! - `dir:PATH`: the files are written under PATH (names sanitised, nothing can
 //!   escape PATH, nothing existing is overwritten) and the JSON lists their paths.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::error::HandlerError;
+use crate::error::{HandlerError, NodeFailure};
 use crate::outputs::{OutputData, OutputItem};
 
 /// Where outputs go.
@@ -59,14 +60,19 @@ pub struct JobTimings {
 /// A finished job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOutput {
-    /// The prompt id (also the job id in output prefixes: `comfyver/<prompt_id>/`).
+    /// The prompt id ComfyUI ran it under. It is the id comfyver asked for,
+    /// which also names the job's output folder (`comfyver/<id>/`), unless the
+    /// ComfyUI is older than v0.3.45 and chose its own.
     pub prompt_id: String,
     /// The version that ran it.
     pub version_id: String,
     /// Every output, in node order.
     pub items: Vec<OutputItem>,
-    /// Non-fatal problems (an output that could not be fetched, skipped outputs, ...).
+    /// Non-fatal problems (an output that could not be fetched, skipped outputs,
+    /// a node that raised after others had produced outputs, ...).
     pub errors: Vec<String>,
+    /// The node that raised, when the job still produced outputs.
+    pub execution_error: Option<NodeFailure>,
     /// Timings.
     pub timings: JobTimings,
 }
@@ -117,6 +123,9 @@ impl JobOutput {
         });
         if !self.errors.is_empty() {
             out["errors"] = json!(self.errors);
+        }
+        if let Some(failure) = &self.execution_error {
+            out["execution_error"] = failure.to_json();
         }
         out
     }
@@ -174,32 +183,76 @@ pub(crate) fn write_to_dir(
         }
         std::fs::create_dir_all(&target)
             .map_err(|e| HandlerError::io("could not create output directory", &target, e))?;
-        let path = unused_name(&target, &sanitize_component(&item.filename));
-        comfyver_fs::write_atomic(&path, bytes).map_err(|e| HandlerError::Io {
-            what: "could not write output",
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
+        let path = write_new_file(&target, &sanitize_component(&item.filename), bytes)?;
         item.data = OutputData::Path(path);
     }
     Ok(())
 }
 
-/// `dir/name`, or `dir/stem-N.ext` when that exists (outputs never overwrite).
-fn unused_name(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
-    }
+/// Writes `bytes` to a new file `dir/name`, or `dir/stem-N.ext` when that name
+/// is taken: the bytes go to a temporary sibling first, which is then renamed
+/// in without replacing anything (`renameat2(RENAME_NOREPLACE)`, or a hard
+/// link where that is missing, or an exclusive create on a filesystem with
+/// neither). So an existing file is never overwritten, not
+/// even by another job writing the same name at the same moment, and a file
+/// under its final name is always complete.
+fn write_new_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, HandlerError> {
+    let failed =
+        |path: &Path, e: std::io::Error| HandlerError::io("could not write output", path, e);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-comfyver-out-")
+        .tempfile_in(dir)
+        .map_err(|e| failed(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| failed(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| failed(tmp.path(), e))?;
     let (stem, ext) = match name.rsplit_once('.') {
         Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
         _ => (name, String::new()),
     };
-    (1..)
-        .map(|n| dir.join(format!("{stem}-{n}{ext}")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+    for n in 0..MAX_NAME_ATTEMPTS {
+        let path = if n == 0 {
+            dir.join(name)
+        } else {
+            dir.join(format!("{stem}-{n}{ext}"))
+        };
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => return Ok(path),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => tmp = e.file,
+            // A filesystem with neither RENAME_NOREPLACE nor hard links (some
+            // FUSE mounts): still no clobbering, through an exclusive create.
+            Err(e) => {
+                tmp = e.file;
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(mut f) => {
+                        let written = f.write_all(bytes).and_then(|()| f.sync_all());
+                        if let Err(e) = written {
+                            let _ = std::fs::remove_file(&path);
+                            return Err(failed(&path, e));
+                        }
+                        return Ok(path);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(_) => return Err(failed(&path, e.error)),
+                }
+            }
+        }
+    }
+    Err(failed(
+        &dir.join(name),
+        std::io::Error::other(format!(
+            "{MAX_NAME_ATTEMPTS} names of this form are taken; write to an emptier directory"
+        )),
+    ))
 }
+
+/// How many numbered names are tried before giving up.
+const MAX_NAME_ATTEMPTS: usize = 10_000;
 
 #[cfg(test)]
 mod tests {
@@ -212,6 +265,58 @@ mod tests {
         assert_eq!(sanitize_component("a/b\\c"), "a_b_c");
         assert_eq!(sanitize_component("ok_00001_.png"), "ok_00001_.png");
         assert_eq!(sanitize_component("-rf"), "rf");
+    }
+
+    #[test]
+    fn concurrent_writers_never_overwrite_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("out.png"), b"already here").unwrap();
+        let threads = 8;
+        let per_thread = 25;
+        let written: Vec<(PathBuf, Vec<u8>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let dir = dir.path();
+                    s.spawn(move || {
+                        (0..per_thread)
+                            .map(|i| {
+                                let bytes = format!("thread {t} file {i}").into_bytes();
+                                (write_new_file(dir, "out.png", &bytes).unwrap(), bytes)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let mut paths: Vec<&PathBuf> = written.iter().map(|(p, _)| p).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(
+            paths.len(),
+            threads * per_thread,
+            "two writers got one name"
+        );
+        for (path, bytes) in &written {
+            assert_eq!(
+                &std::fs::read(path).unwrap(),
+                bytes,
+                "{path:?} was overwritten"
+            );
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("out.png")).unwrap(),
+            b"already here"
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), threads * per_thread + 1, "no temp file left");
+        assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use comfyver_handler::{
 };
 use comfyver_testkit::comfy::ComfyHome;
 use common::{empty_image, env, procs_in, start};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Runs a one-job scenario and checks that nothing survives the process.
 fn run_failing(packs: &[&str], workflow: serde_json::Value, opts: JobOptions) -> HandlerError {
@@ -47,7 +47,14 @@ fn invalid_workflow_names_node_class_input_and_message() {
     );
     let j = err.to_job_json();
     assert_eq!(j["kind"], "validation");
-    assert_eq!(j["details"][0]["input"], "width");
+    assert_eq!(j["node_errors"][0]["input"], "width");
+    // worker-comfyui's clients read `details` as strings.
+    assert!(
+        j["details"][0]
+            .as_str()
+            .is_some_and(|d| d.contains("input `width`")),
+        "{j}"
+    );
 }
 
 #[test]
@@ -92,9 +99,16 @@ fn execution_error_names_node_exception_and_traceback() {
         err.to_string().contains("node 1 (FakeFail) failed: "),
         "{err}"
     );
+    let j = err.to_job_json();
     assert_eq!(
-        err.to_job_json()["details"][0]["exception_message"],
+        j["execution_error"]["exception_message"],
         "FakeFail: intentional failure"
+    );
+    assert_eq!(
+        j["details"],
+        json!([
+            "Workflow execution error: Node Type: FakeFail, Node ID: 1, Message: FakeFail: intentional failure"
+        ])
     );
 }
 
@@ -246,9 +260,15 @@ fn failed_node_pack_is_reported_and_explains_missing_classes() {
         "{msg}"
     );
     assert!(msg.contains("requires comfy_api.v9"), "{msg}");
-    assert_eq!(
-        err.to_job_json()["details"][0]["failed_packs"][0]["name"],
-        "broken_pack"
+    let j = err.to_job_json();
+    assert_eq!(j["missing_node"]["failed_packs"][0]["name"], "broken_pack");
+    assert!(
+        j["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_string),
+        "{j}"
     );
     // A working pack's class runs.
     let hello =

@@ -138,8 +138,8 @@ fn uploaded_image_goes_through_load_image_unchanged() {
     }]}});
     let job = Job::from_runpod(&request).unwrap();
     for round in 0..2 {
-        // The second round uploads different pixels under the same name:
-        // ComfyUI renames the upload and the workflow follows the new name.
+        // The second round uploads different pixels under the same name: each
+        // job's upload has a name of its own and the workflow follows it.
         let mut job = job.clone();
         let px = comfyver_testkit::http::pseudo_random(16 * 12 * 3, 7 + round);
         job.images[0].bytes = encode_png(16, 12, &px);
@@ -151,8 +151,9 @@ fn uploaded_image_goes_through_load_image_unchanged() {
             "round {round}: output pixels equal the input pixels"
         );
     }
+    // Each job's input files are gone once it is done.
     let input = comfy.data_dir().join("input");
-    assert!(input.join("in.png").is_file() && input.join("in (1).png").is_file());
+    assert_eq!(std::fs::read_dir(&input).unwrap().count(), 0);
 }
 
 #[test]

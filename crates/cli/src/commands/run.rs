@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use comfyver_handler::{
-    ComfyEnv, ComfyProcess, HandlerError, Job, JobOptions, JobOutput, OutputSink, StartOptions,
+    ComfyEnv, ComfyProcess, GpuChoice, HandlerError, Job, JobOptions, JobOutput, NodeReport,
+    OutputSink, StartOptions,
 };
 use serde_json::json;
 
@@ -51,9 +52,13 @@ pub struct JobFlags {
         env = comfyver_env::COMFYVER_START_TIMEOUT
     )]
     pub start_timeout: u64,
-    /// Run ComfyUI on the GPU (without it ComfyUI gets --cpu).
-    #[arg(long)]
+    /// Run ComfyUI on the GPU even when none is detected (default: the GPU
+    /// when /dev/nvidia* or the NVIDIA driver shows one, else --cpu).
+    #[arg(long, conflicts_with = "cpu")]
     pub gpu: bool,
+    /// Run ComfyUI on the CPU (--cpu) even when a GPU is present.
+    #[arg(long)]
+    pub cpu: bool,
     /// Also return temporary outputs (PreviewImage and the like).
     #[arg(long)]
     pub include_temp: bool,
@@ -113,13 +118,14 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
             return Err(err);
         }
     };
-    match outcome {
+    let (result, packs) = outcome;
+    match result {
         Ok(output) => {
-            ctx.out.json(&output.to_json());
+            ctx.out.json(&with_failed_packs(output.to_json(), &packs));
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            ctx.out.json(&err.to_job_json());
+            ctx.out.json(&with_failed_packs(err.to_job_json(), &packs));
             Err(err.into())
         }
     }
@@ -127,13 +133,28 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<ExitCode> {
     let invoked = Instant::now();
-    let output = execute(ctx, &args.run, invoked)??;
+    let (result, packs) = execute(ctx, &args.run, invoked)?;
+    let output = match result {
+        Ok(output) => output,
+        Err(err) => {
+            if ctx.json {
+                ctx.out.json(&with_failed_packs(
+                    json!({"ok": false, "error": err.to_job_json()}),
+                    &packs,
+                ));
+            }
+            return Err(err.into());
+        }
+    };
     let n = output.items.len();
-    let summary = json!({
-        "ok": n >= args.expect_outputs, "outputs": n, "expected_at_least": args.expect_outputs,
-        "prompt_id": output.prompt_id, "version_id": output.version_id,
-        "errors": output.errors, "seconds": invoked.elapsed().as_secs_f64(),
-    });
+    let summary = with_failed_packs(
+        json!({
+            "ok": n >= args.expect_outputs, "outputs": n, "expected_at_least": args.expect_outputs,
+            "prompt_id": output.prompt_id, "version_id": output.version_id,
+            "errors": output.errors, "seconds": invoked.elapsed().as_secs_f64(),
+        }),
+        &packs,
+    );
     if ctx.json {
         ctx.out.json(&summary);
     }
@@ -170,13 +191,23 @@ pub fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `value` with `failed_packs: [{"name", "error", "log"}]` when a pack of the
+/// spec failed to import.
+fn with_failed_packs(mut value: serde_json::Value, packs: &NodeReport) -> serde_json::Value {
+    if !packs.failed.is_empty() {
+        value["failed_packs"] = packs.failed_json();
+    }
+    value
+}
+
 /// Prepares everything, runs the job; the outer error is a failure before
-/// the job (bad input, realize), the inner one the job's own.
+/// the job (bad input, realize), the inner one the job's own. Also returns
+/// the node-pack report (empty when ComfyUI did not start).
 fn execute(
     ctx: &Ctx,
     args: &RunArgs,
     invoked: Instant,
-) -> anyhow::Result<Result<JobOutput, HandlerError>> {
+) -> anyhow::Result<(Result<JobOutput, HandlerError>, NodeReport)> {
     let mut job = match (&args.job.workflow, &args.job.input) {
         (Some(wf), _) => Job::from_workflow_file(wf)?,
         (None, Some(input)) => Job::from_input_file(input)?,
@@ -202,15 +233,20 @@ fn execute(
     };
     let before_start = invoked.elapsed();
     let start = StartOptions {
-        gpu: args.job.gpu,
+        gpu: match (args.job.gpu, args.job.cpu) {
+            (true, _) => GpuChoice::Gpu,
+            (_, true) => GpuChoice::Cpu,
+            _ => GpuChoice::Auto,
+        },
         extra_args: args.job.comfy_args.clone(),
         start_timeout: Duration::from_secs(args.job.start_timeout),
         ..StartOptions::default()
     };
     let process = match ComfyProcess::start(&env, &start) {
         Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok((Err(e), NodeReport::default())),
     };
+    ctx.out.info(&process.device().to_string());
     let timings = process.timings();
     ctx.out.debug(&format!(
         "{} warm={} invoke→spawn {:.1?}, spawn→ready {:.1?}",
@@ -224,7 +260,7 @@ fn execute(
         .iter()
         .filter_map(|n| n.name.clone())
         .collect();
-    match process.node_report(&packs) {
+    let report = match process.node_report(&packs) {
         Ok(report) => {
             for failed in &report.failed {
                 ctx.out.warn(&format!(
@@ -233,11 +269,14 @@ fn execute(
                     failed.log_lines.join("\n    ")
                 ));
             }
+            report
         }
-        Err(e) => ctx
-            .out
-            .warn(&format!("could not check the custom node packs: {e}")),
-    }
+        Err(e) => {
+            ctx.out
+                .warn(&format!("could not check the custom node packs: {e}"));
+            NodeReport::default()
+        }
+    };
     let opts = JobOptions {
         timeout: Duration::from_secs(args.job.timeout),
         sink: match &args.job.output {
@@ -252,5 +291,5 @@ fn execute(
     };
     let result = comfyver_handler::run_job(&process, &job, &opts, &JobProgress::new(&ctx.out));
     process.stop();
-    Ok(result)
+    Ok((result, report))
 }
