@@ -135,7 +135,7 @@ pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn timeout() -> anyhow::Result<Duration> {
+pub(crate) fn timeout() -> anyhow::Result<Duration> {
     match std::env::var(GIT_TIMEOUT_ENV) {
         Ok(v) => {
             let secs: u64 = v
