@@ -78,7 +78,10 @@ impl Env {
         for (repo, commit) in &self.repos {
             text = text.replace(&format!("@COMMIT:{repo}@"), commit);
         }
-        assert!(!text.contains("@COMMIT:") && !text.contains("@REMOTES@"), "{text}");
+        assert!(
+            !text.contains("@COMMIT:") && !text.contains("@REMOTES@"),
+            "{text}"
+        );
         let dir = self.world.root.join("inputs");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), text).unwrap();

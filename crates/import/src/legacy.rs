@@ -587,3 +587,78 @@ struct Git {
     git_ref: Option<String>,
     commit: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(v: Value) -> (VersionSpec, Vec<String>) {
+        let mut r = Reader {
+            file: Path::new("old.json"),
+            notes: vec![],
+            done: vec![],
+        };
+        let spec = r.spec(v.as_object().unwrap(), "x", None).unwrap();
+        (spec, r.notes)
+    }
+
+    #[test]
+    fn map_forms_and_pin_spellings() {
+        let sha = "c".repeat(40);
+        let (spec, notes) = read(json!({
+            "core": sha,
+            "nodes": {
+                "https://h/o/a": {"hash": "a".repeat(40), "disabled": false},
+                "b": {"url": "https://h/o/b", "tag": "v2"},
+                "https://h/o/off": {"hash": "d".repeat(40), "disabled": true}
+            },
+            "pip": {"numpy": "1.26.4", "wheel": "https://w.example/wheel-1-py3-none-any.whl"},
+            "python_packages": [{"name": "requests", "version": "2.32.0"}]
+        }));
+        assert_eq!(spec.comfy.repo, DEFAULT_COMFY_REPO);
+        assert_eq!(spec.comfy.commit.as_deref(), Some(sha.as_str()));
+        assert_eq!(spec.custom_nodes.len(), 2);
+        assert_eq!(spec.custom_nodes[0].repo, "https://h/o/a");
+        assert_eq!(spec.custom_nodes[1].name.as_deref(), Some("b"));
+        assert_eq!(spec.custom_nodes[1].git_ref.as_deref(), Some("v2"));
+        let py = spec.python.unwrap();
+        assert_eq!(py.constraints, ["numpy==1.26.4", "requests==2.32.0"]);
+        assert_eq!(
+            py.requirements,
+            ["wheel @ https://w.example/wheel-1-py3-none-any.whl"]
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("off") && n.contains("disabled")),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("no repository recorded")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_name_the_path() {
+        let mut r = Reader {
+            file: Path::new("old.json"),
+            notes: vec![],
+            done: vec![],
+        };
+        let v = json!({"comfy": {"repo": "https://h/o/c"}, "models": [{"url": 3}]});
+        let err = r.spec(v.as_object().unwrap(), "x", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "old.json: models[0].source: expected a string"
+        );
+        let v = json!({"comfy": {"repo": "https://h/o/c"}, "nodes": [{"branch": "main"}]});
+        let err = r.spec(v.as_object().unwrap(), "x", None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("custom_nodes[0]: expected the node's repository URL"),
+            "{err}"
+        );
+    }
+}

@@ -30,4 +30,4 @@ pub use error::ImportError;
 pub use legacy::migrate;
 pub use snapshot::{PipsAs, SnapshotOptions, export_snapshot, import_snapshot};
 pub use workflow::{MissingModel, WorkflowOptions, import_workflow};
-pub use workspace::{DEFAULT_COMFY_REPO, Preview, Workspace, Written, parse_repo_at};
+pub use workspace::{DEFAULT_COMFY_REPO, Preview, Workspace, Written};

@@ -105,3 +105,39 @@ impl NodeMap {
         self.by_class.get(class).map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn both_formats() {
+        let mut m = NodeMap::default();
+        m.read(
+            Path::new("list.json"),
+            &json!({"custom_nodes": [
+                {"id": "Comfyui-A", "reference": "https://h/o/a", "files": ["https://h/o/a"]},
+                {"title": "no id", "reference": "https://h/o/z"}
+            ]}),
+        )
+        .unwrap();
+        m.read(
+            Path::new("map.json"),
+            &json!({"https://h/o/b": [["BNode"], {"title_aux": "B", "cnr_id": "comfyui-b"}]}),
+        )
+        .unwrap();
+        assert_eq!(m.repo_of_cnr("comfyui-a"), Some("https://h/o/a"));
+        assert_eq!(m.repo_of_cnr("comfyui-b"), Some("https://h/o/b"));
+        assert_eq!(m.repo_of_class("BNode"), Some("https://h/o/b"));
+        assert_eq!(m.repo_of_class("Other"), None);
+        let err = m
+            .read(Path::new("bad.json"), &json!({"https://h/o/c": "x"}))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("bad.json: [\"https://h/o/c\"]: expected"),
+            "{err}"
+        );
+    }
+}

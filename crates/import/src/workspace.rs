@@ -129,7 +129,9 @@ impl Workspace {
 /// Splits `REPO[@REF]`: the `@` must come after the repository's last path
 /// separator (so `git@host:o/r` is a repository); a 40-hex ref is a commit.
 /// Returns (repo, ref, commit).
-pub fn parse_repo_at(given: &str) -> Result<(String, Option<String>, Option<String>), ImportError> {
+pub(crate) fn parse_repo_at(
+    given: &str,
+) -> Result<(String, Option<String>, Option<String>), ImportError> {
     let tail_start = given.rfind(['/', ':']).map(|i| i + 1).unwrap_or(0);
     let (repo, rev) = match given[tail_start..].rfind('@') {
         Some(i) => (&given[..tail_start + i], Some(&given[tail_start + i + 1..])),
