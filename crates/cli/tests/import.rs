@@ -75,6 +75,13 @@ impl Env {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import");
         let mut text = std::fs::read_to_string(here.join(name)).unwrap();
         text = text.replace("@REMOTES@", self.remotes().to_str().unwrap());
+        let model_url = self
+            .world
+            .server
+            .as_ref()
+            .unwrap()
+            .url("/m/tiny.safetensors");
+        text = text.replace("@MODEL_URL@", &model_url);
         for (repo, commit) in &self.repos {
             text = text.replace(&format!("@COMMIT:{repo}@"), commit);
         }
@@ -434,6 +441,28 @@ fn migrate_schema1_and_old_lockfile() {
     // The lock matches the written spec: resolve has nothing to do.
     let (_, stderr) = ok(&env.run(&["resolve", "legacy-one"]));
     assert!(stderr.contains("lock unchanged"), "{stderr}");
+    // It realizes (with the test's package index standing in for PyPI).
+    let mut spec = env.spec("legacy-one");
+    spec["python"] = json!({"index_url": env.world.server.as_ref().unwrap().url("/simple")});
+    std::fs::write(
+        env.spec_path("legacy-one"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
+    ok(&env.run(&["realize", "legacy-one"]));
+    let home = env.world.home("legacy-one");
+    assert!(home.join("custom_nodes/hello_pack/__init__.py").exists());
+    assert!(home.join("custom_nodes/pack_b/__init__.py").exists());
+    let linked = std::fs::read(home.join("models/checkpoints/tiny.safetensors"))
+        .or_else(|_| {
+            std::fs::read(
+                env.world
+                    .root
+                    .join("cache/models/checkpoints/tiny.safetensors"),
+            )
+        })
+        .unwrap();
+    assert_eq!(linked, b"not really a model");
 
     // The id comes from the file name's tag; `v1` is taken in this world.
     let lockfile = env.fixture("comfy-v1.lock.json");
