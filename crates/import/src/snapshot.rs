@@ -61,11 +61,18 @@ pub fn import_snapshot(
 
     let (repo, git_ref, _) = parse_repo_at(opts.comfy.as_deref().unwrap_or(DEFAULT_COMFY_REPO))?;
     let comfy = match top.get("comfyui") {
-        Some(Value::String(c)) if is_full_commit(c) => ComfyCore {
-            repo,
-            git_ref: None,
-            commit: Some(c.to_ascii_lowercase()),
-        },
+        Some(Value::String(c)) if is_full_commit(c) => {
+            if let Some(r) = &git_ref {
+                notes.push(format!(
+                    "the snapshot's core commit wins over `@{r}` given with --comfy"
+                ));
+            }
+            ComfyCore {
+                repo,
+                git_ref: None,
+                commit: Some(c.to_ascii_lowercase()),
+            }
+        }
         None | Some(Value::Null) => {
             notes.push(format!(
                 "the snapshot records no ComfyUI commit: the core follows {}",
