@@ -361,3 +361,51 @@ pub fn export_snapshot(ws: &Workspace, id: &str) -> Result<Value, ImportError> {
         "pips": pips,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_form_is_unwrapped_and_other_json_refused() {
+        let wrapped = json!({"custom_nodes": {"comfyui": null, "git_custom_nodes": {}}});
+        let top = snapshot_object(Path::new("s.json"), &wrapped).unwrap();
+        assert!(top.contains_key("git_custom_nodes"));
+        let err = snapshot_object(Path::new("s.json"), &json!({"nodes": []})).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("s.json: $: expected a ComfyUI-Manager snapshot")
+        );
+    }
+
+    #[test]
+    fn pips_go_where_asked() {
+        let top = json!({"pips": {
+            "numpy==1.26.4": "",
+            "ffmpy": "git+https://git.example/o/ffmpy.git@f000737698b387ffaeab7cd871b0e9185811230d",
+            "mine": "file:///home/u/mine.whl"
+        }});
+        let top = top.as_object().unwrap();
+        let mut notes = vec![];
+        let py = pips(Path::new("s"), top, PipsAs::Constraints, &mut notes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(py.constraints, ["numpy==1.26.4"]);
+        assert_eq!(
+            py.requirements,
+            [
+                "ffmpy @ git+https://git.example/o/ffmpy.git@f000737698b387ffaeab7cd871b0e9185811230d"
+            ]
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let py = pips(Path::new("s"), top, PipsAs::Requirements, &mut vec![])
+            .unwrap()
+            .unwrap();
+        assert_eq!(py.requirements[0], "numpy==1.26.4");
+        assert!(
+            pips(Path::new("s"), top, PipsAs::Skip, &mut vec![])
+                .unwrap()
+                .is_none()
+        );
+    }
+}
