@@ -667,6 +667,23 @@ fn edits_keep_formatting_validate_and_refuse_bad_input_untouched() {
     let err = fails(&env.run(&["new", "fresh"]));
     assert!(err.contains("already exists"), "{err}");
 
+    // A worker's COMFY_HOME does not get in the way of `remove node`.
+    ok(&env.run(&["add", "node", "hand2", &pack_b]));
+    let out = comfyver_testkit::cli::comfyver_command(
+        bin(),
+        &env.world.root.join("cache"),
+        &env.world.root.join("versions"),
+    )
+    .args(["remove", "node", "hand2", "pack_b"])
+    .env("COMFY_HOME", env.world.root.join("some-home"))
+    .output()
+    .unwrap();
+    ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(env.spec_path("hand2")).unwrap(),
+        copied
+    );
+
     // `remove <id>` still removes a version's home.
     let home = env.world.home("fresh");
     std::fs::create_dir_all(&home).unwrap();

@@ -65,8 +65,12 @@ pub enum AddWhat {
 pub struct RemoveCommand {
     #[command(subcommand)]
     pub what: Option<RemoveWhat>,
-    #[command(flatten)]
-    pub home: Option<realize::RemoveArgs>,
+    /// The version id whose home to delete.
+    #[arg(required = true)]
+    pub id: Option<String>,
+    /// The version's home (default as for `realize`).
+    #[arg(long, value_name = "DIR", env = "COMFY_HOME")]
+    pub home: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,14 +150,17 @@ pub fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn remove(ctx: &Ctx, args: RemoveCommand) -> anyhow::Result<ExitCode> {
-    let w = match (args.what, args.home) {
+    let w = match (args.what, args.id) {
         (Some(RemoveWhat::Node { id, name }), _) => {
             comfyver_import::remove_node(&workspace(ctx)?, &id, &name)?
         }
         (Some(RemoveWhat::Model { id, name }), _) => {
             comfyver_import::remove_model(&workspace(ctx)?, &id, &name)?
         }
-        (None, Some(home)) => return realize::remove(ctx, home),
+        (None, Some(id)) => {
+            let home = args.home;
+            return realize::remove(ctx, realize::RemoveArgs { id, home });
+        }
         (None, None) => anyhow::bail!(
             "say what to remove: `comfyver remove <id>` (a version's home), `remove node <id> <name>` or `remove model <id> <name>`"
         ),
