@@ -92,14 +92,27 @@ pub enum Command {
     Realize(commands::realize::RealizeArgs),
     /// Check a realized home against its lock (commits, links, models, packages).
     Verify(commands::realize::VerifyArgs),
-    /// Delete a version's home (never anything in the shared caches).
-    Remove(commands::realize::RemoveArgs),
+    /// Delete a version's home (never anything in the shared caches), or
+    /// `remove node|model ID NAME` from a spec.
+    Remove(commands::edit::RemoveCommand),
     /// Remove node checkouts, mirrors and models no lock references (dry run unless --yes).
     Gc(commands::realize::GcArgs),
     /// Run a workflow on a version: resolve, realize, start ComfyUI, run, stop.
     Run(commands::run::RunArgs),
     /// Smoke-test a version with a workflow (`--expect-outputs N`).
     Test(commands::run::TestArgs),
+    /// Write a new version spec with the core only.
+    New(commands::edit::NewArgs),
+    /// Add a custom node (`add node ID REPO[@REF]`) or a model (`add model ID URL`) to a spec.
+    Add(commands::edit::AddArgs),
+    /// Start a new version from an existing one.
+    Copy(commands::edit::CopyArgs),
+    /// A version from a ComfyUI-Manager snapshot, or a workflow's packs into a version.
+    Import(commands::import::ImportArgs),
+    /// A version's lock as a ComfyUI-Manager snapshot.
+    Export(commands::import::ExportArgs),
+    /// A schema 1 spec or an old per-tag lockfile → a schema 2 spec and its lock.
+    Migrate(commands::import::MigrateArgs),
     /// The original plan's spelling: `handler run --version-id <id> --workflow <wf>`.
     #[command(hide = true)]
     Handler(commands::run::HandlerArgs),

@@ -4,6 +4,7 @@
 //!   ComfyUI core, custom nodes, models and the Python environment of one version.
 //!   [`load_spec`] / [`parse_spec`] parse it with line/column syntax errors and
 //!   validate it, returning *every* problem at once with its JSON path.
+//!   [`SpecDocument`] edits a spec's text in place, keeping its formatting.
 //! - [`ResolvedLock`]: the resolved lock, with every ref pinned to a full commit,
 //!   serialized deterministically.
 //!
@@ -12,6 +13,7 @@
 //! ComfyUI's model folders ([`model_folders`]) and safe path names ([`names`]).
 
 mod digest;
+mod edit;
 mod error;
 mod lock;
 pub mod model_folders;
@@ -26,6 +28,7 @@ mod validate;
 mod version;
 
 pub use digest::{Digest, digest_json};
+pub use edit::{EditError, SpecDocument};
 pub use error::{Issue, SpecError};
 pub use lock::{LOCK_VERSION, LockParseError, LockedModel, LockedPython, LockedRepo, ResolvedLock};
 pub use model_source::{ModelSource, ModelSourceError, hf_endpoint, host_of};

@@ -111,11 +111,9 @@ fn schema_version(top: &Map<String, Value>, r: &mut Report) -> bool {
         Some(Value::Number(n)) if n.as_u64() == Some(1) => {
             r.error(
                 "schema_version",
-                "schema_version 1 is no longer read. Migrate by hand: set \"schema_version\": 2, \
-                 describe the core as \"comfy\": {\"repo\", \"ref\"}, each node as \
-                 {\"repo\", \"ref\"} in \"custom_nodes\" and each model as \
-                 {\"source\", \"target_subdir\"} in \"models\"; commits are resolved into the lock \
-                 by `comfyver resolve` (see docs/spec.md, \"Migrating from schema 1\")",
+                "schema_version 1 is no longer read: run `comfyver migrate <this file>` to write it \
+                 as a schema 2 spec with its resolved lock (it reports what could not be carried \
+                 over; see docs/create_version.md, \"Migrating\")",
             );
             false
         }

@@ -1,5 +1,7 @@
 //! One module per command group.
 
+pub mod edit;
+pub mod import;
 pub mod list;
 pub mod models;
 pub mod nodes;
@@ -27,10 +29,16 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Models(args) => models::run(ctx, args),
         Command::Realize(args) => realize::realize(ctx, args),
         Command::Verify(args) => realize::verify(ctx, args),
-        Command::Remove(args) => realize::remove(ctx, args),
+        Command::Remove(args) => edit::remove(ctx, args),
         Command::Gc(args) => realize::gc(ctx, args),
         Command::Run(args) => run::run(ctx, args),
         Command::Test(args) => run::test(ctx, args),
+        Command::New(args) => edit::new(ctx, args),
+        Command::Add(args) => edit::add(ctx, args),
+        Command::Copy(args) => edit::copy(ctx, args),
+        Command::Import(args) => import::import(ctx, args),
+        Command::Export(args) => import::export(ctx, args),
+        Command::Migrate(args) => import::migrate(ctx, args),
         Command::Handler(args) => run::handler(ctx, args),
     }
 }

@@ -1,0 +1,165 @@
+//! `comfyver import snapshot|workflow`, `export snapshot` and `migrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use comfyver_import::{PipsAs, SnapshotOptions, WorkflowOptions};
+use serde_json::json;
+
+use crate::commands::edit::{print_written, workspace};
+use crate::context::Ctx;
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub what: ImportWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportWhat {
+    /// A ComfyUI-Manager snapshot → a new version pinned to the same commits.
+    Snapshot {
+        /// The snapshot (JSON, as `save-snapshot` writes it).
+        file: PathBuf,
+        /// The new version's id.
+        #[arg(long)]
+        id: String,
+        /// The core repository as REPO[@REF] (the snapshot records only the commit).
+        #[arg(long, value_name = "REPO[@REF]")]
+        comfy: Option<String>,
+        /// A local custom-node-list.json or extension-node-map.json mapping registry
+        /// ids to repositories (repeatable).
+        #[arg(long, value_name = "FILE")]
+        node_map: Vec<PathBuf>,
+        /// Where the snapshot's `pips` go.
+        #[arg(long, value_enum, default_value_t = PipsArg::Constraints)]
+        pips: PipsArg,
+    },
+    /// The packs a UI-format workflow needs → added to a version.
+    Workflow {
+        /// The workflow (the frontend's Save, not Export (API)).
+        file: PathBuf,
+        /// The version to add them to.
+        #[arg(long)]
+        into: String,
+        /// A local custom-node-list.json or extension-node-map.json (repeatable).
+        #[arg(long, value_name = "FILE")]
+        node_map: Vec<PathBuf>,
+        /// The base URL an `aux_id` (owner/repo) is appended to.
+        #[arg(long, value_name = "URL", default_value = "https://github.com")]
+        aux_base: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PipsArg {
+    /// `name==version` pins become python.constraints (URLs become requirements).
+    Constraints,
+    /// Every entry becomes a python requirement.
+    Requirements,
+    /// Ignore them.
+    Skip,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub what: ExportWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportWhat {
+    /// A ComfyUI-Manager snapshot of a version's lock, on stdout.
+    Snapshot {
+        /// The version id (resolved).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// A schema 1 spec or an old `lockfiles/comfy-<tag>.lock.json`.
+    pub file: PathBuf,
+    /// The new version's id [default: the file's version_id, else its tag or stem].
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The core repository when the old file records only a commit.
+    #[arg(long, value_name = "REPO")]
+    pub comfy: Option<String>,
+}
+
+pub fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let ws = workspace(ctx)?;
+    match args.what {
+        ImportWhat::Snapshot {
+            file,
+            id,
+            comfy,
+            node_map,
+            pips,
+        } => {
+            let opts = SnapshotOptions {
+                comfy,
+                node_maps: node_map,
+                pips: match pips {
+                    PipsArg::Constraints => PipsAs::Constraints,
+                    PipsArg::Requirements => PipsAs::Requirements,
+                    PipsArg::Skip => PipsAs::Skip,
+                },
+            };
+            let w = comfyver_import::import_snapshot(&ws, &file, &id, &opts)?;
+            print_written(ctx, &w);
+        }
+        ImportWhat::Workflow {
+            file,
+            into,
+            node_map,
+            aux_base,
+        } => {
+            let opts = WorkflowOptions {
+                node_maps: node_map,
+                aux_base,
+            };
+            let (w, missing) = comfyver_import::import_workflow(&ws, &file, &into, &opts)?;
+            if ctx.json {
+                ctx.out.json(&json!({
+                    "version_id": w.spec.version_id, "path": w.path, "changed": w.changed,
+                    "done": w.done, "notes": w.notes, "missing_models": missing,
+                }));
+                return Ok(ExitCode::SUCCESS);
+            }
+            print_written(ctx, &w);
+            for m in &missing {
+                let folder = m.folder.as_deref().unwrap_or("?");
+                let hint = match &m.url {
+                    Some(u) => format!(": comfyver add model {into} {u} --to {folder}"),
+                    None => String::new(),
+                };
+                ctx.out.data(&format!(
+                    "missing model {folder}/{} (used by {}){hint}",
+                    m.name, m.node
+                ));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let ExportWhat::Snapshot { id } = args.what;
+    let snapshot = comfyver_import::export_snapshot(&workspace(ctx)?, &id)?;
+    ctx.out.json(&snapshot);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn migrate(ctx: &Ctx, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let w = comfyver_import::migrate(
+        &workspace(ctx)?,
+        &args.file,
+        args.id.as_deref(),
+        args.comfy.as_deref(),
+    )?;
+    print_written(ctx, &w);
+    Ok(ExitCode::SUCCESS)
+}
