@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         commands::run(&ctx, args.command)
     }));
     match outcome {
-        Ok(Ok(code)) => code,
+        Ok(Ok(exit)) => exit.into(),
         Ok(Err(err)) => diagnostics::report(&err, args.global.color).into(),
         Err(_) => {
             eprintln!(

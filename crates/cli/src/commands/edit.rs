@@ -1,14 +1,13 @@
 //! `comfyver new`, `add node|model`, `remove node|model` (and `remove <id>`,
 //! which deletes a home) and `copy`: editing specs in place.
 
-use std::process::ExitCode;
-
 use clap::{Args, Subcommand};
 use comfyver_import::{Preview, Workspace, Written};
 use serde_json::json;
 
 use crate::commands::realize;
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
@@ -108,7 +107,7 @@ pub(crate) fn workspace(ctx: &Ctx) -> anyhow::Result<Workspace> {
     })
 }
 
-pub fn new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<ExitCode> {
+pub fn new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Exit> {
     let w = comfyver_import::new_version(
         &workspace(ctx)?,
         &args.id,
@@ -116,10 +115,10 @@ pub fn new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<ExitCode> {
         args.description.as_deref(),
     )?;
     print_written(ctx, &w);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<ExitCode> {
+pub fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<Exit> {
     let ws = workspace(ctx)?;
     let w = match args.what {
         AddWhat::Node { id, repo, name } => {
@@ -141,10 +140,10 @@ pub fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<ExitCode> {
         )?,
     };
     print_written(ctx, &w);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn remove(ctx: &Ctx, args: RemoveCommand) -> anyhow::Result<ExitCode> {
+pub fn remove(ctx: &Ctx, args: RemoveCommand) -> anyhow::Result<Exit> {
     let w = match (args.what, args.id) {
         (Some(RemoveWhat::Node { id, name }), _) => {
             comfyver_import::remove_node(&workspace(ctx)?, &id, &name)?
@@ -161,13 +160,13 @@ pub fn remove(ctx: &Ctx, args: RemoveCommand) -> anyhow::Result<ExitCode> {
         ),
     };
     print_written(ctx, &w);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn copy(ctx: &Ctx, args: CopyArgs) -> anyhow::Result<ExitCode> {
+pub fn copy(ctx: &Ctx, args: CopyArgs) -> anyhow::Result<Exit> {
     let w = comfyver_import::copy_version(&workspace(ctx)?, &args.id, &args.new)?;
     print_written(ctx, &w);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// What a write did, the notes, and what `resolve` would change.

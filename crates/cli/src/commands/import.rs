@@ -1,7 +1,6 @@
 //! `comfyver import snapshot|workflow`, `export snapshot` and `migrate`.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use comfyver_import::{PipsAs, SnapshotOptions, WorkflowOptions};
@@ -9,6 +8,7 @@ use serde_json::json;
 
 use crate::commands::edit::{print_written, workspace};
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -89,7 +89,7 @@ pub struct MigrateArgs {
     pub comfy: Option<String>,
 }
 
-pub fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<ExitCode> {
+pub fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
     let ws = workspace(ctx)?;
     match args.what {
         ImportWhat::Snapshot {
@@ -127,7 +127,7 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<ExitCode> {
                     "version_id": w.spec.version_id, "path": w.path, "changed": w.changed,
                     "done": w.done, "notes": w.notes, "missing_models": missing,
                 }));
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Exit::Success);
             }
             print_written(ctx, &w);
             for m in &missing {
@@ -143,17 +143,17 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<Exit> {
     let ExportWhat::Snapshot { id } = args.what;
     let snapshot = comfyver_import::export_snapshot(&workspace(ctx)?, &id)?;
     ctx.out.json(&snapshot);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn migrate(ctx: &Ctx, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+pub fn migrate(ctx: &Ctx, args: MigrateArgs) -> anyhow::Result<Exit> {
     let w = comfyver_import::migrate(
         &workspace(ctx)?,
         &args.file,
@@ -161,5 +161,5 @@ pub fn migrate(ctx: &Ctx, args: MigrateArgs) -> anyhow::Result<ExitCode> {
         args.comfy.as_deref(),
     )?;
     print_written(ctx, &w);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,12 +1,11 @@
 //! `comfyver list`.
 
-use std::process::ExitCode;
-
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 
-pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
     let mut rows = Vec::new();
     let mut invalid = 0;
     for path in ctx.all_spec_paths()? {
@@ -56,9 +55,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if invalid > 0 {
-        ExitCode::from(1)
+        Exit::Failure
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     })
 }
 

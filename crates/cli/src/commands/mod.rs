@@ -12,13 +12,12 @@ pub mod schema;
 pub mod show;
 pub mod validate;
 
-use std::process::ExitCode;
-
 use crate::cli::Command;
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 
 /// Runs one command.
-pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Validate(args) => validate::run(ctx, args),
         Command::List => list::run(ctx),

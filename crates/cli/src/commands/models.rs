@@ -1,6 +1,5 @@
 //! `comfyver models fetch|verify|list|gc`: the shared model store.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -12,6 +11,7 @@ use comfyver_spec::{LockedModel, ResolvedLock};
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 use crate::pipeline;
 use crate::progress::Bars;
 
@@ -71,7 +71,7 @@ pub struct GcArgs {
     pub force: bool,
 }
 
-pub fn run(ctx: &Ctx, args: ModelsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: ModelsArgs) -> anyhow::Result<Exit> {
     match args.command {
         ModelsCommand::Fetch(a) => fetch(ctx, a),
         ModelsCommand::Verify(a) => verify(ctx, a),
@@ -105,7 +105,7 @@ fn status_text(s: &FetchStatus) -> String {
     }
 }
 
-fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<ExitCode> {
+fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<Exit> {
     let models = version_models(ctx, &args.id)?;
     let opts = FetchOptions {
         jobs: ctx.jobs,
@@ -143,7 +143,7 @@ fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<ExitCode> {
                 .data(&format!("{:<50} {}", m.path, status_text(&m.status)));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 fn verify_text(s: &VerifyStatus) -> String {
@@ -160,7 +160,7 @@ fn verify_text(s: &VerifyStatus) -> String {
     }
 }
 
-fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
     let models = version_models(ctx, &args.id)?;
     let reports = verify_models(&models, &ctx.layout, args.rehash)?;
     let problems = reports.iter().filter(|r| r.status.is_problem()).count();
@@ -181,12 +181,12 @@ fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             "{problems} model(s) missing or wrong; run `comfyver models fetch {}` (remove a wrong file first)",
             args.id
         ));
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::Failure);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
     let entries = list_store(&ctx.layout)?;
     if ctx.json {
         let list: Vec<_> = entries
@@ -203,7 +203,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .collect();
         ctx.out
             .json(&json!({"models_dir": ctx.layout.models_dir(), "models": list}));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     for e in &entries {
         let source = e
@@ -220,10 +220,10 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         entries.iter().map(|e| e.size).sum::<u64>(),
         ctx.layout.models_dir().display()
     ));
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
+fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<Exit> {
     let referenced = pipeline::references(ctx, args.force)?.models();
     let plan = gc_plan(&ctx.layout, &referenced)?;
     let freed = if args.yes {
@@ -241,7 +241,7 @@ fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
         ctx.out.json(
             &json!({"removed": args.yes, "items": items, "bytes": plan.bytes(), "freed": freed}),
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     for i in plan.files.iter().chain(&plan.partials) {
         ctx.out.data(&format!("{:<50} {:>14}", i.path, i.size));
@@ -256,5 +256,5 @@ fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
             plan.bytes()
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,7 +1,6 @@
 //! `comfyver nodes fetch|list`: the node cache (git mirrors and checkouts).
 
 use std::collections::BTreeMap;
-use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use comfyver_nodes::{NodesOptions, fill_caches};
@@ -9,6 +8,7 @@ use comfyver_spec::RepoUrl;
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 use crate::output::human_bytes;
 use crate::pipeline;
 use crate::progress::{StatusLines, short};
@@ -37,14 +37,14 @@ pub struct FetchArgs {
     pub id: String,
 }
 
-pub fn run(ctx: &Ctx, args: NodesArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: NodesArgs) -> anyhow::Result<Exit> {
     match args.command {
         NodesCommand::Fetch(a) => fetch(ctx, a),
         NodesCommand::List => list(ctx),
     }
 }
 
-fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<ExitCode> {
+fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<Exit> {
     let lock = pipeline::lock_for_id(ctx, &args.id)?;
     let opts = NodesOptions {
         jobs: ctx.jobs,
@@ -68,10 +68,10 @@ fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<ExitCode> {
             ctx.layout.custom_nodes_dir().display()
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
     let users = users_by_entry(ctx)?;
     let mut rows = Vec::new();
     for entry in comfyver_nodes::cache_entries(&ctx.layout)? {
@@ -86,7 +86,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     rows.sort_by(|a, b| a["entry"].as_str().cmp(&b["entry"].as_str()));
     if ctx.json {
         ctx.out.json(&json!(rows));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     ctx.out.data(&format!(
         "{:<60} {:<10} {:>10}  VERSIONS",
@@ -113,7 +113,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             }
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// `<slug>@<commit>` → the ids of the resolved versions whose lock uses it

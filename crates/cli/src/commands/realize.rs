@@ -1,12 +1,11 @@
 //! `comfyver realize`, `verify`, `remove` and `gc`: version homes on disk.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use serde_json::json;
 
 use crate::context::Ctx;
 use crate::diagnostics;
+use crate::diagnostics::Exit;
 use crate::output::human_bytes;
 use crate::pipeline::{self, RealizeFlags};
 use crate::progress::{RealizeProgress, short};
@@ -55,7 +54,7 @@ pub struct GcArgs {
     pub force: bool,
 }
 
-pub fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<ExitCode> {
+pub fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<Exit> {
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
     if args.dry_run {
         return dry_run(ctx, &loaded, &args.flags);
@@ -86,14 +85,14 @@ pub fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<ExitCode> {
         ));
         ctx.out.data(&realized.home.root().display().to_string());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 fn dry_run(
     ctx: &Ctx,
     loaded: &comfyver_spec::Loaded,
     flags: &RealizeFlags,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Exit> {
     // The lock: the current one when it matches, else what resolving would give.
     let opts = comfyver_resolver::ResolveOptions {
         dry_run: true,
@@ -115,7 +114,7 @@ fn dry_run(
     let plan = comfyver_realize::plan(&req)?;
     if ctx.json {
         ctx.out.json(&serde_json::to_value(&plan)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     let o = &ctx.out;
     o.data(&format!(
@@ -184,10 +183,10 @@ fn dry_run(
         (None, Some(note)) => o.data(&format!("python    {note}")),
         (None, None) => {}
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
     let loaded = ctx.load(&args.id)?;
     let Some(lock) = comfyver_resolver::read_lock(&ctx.layout, &loaded.spec.version_id)? else {
         anyhow::bail!(
@@ -215,13 +214,13 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         diagnostics::hint(&format!("`comfyver realize {}` repairs the home", args.id));
     }
     Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
+        Exit::Success
     } else {
-        ExitCode::from(1)
+        Exit::Failure
     })
 }
 
-pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<ExitCode> {
+pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<Exit> {
     if let Some(reason) = comfyver_spec::names::version_id_reason(&args.id) {
         anyhow::bail!("`{}` is not a version id: {reason}", args.id);
     }
@@ -234,10 +233,10 @@ pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<ExitCode> {
             home.root().display()
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
+pub fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<Exit> {
     let refs = pipeline::references(ctx, args.force)?;
     let plan = comfyver_realize::gc_plan(&ctx.layout, &refs)?;
     for e in &plan.nodes.unused {
@@ -261,11 +260,11 @@ pub fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
             "would free {} (dry run; pass --yes to delete)",
             human_bytes(plan.bytes())
         ));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     // Asked again under each entry's lock: a realize may have started using it.
     let current = || pipeline::references(ctx, args.force).ok();
     let freed = comfyver_realize::gc_apply(&ctx.layout, &plan, &current)?;
     ctx.out.info(&format!("freed {}", human_bytes(freed)));
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

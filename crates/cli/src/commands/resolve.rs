@@ -1,7 +1,5 @@
 //! `comfyver resolve <id>...|--all [--update [NAME]]... [--locked] [--dry-run] [--jobs N]`.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use comfyver_resolver::{
     EntryOutcome, LockChange, Reporter, ResolveError, ResolveOptions, ResolveOutcome, UpdatePolicy,
@@ -9,6 +7,7 @@ use comfyver_resolver::{
 use serde_json::{Value, json};
 
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 use crate::diagnostics::Failures;
 use crate::output::Printer;
 
@@ -52,7 +51,7 @@ impl Reporter for Progress<'_> {
     }
 }
 
-pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<Exit> {
     let targets = ctx.targets(&args.ids, args.all)?;
     let update = match &args.update {
         None => UpdatePolicy::None,
@@ -94,13 +93,13 @@ pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<ExitCode> {
     if ctx.json {
         ctx.out.json(&json!({"versions": reports}));
         return Ok(if failures.is_empty() {
-            ExitCode::SUCCESS
+            Exit::Success
         } else {
-            ExitCode::from(1)
+            Exit::Failure
         });
     }
     match failures.len() {
-        0 => Ok(ExitCode::SUCCESS),
+        0 => Ok(Exit::Success),
         1 if targets.len() == 1 => Err(failures.remove(0).1),
         _ => Err(Failures {
             summary: format!(

@@ -2,7 +2,6 @@
 //! path) → start ComfyUI → run one job → stop.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -13,6 +12,7 @@ use comfyver_handler::{
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 use crate::pipeline::{self, RealizeFlags};
 use crate::progress::{JobProgress, RealizeProgress};
 
@@ -108,7 +108,7 @@ pub enum HandlerCommand {
     },
 }
 
-pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
     let invoked = Instant::now();
     let outcome = match execute(ctx, &args, invoked) {
         Ok(outcome) => outcome,
@@ -122,7 +122,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     match result {
         Ok(output) => {
             ctx.out.json(&with_failed_packs(output.to_json(), &packs));
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
         Err(err) => {
             ctx.out.json(&with_failed_packs(err.to_job_json(), &packs));
@@ -131,7 +131,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<ExitCode> {
+pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
     let invoked = Instant::now();
     let (result, packs) = execute(ctx, &args.run, invoked)?;
     let output = match result {
@@ -171,10 +171,10 @@ pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<ExitCode> {
             invoked.elapsed()
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<ExitCode> {
+pub fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<Exit> {
     match args.command {
         HandlerCommand::Run {
             version_id,

@@ -1,10 +1,9 @@
 //! `comfyver schema`.
 
-use std::process::ExitCode;
-
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 
-pub fn run(_ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(_ctx: &Ctx) -> anyhow::Result<Exit> {
     print!("{}", comfyver_spec::spec_json_schema());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,11 +1,10 @@
 //! `comfyver show <id>`.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -13,7 +12,7 @@ pub struct ShowArgs {
     pub id: String,
 }
 
-pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<Exit> {
     let loaded = ctx.load(&args.id)?;
     let spec = &loaded.spec;
     let lock = comfyver_resolver::read_lock(&ctx.layout, &spec.version_id)?;
@@ -23,7 +22,7 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<ExitCode> {
         v["lock"] = serde_json::to_value(&lock)?;
         v["lock_current"] = lock.as_ref().is_some_and(|l| l.matches(spec)).into();
         ctx.out.json(&v);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     let o = &ctx.out;
     o.data(&format!("version   {}", spec.version_id));
@@ -76,7 +75,7 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 fn pin(r: Option<&str>, c: Option<&str>) -> String {

@@ -1,11 +1,10 @@
 //! `comfyver validate [<id>...|--all]`.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::diagnostics::Exit;
 use crate::diagnostics::Failures;
 
 #[derive(Debug, Args)]
@@ -18,7 +17,7 @@ pub struct ValidateArgs {
     pub all: bool,
 }
 
-pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<Exit> {
     let targets = ctx.targets(&args.ids, args.all)?;
     let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
     let mut reports = Vec::new();
@@ -56,13 +55,13 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if ctx.json {
         ctx.out.json(&json!(reports));
         return Ok(if failures.is_empty() {
-            ExitCode::SUCCESS
+            Exit::Success
         } else {
-            ExitCode::from(1)
+            Exit::Failure
         });
     }
     match failures.len() {
-        0 => Ok(ExitCode::SUCCESS),
+        0 => Ok(Exit::Success),
         1 if targets.len() == 1 => Err(failures.remove(0).1),
         n => Err(Failures {
             summary: format!("{n} of {} spec(s) invalid", targets.len()),
