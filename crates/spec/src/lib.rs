@@ -5,7 +5,7 @@
 //!   [`load_spec`] / [`parse_spec`] parse it with line/column syntax errors and
 //!   validate it, returning *every* problem at once with its JSON path.
 //! - [`ResolvedLock`]: the resolved lock, with every ref pinned to a full commit,
-//!   serialized deterministically.
+//!   serialized deterministically; [`lock_diff`] compares two of them.
 //!
 //! It also owns the rules that several stages must agree on: repository URL
 //! normalization and cache slugs ([`RepoUrl`]), model sources ([`ModelSource`]),
@@ -14,6 +14,7 @@
 mod digest;
 mod error;
 mod lock;
+mod lock_diff;
 pub mod model_folders;
 mod model_source;
 pub mod names;
@@ -28,6 +29,7 @@ mod version;
 pub use digest::{Digest, digest_json};
 pub use error::{Issue, SpecError};
 pub use lock::{LOCK_VERSION, LockParseError, LockedModel, LockedPython, LockedRepo, ResolvedLock};
+pub use lock_diff::{Change, LockDiff, lock_diff};
 pub use model_source::{HF_ENDPOINT_ENV, ModelSource, ModelSourceError, hf_endpoint, host_of};
 pub use parse::{Loaded, load_spec, parse_spec};
 pub use repo_url::{RepoUrl, RepoUrlError, redact};
