@@ -34,6 +34,16 @@ pub struct ComfyEnv {
     pub version_id: String,
 }
 
+impl ComfyEnv {
+    /// Whether this ComfyUI defines the command-line flag `flag` (such as
+    /// `--deterministic`, which older pins lack and would refuse): its
+    /// `comfy/cli_args.py` declares it.
+    pub fn accepts_flag(&self, flag: &str) -> bool {
+        std::fs::read_to_string(self.core_dir.join("comfy").join("cli_args.py"))
+            .is_ok_and(|text| text.contains(&format!("\"{flag}\"")))
+    }
+}
+
 /// How to start ComfyUI.
 #[derive(Debug, Clone)]
 pub struct StartOptions {

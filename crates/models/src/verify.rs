@@ -72,6 +72,40 @@ pub fn verify_models(
     Ok(out)
 }
 
+/// What the store holds for `m` right now, as a locked entry: its size and
+/// checksums (from the index when the file is unchanged since it was
+/// indexed, else hashed now; nothing is written). `None` when the file is
+/// not in the store.
+pub fn actual_model(
+    layout: &CacheLayout,
+    m: &LockedModel,
+) -> Result<Option<LockedModel>, ModelsError> {
+    let dest = model_file(layout.models_dir(), m)?;
+    let meta = match std::fs::metadata(&dest) {
+        Ok(meta) if meta.is_file() => meta,
+        _ => return Ok(None),
+    };
+    let index = Index::read(layout.models_dir()).unwrap_or_default();
+    let key = source_key(&m.source);
+    let fresh = index.models.get(&m.path).filter(|e| {
+        e.key == key && e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) && e.sha256.is_some()
+    });
+    let (sha256, blake3) = match fresh {
+        Some(e) => (e.sha256.clone(), e.blake3.clone()),
+        None => {
+            let d = hash_file(&dest, true)?;
+            (d.sha256, d.blake3)
+        }
+    };
+    Ok(Some(LockedModel {
+        source: m.source.clone(),
+        path: m.path.clone(),
+        sha256,
+        blake3: Some(blake3),
+        size: Some(meta.len()),
+    }))
+}
+
 fn verify_one(
     layout: &CacheLayout,
     index: &Index,

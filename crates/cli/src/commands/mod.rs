@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod diff;
 pub mod list;
 pub mod models;
 pub mod nodes;
@@ -29,6 +30,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => realize::verify(ctx, args),
         Command::Remove(args) => realize::remove(ctx, args),
         Command::Gc(args) => realize::gc(ctx, args),
+        Command::Diff(args) => diff::run(ctx, args),
         Command::Run(args) => run::run(ctx, args),
         Command::Test(args) => run::test(ctx, args),
         Command::Handler(args) => run::handler(ctx, args),
