@@ -200,9 +200,10 @@ fn recorded_output_hashes_match_twice_then_name_the_output_a_changed_input_chang
     let wf = wf.to_str().unwrap();
     let first = w.root.join("hashes.json");
     let again = w.root.join("hashes-again.json");
-    ok(&comfyver(
+    let out = comfyver(
         &w,
         &[
+            "-v",
             "test",
             "v1",
             "--workflow",
@@ -210,7 +211,13 @@ fn recorded_output_hashes_match_twice_then_name_the_output_a_changed_input_chang
             "--record",
             first.to_str().unwrap(),
         ],
-    ));
+    );
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("ComfyUI gets --deterministic"),
+        "{}",
+        text(&out.stderr)
+    );
     let recorded: Value = serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
     assert_eq!(recorded["format"], "comfyver-output-hashes");
     let ids: Vec<&str> = recorded["outputs"]
@@ -222,8 +229,8 @@ fn recorded_output_hashes_match_twice_then_name_the_output_a_changed_input_chang
     assert_eq!(ids, ["2/images/0", "3/text/0", "4/text/0"], "{recorded}");
     assert!(recorded["outputs"][0]["pixels"].is_string(), "{recorded}");
 
-    // With --disable-metadata the files themselves are identical from run to
-    // run (without it the PNG would carry the job's own prompt).
+    // Every start has --disable-metadata, so the files themselves are
+    // identical from run to run (else the PNG would carry the job's prompt).
     ok(&comfyver(
         &w,
         &[

@@ -329,8 +329,8 @@ mod tests {
             ("5", "text", OutputData::Text("new".into())),
         ]))
         .unwrap();
-        let got: Vec<(&str, &str, &str)> = expected
-            .compare(&other)
+        let mismatches = expected.compare(&other);
+        let got: Vec<(&str, &str, &str)> = mismatches
             .iter()
             .map(|m| (m.id.as_str(), m.change, m.compared))
             .collect();

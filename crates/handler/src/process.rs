@@ -429,8 +429,27 @@ fn identity(stats: Option<Value>, marker: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::identity;
+    use super::{ComfyEnv, identity};
     use serde_json::json;
+
+    #[test]
+    fn accepts_flag_reads_the_cores_own_argument_list() {
+        let env = |core_dir: std::path::PathBuf| ComfyEnv {
+            python: "python3".into(),
+            core_dir,
+            extra_model_paths: None,
+            env: Default::default(),
+            logs_dir: "logs".into(),
+            data_dir: "data".into(),
+            version_id: "v".into(),
+        };
+        let fake = env(comfyver_testkit::comfy::fake_core_dir());
+        assert!(fake.accepts_flag("--deterministic"));
+        assert!(fake.accepts_flag("--disable-metadata"));
+        assert!(!fake.accepts_flag("--no-such-flag"));
+        assert!(!fake.accepts_flag("--determ"), "a prefix is not the flag");
+        assert!(!env("/nonexistent".into()).accepts_flag("--deterministic"));
+    }
 
     #[test]
     fn identity_needs_our_marker_in_argv() {

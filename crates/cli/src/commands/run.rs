@@ -238,13 +238,22 @@ pub fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The ComfyUI flags that make outputs comparable by hash: no prompt
-/// metadata in files, and deterministic algorithms when the pin knows the flag.
-fn reproducible_args(env: &ComfyEnv, args: &mut Vec<String>) {
-    for flag in ["--disable-metadata", "--deterministic"] {
-        if env.accepts_flag(flag) && !args.iter().any(|a| a == flag) {
-            args.push(flag.to_string());
-        }
+/// The ComfyUI flags that make outputs comparable by hash, beyond the
+/// `--disable-metadata` every start gets: deterministic algorithms, when the
+/// pin knows the flag (older ones would refuse it).
+fn reproducible_args(ctx: &Ctx, env: &ComfyEnv, args: &mut Vec<String>) {
+    const FLAG: &str = "--deterministic";
+    if args.iter().any(|a| a == FLAG) {
+        return;
+    }
+    if env.accepts_flag(FLAG) {
+        ctx.out
+            .debug(&format!("hashing outputs: ComfyUI gets {FLAG}"));
+        args.push(FLAG.to_string());
+    } else {
+        ctx.out.debug(&format!(
+            "hashing outputs: this ComfyUI has no {FLAG}; outputs may vary with the device"
+        ));
     }
 }
 
@@ -283,7 +292,7 @@ fn execute(
     let before_start = invoked.elapsed();
     let mut extra_args = args.job.comfy_args.clone();
     if reproducible {
-        reproducible_args(&env, &mut extra_args);
+        reproducible_args(ctx, &env, &mut extra_args);
     }
     let start = StartOptions {
         gpu: args.job.gpu,
