@@ -183,7 +183,48 @@ fn diff_reports_equal_realizes_and_exactly_the_changed_node_package_and_model() 
         vec![("python".into(), "pyprojdep".into(), "added".into())]
     );
 
-    // Something that is neither: a clear error.
+    // A directory in custom_nodes/ that no lock names: ComfyUI loads it, so
+    // diff and verify both see it.
+    std::fs::create_dir_all(home2.join("custom_nodes/stray_pack")).unwrap();
+    let out = comfyver(&w, &["--json", "diff", "v1", h2]);
+    assert_eq!(
+        changes(&stdout_json(&out)),
+        vec![
+            ("node".into(), "stray_pack".into(), "added".into()),
+            ("python".into(), "pyprojdep".into(), "added".into())
+        ]
+    );
+    let out = comfyver(&w, &["verify", "v1", "--home", h2]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("custom_nodes/stray_pack: not in the lock"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("python"), "{stderr}");
+
+    // A home realized before homes recorded their lock: diff says what to
+    // do, and the (warm) realize it names adds the file.
+    std::fs::remove_file(home1.join(".comfyver/lock.json")).unwrap();
+    let out = comfyver(&w, &["diff", "v1", h1]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("run `comfyver realize`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = comfyver(&w, &["--json", "realize", "v1"]);
+    assert_eq!(stdout_json(&out)["warm"], true);
+    assert_eq!(comfyver(&w, &["diff", "v1", h1]).status.code(), Some(0));
+
+    // A directory that is no home, and something that is nothing: clear errors.
+    let out = comfyver(&w, &["diff", "v1", w.root.join("wheels").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not a realized comfyver home"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = comfyver(&w, &["diff", "v1", "no-such-version"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

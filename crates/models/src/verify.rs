@@ -74,7 +74,8 @@ pub fn verify_models(
 
 /// What the store holds for `m` right now, as a locked entry: its size and
 /// checksums (from the index when the file is unchanged since it was
-/// indexed, else hashed now; nothing is written). `None` when the file is
+/// indexed, with SHA-256 only when the index has it; else both hashed now;
+/// nothing is written). `None` when the file is
 /// not in the store.
 pub fn actual_model(
     layout: &CacheLayout,
@@ -87,9 +88,12 @@ pub fn actual_model(
     };
     let index = Index::read(layout.models_dir()).unwrap_or_default();
     let key = source_key(&m.source);
-    let fresh = index.models.get(&m.path).filter(|e| {
-        e.key == key && e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) && e.sha256.is_some()
-    });
+    // A fresh entry without SHA-256 (the spec asked for none) still gives
+    // BLAKE3: no multi-gigabyte file is hashed just to be described.
+    let fresh = index
+        .models
+        .get(&m.path)
+        .filter(|e| e.key == key && e.size == meta.len() && e.mtime_ns == mtime_ns(&meta));
     let (sha256, blake3) = match fresh {
         Some(e) => (e.sha256.clone(), e.blake3.clone()),
         None => {

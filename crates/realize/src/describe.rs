@@ -26,7 +26,7 @@ const NO_COMMIT: &str = "(no git HEAD)";
 /// does not name is described with its directory as the repository.
 pub fn describe_home(home: &Home, layout: &CacheLayout) -> Result<ResolvedLock, RealizeError> {
     if !home.root().is_dir() || !home.is_ours() {
-        return Err(RealizeError::NotOurs {
+        return Err(RealizeError::NotAHome {
             path: home.root().to_path_buf(),
         });
     }

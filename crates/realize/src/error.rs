@@ -24,6 +24,15 @@ pub enum RealizeError {
         /// The directory in the way.
         path: PathBuf,
     },
+    /// A directory named as a home is not one.
+    #[error(
+        "{path} is not a realized comfyver home (no .comfyver/ inside): name a home that \
+         `comfyver realize` made"
+    )]
+    NotAHome {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The home has no recorded lock to describe it against.
     #[error(
         "{path} cannot be read: the home was realized by an older comfyver or not completed; \
