@@ -236,7 +236,7 @@ fn diff_reports_equal_realizes_and_exactly_the_changed_node_package_and_model() 
 
 #[test]
 fn recorded_output_hashes_match_twice_then_name_the_output_a_changed_input_changes() {
-    let w = World::new(&["hello_pack"]);
+    let mut w = World::new(&["hello_pack"]);
     let wf = w.workflow("smoke", &smoke_workflow(true));
     let wf = wf.to_str().unwrap();
     let first = w.root.join("hashes.json");
@@ -337,6 +337,33 @@ fn recorded_output_hashes_match_twice_then_name_the_output_a_changed_input_chang
     let summary = stdout_json(&out);
     assert_eq!(summary["ok"], false);
     assert_eq!(summary["changed"].as_array().unwrap().len(), 1, "{summary}");
+
+    // A changed lock shows as a changed output of a workflow that depends on
+    // it: v2 has the node pack at a commit whose node says something else.
+    let (_, pack) = &mut w.packs[0];
+    let source = std::fs::read_to_string(pack.work().join("__init__.py")).unwrap();
+    pack.write(&[(
+        "__init__.py",
+        &source.replace("hello from", "greetings from"),
+    )]);
+    pack.commit("other greeting");
+    pack.push();
+    w.write_spec("v2", &w.spec("v2"));
+    let out = comfyver(
+        &w,
+        &[
+            "test",
+            "v2",
+            "--workflow",
+            wf,
+            "--expect",
+            first.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("1 output(s) differ"), "{stderr}");
+    assert!(stderr.contains("4/text/0 changed (sha256"), "{stderr}");
 
     // A file that is not a hashes file: a clear error naming it.
     let bogus = w.workflow("bogus", &json!({"images": []}));
