@@ -314,6 +314,24 @@ fn recorded_output_hashes_match_twice_then_name_the_output_a_changed_input_chang
         );
     }
 
+    // Outputs written to a directory are hashed from the files: the same.
+    let sink = format!("dir:{}", w.root.join("out").display());
+    let out = comfyver(
+        &w,
+        &[
+            "test",
+            "v1",
+            "--workflow",
+            wf,
+            "--output",
+            &sink,
+            "--expect",
+            first.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "dir sink: {}", text(&out.stderr));
+    assert!(w.root.join("out").read_dir().unwrap().next().is_some());
+
     // Another color in: exactly the image is reported, exit 1.
     let mut changed = smoke_workflow(true);
     changed["1"]["inputs"]["color"] = json!(0x112233);
