@@ -2,8 +2,6 @@
 //! shaped like a lock, so that `comfyver diff` can compare homes and locks
 //! with one pure function (`comfyver_spec::lock_diff`).
 
-use std::path::Path;
-
 use comfyver_fs::CacheLayout;
 use comfyver_python as python;
 use comfyver_spec::{LockedPython, LockedRepo, ResolvedLock};
@@ -124,5 +122,5 @@ pub(crate) fn record_lock(home: &Home, lock: &ResolvedLock) -> Result<(), Realiz
 
 /// Whether the home already holds a recorded lock (one `stat`).
 pub(crate) fn has_recorded_lock(home: &Home) -> bool {
-    Path::new(&home.lock_file()).is_file()
+    home.lock_file().is_file()
 }
