@@ -97,6 +97,9 @@ pub enum Command {
     Remove(commands::edit::RemoveCommand),
     /// Remove node checkouts, mirrors and models no lock references (dry run unless --yes).
     Gc(commands::realize::GcArgs),
+    /// Compare two environments (version ids, lock files or realized homes);
+    /// exit 1 when they differ.
+    Diff(commands::diff::DiffArgs),
     /// Run a workflow on a version: resolve, realize, start ComfyUI, run, stop.
     Run(commands::run::RunArgs),
     /// Smoke-test a version with a workflow (`--expect-outputs N`).

@@ -82,7 +82,7 @@ impl World {
         }
         let wheel_dir = tmp.path().join("wheels");
         wheels::standard_wheels(&wheel_dir);
-        big_wheel(&wheel_dir, "bigdep", BIG_PAYLOAD);
+        wheels::payload_wheel(&wheel_dir, "bigdep", BIG_PAYLOAD);
         std::fs::create_dir_all(tmp.path().join("empty-index")).unwrap();
         std::fs::create_dir_all(tmp.path().join("versions")).unwrap();
         std::fs::create_dir_all(tmp.path().join("empty-path")).unwrap();
@@ -218,45 +218,6 @@ impl World {
 
 fn home_in(cache: &Path, id: &str) -> PathBuf {
     cache.join("versions").join(format!("comfy-{id}"))
-}
-
-/// Writes a pure-Python wheel `name 1.0` whose module carries a `payload`-byte
-/// data file (stored, not compressed).
-fn big_wheel(dir: &Path, name: &str, payload: usize) {
-    const SCRIPT: &str = r#"
-import base64, hashlib, os, sys
-import zipfile
-d, name, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-info = f"{name}-1.0.dist-info"
-files = {
-    f"{name}/__init__.py": b"__version__ = '1.0'\n",
-    f"{name}/payload.bin": os.urandom(size),
-    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
-    f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: comfyver-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-}
-record = []
-for path, data in files.items():
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    record.append(f"{path},sha256={digest},{len(data)}")
-record.append(f"{info}/RECORD,,")
-files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
-with zipfile.ZipFile(os.path.join(d, f"{name}-1.0-py3-none-any.whl"), "w", zipfile.ZIP_STORED) as z:
-    for path, data in files.items():
-        z.writestr(path, data)
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(dir)
-        .arg(name)
-        .arg(payload.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn text(b: &[u8]) -> String {

@@ -127,6 +127,16 @@ pub enum HandlerError {
         #[source]
         source: std::io::Error,
     },
+    /// An output hashes file (`--expect`) could not be used.
+    #[error(
+        "{path} is not a comfyver output hashes file ({message}); record one with `comfyver test <id> --workflow <wf> --record FILE`"
+    )]
+    BadHashFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The interpreter could not be started.
     #[error(
         "could not start ComfyUI with {}; check that the version is realized (the venv exists)", .python.display()
@@ -360,6 +370,7 @@ impl HandlerError {
     pub fn kind(&self) -> &'static str {
         match self {
             HandlerError::Io { .. } => "io",
+            HandlerError::BadHashFile { .. } => "bad_hash_file",
             HandlerError::Spawn { .. } => "spawn",
             HandlerError::StartCrashed { .. } => "start_crashed",
             HandlerError::StartTimeout { .. } => "start_timeout",

@@ -19,9 +19,12 @@
 //!   timeout), and fetches every output into an [`OutputSink`], also when a
 //!   node raised after others produced outputs; [`JobOutput::to_json`] and
 //!   [`HandlerError::to_job_json`] give the worker-comfyui compatible result.
+//! - [`OutputHashes`] reduces a job's outputs to SHA-256 and pixel hashes
+//!   (PNG metadata ignored) and compares them with a recorded set.
 
 mod client;
 mod error;
+mod hashes;
 mod http;
 mod job;
 mod logs;
@@ -35,6 +38,7 @@ mod ws;
 
 pub use client::{JobOptions, JobReporter, NoReporter, run_job};
 pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
+pub use hashes::{HashMismatch, OutputHash, OutputHashes, pixel_hash};
 pub use job::{InputImage, Job, check_api_format, is_ui_format};
 pub use node_report::NodeReport;
 pub use outputs::{OutputData, OutputItem};

@@ -136,6 +136,16 @@ fn probe_gpu(dev: &Path, driver: Option<&Path>) -> DeviceChoice {
     }
 }
 
+impl ComfyEnv {
+    /// Whether this ComfyUI defines the command-line flag `flag` (such as
+    /// `--deterministic`, which older pins lack and would refuse): its
+    /// `comfy/cli_args.py` declares it.
+    pub fn accepts_flag(&self, flag: &str) -> bool {
+        std::fs::read_to_string(self.core_dir.join("comfy").join("cli_args.py"))
+            .is_ok_and(|text| text.contains(&format!("\"{flag}\"")))
+    }
+}
+
 /// How to start ComfyUI.
 #[derive(Debug, Clone)]
 pub struct StartOptions {
@@ -536,7 +546,7 @@ fn identity(stats: Option<Value>, marker: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{GpuChoice, identity, probe_gpu};
+    use super::{ComfyEnv, GpuChoice, identity, probe_gpu};
     use serde_json::json;
 
     #[test]
@@ -559,6 +569,25 @@ mod tests {
         assert!(probe_gpu(amd.path(), None).reason.contains("AMD ROCm"));
         assert!(GpuChoice::Gpu.decide().gpu);
         assert!(!GpuChoice::Cpu.decide().gpu);
+    }
+
+    #[test]
+    fn accepts_flag_reads_the_cores_own_argument_list() {
+        let env = |core_dir: std::path::PathBuf| ComfyEnv {
+            python: "python3".into(),
+            core_dir,
+            extra_model_paths: None,
+            env: Default::default(),
+            logs_dir: "logs".into(),
+            data_dir: "data".into(),
+            version_id: "v".into(),
+        };
+        let fake = env(comfyver_testkit::comfy::fake_core_dir());
+        assert!(fake.accepts_flag("--deterministic"));
+        assert!(fake.accepts_flag("--disable-metadata"));
+        assert!(!fake.accepts_flag("--no-such-flag"));
+        assert!(!fake.accepts_flag("--determ"), "a prefix is not the flag");
+        assert!(!env("/nonexistent".into()).accepts_flag("--deterministic"));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!   files are adopted when their checksum matches, kept when there is none.
 //!   Nothing incomplete or unverified is ever put at a model's final path.
 //! - [`is_present`]: the warm-path check (one `stat`).
-//! - [`verify_models`], [`list_store`], [`gc_plan`] / [`gc_apply`].
+//! - [`verify_models`], [`actual_model`] (what the store holds for a model), [`list_store`], [`gc_plan`] / [`gc_apply`].
 //! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store.
 
 mod auth;
@@ -35,5 +35,5 @@ pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
 pub use index::{Index, IndexEntry};
 pub use progress::{NoReporter, Reporter};
 pub use store::{META_DIR, model_file, source_key};
-pub use verify::{VerifyReport, VerifyStatus, verify_models};
+pub use verify::{VerifyReport, VerifyStatus, actual_model, verify_models};
 pub use yaml::{YAML_SECTION, extra_model_paths_yaml};

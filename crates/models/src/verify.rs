@@ -72,6 +72,44 @@ pub fn verify_models(
     Ok(out)
 }
 
+/// What the store holds for `m` right now, as a locked entry: its size and
+/// checksums (from the index when the file is unchanged since it was
+/// indexed, with SHA-256 only when the index has it; else both hashed now;
+/// nothing is written). `None` when the file is
+/// not in the store.
+pub fn actual_model(
+    layout: &CacheLayout,
+    m: &LockedModel,
+) -> Result<Option<LockedModel>, ModelsError> {
+    let dest = model_file(layout.models_dir(), m)?;
+    let meta = match std::fs::metadata(&dest) {
+        Ok(meta) if meta.is_file() => meta,
+        _ => return Ok(None),
+    };
+    let index = Index::read(layout.models_dir()).unwrap_or_default();
+    let key = source_key(&m.source);
+    // A fresh entry without SHA-256 (the spec asked for none) still gives
+    // BLAKE3: no multi-gigabyte file is hashed just to be described.
+    let fresh = index
+        .models
+        .get(&m.path)
+        .filter(|e| e.key == key && e.size == meta.len() && e.mtime_ns == mtime_ns(&meta));
+    let (sha256, blake3) = match fresh {
+        Some(e) => (e.sha256.clone(), e.blake3.clone()),
+        None => {
+            let d = hash_file(&dest, true)?;
+            (d.sha256, d.blake3)
+        }
+    };
+    Ok(Some(LockedModel {
+        source: m.source.clone(),
+        path: m.path.clone(),
+        sha256,
+        blake3: Some(blake3),
+        size: Some(meta.len()),
+    }))
+}
+
 fn verify_one(
     layout: &CacheLayout,
     index: &Index,

@@ -721,3 +721,35 @@ fn extra_model_paths_yaml_parses_back_with_pyyaml() {
         assert!(obj.contains_key(*folder), "{folder} missing");
     }
 }
+
+#[test]
+fn actual_model_reads_the_index_for_unchanged_files_and_hashes_changed_ones() {
+    let server = HttpServer::start();
+    let bytes = data(50_000, 7);
+    server.add_file("/m/d.safetensors", bytes.clone());
+    let e = env();
+    let plain = model(&server.url("/m/d.safetensors"), "checkpoints/d.safetensors");
+    assert_eq!(
+        comfyver_models::actual_model(&e.layout, &plain).unwrap(),
+        None
+    );
+    fetch(&e, std::slice::from_ref(&plain), &fast()).unwrap();
+    let got = comfyver_models::actual_model(&e.layout, &plain)
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.size, Some(50_000));
+    assert_eq!(got.blake3, Some(blake3::hash(&bytes).to_hex().to_string()));
+    // The spec asked for no SHA-256, so the index has none and the file is
+    // not read just to describe it.
+    assert_eq!(got.sha256, None);
+
+    // Changed behind the store's back: the content is hashed, SHA-256 too.
+    let other = data(50_001, 8);
+    std::fs::write(final_path(&e, &plain), &other).unwrap();
+    let got = comfyver_models::actual_model(&e.layout, &plain)
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.size, Some(50_001));
+    assert_eq!(got.sha256, Some(sha256(&other)));
+    assert_eq!(got.blake3, Some(blake3::hash(&other).to_hex().to_string()));
+}

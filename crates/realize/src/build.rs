@@ -11,6 +11,7 @@ use comfyver_spec::{
     LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders,
 };
 
+use crate::describe::{has_recorded_lock, record_lock};
 use crate::stamp::{Stamp, clear_stamp, is_warm_for, lock_key, write_stamp};
 use crate::{Home, RealizeError, RealizeReporter};
 
@@ -78,12 +79,12 @@ pub fn realize(
     let home = &req.home;
     let skip = req.skip_models || req.spec.skip_models();
     if is_warm_for(home, req.lock, req.layout, skip) {
-        return Ok(warm(home));
+        return warm(home, req.lock);
     }
     home.check_place(req.layout)?;
     let _lock = FileLock::acquire(&home_lock(req.layout, home))?;
     if is_warm_for(home, req.lock, req.layout, skip) {
-        return Ok(warm(home));
+        return warm(home, req.lock);
     }
     let mut warnings = Vec::new();
     let nodes_opts = NodesOptions {
@@ -151,6 +152,9 @@ pub fn realize(
     let scripts = install_scripts(req.spec, &checkouts);
     python::run_install_scripts(home.root(), &scripts, &req.spec.env)?;
 
+    let mut used = req.lock.clone();
+    used.python = Some(installed.clone());
+    record_lock(home, &used)?;
     write_stamp(
         home,
         &Stamp {
@@ -170,14 +174,19 @@ pub fn realize(
     })
 }
 
-fn warm(home: &Home) -> Realized {
-    Realized {
+/// The warm answer. A home realized before homes recorded their lock gets
+/// it now (the stamp proves it was realized from this lock).
+fn warm(home: &Home, lock: &ResolvedLock) -> Result<Realized, RealizeError> {
+    if !has_recorded_lock(home) {
+        record_lock(home, lock)?;
+    }
+    Ok(Realized {
         home: home.clone(),
         warm: true,
         python: None,
         missing_models: Vec::new(),
         warnings: Vec::new(),
-    }
+    })
 }
 
 /// The lock file that serializes work on one home.

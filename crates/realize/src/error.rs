@@ -35,6 +35,36 @@ pub enum RealizeError {
         /// What it is.
         what: String,
     },
+    /// A directory named as a home is not one.
+    #[error(
+        "{path} is not a realized comfyver home (no .comfyver/home.json inside): name a home \
+         that `comfyver realize` made"
+    )]
+    NotRealized {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The home has no recorded lock to describe it against.
+    #[error(
+        "{path} cannot be read: the home was realized by an older comfyver or not completed; \
+         run `comfyver realize` for it again"
+    )]
+    NoRecordedLock {
+        /// The missing file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The home's recorded lock is damaged.
+    #[error("the home's recorded lock {path} is damaged: run `comfyver realize` for it again")]
+    BadRecordedLock {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: comfyver_spec::LockParseError,
+    },
     /// An I/O error on a path.
     #[error("{what} {path}")]
     Io {

@@ -10,7 +10,7 @@ use crate::RealizeError;
 /// A version home. It *is* the core checkout (ComfyUI writes into its own
 /// tree, so every version has its own), with:
 /// `custom_nodes/<name>` → links into the node cache, `.venv/`,
-/// `extra_model_paths.yaml`, and `.comfyver/` (stamp, logs, python freeze,
+/// `extra_model_paths.yaml`, and `.comfyver/` (stamp, recorded lock, logs, python freeze,
 /// per-run data directories).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
@@ -36,6 +36,12 @@ impl Home {
     /// `.comfyver/realized.json`: the stamp of a complete realize.
     pub fn stamp_file(&self) -> PathBuf {
         self.meta_dir().join("realized.json")
+    }
+
+    /// `.comfyver/lock.json`: the lock the home was realized from (with the
+    /// Python set it installed).
+    pub fn lock_file(&self) -> PathBuf {
+        self.meta_dir().join("lock.json")
     }
 
     /// `.comfyver/logs/`.

@@ -6,12 +6,14 @@
 //! venv, the nodes' install scripts, and last the stamp. [`is_warm`] is the
 //! warm path: a handful of stats decide that a home is complete. [`plan`]
 //! describes a realize without doing it, [`verify`] checks a home deeply,
+//! [`describe_home`] reads what a home holds as a lock (for `diff`),
 //! [`remove_home`] deletes one, [`gc_plan`]/[`gc_apply`] clean the caches.
 //!
 //! The version's Python environment (`<home>/.venv`) is built by the
 //! `comfyver-python` crate, which this crate composes.
 
 mod build;
+mod describe;
 mod error;
 mod gc;
 mod home;
@@ -22,6 +24,7 @@ mod stamp;
 mod verify;
 
 pub use build::{RealizeRequest, Realized, default_home, realize};
+pub use describe::describe_home;
 pub use error::RealizeError;
 pub use gc::{CachePlan, References, gc_apply, gc_plan};
 pub use home::Home;

@@ -90,6 +90,28 @@ pub fn verify(
             }
         }
     }
+    if let Ok(entries) = std::fs::read_dir(home.custom_nodes_dir()) {
+        let mut extra: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| {
+                name != "__pycache__"
+                    && !lock
+                        .custom_nodes
+                        .iter()
+                        .any(|n| n.name.as_deref() == Some(name.as_str()))
+            })
+            .collect();
+        extra.sort();
+        for name in extra {
+            add(
+                &format!("custom_nodes/{name}"),
+                "not in the lock: ComfyUI loads it too; remove it or add the pack to the spec"
+                    .into(),
+            );
+        }
+    }
     for report in comfyver_models::verify_models(&lock.models, layout, rehash)? {
         if report.status.is_problem() {
             add(
@@ -120,7 +142,7 @@ pub fn verify(
 /// What `python -m venv` seeds a pip venv with (pip, setuptools, wheel) is
 /// not recorded in the lock unless the install changed it (see
 /// `python::build_env`), so it is not a difference either.
-fn without_seed(installed: Vec<String>, locked: &[String]) -> Vec<String> {
+pub(crate) fn without_seed(installed: Vec<String>, locked: &[String]) -> Vec<String> {
     let name = |line: &str| {
         let end = line.find(['=', ' ']).unwrap_or(line.len());
         line[..end].to_string()
@@ -136,7 +158,7 @@ fn without_seed(installed: Vec<String>, locked: &[String]) -> Vec<String> {
 }
 
 /// The commit a checkout's HEAD points at, read from its git metadata.
-fn head_commit(dir: &std::path::Path) -> Option<String> {
+pub(crate) fn head_commit(dir: &std::path::Path) -> Option<String> {
     let head = std::fs::read_to_string(dir.join(".git/HEAD")).ok()?;
     let head = head.trim();
     if comfyver_spec::is_full_commit(head) {

@@ -6,7 +6,7 @@
 //!   validate it, returning *every* problem at once with its JSON path.
 //!   [`SpecDocument`] edits a spec's text in place, keeping its formatting.
 //! - [`ResolvedLock`]: the resolved lock, with every ref pinned to a full commit,
-//!   serialized deterministically.
+//!   serialized deterministically; [`lock_diff`] compares two of them.
 //!
 //! It also owns the rules that several stages must agree on: repository URL
 //! normalization and cache slugs ([`RepoUrl`]), model sources ([`ModelSource`]),
@@ -16,6 +16,7 @@ mod digest;
 mod edit;
 mod error;
 mod lock;
+mod lock_diff;
 pub mod model_folders;
 mod model_source;
 pub mod names;
@@ -31,6 +32,7 @@ pub use digest::{Digest, digest_json};
 pub use edit::{EditError, SpecDocument};
 pub use error::{Issue, SpecError};
 pub use lock::{LOCK_VERSION, LockParseError, LockedModel, LockedPython, LockedRepo, ResolvedLock};
+pub use lock_diff::{Change, LockDiff, lock_diff};
 pub use model_source::{ModelSource, ModelSourceError, hf_endpoint, host_of};
 pub use parse::{Loaded, SpecScan, load_spec, load_specs, parse_spec, spec_files};
 pub use repo_url::{RepoUrl, RepoUrlError, redact};

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod diff;
 pub mod edit;
 pub mod import;
 pub mod list;
@@ -30,6 +31,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Verify(args) => realize::verify(ctx, args),
         Command::Remove(args) => edit::remove(ctx, args),
         Command::Gc(args) => realize::gc(ctx, args),
+        Command::Diff(args) => diff::run(ctx, args),
         Command::Run(args) => run::run(ctx, args),
         Command::Test(args) => run::test(ctx, args),
         Command::New(args) => edit::new(ctx, args),

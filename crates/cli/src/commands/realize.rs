@@ -32,6 +32,9 @@ pub struct VerifyArgs {
     /// The version's home (default as for `realize`).
     #[arg(long, value_name = "DIR", env = comfyver_env::COMFY_HOME)]
     pub home: Option<std::path::PathBuf>,
+    /// Check the home against this lock file instead of the version's own lock.
+    #[arg(long, value_name = "LOCK")]
+    pub against: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -188,12 +191,16 @@ fn dry_run(
 
 pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
     let loaded = ctx.load(&args.id)?;
-    let Some(lock) = comfyver_resolver::read_lock(&ctx.layout, &loaded.spec.version_id)? else {
-        anyhow::bail!(
-            "{} is not resolved yet: run `comfyver realize {}`",
-            args.id,
-            args.id
-        );
+    let lock = match &args.against {
+        Some(file) => crate::commands::diff::read_lock_file(file)?,
+        None => match comfyver_resolver::read_lock(&ctx.layout, &loaded.spec.version_id)? {
+            Some(lock) => lock,
+            None => anyhow::bail!(
+                "{} is not resolved yet: run `comfyver realize {}`",
+                args.id,
+                args.id
+            ),
+        },
     };
     let home = pipeline::home_for(ctx, &loaded.spec.version_id, args.home.as_ref());
     let problems = comfyver_realize::verify(&home, &lock, &ctx.layout, args.rehash)?;

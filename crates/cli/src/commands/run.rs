@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use comfyver_handler::{
     ComfyEnv, ComfyProcess, GpuChoice, HandlerError, Job, JobOptions, JobOutput, NodeReport,
-    OutputSink, StartOptions,
+    OutputHashes, OutputSink, StartOptions,
 };
 use serde_json::json;
 
@@ -85,6 +85,13 @@ pub struct TestArgs {
     /// Fail unless the job produces at least this many outputs.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub expect_outputs: usize,
+    /// Write the SHA-256 (and, for images, the pixel hash) of every output to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "expect")]
+    pub record: Option<PathBuf>,
+    /// Compare the outputs with hashes recorded by --record; exit 1 naming
+    /// every output that changed.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
 }
 
 /// `handler run --version-id <id> --workflow <wf>`: the original plan's spelling.
@@ -110,7 +117,7 @@ pub enum HandlerCommand {
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
     let invoked = Instant::now();
-    let outcome = match execute(ctx, &args, invoked) {
+    let outcome = match execute(ctx, &args, invoked, false) {
         Ok(outcome) => outcome,
         Err(err) => {
             // Failed before the job ran (bad input, realize): still a job result.
@@ -133,7 +140,18 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
 
 pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
     let invoked = Instant::now();
-    let (result, packs) = execute(ctx, &args.run, invoked)?;
+    let hashing = args.record.is_some() || args.expect.is_some();
+    // Read before anything runs: a bad file fails at once.
+    let expected = match &args.expect {
+        Some(file) => {
+            let bytes = std::fs::read(file).map_err(|e| {
+                anyhow::Error::new(e).context(format!("could not read {}", file.display()))
+            })?;
+            Some(OutputHashes::from_json(&bytes, file)?)
+        }
+        None => None,
+    };
+    let (result, packs) = execute(ctx, &args.run, invoked, hashing)?;
     let output = match result {
         Ok(output) => output,
         Err(err) => {
@@ -147,14 +165,28 @@ pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
         }
     };
     let n = output.items.len();
-    let summary = with_failed_packs(
-        json!({
-            "ok": n >= args.expect_outputs, "outputs": n, "expected_at_least": args.expect_outputs,
-            "prompt_id": output.prompt_id, "version_id": output.version_id,
-            "errors": output.errors, "seconds": invoked.elapsed().as_secs_f64(),
-        }),
-        &packs,
-    );
+    let hashes = if hashing {
+        Some(OutputHashes::of(&output)?)
+    } else {
+        None
+    };
+    let mismatches = match (&expected, &hashes) {
+        (Some(e), Some(h)) => e.compare(h),
+        _ => Vec::new(),
+    };
+    let mut summary = json!({
+        "ok": n >= args.expect_outputs && mismatches.is_empty(), "outputs": n,
+        "expected_at_least": args.expect_outputs,
+        "prompt_id": output.prompt_id, "version_id": output.version_id,
+        "errors": output.errors, "seconds": invoked.elapsed().as_secs_f64(),
+    });
+    if let Some(h) = &hashes {
+        summary["hashes"] = serde_json::to_value(&h.outputs)?;
+    }
+    if args.expect.is_some() {
+        summary["changed"] = serde_json::to_value(&mismatches)?;
+    }
+    let summary = with_failed_packs(summary, &packs);
     if ctx.json {
         ctx.out.json(&summary);
     }
@@ -163,6 +195,39 @@ pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
             "the smoke test produced {n} output(s), expected at least {}",
             args.expect_outputs
         );
+    }
+    if let (Some(file), Some(h)) = (&args.record, &hashes) {
+        comfyver_fs::write_atomic(file, &h.to_json())?;
+        ctx.out.info(&format!(
+            "recorded the hashes of {} output(s) in {}",
+            h.outputs.len(),
+            file.display()
+        ));
+    }
+    if let Some(file) = &args.expect {
+        if !mismatches.is_empty() {
+            let list: Vec<String> = mismatches
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {} ({}: expected {}, got {})",
+                        m.id,
+                        m.change,
+                        m.compared,
+                        m.expected.as_deref().unwrap_or("nothing"),
+                        m.actual.as_deref().unwrap_or("nothing")
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "{} output(s) differ from {}:\n  {}",
+                mismatches.len(),
+                file.display(),
+                list.join("\n  ")
+            );
+        }
+        ctx.out
+            .info(&format!("every output matches {}", file.display()));
     }
     if !ctx.json {
         ctx.out.data(&format!(
@@ -200,13 +265,34 @@ fn with_failed_packs(mut value: serde_json::Value, packs: &NodeReport) -> serde_
     value
 }
 
+/// The ComfyUI flags that make outputs comparable by hash, beyond the
+/// `--disable-metadata` every start gets: deterministic algorithms, when the
+/// pin knows the flag (older ones would refuse it).
+fn reproducible_args(ctx: &Ctx, env: &ComfyEnv, args: &mut Vec<String>) {
+    const FLAG: &str = "--deterministic";
+    if args.iter().any(|a| a == FLAG) {
+        return;
+    }
+    if env.accepts_flag(FLAG) {
+        ctx.out
+            .debug(&format!("hashing outputs: ComfyUI gets {FLAG}"));
+        args.push(FLAG.to_string());
+    } else {
+        ctx.out.debug(&format!(
+            "hashing outputs: this ComfyUI has no {FLAG}; outputs may vary with the device"
+        ));
+    }
+}
+
 /// Prepares everything, runs the job; the outer error is a failure before
-/// the job (bad input, realize), the inner one the job's own. Also returns
-/// the node-pack report (empty when ComfyUI did not start).
+/// the job (bad input, realize), the inner one the job's own. With
+/// `reproducible`, ComfyUI gets the flags of [`reproducible_args`]. Also
+/// returns the node-pack report (empty when ComfyUI did not start).
 fn execute(
     ctx: &Ctx,
     args: &RunArgs,
     invoked: Instant,
+    reproducible: bool,
 ) -> anyhow::Result<(Result<JobOutput, HandlerError>, NodeReport)> {
     let mut job = match (&args.job.workflow, &args.job.input) {
         (Some(wf), _) => Job::from_workflow_file(wf)?,
@@ -232,13 +318,17 @@ fn execute(
         version_id: loaded.spec.version_id.clone(),
     };
     let before_start = invoked.elapsed();
+    let mut extra_args = args.job.comfy_args.clone();
+    if reproducible {
+        reproducible_args(ctx, &env, &mut extra_args);
+    }
     let start = StartOptions {
         gpu: match (args.job.gpu, args.job.cpu) {
             (true, _) => GpuChoice::Gpu,
             (_, true) => GpuChoice::Cpu,
             _ => GpuChoice::Auto,
         },
-        extra_args: args.job.comfy_args.clone(),
+        extra_args,
         start_timeout: Duration::from_secs(args.job.start_timeout),
         ..StartOptions::default()
     };
