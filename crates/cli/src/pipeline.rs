@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use comfyver_realize::{Home, RealizeRequest, Realized, References};
+use comfyver_realize::{Home, HomeInUse, RealizeRequest, Realized, References};
 use comfyver_spec::{Loaded, ResolvedLock};
 
 use crate::context::Ctx;
@@ -72,22 +72,28 @@ pub fn lock_for_id(ctx: &Ctx, id: &str) -> anyhow::Result<ResolvedLock> {
 }
 
 /// What keeps cache entries alive, for `gc` and `models gc` alike: every
-/// lock and every spec. When one of them cannot be read nothing may be
+/// lock, the lock every home on disk was realized from, and every spec. When one of them cannot be read nothing may be
 /// deleted, since what it references is unknown: the error names each file
 /// and its reason. With `force` those files are ignored, each with a warning
 /// that says so.
 pub fn references(ctx: &Ctx, force: bool) -> anyhow::Result<References> {
     let locks = comfyver_resolver::locks(&ctx.layout)?;
+    let homes = comfyver_realize::recorded_locks(&ctx.layout);
     let specs = comfyver_spec::load_specs(&ctx.versions_dir)?;
-    let unreadable: Vec<(String, anyhow::Error)> = locks
-        .unreadable
-        .into_iter()
-        .map(|(p, e)| (p.display().to_string(), anyhow::Error::new(e)))
+    let shown = |p: std::path::PathBuf| p.display().to_string();
+    let unreadable: Vec<(String, anyhow::Error)> = (locks.unreadable.into_iter())
+        .map(|(p, e)| (shown(p), anyhow::Error::new(e)))
+        .chain(
+            homes
+                .unreadable
+                .into_iter()
+                .map(|(p, e)| (shown(p), e.into())),
+        )
         .chain(
             specs
                 .unreadable
                 .into_iter()
-                .map(|(p, e)| (p.display().to_string(), anyhow::Error::new(e))),
+                .map(|(p, e)| (shown(p), e.into())),
         )
         .collect();
     if !unreadable.is_empty() {
@@ -108,7 +114,7 @@ pub fn references(ctx: &Ctx, force: bool) -> anyhow::Result<References> {
         }
     }
     Ok(References {
-        locks: locks.locks,
+        locks: locks.locks.into_iter().chain(homes.locks).collect(),
         spec_models: specs
             .specs
             .iter()
@@ -157,6 +163,24 @@ pub fn realize(
     reporter: &dyn comfyver_realize::RealizeReporter,
 ) -> anyhow::Result<Realized> {
     let realized = comfyver_realize::realize(req, reporter)?;
+    after_realize(ctx, req, &realized)?;
+    Ok(realized)
+}
+
+/// [`realize`], then holds the home in use (shared) until the guard drops:
+/// for `run`, `test` and `serve`, whose ComfyUI must not see its home change.
+pub fn realize_for_use(
+    ctx: &Ctx,
+    req: &RealizeRequest<'_>,
+    reporter: &dyn comfyver_realize::RealizeReporter,
+) -> anyhow::Result<(Realized, HomeInUse)> {
+    let (realized, in_use) = comfyver_realize::realize_for_use(req, reporter)?;
+    after_realize(ctx, req, &realized)?;
+    Ok((realized, in_use))
+}
+
+/// Records the installed Python set in the lock and says what is missing.
+fn after_realize(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) -> anyhow::Result<()> {
     if let Some(python) = &realized.python
         && req.lock.python.as_ref() != Some(python)
     {
@@ -172,5 +196,5 @@ pub fn realize(
     for w in &realized.warnings {
         ctx.out.warn(w);
     }
-    Ok(realized)
+    Ok(())
 }

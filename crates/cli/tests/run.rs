@@ -229,3 +229,101 @@ fn full_pipeline_then_failures_then_warm_run_without_remotes() {
         "{summary}"
     );
 }
+
+/// `comfyver <args>` in the world, not waited for.
+fn spawn(w: &World, args: &[&str]) -> std::process::Child {
+    let mut c = comfyver_testkit::cli::comfyver_command(
+        Path::new(env!("CARGO_BIN_EXE_comfyver")),
+        &w.root.join("cache"),
+        &w.root.join("versions"),
+    );
+    c.args(args)
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c.spawn().unwrap()
+}
+
+#[test]
+fn a_running_job_keeps_its_home_while_realize_remove_and_gc_run_elsewhere() {
+    use std::time::{Duration, Instant};
+    let w = World::new(&["hello_pack"]);
+    let out = comfyver(&w, &["realize", "v1"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = w.home("v1");
+    let slow = json!({
+        "1": {"class_type": "FakeSlow", "inputs": {"seconds": 8.0}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0x112233}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "slow"}}
+    });
+    let wf = w.workflow("slow", &slow);
+    let mut job = spawn(&w, &["run", "v1", "--workflow", wf.to_str().unwrap()]);
+    let until = Instant::now() + Duration::from_secs(60);
+    while processes_mentioning(&home.display().to_string()).is_empty() {
+        assert!(Instant::now() < until, "ComfyUI never started");
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Meanwhile: the version changes (another package), and someone removes
+    // it and collects garbage.
+    let mut spec = w.spec("v1");
+    spec["python"]["requirements"] = json!(["nodedep-b"]);
+    w.write_spec("v1", &spec);
+    let mut realize = spawn(&w, &["realize", "v1"]);
+    let mut remove = spawn(&w, &["remove", "v1"]);
+    let gc = comfyver(&w, &["gc", "--yes"], None);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        job.try_wait().unwrap().is_none(),
+        "the job is still running (8 s)"
+    );
+    assert!(
+        realize.try_wait().unwrap().is_none(),
+        "realize waits for the job"
+    );
+    assert!(
+        remove.try_wait().unwrap().is_none(),
+        "remove waits for the job"
+    );
+    for part in [
+        ".venv/bin/python",
+        "main.py",
+        "custom_nodes/hello_pack/__init__.py",
+    ] {
+        assert!(
+            home.join(part).exists(),
+            "{part} is gone under a live ComfyUI"
+        );
+    }
+
+    let done = job.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "the job failed:\n{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let result = stdout_json(&done);
+    assert_eq!(
+        result["images"].as_array().map(Vec::len),
+        Some(1),
+        "{result}"
+    );
+    for (what, child) in [("realize", realize), ("remove", remove)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what} after the job:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -19,11 +19,7 @@ impl FileLock {
     /// Takes the lock at `path`, creating the file and its directory when
     /// missing, waiting up to `COMFYVER_LOCK_TIMEOUT` seconds (default one hour).
     pub fn acquire(path: &Path) -> Result<FileLock, FsError> {
-        let seconds = std::env::var(comfyver_env::COMFYVER_LOCK_TIMEOUT)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3600);
-        Self::acquire_with_timeout(path, Duration::from_secs(seconds))
+        Self::acquire_with_timeout(path, lock_timeout())
     }
 
     /// Takes the lock at `path`, waiting at most `timeout`.
@@ -48,6 +44,43 @@ impl FileLock {
                     }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::Error(source)) => {
+                    return Err(FsError::Lock {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Takes the lock at `path` in shared mode, waiting up to
+    /// `COMFYVER_LOCK_TIMEOUT` seconds: any number of shared holders at once,
+    /// none while someone holds it exclusively (an exclusive taker waits for
+    /// every shared holder to let go). For "in use, do not change it".
+    pub fn acquire_shared(path: &Path) -> Result<FileLock, FsError> {
+        let file = open_lock_file(path)?;
+        let timeout = lock_timeout();
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match file.try_lock_shared() {
+                Ok(()) => {
+                    return Ok(FileLock {
+                        file,
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(FsError::LockTimeout {
+                        path: path.to_path_buf(),
+                        seconds: timeout.as_secs(),
+                    });
                 }
                 Err(fs::TryLockError::Error(source)) => {
                     return Err(FsError::Lock {
@@ -87,6 +120,15 @@ impl Drop for FileLock {
     }
 }
 
+/// `COMFYVER_LOCK_TIMEOUT` seconds (default one hour).
+fn lock_timeout() -> Duration {
+    let seconds = std::env::var(comfyver_env::COMFYVER_LOCK_TIMEOUT)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3600);
+    Duration::from_secs(seconds)
+}
+
 fn open_lock_file(path: &Path) -> Result<File, FsError> {
     let dir = crate::atomic::parent_of(path);
     fs::create_dir_all(dir).map_err(|source| FsError::CreateDir {
@@ -120,5 +162,19 @@ mod tests {
         assert!(matches!(err, FsError::LockTimeout { .. }), "{err}");
         drop(first);
         assert!(FileLock::try_acquire(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn shared_holders_coexist_and_keep_an_exclusive_taker_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("locks/home.lock");
+        let a = FileLock::acquire_shared(&p).unwrap();
+        let b = FileLock::acquire_shared(&p).unwrap();
+        assert!(FileLock::try_acquire(&p).unwrap().is_none(), "in use");
+        drop(a);
+        assert!(FileLock::try_acquire(&p).unwrap().is_none(), "still in use");
+        drop(b);
+        let exclusive = FileLock::try_acquire(&p).unwrap().expect("free");
+        drop(exclusive);
     }
 }

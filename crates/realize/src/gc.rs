@@ -9,7 +9,7 @@ use comfyver_models::GcPlan;
 use comfyver_nodes::NodesGcPlan;
 use comfyver_spec::{LockedModel, ResolvedLock};
 
-use crate::RealizeError;
+use crate::{Home, RealizeError};
 
 /// What keeps cache entries alive: every resolved lock, and the models of
 /// every spec (a spec not resolved yet still protects its models).
@@ -30,6 +30,60 @@ impl References {
             .chain(self.spec_models.iter().cloned())
             .collect()
     }
+}
+
+/// The locks the homes on disk were realized from (`.comfyver/lock.json`),
+/// from the homes directory and, on RunPod, the volume's `comfy-*` homes: a
+/// home keeps what it links to even when its version's lock has since
+/// changed (a job may be running from it). Files that cannot be read are
+/// returned with their error; homes realized before comfyver recorded the
+/// lock there are skipped.
+pub fn recorded_locks(layout: &CacheLayout) -> RecordedLocks {
+    let mut out = RecordedLocks::default();
+    let volume = std::path::Path::new(comfyver_fs::RUNPOD_VOLUME);
+    let mut places = vec![layout.homes_dir().to_path_buf()];
+    if volume.is_dir() && layout.root().starts_with(volume) {
+        places.push(volume.to_path_buf());
+    }
+    for dir in places {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut homes: Vec<_> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("comfy-"))
+            .map(|e| Home::new(e.path()))
+            .filter(Home::is_ours)
+            .collect();
+        homes.sort_by(|a, b| a.root().cmp(b.root()));
+        for home in homes {
+            let file = home.lock_file();
+            match std::fs::read(&file) {
+                Ok(bytes) => match ResolvedLock::from_json(&bytes, &file) {
+                    Ok(lock) => out.locks.push(lock),
+                    Err(source) => out.unreadable.push((
+                        file.clone(),
+                        RealizeError::BadRecordedLock { path: file, source },
+                    )),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => out.unreadable.push((
+                    file.clone(),
+                    RealizeError::NoRecordedLock { path: file, source },
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// What [`recorded_locks`] found.
+#[derive(Debug, Default)]
+pub struct RecordedLocks {
+    /// The locks the homes were realized from.
+    pub locks: Vec<ResolvedLock>,
+    /// Recorded locks that could not be read, with the reason.
+    pub unreadable: Vec<(std::path::PathBuf, RealizeError)>,
 }
 
 /// What a gc would remove.

@@ -306,7 +306,8 @@ fn execute(
     let lock = pipeline::lock_for(ctx, &loaded)?;
     let req = pipeline::request(ctx, &loaded, &lock, &args.flags)?;
     let progress = RealizeProgress::new(&ctx.out);
-    let realized = pipeline::realize(ctx, &req, &progress)?;
+    // Held until this function returns, after ComfyUI has stopped.
+    let (realized, _in_use) = pipeline::realize_for_use(ctx, &req, &progress)?;
     let home = &realized.home;
     let env = ComfyEnv {
         python: home.python(),
