@@ -1,0 +1,453 @@
+//! S3-compatible buckets with AWS Signature Version 4: single-request
+//! streamed `PUT` with `If-None-Match: *`, a `HEAD` bucket pre-check and
+//! presigned `GET` URLs.
+
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+
+use crate::clock::Stamp;
+use crate::env::{self, Lookup};
+use crate::error::CloudError;
+use crate::http::{self, Payload, Request};
+use crate::retry::RetryPolicy;
+use crate::{Uploaded, enc_path, enc_query, sha256_hex};
+
+/// The S3 endpoint, as worker-comfyui names it: `https://<bucket>.s3.<region>.amazonaws.com`
+/// (the bucket is the first host label) or, with `BUCKET_NAME`, any endpoint (path-style).
+pub const BUCKET_ENDPOINT_URL_ENV: &str = "BUCKET_ENDPOINT_URL";
+/// The access key id.
+pub const BUCKET_ACCESS_KEY_ID_ENV: &str = "BUCKET_ACCESS_KEY_ID";
+/// The secret access key.
+pub const BUCKET_SECRET_ACCESS_KEY_ENV: &str = "BUCKET_SECRET_ACCESS_KEY";
+/// The bucket, addressed path-style under `BUCKET_ENDPOINT_URL` (optional).
+pub const BUCKET_NAME_ENV: &str = "BUCKET_NAME";
+/// The signing region (default: from `.s3.<region>.` in the endpoint, else `us-east-1`).
+pub const BUCKET_REGION_ENV: &str = "BUCKET_REGION";
+/// The object name prefix (default `comfyver`).
+pub const BUCKET_PREFIX_ENV: &str = "BUCKET_PREFIX";
+/// Retries after the first attempt (default 5).
+pub const BUCKET_RETRIES_ENV: &str = "BUCKET_RETRIES";
+/// The first retry's pause in seconds, doubled for each further one (default 0.5).
+pub const BUCKET_RETRY_BASE_SLEEP_ENV: &str = "BUCKET_RETRY_BASE_SLEEP";
+/// How long a presigned URL is valid, in seconds (default and maximum 604800).
+pub const BUCKET_SIGNED_URL_TTL_ENV: &str = "BUCKET_SIGNED_URL_TTL";
+
+const MAX_TTL: u64 = 604_800;
+const UNSIGNED: &str = "UNSIGNED-PAYLOAD";
+
+/// Where and how to write to an S3-compatible bucket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// `scheme://host[:port]`, no trailing slash.
+    pub endpoint: String,
+    /// The bucket name.
+    pub bucket: String,
+    /// Whether the bucket is a path component (`endpoint/bucket/key`) rather
+    /// than part of the endpoint's host.
+    pub path_style: bool,
+    /// The signing region.
+    pub region: String,
+    /// The access key id.
+    pub access_key: String,
+    /// The secret access key.
+    pub secret_key: String,
+    /// Object name prefix, without slashes at either end (may be empty).
+    pub prefix: String,
+    /// Validity of presigned URLs.
+    pub signed_url_ttl: Duration,
+    /// Retries.
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("path_style", &self.path_style)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// Reads the `BUCKET_*` variables.
+    pub fn from_env() -> Result<S3Config, CloudError> {
+        S3Config::from_lookup(&env::process)
+    }
+
+    pub(crate) fn from_lookup(get: Lookup<'_>) -> Result<S3Config, CloudError> {
+        let raw = env::required(
+            get,
+            BUCKET_ENDPOINT_URL_ENV,
+            "set it to the bucket's endpoint, e.g. https://<bucket>.s3.<region>.amazonaws.com",
+        )?;
+        let bad_endpoint = || CloudError::BadEnv {
+            var: BUCKET_ENDPOINT_URL_ENV,
+            value: strip_userinfo(&raw),
+            expected: "an http:// or https:// URL without credentials, path or query",
+        };
+        let (scheme, rest) = raw.split_once("://").ok_or_else(bad_endpoint)?;
+        let host = rest.trim_end_matches('/');
+        if !matches!(scheme, "http" | "https")
+            || host.is_empty()
+            || host.contains(['/', '@', '?', '#'])
+        {
+            return Err(bad_endpoint());
+        }
+        let access_key = env::required(
+            get,
+            BUCKET_ACCESS_KEY_ID_ENV,
+            "set it to the access key id of the bucket's credentials",
+        )?;
+        let secret_key = env::required(
+            get,
+            BUCKET_SECRET_ACCESS_KEY_ENV,
+            "set it to the secret access key of the bucket's credentials",
+        )?;
+        let named = get(BUCKET_NAME_ENV)
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty());
+        let (bucket, path_style) = match named {
+            Some(b) => (env::bucket_name(BUCKET_NAME_ENV, &b)?, true),
+            None => {
+                let first = host.split('.').next().unwrap_or_default();
+                if !host.contains('.') || first.parse::<u8>().is_ok() {
+                    return Err(CloudError::MissingEnv {
+                        var: BUCKET_NAME_ENV,
+                        hint: "the endpoint's host does not start with a bucket name; set BUCKET_NAME to the bucket",
+                    });
+                }
+                (env::bucket_name(BUCKET_ENDPOINT_URL_ENV, first)?, false)
+            }
+        };
+        let region = get(BUCKET_REGION_ENV)
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .or_else(|| region_of(host))
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let ttl = env::number(
+            get,
+            BUCKET_SIGNED_URL_TTL_ENV,
+            MAX_TTL as f64,
+            "a number of seconds from 1 to 604800",
+        )?;
+        if !(1.0..=MAX_TTL as f64).contains(&ttl) {
+            return Err(CloudError::BadEnv {
+                var: BUCKET_SIGNED_URL_TTL_ENV,
+                value: ttl.to_string(),
+                expected: "a number of seconds from 1 to 604800 (presigned URLs last at most 7 days)",
+            });
+        }
+        Ok(S3Config {
+            endpoint: format!("{scheme}://{host}"),
+            bucket,
+            path_style,
+            region,
+            access_key,
+            secret_key,
+            prefix: env::prefix(get, BUCKET_PREFIX_ENV)?,
+            signed_url_ttl: Duration::from_secs(ttl as u64),
+            retry: env::retry(get, BUCKET_RETRIES_ENV, BUCKET_RETRY_BASE_SLEEP_ENV)?,
+        })
+    }
+}
+
+/// `https://user:pass@host` → `https://host` (for error messages).
+fn strip_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((s, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{s}://…@{host}"),
+            None => url.to_string(),
+        },
+        None => url.split('@').next_back().unwrap_or_default().to_string(),
+    }
+}
+
+/// `eu-west-1` from `bucket.s3.eu-west-1.amazonaws.com` or `s3-eu-west-1.amazonaws.com`.
+fn region_of(host: &str) -> Option<String> {
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.windows(2).find_map(|w| match w {
+        ["s3", r] if *r != "amazonaws" => Some((*r).to_string()),
+        [s, _] if s.starts_with("s3-") => Some(s[3..].to_string()),
+        _ => None,
+    })
+}
+
+/// An S3-compatible bucket we write outputs to.
+#[derive(Debug)]
+pub struct S3Bucket {
+    cfg: S3Config,
+    agent: ureq::Agent,
+}
+
+impl S3Bucket {
+    /// A client for `cfg` (no network).
+    pub fn new(cfg: S3Config) -> S3Bucket {
+        S3Bucket {
+            cfg,
+            agent: http::agent(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &S3Config {
+        &self.cfg
+    }
+
+    /// Fails unless the bucket exists and the credentials are accepted
+    /// (`HEAD` on the bucket, signed).
+    pub fn check(&self) -> Result<(), CloudError> {
+        let target = format!("s3://{}", self.cfg.bucket);
+        let path = self.path("");
+        let reply = http::send(
+            &self.agent,
+            &self.cfg.retry,
+            "check access to",
+            &target,
+            None,
+            &mut || Ok(self.signed("HEAD", &path, Vec::new(), &Stamp::now())),
+        )?;
+        match reply.status {
+            200..=299 => Ok(()),
+            status => Err(CloudError::Status {
+                action: "check access to",
+                target,
+                status,
+                attempts: reply.attempts,
+                message: match status {
+                    301 | 307 => "the bucket lives in another region; set BUCKET_REGION or the regional endpoint".into(),
+                    403 => "the credentials were refused or may not use this bucket; check BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY".into(),
+                    404 => "no such bucket; check BUCKET_ENDPOINT_URL / BUCKET_NAME".into(),
+                    _ => http::service_message(&reply.body),
+                },
+            }),
+        }
+    }
+
+    /// Uploads `payload` as object `key` with `If-None-Match: *` (never
+    /// replacing an existing object) and returns a presigned GET URL.
+    pub fn upload(
+        &self,
+        key: &str,
+        payload: Payload<'_>,
+        content_type: &str,
+    ) -> Result<Uploaded, CloudError> {
+        let uri = format!("s3://{}/{key}", self.cfg.bucket);
+        payload.len()?;
+        let path = self.path(key);
+        let headers = vec![
+            ("content-type".to_string(), content_type.to_string()),
+            ("if-none-match".to_string(), "*".to_string()),
+        ];
+        let reply = http::send(
+            &self.agent,
+            &self.cfg.retry,
+            "upload",
+            &uri,
+            Some(payload),
+            &mut || Ok(self.signed("PUT", &path, headers.clone(), &Stamp::now())),
+        )?;
+        match reply.status {
+            200..=299 => Ok(Uploaded {
+                url: self.presigned_get(key, &Stamp::now()),
+                uri,
+            }),
+            412 => Err(CloudError::Exists { target: uri }),
+            status => Err(CloudError::Status {
+                action: "upload",
+                target: uri,
+                status,
+                attempts: reply.attempts,
+                message: http::service_message(&reply.body),
+            }),
+        }
+    }
+
+    /// The URL path of `key` (`/bucket/key` path-style, `/key` otherwise).
+    fn path(&self, key: &str) -> String {
+        if self.cfg.path_style {
+            format!("/{}/{}", self.cfg.bucket, enc_path(key))
+        } else {
+            format!("/{}", enc_path(key))
+        }
+    }
+
+    fn host(&self) -> &str {
+        self.cfg
+            .endpoint
+            .split_once("://")
+            .map_or(self.cfg.endpoint.as_str(), |(_, h)| h)
+    }
+
+    fn scope(&self, at: &Stamp) -> String {
+        format!("{}/{}/s3/aws4_request", at.date, self.cfg.region)
+    }
+
+    fn signature(&self, at: &Stamp, canonical: &str) -> String {
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n{}\n{}\n{}",
+            at.full,
+            self.scope(at),
+            sha256_hex(canonical.as_bytes())
+        );
+        let mac = |key: &[u8], msg: &str| {
+            hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), msg.as_bytes())
+                .as_ref()
+                .to_vec()
+        };
+        let k = mac(format!("AWS4{}", self.cfg.secret_key).as_bytes(), &at.date);
+        let k = mac(&k, &self.cfg.region);
+        let k = mac(&k, "s3");
+        let k = mac(&k, "aws4_request");
+        hex::encode(mac(&k, &to_sign))
+    }
+
+    /// A request signed with an `Authorization` header.
+    fn signed(
+        &self,
+        method: &'static str,
+        path: &str,
+        mut headers: Vec<(String, String)>,
+        at: &Stamp,
+    ) -> Request {
+        headers.push(("host".into(), self.host().to_string()));
+        headers.push(("x-amz-content-sha256".into(), UNSIGNED.into()));
+        headers.push(("x-amz-date".into(), at.full.clone()));
+        headers.sort();
+        let signed_names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+        let signed_names = signed_names.join(";");
+        let canonical_headers: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}:{}\n", v.trim()))
+            .collect();
+        let canonical =
+            format!("{method}\n{path}\n\n{canonical_headers}\n{signed_names}\n{UNSIGNED}");
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={signed_names}, Signature={}",
+            self.cfg.access_key,
+            self.scope(at),
+            self.signature(at, &canonical)
+        );
+        headers.retain(|(k, _)| k != "host");
+        headers.push(("authorization".into(), auth));
+        Request {
+            method,
+            url: format!("{}{path}", self.cfg.endpoint),
+            headers,
+        }
+    }
+
+    /// A presigned GET URL for `key`, signed at `at`.
+    pub(crate) fn presigned_get(&self, key: &str, at: &Stamp) -> String {
+        let path = self.path(key);
+        let mut query = [
+            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".to_string()),
+            (
+                "X-Amz-Credential",
+                format!("{}/{}", self.cfg.access_key, self.scope(at)),
+            ),
+            ("X-Amz-Date", at.full.clone()),
+            (
+                "X-Amz-Expires",
+                self.cfg.signed_url_ttl.as_secs().to_string(),
+            ),
+            ("X-Amz-SignedHeaders", "host".to_string()),
+        ]
+        .map(|(k, v)| format!("{}={}", enc_query(k), enc_query(&v)));
+        query.sort();
+        let query = query.join("&");
+        let canonical = format!(
+            "GET\n{path}\n{query}\nhost:{}\n\nhost\n{UNSIGNED}",
+            self.host()
+        );
+        format!(
+            "{}{path}?{query}&X-Amz-Signature={}",
+            self.cfg.endpoint,
+            self.signature(at, &canonical)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn worker_comfyui_endpoints_name_the_bucket_and_region() {
+        let get = lookup(&[
+            (
+                BUCKET_ENDPOINT_URL_ENV,
+                "https://my-out.s3.eu-west-1.amazonaws.com/",
+            ),
+            (BUCKET_ACCESS_KEY_ID_ENV, "AK"),
+            (BUCKET_SECRET_ACCESS_KEY_ENV, "SK"),
+        ]);
+        let c = S3Config::from_lookup(&get).unwrap();
+        assert_eq!(c.bucket, "my-out");
+        assert!(!c.path_style);
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.endpoint, "https://my-out.s3.eu-west-1.amazonaws.com");
+        assert_eq!(c.prefix, "comfyver");
+        assert!(!format!("{c:?}").contains("SK"));
+    }
+
+    #[test]
+    fn missing_credentials_are_errors_not_fallbacks() {
+        let get = lookup(&[(BUCKET_ENDPOINT_URL_ENV, "http://127.0.0.1:9000")]);
+        let e = S3Config::from_lookup(&get).unwrap_err();
+        assert!(e.to_string().contains(BUCKET_ACCESS_KEY_ID_ENV), "{e}");
+        let get = lookup(&[
+            (BUCKET_ENDPOINT_URL_ENV, "http://127.0.0.1:9000"),
+            (BUCKET_ACCESS_KEY_ID_ENV, "AK"),
+            (BUCKET_SECRET_ACCESS_KEY_ENV, "SK"),
+        ]);
+        let e = S3Config::from_lookup(&get).unwrap_err();
+        assert!(e.to_string().contains(BUCKET_NAME_ENV), "{e}");
+        let get = lookup(&[
+            (
+                BUCKET_ENDPOINT_URL_ENV,
+                "https://user:hunter2@host.example/x",
+            ),
+            (BUCKET_ACCESS_KEY_ID_ENV, "AK"),
+            (BUCKET_SECRET_ACCESS_KEY_ENV, "SK"),
+        ]);
+        let e = S3Config::from_lookup(&get).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    /// AWS's documented example of a presigned GET ("Example: GET Object",
+    /// Authenticating Requests: Using Query Parameters, SigV4).
+    #[test]
+    fn presigned_url_matches_the_aws_documentation_example() {
+        let b = S3Bucket::new(S3Config {
+            endpoint: "https://examplebucket.s3.amazonaws.com".into(),
+            bucket: "examplebucket".into(),
+            path_style: false,
+            region: "us-east-1".into(),
+            access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            prefix: String::new(),
+            signed_url_ttl: Duration::from_secs(86_400),
+            retry: RetryPolicy::default(),
+        });
+        // 2013-05-24T00:00:00Z
+        let url = b.presigned_get("test.txt", &Stamp::at(1_369_353_600));
+        assert!(
+            url.ends_with(
+                "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+            ),
+            "{url}"
+        );
+    }
+}
