@@ -1,0 +1,468 @@
+//! Cloud storage emulators and a fault proxy, for the output sink tests.
+//!
+//! - [`GcsEmulator`]: `gcp-storage-emulator` (PyPI), in memory, on a free
+//!   loopback port, with one bucket.
+//! - [`MotoS3`]: `moto_server` (PyPI `moto[server]`), on a free loopback port.
+//! - [`FaultProxy`]: an HTTP/1.1 proxy in front of either that answers the
+//!   next requests with a status or drops their connection, and logs every
+//!   request head it saw.
+//! - [`service_account_key`]: a throwaway service-account key file made with
+//!   `openssl` at test time (never a real key).
+//!
+//! Both emulators are required: a missing one is a test failure that says
+//! how to install it (`scripts/install-test-deps.sh`), never a silent skip.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::comfy::free_port;
+
+fn spawn(program: &str, args: &[&str], log: &Path, package: &str) -> Child {
+    let out = std::fs::File::create(log).expect("emulator log");
+    let err = out.try_clone().expect("emulator log");
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not start `{program}` ({e}): install it with `pip install {package}` \
+                 (scripts/install-test-deps.sh does)"
+            )
+        })
+}
+
+fn wait_ready(child: &mut Child, port: u16, path: &str, log: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((status, _)) = get(&format!("http://127.0.0.1:{port}{path}"))
+            && status < 500
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "{what} did not start in 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `gcp-storage-emulator`, in memory, killed on drop.
+#[derive(Debug)]
+pub struct GcsEmulator {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl GcsEmulator {
+    /// Starts it with `bucket` created, and waits until it answers.
+    pub fn start(bucket: &str) -> GcsEmulator {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("gcs.log");
+        let port = free_port();
+        let mut child = spawn(
+            "gcp-storage-emulator",
+            &[
+                "start",
+                "--host=127.0.0.1",
+                &format!("--port={port}"),
+                "--in-memory",
+                &format!("--default-bucket={bucket}"),
+            ],
+            &log,
+            "gcp-storage-emulator",
+        );
+        wait_ready(&mut child, port, "/", &log, "gcp-storage-emulator");
+        GcsEmulator {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An object's metadata JSON, if it exists.
+    pub fn metadata(&self, bucket: &str, name: &str) -> Option<serde_json::Value> {
+        let (status, body) = get(&format!(
+            "{}/storage/v1/b/{bucket}/o/{}",
+            self.base(),
+            escape(name)
+        ))
+        .expect("emulator answers");
+        (status == 200).then(|| serde_json::from_slice(&body).expect("metadata JSON"))
+    }
+
+    /// An object's bytes, if it exists.
+    pub fn object(&self, bucket: &str, name: &str) -> Option<Vec<u8>> {
+        let (status, body) = get(&format!(
+            "{}/storage/v1/b/{bucket}/o/{}?alt=media",
+            self.base(),
+            escape(name)
+        ))
+        .expect("emulator answers");
+        (status == 200).then_some(body)
+    }
+}
+
+impl Drop for GcsEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `moto_server` (S3 and friends), killed on drop.
+#[derive(Debug)]
+pub struct MotoS3 {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl MotoS3 {
+    /// Starts it and creates `bucket` (moto accepts unsigned requests by default).
+    pub fn start(bucket: &str) -> MotoS3 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        let mut child = spawn(
+            "moto_server",
+            &["-H", "127.0.0.1", "-p", &port.to_string()],
+            &log,
+            "'moto[server]'",
+        );
+        wait_ready(&mut child, port, "/", &log, "moto_server");
+        let (status, body) = request(
+            port,
+            &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        )
+        .expect("moto answers");
+        assert_eq!(
+            status,
+            200,
+            "create bucket: {}",
+            String::from_utf8_lossy(&body)
+        );
+        MotoS3 {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An object's bytes and content type, if it exists.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+        let (status, head, body) = get_with_head(&format!(
+            "{}/{bucket}/{}",
+            self.base(),
+            key.split('/').map(escape).collect::<Vec<_>>().join("/")
+        ))
+        .expect("moto answers");
+        let ct = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-type")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        (status == 200).then_some((body, ct))
+    }
+}
+
+impl Drop for MotoS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the proxy does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFault {
+    /// Answer with this status (and a small JSON/XML-free body) instead of forwarding.
+    Status(u16),
+    /// Close the connection right after reading the request head.
+    Drop,
+}
+
+/// An HTTP/1.1 proxy on loopback in front of `127.0.0.1:<upstream>`. Each
+/// request is forwarded on its own upstream connection unless a queued fault
+/// takes it. Bodies are buffered: meant for small test objects.
+#[derive(Debug)]
+pub struct FaultProxy {
+    port: u16,
+    faults: Arc<Mutex<VecDeque<ProxyFault>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl FaultProxy {
+    /// Starts it.
+    pub fn start(upstream: u16) -> FaultProxy {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let faults = Arc::new(Mutex::new(VecDeque::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (f, h) = (faults.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (f, h) = (f.clone(), h.clone());
+                std::thread::spawn(move || serve(conn, upstream, &f, &h));
+            }
+        });
+        FaultProxy {
+            port,
+            faults,
+            heads,
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Applies `fault` to the next `times` requests (after those already queued).
+    pub fn push(&self, fault: ProxyFault, times: usize) {
+        let mut q = self.faults.lock().unwrap();
+        q.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Every request head seen so far (request line and headers).
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// Faults not yet used.
+    pub fn pending(&self) -> usize {
+        self.faults.lock().unwrap().len()
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    upstream: u16,
+    faults: &Mutex<VecDeque<ProxyFault>>,
+    heads: &Mutex<Vec<String>>,
+) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(conn.try_clone().expect("clone socket"));
+    let mut conn = conn;
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let end = line == "\r\n";
+            head.push_str(&line);
+            if end {
+                break;
+            }
+        }
+        heads.lock().unwrap().push(head.clone());
+        let fault = faults.lock().unwrap().pop_front();
+        if fault == Some(ProxyFault::Drop) {
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if let Some(ProxyFault::Status(code)) = fault {
+            let text =
+                format!("{{\"error\": {{\"code\": {code}, \"message\": \"injected {code}\"}}}}");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            continue;
+        }
+        let mut forwarded = String::new();
+        for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                forwarded.push_str(line);
+                forwarded.push_str("\r\n");
+            }
+        }
+        forwarded.push_str("Connection: close\r\n\r\n");
+        let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+            return;
+        };
+        if up.write_all(forwarded.as_bytes()).is_err() || up.write_all(&body).is_err() {
+            return;
+        }
+        let mut answer = Vec::new();
+        if up.read_to_end(&mut answer).is_err() || conn.write_all(&answer).is_err() {
+            return;
+        }
+        // The upstream answer may lack a length (it closed instead): then we close too.
+        let answer_head =
+            String::from_utf8_lossy(&answer[..answer.len().min(4096)]).to_ascii_lowercase();
+        if !answer_head.contains("content-length:") {
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// A throwaway service-account key file (RSA 2048, PKCS#8) in `dir`, with
+/// `token_uri` set as given. Returns its path and the private key's PEM.
+pub fn service_account_key(dir: &Path, email: &str, token_uri: &str) -> (PathBuf, String) {
+    let pem_path = dir.join("sa-key.pem");
+    let st = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem_path)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(st.success(), "openssl genpkey failed");
+    let pem = std::fs::read_to_string(&pem_path).expect("key pem");
+    let key = serde_json::json!({
+        "type": "service_account", "project_id": "comfyver-test",
+        "private_key_id": "0123456789abcdef", "private_key": pem,
+        "client_email": email, "client_id": "1", "token_uri": token_uri,
+    });
+    let path = dir.join("sa-key.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&key).unwrap()).expect("key file");
+    (path, pem)
+}
+
+/// Percent-escapes everything but unreserved characters.
+fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A plain `GET` of an `http://127.0.0.1:<port>/...` URL: status and body.
+pub fn get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    get_with_head(url).map(|(s, _, b)| (s, b))
+}
+
+fn get_with_head(url: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let port: u16 = authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(80);
+    let path = if path.is_empty() { "/" } else { path };
+    let (status, raw) = request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"),
+    )?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, head, body))
+}
+
+/// Sends a raw request to 127.0.0.1:port; returns the status and the whole raw answer.
+fn request(port: u16, head: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(head.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let status = String::from_utf8_lossy(&raw[..raw.len().min(64)])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status line"))?;
+    Ok((status, raw))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&data[..nl])
+                .split(';')
+                .next()
+                .unwrap_or("0")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = nl + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
