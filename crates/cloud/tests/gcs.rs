@@ -66,9 +66,11 @@ fn uploads_land_with_bytes_names_and_types_and_signed_urls_verify() {
     bucket.check().unwrap();
 
     let png = png_bytes();
+    let t0 = std::time::Instant::now();
     let up = bucket
         .upload("job-1", "ComfyUI_00001_.png", Payload::Bytes(&png))
         .unwrap();
+    eprintln!("T upload1 {:?}", t0.elapsed());
     let name = "runs/2026/job-1/ComfyUI_00001_.png";
     assert_eq!(up.uri, format!("gs://{BUCKET}/{name}"));
     assert_eq!(bucket.url_type(), "gcs_url");
