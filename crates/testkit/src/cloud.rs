@@ -171,6 +171,75 @@ impl MotoS3 {
         }
     }
 
+    /// Starts it with request authentication on (signatures and access keys
+    /// are checked), creates an IAM user allowed `s3:*` and `bucket`, and
+    /// returns the user's access key id and secret. Setup goes through boto3
+    /// (installed with moto).
+    pub fn start_with_auth(bucket: &str) -> (MotoS3, String, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        let out = std::fs::File::create(&log).expect("emulator log");
+        let err = out.try_clone().expect("emulator log");
+        let mut child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("could not start `moto_server` ({e}): install it with `pip install 'moto[server]'` (scripts/install-test-deps.sh does)")
+            });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto_server exited ({status})");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let setup = format!(
+            r#"
+import boto3, json
+ep = "http://127.0.0.1:{port}"
+iam = boto3.client("iam", endpoint_url=ep, aws_access_key_id="setup", aws_secret_access_key="setup", region_name="us-east-1")
+iam.create_user(UserName="sinks")
+iam.put_user_policy(UserName="sinks", PolicyName="all", PolicyDocument=json.dumps({{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}]}}))
+k = iam.create_access_key(UserName="sinks")["AccessKey"]
+boto3.client("s3", endpoint_url=ep, aws_access_key_id=k["AccessKeyId"], aws_secret_access_key=k["SecretAccessKey"], region_name="us-east-1").create_bucket(Bucket="{bucket}")
+print(k["AccessKeyId"], k["SecretAccessKey"])
+"#
+        );
+        let out = Command::new("python3")
+            .args(["-c", &setup])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "moto setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut words = text.split_whitespace();
+        let (ak, sk) = (
+            words.next().unwrap().to_string(),
+            words.next().unwrap().to_string(),
+        );
+        (
+            MotoS3 {
+                child,
+                port,
+                _dir: dir,
+            },
+            ak,
+            sk,
+        )
+    }
+
     /// Its port.
     pub fn port(&self) -> u16 {
         self.port
@@ -181,14 +250,21 @@ impl MotoS3 {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// An object's bytes and content type, if it exists.
+    /// An object's bytes and content type, if it exists (unauthenticated mode only).
+    /// (Unauthenticated mode: moto refuses anonymous object reads but checks no signature.)
     pub fn object(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
-        let (status, head, body) = get_with_head(&format!(
-            "{}/{bucket}/{}",
-            self.base(),
-            key.split('/').map(escape).collect::<Vec<_>>().join("/")
-        ))
+        let path = key.split('/').map(escape).collect::<Vec<_>>().join("/");
+        let port = self.port;
+        let (status, raw) = request(
+            port,
+            &format!(
+                "GET /{bucket}/{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+                 Authorization: AWS4-HMAC-SHA256 Credential=TEST/20260101/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host, Signature=00\r\nConnection: close\r\n\r\n"
+            ),
+        )
         .expect("moto answers");
+        let (head, body) = split_answer(&raw).expect("an HTTP answer");
         let ct = head
             .lines()
             .find_map(|l| {
@@ -415,6 +491,12 @@ fn get_with_head(url: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
         port,
         &format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"),
     )?;
+    let (head, body) = split_answer(&raw)?;
+    Ok((status, head, body))
+}
+
+/// An answer's head and (de-chunked) body.
+fn split_answer(raw: &[u8]) -> std::io::Result<(String, Vec<u8>)> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -427,7 +509,7 @@ fn get_with_head(url: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
     {
         body = dechunk(&body);
     }
-    Ok((status, head, body))
+    Ok((head, body))
 }
 
 /// Sends a raw request to 127.0.0.1:port; returns the status and the whole raw answer.
