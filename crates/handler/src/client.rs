@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::cloud_sink::CloudSink;
 use crate::error::{FailedPack, HandlerError, NodeInputError};
 use crate::job::{Job, check_api_format, class_of, prefix_outputs, substitute_input};
 use crate::outputs::fetch_outputs;
@@ -52,6 +53,9 @@ pub struct JobOptions {
     pub expected_packs: Vec<String>,
     /// How often `/history` is polled while the WebSocket is up (default 5 s).
     pub history_poll: Duration,
+    /// The prepared bucket for the `gcs`/`s3` sinks ([`CloudSink::prepare`],
+    /// before ComfyUI starts); when `None` it is prepared after the job.
+    pub cloud: Option<CloudSink>,
 }
 
 impl Default for JobOptions {
@@ -63,6 +67,7 @@ impl Default for JobOptions {
             keep_outputs: false,
             expected_packs: Vec::new(),
             history_poll: Duration::from_secs(5),
+            cloud: None,
         }
     }
 }
@@ -161,8 +166,17 @@ fn run_job_inner(
         opts.include_temp,
     );
     errors.extend(fetch_errors);
-    if let OutputSink::Dir(dir) = &opts.sink {
-        write_to_dir(dir, &job_prefix, &mut items)?;
+    match (&opts.sink, &opts.cloud) {
+        (OutputSink::Dir(dir), _) => write_to_dir(dir, &job_prefix, &mut items)?,
+        (OutputSink::Gcs | OutputSink::S3, Some(cloud)) => {
+            cloud.upload(&prompt_id, &job_prefix, &mut items)?
+        }
+        (OutputSink::Gcs | OutputSink::S3, None) => {
+            if let Some(cloud) = CloudSink::prepare(&opts.sink)? {
+                cloud.upload(&prompt_id, &job_prefix, &mut items)?;
+            }
+        }
+        (OutputSink::Base64, _) => {}
     }
     if !opts.keep_outputs {
         let mut ours = PathBuf::from(comfy.data_dir()).join("output");

@@ -234,6 +234,15 @@ pub enum HandlerError {
     /// ComfyUI reported an error without details.
     #[error("the job failed in ComfyUI: {0}")]
     Failed(String),
+    /// A cloud output sink could not be set up, failed its pre-check, or an upload failed.
+    #[error("the `{sink}` output sink failed")]
+    Sink {
+        /// `gcs` or `s3`.
+        sink: &'static str,
+        /// What went wrong.
+        #[source]
+        source: comfyver_cloud::CloudError,
+    },
 }
 
 fn fmt_node_errors(errors: &[NodeInputError]) -> String {
@@ -298,6 +307,7 @@ impl HandlerError {
             HandlerError::ComfyDied { .. } => "comfyui_died",
             HandlerError::Timeout { .. } => "timeout",
             HandlerError::Failed(_) => "failed",
+            HandlerError::Sink { .. } => "sink",
         }
     }
 
@@ -332,6 +342,7 @@ impl HandlerError {
             HandlerError::StartCrashed { tail, .. }
             | HandlerError::StartTimeout { tail, .. }
             | HandlerError::ComfyDied { tail, .. } => tail.iter().map(|l| json!(l)).collect(),
+            HandlerError::Sink { source, .. } => vec![json!(source.to_string())],
             _ => Vec::new(),
         };
         json!({"error": self.to_string(), "kind": self.kind(), "details": details})

@@ -16,8 +16,12 @@
 //!   fallback and a job timeout), and fetches every output into an
 //!   [`OutputSink`]; [`JobOutput::to_json`] and [`HandlerError::to_job_json`]
 //!   give the worker-comfyui compatible result.
+//! - [`CloudSink`] prepares the `gcs`/`s3` sinks (variables, credentials,
+//!   permission pre-check) before ComfyUI starts and uploads each output as
+//!   `<prefix>/<job id>/<file>`, returning `gcs_url`/`s3_url` entries.
 
 mod client;
+mod cloud_sink;
 mod error;
 mod http;
 mod job;
@@ -31,6 +35,7 @@ mod uuid;
 mod ws;
 
 pub use client::{JobOptions, JobReporter, NoReporter, run_job};
+pub use cloud_sink::CloudSink;
 pub use error::{FailedPack, HandlerError, NodeInputError};
 pub use job::{InputImage, Job, check_api_format, is_ui_format};
 pub use node_report::NodeReport;

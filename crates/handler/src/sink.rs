@@ -4,6 +4,9 @@
 //!   shape `{"images": [{"filename", "type": "base64", "data"}], "errors"}`.
 //! - `dir:PATH`: the files are written under PATH (names sanitised, nothing can
 //!   escape PATH, nothing existing is overwritten) and the JSON lists their paths.
+//! - `gcs` / `s3`: the files are uploaded to a bucket ([`crate::CloudSink`]) and
+//!   the JSON carries `type: "gcs_url"`/`"s3_url"`, the URL (also as `data`,
+//!   where worker-comfyui clients look) and the `gs://`/`s3://` URI.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -22,19 +25,36 @@ pub enum OutputSink {
     Base64,
     /// Written as files under this directory.
     Dir(PathBuf),
+    /// Uploaded to Google Cloud Storage (`GCS_*` variables).
+    Gcs,
+    /// Uploaded to an S3-compatible bucket (`BUCKET_*` variables).
+    S3,
+}
+
+impl OutputSink {
+    /// The default sink: `gcs` when `GCS_BUCKET` is set (as the original plan
+    /// switches it), else `base64`.
+    pub fn from_env_default() -> OutputSink {
+        match std::env::var(comfyver_cloud::GCS_BUCKET_ENV) {
+            Ok(b) if !b.trim().is_empty() => OutputSink::Gcs,
+            _ => OutputSink::Base64,
+        }
+    }
 }
 
 impl FromStr for OutputSink {
     type Err = String;
 
-    /// `base64` or `dir:PATH`.
+    /// `base64`, `dir:PATH`, `gcs` or `s3`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "base64" => Ok(OutputSink::Base64),
+            "gcs" => Ok(OutputSink::Gcs),
+            "s3" => Ok(OutputSink::S3),
             _ => match s.strip_prefix("dir:") {
                 Some(p) if !p.is_empty() => Ok(OutputSink::Dir(PathBuf::from(p))),
                 _ => Err(format!(
-                    "unknown output sink `{s}`: use `base64` or `dir:PATH`"
+                    "unknown output sink `{s}`: use `base64`, `dir:PATH`, `gcs` or `s3`"
                 )),
             },
         }
@@ -92,6 +112,12 @@ impl JobOutput {
                 }
                 OutputData::Text(t) => {
                     v = json!({"kind": "text", "node_id": item.node_id, "type": "text", "text": t});
+                }
+                OutputData::Uploaded { url_type, url, uri } => {
+                    v["type"] = json!(url_type);
+                    v["data"] = json!(url);
+                    v["url"] = json!(url);
+                    v["uri"] = json!(uri);
                 }
             }
             if item.key == "images" {
@@ -221,6 +247,8 @@ mod tests {
             "dir:/x".parse::<OutputSink>(),
             Ok(OutputSink::Dir("/x".into()))
         );
+        assert_eq!("gcs".parse::<OutputSink>(), Ok(OutputSink::Gcs));
+        assert_eq!("s3".parse::<OutputSink>(), Ok(OutputSink::S3));
         assert!("gcs:x".parse::<OutputSink>().is_err());
     }
 }

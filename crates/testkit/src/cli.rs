@@ -21,6 +21,23 @@ pub const AMBIENT_ENV: &[&str] = &[
     "CIVITAI_TOKEN",
     "UV",
     "VIRTUAL_ENV",
+    "GCS_BUCKET",
+    "GCS_PREFIX",
+    "GCS_PUBLIC",
+    "GCS_RETRIES",
+    "GCS_RETRY_BASE_SLEEP",
+    "GCS_SIGNED_URL_TTL",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "STORAGE_EMULATOR_HOST",
+    "BUCKET_ENDPOINT_URL",
+    "BUCKET_ACCESS_KEY_ID",
+    "BUCKET_SECRET_ACCESS_KEY",
+    "BUCKET_NAME",
+    "BUCKET_REGION",
+    "BUCKET_PREFIX",
+    "BUCKET_RETRIES",
+    "BUCKET_RETRY_BASE_SLEEP",
+    "BUCKET_SIGNED_URL_TTL",
 ];
 
 /// `bin --cache-dir <cache> --versions-dir <versions>` with [`AMBIENT_ENV`]
