@@ -126,3 +126,13 @@ pub(crate) fn bucket_name(var: &'static str, name: &str) -> Result<String, Cloud
         })
     }
 }
+
+/// A fixed set of variables, for tests.
+#[cfg(test)]
+pub(crate) fn fixed(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}

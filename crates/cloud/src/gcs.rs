@@ -498,3 +498,73 @@ fn ok_json(reply: Reply, action: &'static str, target: &str) -> Result<Value, Cl
         message: "the answer was not JSON".into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::env::fixed as lookup;
+
+    #[test]
+    fn the_emulator_host_is_honoured_as_googles_clients_do() {
+        for (host, base) in [
+            ("127.0.0.1:9023", "http://127.0.0.1:9023"),
+            ("http://127.0.0.1:9023/", "http://127.0.0.1:9023"),
+        ] {
+            let get = lookup(&[
+                (GCS_BUCKET_ENV, "out"),
+                (STORAGE_EMULATOR_HOST_ENV, host),
+                (GCS_PUBLIC_ENV, "true"),
+            ]);
+            let c = GcsConfig::from_lookup(&get).unwrap();
+            assert_eq!((c.api_base.as_str(), c.anonymous), (base, true));
+            assert_eq!(c.credentials, None);
+        }
+        let get = lookup(&[
+            (GCS_BUCKET_ENV, "out"),
+            (GOOGLE_APPLICATION_CREDENTIALS_ENV, "/k.json"),
+            (GCS_PREFIX_ENV, "/a/b/"),
+            (GCS_RETRIES_ENV, "2"),
+            (GCS_RETRY_BASE_SLEEP_ENV, "0.25"),
+            (GCS_SIGNED_URL_TTL_ENV, "600"),
+        ]);
+        let c = GcsConfig::from_lookup(&get).unwrap();
+        assert_eq!(c.api_base, GOOGLE_STORAGE);
+        assert!(!c.anonymous && !c.public);
+        assert_eq!(c.prefix, "a/b");
+        assert_eq!(c.retry.retries, 2);
+        assert_eq!(c.retry.base_sleep, Duration::from_millis(250));
+        assert_eq!(c.signed_url_ttl, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let base = [
+            (GCS_BUCKET_ENV, "out"),
+            (GOOGLE_APPLICATION_CREDENTIALS_ENV, "/k.json"),
+        ];
+        let cases: [(&str, &str); 6] = [
+            (GCS_PUBLIC_ENV, "maybe"),
+            (GCS_SIGNED_URL_TTL_ENV, "700000"),
+            (GCS_RETRIES_ENV, "-1"),
+            (GCS_RETRY_BASE_SLEEP_ENV, "soon"),
+            (GCS_PREFIX_ENV, "a/../b"),
+            (GCS_BUCKET_ENV, "Bad_Bucket!"),
+        ];
+        for (var, value) in cases {
+            let mut vars = base.to_vec();
+            vars.retain(|(k, _)| *k != var);
+            vars.push((var, value));
+            let err = GcsConfig::from_lookup(&lookup(&vars)).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
+        let err = GcsConfig::from_lookup(&lookup(&[(GCS_BUCKET_ENV, "out")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("GOOGLE_APPLICATION_CREDENTIALS is not set"),
+            "{err}"
+        );
+        let err = GcsConfig::from_lookup(&lookup(&[])).unwrap_err();
+        assert!(err.to_string().contains("GCS_BUCKET is not set"), "{err}");
+    }
+}

@@ -375,13 +375,7 @@ impl S3Bucket {
 mod tests {
     use super::*;
 
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
+    use crate::env::fixed as lookup;
 
     #[test]
     fn worker_comfyui_endpoints_name_the_bucket_and_region() {
