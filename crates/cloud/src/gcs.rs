@@ -64,7 +64,16 @@ pub struct GcsConfig {
     pub signed_url_ttl: Duration,
     /// Retries.
     pub retry: RetryPolicy,
+    /// Payloads larger than this go up as a resumable upload in chunks of
+    /// this size (a multiple of 256 KiB); a failed chunk is resumed from what
+    /// GCS has persisted instead of starting over.
+    pub chunk_size: u64,
 }
+
+/// The default resumable chunk: 8 MiB.
+pub const DEFAULT_CHUNK: u64 = 32 * CHUNK_UNIT;
+/// Resumable chunks are multiples of this.
+const CHUNK_UNIT: u64 = 256 * 1024;
 
 impl GcsConfig {
     /// Reads the `GCS_*`, `GOOGLE_APPLICATION_CREDENTIALS` and
@@ -118,6 +127,7 @@ impl GcsConfig {
             public,
             signed_url_ttl: Duration::from_secs(ttl as u64),
             retry: env::retry(get, GCS_RETRIES_ENV, GCS_RETRY_BASE_SLEEP_ENV)?,
+            chunk_size: DEFAULT_CHUNK,
         })
     }
 }
@@ -313,25 +323,11 @@ impl GcsBucket {
     ) -> Result<Uploaded, CloudError> {
         let uri = format!("gs://{}/{name}", self.cfg.bucket);
         let len = payload.len()?;
-        let url = format!(
-            "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}&ifGenerationMatch=0",
-            self.cfg.api_base,
-            enc_query(&self.cfg.bucket),
-            enc_query(name)
-        );
-        let headers = vec![("content-type".to_string(), content_type.to_string())];
-        let reply = http::send(
-            &self.agent,
-            &self.cfg.retry,
-            "upload",
-            &uri,
-            Some(payload),
-            &mut || self.request("POST", url.clone(), headers.clone()),
-        )?;
-        if reply.status == 412 {
-            return Err(CloudError::Exists { target: uri });
-        }
-        let v = ok_json(reply, "upload", &uri)?;
+        let v = if len > self.chunk() {
+            self.upload_resumable(name, &uri, payload, len, content_type)?
+        } else {
+            self.upload_media(name, &uri, payload, content_type)?
+        };
         let size = v
             .get("size")
             .and_then(Value::as_str)
@@ -351,6 +347,177 @@ impl GcsBucket {
             self.signed_url(name, &Stamp::now())?
         };
         Ok(Uploaded { url, uri })
+    }
+
+    /// The chunk size, rounded down to a multiple of 256 KiB (at least one unit).
+    fn chunk(&self) -> u64 {
+        (self.cfg.chunk_size / CHUNK_UNIT).max(1) * CHUNK_UNIT
+    }
+
+    /// One request: `uploadType=media`.
+    fn upload_media(
+        &self,
+        name: &str,
+        uri: &str,
+        payload: Payload<'_>,
+        content_type: &str,
+    ) -> Result<Value, CloudError> {
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}&ifGenerationMatch=0",
+            self.cfg.api_base,
+            enc_query(&self.cfg.bucket),
+            enc_query(name)
+        );
+        let headers = vec![("content-type".to_string(), content_type.to_string())];
+        let reply = http::send(
+            &self.agent,
+            &self.cfg.retry,
+            "upload",
+            uri,
+            Some(payload),
+            &mut || self.request("POST", url.clone(), headers.clone()),
+        )?;
+        if reply.status == 412 {
+            return Err(CloudError::Exists {
+                target: uri.to_string(),
+            });
+        }
+        ok_json(reply, "upload", uri)
+    }
+
+    /// A resumable upload: a session, then chunks with `Content-Range`. After a
+    /// failed chunk the session is asked what it has (`bytes */len` → `308`
+    /// with `Range`) and the upload goes on from there; the retry budget is
+    /// per chunk.
+    fn upload_resumable(
+        &self,
+        name: &str,
+        uri: &str,
+        payload: Payload<'_>,
+        len: u64,
+        content_type: &str,
+    ) -> Result<Value, CloudError> {
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=resumable&name={}&ifGenerationMatch=0",
+            self.cfg.api_base,
+            enc_query(&self.cfg.bucket),
+            enc_query(name)
+        );
+        let meta = serde_json::json!({"contentType": content_type}).to_string();
+        let headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "x-upload-content-type".to_string(),
+                content_type.to_string(),
+            ),
+            ("x-upload-content-length".to_string(), len.to_string()),
+        ];
+        let reply = http::send(
+            &self.agent,
+            &self.cfg.retry,
+            "start an upload of",
+            uri,
+            Some(Payload::Bytes(meta.as_bytes())),
+            &mut || self.request("POST", url.clone(), headers.clone()),
+        )?;
+        if reply.status == 412 {
+            return Err(CloudError::Exists {
+                target: uri.to_string(),
+            });
+        }
+        let attempts = reply.attempts;
+        let session = match (reply.status, reply.location) {
+            (200..=299, Some(l)) => l,
+            (status, _) => {
+                let message = if (200..300).contains(&status) {
+                    "the answer has no session `Location`".to_string()
+                } else {
+                    http::service_message(&reply.body)
+                };
+                return Err(CloudError::Status {
+                    action: "start an upload of",
+                    target: uri.to_string(),
+                    status,
+                    attempts,
+                    message,
+                });
+            }
+        };
+        let chunk = self.chunk();
+        let mut offset = 0;
+        let mut failures = 0;
+        loop {
+            let end = (offset + chunk).min(len);
+            let range = format!("bytes {offset}-{}/{len}", end - 1);
+            let req = self.request(
+                "PUT",
+                session.clone(),
+                vec![("content-range".into(), range)],
+            )?;
+            let part = http::Part {
+                payload,
+                start: offset,
+                len: end - offset,
+            };
+            let failed = match http::exchange(&self.agent, &req, Some(part)) {
+                Ok(a) => match judge_chunk(a, uri, failures + 1)? {
+                    Chunk::Done(v) => return Ok(v),
+                    Chunk::Have(n) => {
+                        if n > offset {
+                            failures = 0;
+                        }
+                        offset = n;
+                        None
+                    }
+                    Chunk::Retry(e) => Some(e),
+                },
+                Err(http::Failure::Read(e)) => return Err(e),
+                Err(http::Failure::Net(e)) => Some(CloudError::Transport {
+                    action: "upload",
+                    target: uri.to_string(),
+                    attempts: failures + 1,
+                    source: Box::new(e),
+                }),
+            };
+            let Some(mut error) = failed else { continue };
+            // Ask the session what it has, until it answers or the budget is spent.
+            loop {
+                failures += 1;
+                if failures > self.cfg.retry.retries {
+                    return Err(error);
+                }
+                std::thread::sleep(self.cfg.retry.delay(failures));
+                let req = self.request(
+                    "PUT",
+                    session.clone(),
+                    vec![("content-range".into(), format!("bytes */{len}"))],
+                )?;
+                let part = http::Part {
+                    payload: Payload::Bytes(&[]),
+                    start: 0,
+                    len: 0,
+                };
+                match http::exchange(&self.agent, &req, Some(part)) {
+                    Ok(a) => match judge_chunk(a, uri, failures + 1)? {
+                        Chunk::Done(v) => return Ok(v),
+                        Chunk::Have(n) => {
+                            offset = n;
+                            break;
+                        }
+                        Chunk::Retry(e) => error = e,
+                    },
+                    Err(http::Failure::Read(e)) => return Err(e),
+                    Err(http::Failure::Net(e)) => {
+                        error = CloudError::Transport {
+                            action: "upload",
+                            target: uri.to_string(),
+                            attempts: failures + 1,
+                            source: Box::new(e),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// `<base>/<bucket>/<name>`.
@@ -468,6 +635,51 @@ impl GcsBucket {
         let until = Instant::now() + Duration::from_secs(ttl.saturating_sub(60));
         *cached = Some((token.clone(), until));
         Ok(token)
+    }
+}
+
+/// Where a resumable upload stands.
+enum Chunk {
+    /// Finished: the object's metadata.
+    Done(Value),
+    /// This many bytes are persisted; send from there.
+    Have(u64),
+    /// A failure worth another try.
+    Retry(CloudError),
+}
+
+/// What a chunk or status answer of a resumable session means.
+fn judge_chunk(a: http::Answer, uri: &str, attempts: u32) -> Result<Chunk, CloudError> {
+    let status_err = |a: &http::Answer| CloudError::Status {
+        action: "upload",
+        target: uri.to_string(),
+        status: a.status,
+        attempts,
+        message: http::service_message(&a.body),
+    };
+    match a.status {
+        200 | 201 => {
+            let reply = Reply {
+                status: a.status,
+                body: a.body,
+                location: None,
+                attempts,
+            };
+            ok_json(reply, "upload", uri).map(Chunk::Done)
+        }
+        // `Range: bytes=0-N`: N+1 bytes persisted; no Range: none.
+        308 => Ok(Chunk::Have(
+            a.range
+                .as_deref()
+                .and_then(|r| r.rsplit('-').next())
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .map_or(0, |n| n + 1),
+        )),
+        412 => Err(CloudError::Exists {
+            target: uri.to_string(),
+        }),
+        s if crate::retry::retryable_status(s) => Ok(Chunk::Retry(status_err(&a))),
+        _ => Err(status_err(&a)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! One retried HTTP exchange on a blocking `ureq` agent.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
@@ -51,6 +51,7 @@ pub(crate) struct Request {
 pub(crate) struct Reply {
     pub status: u16,
     pub body: String,
+    pub location: Option<String>,
     pub attempts: u32,
 }
 
@@ -85,15 +86,24 @@ pub(crate) fn send(
     loop {
         attempt += 1;
         let req = build()?;
-        match once(agent, &req, payload) {
-            Ok((status, body)) if !retryable_status(status) => {
+        let part = match payload {
+            Some(p) => Some(Part {
+                payload: p,
+                start: 0,
+                len: p.len()?,
+            }),
+            None => None,
+        };
+        match exchange(agent, &req, part) {
+            Ok(a) if !retryable_status(a.status) => {
                 return Ok(Reply {
-                    status,
-                    body,
+                    status: a.status,
+                    body: a.body,
+                    location: a.location,
                     attempts: attempt,
                 });
             }
-            Ok((status, body)) => {
+            Ok(Answer { status, body, .. }) => {
                 if attempt > policy.retries {
                     return Err(CloudError::Status {
                         action,
@@ -120,32 +130,61 @@ pub(crate) fn send(
     }
 }
 
-enum Failure {
+/// Why an exchange gave no answer.
+pub(crate) enum Failure {
+    /// The network or the server's connection (worth retrying).
     Net(ureq::Error),
+    /// The local file (not worth retrying).
     Read(CloudError),
 }
 
-fn once(
+/// A byte range of a payload: what one request sends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Part<'a> {
+    pub payload: Payload<'a>,
+    pub start: u64,
+    pub len: u64,
+}
+
+/// One answer, before it is judged.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// The `Location` header (a resumable upload's session URI).
+    pub location: Option<String>,
+    /// The `Range` header (what a resumable upload has persisted).
+    pub range: Option<String>,
+}
+
+/// One request, no retry.
+pub(crate) fn exchange(
     agent: &Agent,
     req: &Request,
-    payload: Option<Payload<'_>>,
-) -> Result<(u16, String), Failure> {
+    part: Option<Part<'_>>,
+) -> Result<Answer, Failure> {
     let mut builder = ureq::http::Request::builder()
         .method(req.method)
         .uri(&req.url);
     for (k, v) in &req.headers {
         builder = builder.header(k, v);
     }
-    let result = match payload {
-        None => {
-            let r = builder.body(()).map_err(|e| Failure::Net(e.into()))?;
-            agent.run(r)
+    let net = |e: ureq::http::Error| Failure::Net(e.into());
+    let result = match part {
+        None => agent.run(builder.body(()).map_err(net)?),
+        Some(Part {
+            payload: Payload::Bytes(b),
+            start,
+            len,
+        }) => {
+            let slice = &b[start as usize..(start + len) as usize];
+            agent.run(builder.body(slice).map_err(net)?)
         }
-        Some(Payload::Bytes(b)) => {
-            let r = builder.body(b).map_err(|e| Failure::Net(e.into()))?;
-            agent.run(r)
-        }
-        Some(Payload::File(path)) => {
+        Some(Part {
+            payload: Payload::File(path),
+            start,
+            len,
+        }) => {
             let read_err = |source| {
                 Failure::Read(CloudError::ReadFile {
                     path: path.to_path_buf(),
@@ -153,15 +192,23 @@ fn once(
                 })
             };
             let mut file = std::fs::File::open(path).map_err(read_err)?;
-            let len = file.metadata().map_err(read_err)?.len();
+            file.seek(SeekFrom::Start(start)).map_err(read_err)?;
+            let mut reader = file.take(len);
             let r = builder
                 .header("content-length", len.to_string())
-                .body(SendBody::from_reader(&mut file))
-                .map_err(|e| Failure::Net(e.into()))?;
+                .body(SendBody::from_reader(&mut reader))
+                .map_err(net)?;
             agent.run(r)
         }
     };
     let mut resp = result.map_err(Failure::Net)?;
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (location, range) = (header("location"), header("range"));
     let status = resp.status().as_u16();
     let mut body = String::new();
     resp.body_mut()
@@ -169,7 +216,12 @@ fn once(
         .take(MAX_REPLY)
         .read_to_string(&mut body)
         .map_err(|e| Failure::Net(e.into()))?;
-    Ok((status, body))
+    Ok(Answer {
+        status,
+        body,
+        location,
+        range,
+    })
 }
 
 /// The service's own short explanation from a GCS JSON error

@@ -2,7 +2,7 @@
 //!
 //! - [`GcsBucket`]: Google Cloud Storage over the JSON API. Media uploads
 //!   streamed from memory or disk with `ifGenerationMatch=0` (never
-//!   overwrite), a `testIamPermissions` pre-check, V4 signed URLs
+//!   overwrite), resumable in chunks above 8 MiB, a `testIamPermissions` pre-check, V4 signed URLs
 //!   (GOOG4-RSA-SHA256) or public URLs, OAuth2 tokens from a service-account
 //!   key (RS256 JWT bearer grant). `STORAGE_EMULATOR_HOST` is honoured as
 //!   Google's clients honour it: requests go there and carry no credentials.
@@ -35,9 +35,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use error::CloudError;
 pub use gcs::{
-    GCS_BUCKET_ENV, GCS_PREFIX_ENV, GCS_PUBLIC_ENV, GCS_RETRIES_ENV, GCS_RETRY_BASE_SLEEP_ENV,
-    GCS_SIGNED_URL_TTL_ENV, GOOGLE_APPLICATION_CREDENTIALS_ENV, GcsBucket, GcsConfig,
-    STORAGE_EMULATOR_HOST_ENV,
+    DEFAULT_CHUNK, GCS_BUCKET_ENV, GCS_PREFIX_ENV, GCS_PUBLIC_ENV, GCS_RETRIES_ENV,
+    GCS_RETRY_BASE_SLEEP_ENV, GCS_SIGNED_URL_TTL_ENV, GOOGLE_APPLICATION_CREDENTIALS_ENV,
+    GcsBucket, GcsConfig, STORAGE_EMULATOR_HOST_ENV,
 };
 pub use http::Payload;
 pub use retry::RetryPolicy;

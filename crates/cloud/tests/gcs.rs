@@ -29,6 +29,7 @@ fn config(base: &str, key: Option<&Path>) -> GcsConfig {
             retries: 4,
             base_sleep: Duration::from_millis(20),
         },
+        chunk_size: comfyver_cloud::DEFAULT_CHUNK,
     }
 }
 
@@ -344,4 +345,85 @@ fn service_account_tokens_are_signed_jwts_fetched_once_and_a_denied_bucket_fails
     let mut cfg = config(&base, Some(&key));
     cfg.anonymous = false;
     GcsBucket::new(cfg).unwrap().check().unwrap();
+}
+
+#[test]
+fn large_uploads_are_resumable_and_resume_from_what_was_persisted() {
+    let emu = GcsEmulator::start(BUCKET);
+    let proxy = FaultProxy::start(emu.port());
+    let mut cfg = config(&proxy.base(), None);
+    cfg.public = true;
+    cfg.chunk_size = 256 * 1024;
+    let bucket = GcsBucket::new(cfg).unwrap();
+    let data: Vec<u8> = (0..(4 * 256 * 1024 + 1000u32))
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let len = data.len();
+
+    // session, chunk 1 pass; chunk 2 dropped; a status query 503; the next query
+    // answers 308 with what GCS has; chunk 2 again; chunk 3 gets a 500; ...
+    proxy.push(ProxyFault::Pass, 2);
+    proxy.push(ProxyFault::Drop, 1);
+    proxy.push(ProxyFault::Status(503), 1);
+    proxy.push(ProxyFault::Pass, 2);
+    proxy.push(ProxyFault::Status(500), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.mp4");
+    std::fs::write(&file, &data).unwrap();
+    bucket
+        .upload("p/j/big.mp4", Payload::File(&file), "video/mp4")
+        .unwrap();
+    assert_eq!(emu.object(BUCKET, "p/j/big.mp4").unwrap(), data);
+    assert_eq!(
+        emu.metadata(BUCKET, "p/j/big.mp4").unwrap()["contentType"],
+        "video/mp4"
+    );
+
+    let heads = proxy.heads();
+    let ranges: Vec<String> = heads
+        .iter()
+        .filter_map(|h| {
+            h.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-range: ")
+                    .map(str::to_string)
+            })
+        })
+        .collect();
+    assert!(
+        heads[0].starts_with("POST /upload/storage/v1/b/comfyver-out/o?uploadType=resumable"),
+        "{}",
+        heads[0]
+    );
+    let total = format!("/{len}");
+    let chunk = |a: usize, b: usize| format!("bytes {a}-{b}{total}");
+    let k = 256 * 1024;
+    assert_eq!(
+        ranges,
+        vec![
+            chunk(0, k - 1),
+            chunk(k, 2 * k - 1),       // dropped
+            format!("bytes *{total}"), // 503
+            format!("bytes *{total}"), // 308: 0-(k-1) persisted
+            chunk(k, 2 * k - 1),
+            chunk(2 * k, 3 * k - 1), // 500
+            format!("bytes *{total}"),
+            chunk(2 * k, 3 * k - 1),
+            chunk(3 * k, 4 * k - 1),
+            chunk(4 * k, len - 1),
+        ],
+        "the first chunk is never sent again"
+    );
+
+    // From memory too, and a persistent failure gives up with a clear error.
+    bucket
+        .upload("p/j/big2.mp4", Payload::Bytes(&data), "video/mp4")
+        .unwrap();
+    assert_eq!(emu.object(BUCKET, "p/j/big2.mp4").unwrap(), data);
+    proxy.push(ProxyFault::Pass, 1);
+    proxy.push(ProxyFault::Status(503), 20);
+    let err = bucket
+        .upload("p/j/big3.mp4", Payload::Bytes(&data), "video/mp4")
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP 503"), "{err}");
 }

@@ -291,6 +291,8 @@ pub enum ProxyFault {
     Status(u16),
     /// Close the connection right after reading the request head.
     Drop,
+    /// Forward normally (to place faults later in the queue).
+    Pass,
 }
 
 /// An HTTP/1.1 proxy on loopback in front of `127.0.0.1:<upstream>`. Each
