@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use comfyver_testkit::cloud::{GcsEmulator, MotoS3, get, service_account_key};
+use comfyver_testkit::cloud::{
+    FaultProxy, GcsEmulator, MotoS3, ProxyFault, get, service_account_key,
+};
 use comfyver_testkit::world::{World, smoke_workflow};
 use serde_json::Value;
 
@@ -159,16 +161,16 @@ fn run_uploads_outputs_to_gcs_and_s3_and_bad_credentials_fail_first() {
     let result = stdout_json(&out);
     let img = &result["images"][0];
     assert_eq!(img["type"], "s3_url", "{result}");
-    let key = img["uri"]
+    let object_key = img["uri"]
         .as_str()
         .unwrap()
         .strip_prefix("s3://e2e-s3/")
         .unwrap();
-    assert!(key.starts_with(&format!(
+    assert!(object_key.starts_with(&format!(
         "s3runs/{}/",
         result["prompt_id"].as_str().unwrap()
     )));
-    let (bytes, ct) = moto.object("e2e-s3", key).unwrap();
+    let (bytes, ct) = moto.object("e2e-s3", object_key).unwrap();
     assert_eq!(ct, "image/png");
     assert_smoke_png(&bytes);
     assert_eq!(get(img["url"].as_str().unwrap()).unwrap(), (200, bytes));
@@ -187,4 +189,24 @@ fn run_uploads_outputs_to_gcs_and_s3_and_bad_credentials_fail_first() {
         stderr.contains("BUCKET_ACCESS_KEY_ID is not set"),
         "{stderr}"
     );
+
+    // 5. An upload refused after the job ran: a `sink` job error, exit 1, at once (no retry on 403).
+    let proxy = FaultProxy::start(gcs.port());
+    proxy.push(ProxyFault::Pass, 1); // the pre-check
+    proxy.push(ProxyFault::Status(403), 1);
+    let mut env = gcs_env(key);
+    env[2].1 = format!("127.0.0.1:{}", proxy.port());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = comfyver(
+        &w,
+        &["run", "v1", "--workflow", wf, "--output", "gcs"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let failure = stdout_json(&out);
+    assert_eq!(failure["kind"], "sink", "{failure}");
+    let details = failure["details"][0].as_str().unwrap();
+    assert!(details.contains("HTTP 403 after 1 attempt(s)"), "{failure}");
+    assert_eq!(proxy.pending(), 0);
+    assert_eq!(proxy.heads().len(), 2, "one pre-check, one refused upload");
 }
