@@ -241,6 +241,37 @@ mod tests {
     }
 
     #[test]
+    fn uploaded_outputs_carry_the_url_type_url_and_uri() {
+        let out = JobOutput {
+            prompt_id: "p".into(),
+            version_id: "v".into(),
+            items: vec![OutputItem {
+                node_id: "9".into(),
+                key: "images".into(),
+                kind: "image".into(),
+                filename: "a_00001_.png".into(),
+                subfolder: String::new(),
+                comfy_type: "output".into(),
+                data: OutputData::Uploaded {
+                    url_type: "gcs_url",
+                    url: "http://h/b/o?X-Goog-Signature=ab".into(),
+                    uri: "gs://b/o".into(),
+                },
+            }],
+            errors: Vec::new(),
+            timings: JobTimings::default(),
+        };
+        let v = out.to_json();
+        let img = &v["images"][0];
+        assert_eq!(img["type"], "gcs_url");
+        assert_eq!(img["url"], "http://h/b/o?X-Goog-Signature=ab");
+        assert_eq!(img["data"], img["url"]);
+        assert_eq!(img["uri"], "gs://b/o");
+        assert_eq!(img["filename"], "a_00001_.png");
+        assert_eq!(v["status"], "success");
+    }
+
+    #[test]
     fn sinks_parse() {
         assert_eq!("base64".parse::<OutputSink>(), Ok(OutputSink::Base64));
         assert_eq!(
