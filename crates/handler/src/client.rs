@@ -56,6 +56,9 @@ pub struct JobOptions {
     /// The prepared bucket for the `gcs`/`s3` sinks ([`CloudSink::prepare`],
     /// before ComfyUI starts); when `None` it is prepared after the job.
     pub cloud: Option<CloudSink>,
+    /// The job id in cloud object names (`<prefix>/<job id>/<file>`), e.g. a
+    /// RunPod job id; default: the prompt id.
+    pub job_id: Option<String>,
 }
 
 impl Default for JobOptions {
@@ -68,6 +71,7 @@ impl Default for JobOptions {
             expected_packs: Vec::new(),
             history_poll: Duration::from_secs(5),
             cloud: None,
+            job_id: None,
         }
     }
 }
@@ -166,14 +170,15 @@ fn run_job_inner(
         opts.include_temp,
     );
     errors.extend(fetch_errors);
+    let job_id = opts.job_id.as_deref().unwrap_or(&prompt_id);
     match (&opts.sink, &opts.cloud) {
         (OutputSink::Dir(dir), _) => write_to_dir(dir, &job_prefix, &mut items)?,
         (OutputSink::Gcs | OutputSink::S3, Some(cloud)) => {
-            cloud.upload(&prompt_id, &job_prefix, &mut items)?
+            cloud.upload(job_id, &job_prefix, &mut items)?
         }
         (OutputSink::Gcs | OutputSink::S3, None) => {
             if let Some(cloud) = CloudSink::prepare(&opts.sink)? {
-                cloud.upload(&prompt_id, &job_prefix, &mut items)?;
+                cloud.upload(job_id, &job_prefix, &mut items)?;
             }
         }
         (OutputSink::Base64, _) => {}

@@ -27,13 +27,24 @@ impl CloudSink {
             OutputSink::S3 => (Provider::S3, "s3"),
             OutputSink::Base64 | OutputSink::Dir(_) => return Ok(None),
         };
-        let wrap = |source| HandlerError::Sink { sink: name, source };
-        let bucket = Bucket::from_env(provider).map_err(wrap)?;
-        bucket.check().map_err(wrap)?;
-        Ok(Some(CloudSink {
+        let bucket = Bucket::from_env(provider)
+            .map_err(|source| HandlerError::Sink { sink: name, source })?;
+        CloudSink::from_bucket(bucket).map(Some)
+    }
+
+    /// A sink for a bucket configured by the caller; runs the permission pre-check.
+    pub fn from_bucket(bucket: Bucket) -> Result<CloudSink, HandlerError> {
+        let name = match bucket {
+            Bucket::Gcs(_) => "gcs",
+            Bucket::S3(_) => "s3",
+        };
+        bucket
+            .check()
+            .map_err(|source| HandlerError::Sink { sink: name, source })?;
+        Ok(CloudSink {
             bucket: Arc::new(bucket),
             name,
-        }))
+        })
     }
 
     /// Uploads every file output held in memory and replaces its bytes by
