@@ -245,13 +245,21 @@ fn pem_body(pem: &str, label: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
-/// A GCS bucket we write outputs to.
-#[derive(Debug)]
+/// A GCS bucket we write outputs to. `Debug` shows no token or key.
 pub struct GcsBucket {
     cfg: GcsConfig,
     account: Option<ServiceAccount>,
     agent: ureq::Agent,
     token: Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for GcsBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsBucket")
+            .field("cfg", &self.cfg)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GcsBucket {

@@ -324,6 +324,10 @@ fn service_account_tokens_are_signed_jwts_fetched_once_and_a_denied_bucket_fails
     assert!(err.to_string().contains("storage.objects.create"), "{err}");
     assert!(!err.to_string().contains("ya29"), "{err}");
     let _ = bucket.check();
+    assert!(
+        !format!("{bucket:?}").contains("ya29"),
+        "the token shows in Debug"
+    );
     let jwts = seen.lock().unwrap().clone();
     assert_eq!(jwts.len(), 1, "the token is cached");
     let claims: serde_json::Value =
