@@ -228,10 +228,15 @@ pub(crate) fn exchange(
 /// (`{"error": {"message"}}`) or an S3 XML error (`<Code>`, `<Message>`),
 /// never the whole body (S3 echoes the access key id and the string to sign).
 pub(crate) fn service_message(body: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
-        && let Some(m) = v.pointer("/error/message").and_then(|m| m.as_str())
-    {
-        return clip(m);
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(m) = v.pointer("/error/message").and_then(|m| m.as_str()) {
+            return clip(m);
+        }
+        // OAuth: {"error": "invalid_grant", "error_description": "..."}.
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+            let desc = v.get("error_description").and_then(|d| d.as_str());
+            return clip(&desc.map_or(e.to_string(), |d| format!("{e}: {d}")));
+        }
     }
     let tag = |name: &str| {
         let open = format!("<{name}>");
@@ -267,6 +272,11 @@ mod tests {
         assert!(!m.contains("AKIDSECRET"));
         let gcs = r#"{"error": {"code": 403, "message": "no access"}}"#;
         assert_eq!(service_message(gcs), "no access");
+        let oauth = r#"{"error": "invalid_grant", "error_description": "Invalid JWT Signature."}"#;
+        assert_eq!(
+            service_message(oauth),
+            "invalid_grant: Invalid JWT Signature."
+        );
         assert_eq!(service_message(""), "(no explanation in the answer)");
         assert!(!service_message("token=abc").contains("abc"));
     }
