@@ -671,6 +671,7 @@ fn judge_chunk(a: http::Answer, uri: &str, attempts: u32) -> Result<Chunk, Cloud
                 status: a.status,
                 body: a.body,
                 location: None,
+                etag: None,
                 attempts,
             };
             ok_json(reply, "upload", uri).map(Chunk::Done)

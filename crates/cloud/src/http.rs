@@ -52,6 +52,7 @@ pub(crate) struct Reply {
     pub status: u16,
     pub body: String,
     pub location: Option<String>,
+    pub etag: Option<String>,
     pub attempts: u32,
 }
 
@@ -82,24 +83,37 @@ pub(crate) fn send(
     payload: Option<Payload<'_>>,
     build: &mut dyn FnMut() -> Result<Request, CloudError>,
 ) -> Result<Reply, CloudError> {
+    let part = match payload {
+        Some(p) => Some(Part {
+            payload: p,
+            start: 0,
+            len: p.len()?,
+        }),
+        None => None,
+    };
+    send_part(agent, policy, action, target, part, build)
+}
+
+/// [`send`] for a byte range of a payload.
+pub(crate) fn send_part(
+    agent: &Agent,
+    policy: &RetryPolicy,
+    action: &'static str,
+    target: &str,
+    part: Option<Part<'_>>,
+    build: &mut dyn FnMut() -> Result<Request, CloudError>,
+) -> Result<Reply, CloudError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let req = build()?;
-        let part = match payload {
-            Some(p) => Some(Part {
-                payload: p,
-                start: 0,
-                len: p.len()?,
-            }),
-            None => None,
-        };
         match exchange(agent, &req, part) {
             Ok(a) if !retryable_status(a.status) => {
                 return Ok(Reply {
                     status: a.status,
                     body: a.body,
                     location: a.location,
+                    etag: a.etag,
                     attempts: attempt,
                 });
             }
@@ -155,6 +169,8 @@ pub(crate) struct Answer {
     pub location: Option<String>,
     /// The `Range` header (what a resumable upload has persisted).
     pub range: Option<String>,
+    /// The `ETag` header (an S3 part's id).
+    pub etag: Option<String>,
 }
 
 /// One request, no retry.
@@ -208,7 +224,7 @@ pub(crate) fn exchange(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let (location, range) = (header("location"), header("range"));
+    let (location, range, etag) = (header("location"), header("range"), header("etag"));
     let status = resp.status().as_u16();
     let mut body = String::new();
     resp.body_mut()
@@ -221,6 +237,7 @@ pub(crate) fn exchange(
         body,
         location,
         range,
+        etag,
     })
 }
 

@@ -7,7 +7,7 @@
 //!   key (RS256 JWT bearer grant). `STORAGE_EMULATOR_HOST` is honoured as
 //!   Google's clients honour it: requests go there and carry no credentials.
 //! - [`S3Bucket`]: S3-compatible storage with Signature V4: streamed `PUT`
-//!   with `If-None-Match: *`, a signed `HEAD` bucket pre-check, presigned GET
+//!   with `If-None-Match: *` (multipart above 16 MiB), a signed `HEAD` bucket pre-check, presigned GET
 //!   URLs. Configured with worker-comfyui's `BUCKET_*` variables.
 //! - [`Bucket`]: either one, chosen by [`Provider`] and read from the
 //!   environment; it names objects `<prefix>/<job id>/<file>` and picks the
@@ -44,7 +44,7 @@ pub use retry::RetryPolicy;
 pub use s3::{
     BUCKET_ACCESS_KEY_ID_ENV, BUCKET_ENDPOINT_URL_ENV, BUCKET_NAME_ENV, BUCKET_PREFIX_ENV,
     BUCKET_REGION_ENV, BUCKET_RETRIES_ENV, BUCKET_RETRY_BASE_SLEEP_ENV,
-    BUCKET_SECRET_ACCESS_KEY_ENV, BUCKET_SIGNED_URL_TTL_ENV, S3Bucket, S3Config,
+    BUCKET_SECRET_ACCESS_KEY_ENV, BUCKET_SIGNED_URL_TTL_ENV, DEFAULT_PART, S3Bucket, S3Config,
 };
 
 /// An uploaded object.

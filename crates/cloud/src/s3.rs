@@ -1,6 +1,6 @@
-//! S3-compatible buckets with AWS Signature Version 4: single-request
-//! streamed `PUT` with `If-None-Match: *`, a `HEAD` bucket pre-check and
-//! presigned `GET` URLs.
+//! S3-compatible buckets with AWS Signature Version 4: streamed `PUT` with
+//! `If-None-Match: *` (multipart above the part size), a `HEAD` bucket
+//! pre-check and presigned `GET` URLs.
 
 use std::time::Duration;
 
@@ -58,7 +58,15 @@ pub struct S3Config {
     pub signed_url_ttl: Duration,
     /// Retries.
     pub retry: RetryPolicy,
+    /// Payloads larger than this go up as a multipart upload in parts of this
+    /// size (at least 5 MiB, S3's minimum); a failed part is retried alone.
+    pub part_size: u64,
 }
+
+/// The default multipart part: 16 MiB.
+pub const DEFAULT_PART: u64 = 16 << 20;
+/// S3's smallest part (except the last).
+const MIN_PART: u64 = 5 << 20;
 
 impl std::fmt::Debug for S3Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,8 +159,17 @@ impl S3Config {
             prefix: env::prefix(get, BUCKET_PREFIX_ENV)?,
             signed_url_ttl: Duration::from_secs(ttl as u64),
             retry: env::retry(get, BUCKET_RETRIES_ENV, BUCKET_RETRY_BASE_SLEEP_ENV)?,
+            part_size: DEFAULT_PART,
         })
     }
+}
+
+/// The text of the first `<name>` element.
+fn xml_tag(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].to_string())
 }
 
 /// `https://user:pass@host` → `https://host` (for error messages).
@@ -236,7 +253,14 @@ impl S3Bucket {
         content_type: &str,
     ) -> Result<Uploaded, CloudError> {
         let uri = format!("s3://{}/{key}", self.cfg.bucket);
-        payload.len()?;
+        let len = payload.len()?;
+        if len > self.cfg.part_size.max(MIN_PART) {
+            self.upload_multipart(key, &uri, payload, len, content_type)?;
+            return Ok(Uploaded {
+                url: self.presigned_get(key, &Stamp::now()),
+                uri,
+            });
+        }
         let path = self.path(key);
         let headers = vec![
             ("content-type".to_string(), content_type.to_string()),
@@ -259,6 +283,143 @@ impl S3Bucket {
             status => Err(CloudError::Status {
                 action: "upload",
                 target: uri,
+                status,
+                attempts: reply.attempts,
+                message: http::service_message(&reply.body),
+            }),
+        }
+    }
+
+    /// CreateMultipartUpload, UploadPart for each part (each retried on its
+    /// own), CompleteMultipartUpload with `If-None-Match: *`; on failure the
+    /// upload is aborted so no parts linger.
+    fn upload_multipart(
+        &self,
+        key: &str,
+        uri: &str,
+        payload: Payload<'_>,
+        len: u64,
+        content_type: &str,
+    ) -> Result<(), CloudError> {
+        let path = self.path(key);
+        let headers = vec![("content-type".to_string(), content_type.to_string())];
+        let reply = http::send(
+            &self.agent,
+            &self.cfg.retry,
+            "start an upload of",
+            uri,
+            Some(Payload::Bytes(&[])),
+            &mut || {
+                Ok(self.signed_query("POST", &path, "uploads=", headers.clone(), &Stamp::now()))
+            },
+        )?;
+        let upload_id = match (reply.status, xml_tag(&reply.body, "UploadId")) {
+            (200..=299, Some(id)) => id,
+            (status, _) => {
+                return Err(CloudError::Status {
+                    action: "start an upload of",
+                    target: uri.to_string(),
+                    status,
+                    attempts: reply.attempts,
+                    message: http::service_message(&reply.body),
+                });
+            }
+        };
+        let id_query = format!("uploadId={}", enc_query(&upload_id));
+        let result = self.send_parts(&path, &id_query, uri, payload, len);
+        if result.is_err() {
+            // Best effort: abort, so the parts do not linger (and cost) in the bucket.
+            let _ = http::send(
+                &self.agent,
+                &RetryPolicy {
+                    retries: 1,
+                    ..self.cfg.retry
+                },
+                "abort the upload of",
+                uri,
+                None,
+                &mut || {
+                    Ok(self.signed_query("DELETE", &path, &id_query, Vec::new(), &Stamp::now()))
+                },
+            );
+        }
+        result
+    }
+
+    fn send_parts(
+        &self,
+        path: &str,
+        id_query: &str,
+        uri: &str,
+        payload: Payload<'_>,
+        len: u64,
+    ) -> Result<(), CloudError> {
+        let part_size = self.cfg.part_size.max(MIN_PART);
+        let mut etags = Vec::new();
+        let mut start = 0;
+        while start < len {
+            let n = etags.len() + 1;
+            let part = http::Part {
+                payload,
+                start,
+                len: part_size.min(len - start),
+            };
+            // Canonical query: sorted by name (partNumber < uploadId).
+            let query = format!("partNumber={n}&{id_query}");
+            let reply = http::send_part(
+                &self.agent,
+                &self.cfg.retry,
+                "upload a part of",
+                uri,
+                Some(part),
+                &mut || Ok(self.signed_query("PUT", path, &query, Vec::new(), &Stamp::now())),
+            )?;
+            match (reply.status, reply.etag) {
+                (200..=299, Some(etag)) => etags.push(etag),
+                (status, _) => {
+                    return Err(CloudError::Status {
+                        action: "upload a part of",
+                        target: uri.to_string(),
+                        status,
+                        attempts: reply.attempts,
+                        message: http::service_message(&reply.body),
+                    });
+                }
+            }
+            start += part.len;
+        }
+        let body: String = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                format!(
+                    "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
+                    i + 1
+                )
+            })
+            .collect();
+        let body = format!("<CompleteMultipartUpload>{body}</CompleteMultipartUpload>");
+        let headers = vec![
+            ("content-type".to_string(), "application/xml".to_string()),
+            ("if-none-match".to_string(), "*".to_string()),
+        ];
+        let reply = http::send(
+            &self.agent,
+            &self.cfg.retry,
+            "finish the upload of",
+            uri,
+            Some(Payload::Bytes(body.as_bytes())),
+            &mut || Ok(self.signed_query("POST", path, id_query, headers.clone(), &Stamp::now())),
+        )?;
+        // S3 may answer 200 and put the error in the body.
+        match reply.status {
+            200..=299 if !reply.body.contains("<Error>") => Ok(()),
+            412 => Err(CloudError::Exists {
+                target: uri.to_string(),
+            }),
+            status => Err(CloudError::Status {
+                action: "finish the upload of",
+                target: uri.to_string(),
                 status,
                 attempts: reply.attempts,
                 message: http::service_message(&reply.body),
@@ -310,6 +471,19 @@ impl S3Bucket {
         &self,
         method: &'static str,
         path: &str,
+        headers: Vec<(String, String)>,
+        at: &Stamp,
+    ) -> Request {
+        self.signed_query(method, path, "", headers, at)
+    }
+
+    /// [`S3Bucket::signed`] with a query, given in canonical form (names
+    /// sorted, names and values encoded).
+    fn signed_query(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &str,
         mut headers: Vec<(String, String)>,
         at: &Stamp,
     ) -> Request {
@@ -324,7 +498,7 @@ impl S3Bucket {
             .map(|(k, v)| format!("{k}:{}\n", v.trim()))
             .collect();
         let canonical =
-            format!("{method}\n{path}\n\n{canonical_headers}\n{signed_names}\n{UNSIGNED}");
+            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{UNSIGNED}");
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={signed_names}, Signature={}",
             self.cfg.access_key,
@@ -333,9 +507,14 @@ impl S3Bucket {
         );
         headers.retain(|(k, _)| k != "host");
         headers.push(("authorization".into(), auth));
+        let url = if query.is_empty() {
+            format!("{}{path}", self.cfg.endpoint)
+        } else {
+            format!("{}{path}?{query}", self.cfg.endpoint)
+        };
         Request {
             method,
-            url: format!("{}{path}", self.cfg.endpoint),
+            url,
             headers,
         }
     }
@@ -434,6 +613,7 @@ mod tests {
             prefix: String::new(),
             signed_url_ttl: Duration::from_secs(86_400),
             retry: RetryPolicy::default(),
+            part_size: DEFAULT_PART,
         });
         // 2013-05-24T00:00:00Z
         let url = b.presigned_get("test.txt", &Stamp::at(1_369_353_600));

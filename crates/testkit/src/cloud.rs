@@ -411,6 +411,10 @@ fn serve(
                 forwarded.push_str("\r\n");
             }
         }
+        if !head.to_ascii_lowercase().contains("\ncontent-length:") {
+            // Without a length, a server may read the body until the connection closes.
+            forwarded.push_str("Content-Length: 0\r\n");
+        }
         forwarded.push_str("Connection: close\r\n\r\n");
         let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
             return;
