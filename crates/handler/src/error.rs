@@ -137,6 +137,14 @@ pub enum HandlerError {
         /// What is wrong with it.
         message: String,
     },
+    /// Output hashes were asked for outputs that went to a bucket.
+    #[error(
+        "output {output} was uploaded to a bucket, so its bytes cannot be hashed here; record and compare hashes with `--output base64` or `--output dir:PATH`"
+    )]
+    HashOfUploaded {
+        /// The output (`<node>/<key>/<n>`).
+        output: String,
+    },
     /// The interpreter could not be started.
     #[error(
         "could not start ComfyUI with {}; check that the version is realized (the venv exists)", .python.display()
@@ -323,6 +331,15 @@ pub enum HandlerError {
     /// ComfyUI reported an error without details.
     #[error("the job failed in ComfyUI: {0}")]
     Failed(String),
+    /// A cloud output sink could not be set up, failed its pre-check, or an upload failed.
+    #[error("the `{sink}` output sink failed")]
+    Sink {
+        /// `gcs` or `s3`.
+        sink: &'static str,
+        /// What went wrong.
+        #[source]
+        source: comfyver_cloud::CloudError,
+    },
 }
 
 fn fmt_node_errors(errors: &[NodeInputError]) -> String {
@@ -370,7 +387,9 @@ impl HandlerError {
     pub fn kind(&self) -> &'static str {
         match self {
             HandlerError::Io { .. } => "io",
-            HandlerError::BadHashFile { .. } => "bad_hash_file",
+            HandlerError::BadHashFile { .. } | HandlerError::HashOfUploaded { .. } => {
+                "bad_hash_file"
+            }
             HandlerError::Spawn { .. } => "spawn",
             HandlerError::StartCrashed { .. } => "start_crashed",
             HandlerError::StartTimeout { .. } => "start_timeout",
@@ -390,6 +409,7 @@ impl HandlerError {
             HandlerError::NoOutputs { .. } => "no_outputs",
             HandlerError::Upload { .. } => "upload",
             HandlerError::Failed(_) => "failed",
+            HandlerError::Sink { .. } => "sink",
         }
     }
 
@@ -450,6 +470,7 @@ impl HandlerError {
             | HandlerError::StartTimeout { tail, .. }
             | HandlerError::ComfyDied { tail, .. } => tail.clone(),
             HandlerError::NoOutputs { errors } | HandlerError::Upload { errors } => errors.clone(),
+            HandlerError::Sink { source, .. } => vec![source.to_string()],
             // The causes, which the message no longer repeats.
             _ => std::iter::successors(std::error::Error::source(self), |e| e.source())
                 .map(|e| e.to_string())

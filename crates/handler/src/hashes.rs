@@ -97,6 +97,9 @@ impl OutputHashes {
                         .map_err(|e| HandlerError::io("could not read output", p, e))?;
                     &read
                 }
+                OutputData::Uploaded { .. } => {
+                    return Err(HandlerError::HashOfUploaded { output: id });
+                }
             };
             let is_file = !matches!(item.data, OutputData::Text(_));
             outputs.push(OutputHash {

@@ -21,8 +21,12 @@
 //!   [`HandlerError::to_job_json`] give the worker-comfyui compatible result.
 //! - [`OutputHashes`] reduces a job's outputs to SHA-256 and pixel hashes
 //!   (PNG metadata ignored) and compares them with a recorded set.
+//! - [`CloudSink`] prepares the `gcs`/`s3` sinks (variables, credentials,
+//!   permission pre-check) before ComfyUI starts and uploads each output as
+//!   `<prefix>/<job id>/<file>`, returning `gcs_url`/`s3_url` entries.
 
 mod client;
+mod cloud_sink;
 mod error;
 mod hashes;
 mod http;
@@ -37,6 +41,7 @@ mod uuid;
 mod ws;
 
 pub use client::{JobOptions, JobReporter, NoReporter, run_job};
+pub use cloud_sink::CloudSink;
 pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
 pub use hashes::{HashMismatch, OutputHash, OutputHashes, pixel_hash};
 pub use job::{InputImage, Job, check_api_format, is_ui_format};

@@ -15,6 +15,15 @@ pub enum OutputData {
     Path(std::path::PathBuf),
     /// A text output (`"text": ["..."]`).
     Text(String),
+    /// Where the file was uploaded (`gcs`/`s3` sinks).
+    Uploaded {
+        /// `gcs_url` or `s3_url`.
+        url_type: &'static str,
+        /// A signed (or public) URL.
+        url: String,
+        /// `gs://bucket/name` or `s3://bucket/key`.
+        uri: String,
+    },
 }
 
 /// One output of a job.

@@ -4,6 +4,9 @@
 //!   shape `{"images": [{"filename", "type": "base64", "data"}], "errors"}`.
 //! - `dir:PATH`: the files are written under PATH (names sanitised, nothing can
 //!   escape PATH, nothing existing is overwritten) and the JSON lists their paths.
+//! - `gcs` / `s3`: the files are uploaded to a bucket ([`crate::CloudSink`]) and
+//!   the JSON carries `type: "gcs_url"`/`"s3_url"`, the URL (also as `data`,
+//!   where worker-comfyui clients look) and the `gs://`/`s3://` URI.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,19 +26,36 @@ pub enum OutputSink {
     Base64,
     /// Written as files under this directory.
     Dir(PathBuf),
+    /// Uploaded to Google Cloud Storage (`GCS_*` variables).
+    Gcs,
+    /// Uploaded to an S3-compatible bucket (`BUCKET_*` variables).
+    S3,
+}
+
+impl OutputSink {
+    /// The default sink: `gcs` when `GCS_BUCKET` is set (as the original plan
+    /// switches it), else `base64`.
+    pub fn from_env_default() -> OutputSink {
+        match std::env::var(comfyver_cloud::GCS_BUCKET_ENV) {
+            Ok(b) if !b.trim().is_empty() => OutputSink::Gcs,
+            _ => OutputSink::Base64,
+        }
+    }
 }
 
 impl FromStr for OutputSink {
     type Err = String;
 
-    /// `base64` or `dir:PATH`.
+    /// `base64`, `dir:PATH`, `gcs` or `s3`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "base64" => Ok(OutputSink::Base64),
+            "gcs" => Ok(OutputSink::Gcs),
+            "s3" => Ok(OutputSink::S3),
             _ => match s.strip_prefix("dir:") {
                 Some(p) if !p.is_empty() => Ok(OutputSink::Dir(PathBuf::from(p))),
                 _ => Err(format!(
-                    "unknown output sink `{s}`: use `base64` or `dir:PATH`"
+                    "unknown output sink `{s}`: use `base64`, `dir:PATH`, `gcs` or `s3`"
                 )),
             },
         }
@@ -98,6 +118,12 @@ impl JobOutput {
                 }
                 OutputData::Text(t) => {
                     v = json!({"kind": "text", "node_id": item.node_id, "type": "text", "text": t});
+                }
+                OutputData::Uploaded { url_type, url, uri } => {
+                    v["type"] = json!(url_type);
+                    v["data"] = json!(url);
+                    v["url"] = json!(url);
+                    v["uri"] = json!(uri);
                 }
             }
             if item.key == "images" {
@@ -320,12 +346,46 @@ mod tests {
     }
 
     #[test]
+    fn uploaded_outputs_carry_the_url_type_url_and_uri() {
+        let out = JobOutput {
+            prompt_id: "p".into(),
+            version_id: "v".into(),
+            execution_error: None,
+            items: vec![OutputItem {
+                node_id: "9".into(),
+                key: "images".into(),
+                kind: "image".into(),
+                filename: "a_00001_.png".into(),
+                subfolder: String::new(),
+                comfy_type: "output".into(),
+                data: OutputData::Uploaded {
+                    url_type: "gcs_url",
+                    url: "http://h/b/o?X-Goog-Signature=ab".into(),
+                    uri: "gs://b/o".into(),
+                },
+            }],
+            errors: Vec::new(),
+            timings: JobTimings::default(),
+        };
+        let v = out.to_json();
+        let img = &v["images"][0];
+        assert_eq!(img["type"], "gcs_url");
+        assert_eq!(img["url"], "http://h/b/o?X-Goog-Signature=ab");
+        assert_eq!(img["data"], img["url"]);
+        assert_eq!(img["uri"], "gs://b/o");
+        assert_eq!(img["filename"], "a_00001_.png");
+        assert_eq!(v["status"], "success");
+    }
+
+    #[test]
     fn sinks_parse() {
         assert_eq!("base64".parse::<OutputSink>(), Ok(OutputSink::Base64));
         assert_eq!(
             "dir:/x".parse::<OutputSink>(),
             Ok(OutputSink::Dir("/x".into()))
         );
+        assert_eq!("gcs".parse::<OutputSink>(), Ok(OutputSink::Gcs));
+        assert_eq!("s3".parse::<OutputSink>(), Ok(OutputSink::S3));
         assert!("gcs:x".parse::<OutputSink>().is_err());
     }
 }

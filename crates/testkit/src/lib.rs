@@ -11,10 +11,12 @@
 //! - [`comfy`]: a temp ComfyUI home (a copy of the stand-in ComfyUI with node-pack
 //!   fixtures linked into `custom_nodes/`) and a bare stand-in server on a port.
 //! - [`cli`]: the `comfyver` binary run hermetically.
+//! - [`cloud`]: GCS and S3 emulators, a fault proxy, throwaway service-account keys.
 //! - [`world`]: a whole version to realize and run (core and node-pack
 //!   repositories, wheels, a model server, a spec).
 
 pub mod cli;
+pub mod cloud;
 pub mod comfy;
 pub mod git;
 pub mod http;

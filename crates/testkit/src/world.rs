@@ -104,6 +104,17 @@ impl World {
     /// Runs `bin` with this world's cache, versions and wheels, and `PATH`
     /// replaced by `path_env` when given.
     pub fn comfyver(&self, bin: &Path, args: &[&str], path_env: Option<&Path>) -> Output {
+        self.comfyver_env(bin, args, path_env, &[])
+    }
+
+    /// [`World::comfyver`] with these extra environment variables.
+    pub fn comfyver_env(
+        &self,
+        bin: &Path,
+        args: &[&str],
+        path_env: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut c = crate::cli::comfyver_command(
             bin,
             &self.root.join("cache"),
@@ -114,6 +125,7 @@ impl World {
         if let Some(p) = path_env {
             c.env("PATH", p);
         }
+        c.envs(env.iter().copied());
         c.output().expect("comfyver runs")
     }
 

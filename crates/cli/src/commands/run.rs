@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use comfyver_handler::{
-    ComfyEnv, ComfyProcess, GpuChoice, HandlerError, Job, JobOptions, JobOutput, NodeReport,
-    OutputHashes, OutputSink, StartOptions,
+    CloudSink, ComfyEnv, ComfyProcess, GpuChoice, HandlerError, Job, JobOptions, JobOutput,
+    NodeReport, OutputHashes, OutputSink, StartOptions,
 };
 use serde_json::json;
 
@@ -33,9 +33,11 @@ pub struct JobFlags {
     /// An input image, uploaded before the prompt (repeatable).
     #[arg(long, value_name = "NAME=PATH")]
     pub image: Vec<String>,
-    /// Where outputs go: `base64` (JSON on stdout) or `dir:PATH`.
-    #[arg(long, value_name = "SINK", default_value = "base64")]
-    pub output: OutputSink,
+    /// Where outputs go: `base64` (JSON on stdout), `dir:PATH`, `gcs` (GCS_*
+    /// variables) or `s3` (BUCKET_* variables). Default: `gcs` when GCS_BUCKET
+    /// is set, else `base64`.
+    #[arg(long, value_name = "SINK")]
+    pub output: Option<OutputSink>,
     /// Overall job limit in seconds; then the prompt is interrupted.
     #[arg(
         long,
@@ -302,6 +304,13 @@ fn execute(
     for image in &args.job.image {
         job.add_image_arg(image)?;
     }
+    let sink = args
+        .job
+        .output
+        .clone()
+        .unwrap_or_else(OutputSink::from_env_default);
+    // Credentials and bucket permissions are checked before anything starts.
+    let cloud = CloudSink::prepare(&sink)?;
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
     let lock = pipeline::lock_for(ctx, &loaded)?;
     let req = pipeline::request(ctx, &loaded, &lock, &args.flags)?;
@@ -370,12 +379,13 @@ fn execute(
     };
     let opts = JobOptions {
         timeout: Duration::from_secs(args.job.timeout),
-        sink: match &args.job.output {
+        sink: match sink {
             OutputSink::Dir(p) => {
-                OutputSink::Dir(std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                OutputSink::Dir(std::path::absolute(&p).unwrap_or_else(|_| p.clone()))
             }
-            s => s.clone(),
+            s => s,
         },
+        cloud,
         include_temp: args.job.include_temp,
         expected_packs: packs,
         ..JobOptions::default()
