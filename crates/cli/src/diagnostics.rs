@@ -45,6 +45,30 @@ pub struct Failures {
     pub failures: Vec<(String, anyhow::Error)>,
 }
 
+impl Failures {
+    /// How a command over `targets` subjects ends: success when nothing
+    /// failed; with `--json` (`json`), exit 1 and no error (the report was
+    /// printed); the one error itself when one target was given; else all of
+    /// them, summarised by `summary(failed, targets)`.
+    pub fn finish(
+        mut failures: Vec<(String, anyhow::Error)>,
+        targets: usize,
+        json: bool,
+        summary: impl Fn(usize, usize) -> String,
+    ) -> anyhow::Result<Exit> {
+        match failures.len() {
+            0 => Ok(Exit::Success),
+            _ if json => Ok(Exit::Failure),
+            1 if targets == 1 => Err(failures.remove(0).1),
+            n => Err(Failures {
+                summary: summary(n, targets),
+                failures,
+            }
+            .into()),
+        }
+    }
+}
+
 impl fmt::Display for Failures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.summary)

@@ -92,25 +92,8 @@ pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<Exit> {
     }
     if ctx.json {
         ctx.out.json(&json!({"versions": reports}));
-        return Ok(if failures.is_empty() {
-            Exit::Success
-        } else {
-            Exit::Failure
-        });
     }
-    match failures.len() {
-        0 => Ok(Exit::Success),
-        1 if targets.len() == 1 => Err(failures.remove(0).1),
-        _ => Err(Failures {
-            summary: format!(
-                "{} of {} versions failed to resolve",
-                failures.len(),
-                targets.len()
-            ),
-            failures,
-        }
-        .into()),
-    }
+    Failures::finish(failures, targets.len(), ctx.json, |n, of| format!("{n} of {of} versions failed to resolve"))
 }
 
 fn short(commit: Option<&str>) -> &str {

@@ -54,19 +54,6 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<Exit> {
     }
     if ctx.json {
         ctx.out.json(&json!(reports));
-        return Ok(if failures.is_empty() {
-            Exit::Success
-        } else {
-            Exit::Failure
-        });
     }
-    match failures.len() {
-        0 => Ok(Exit::Success),
-        1 if targets.len() == 1 => Err(failures.remove(0).1),
-        n => Err(Failures {
-            summary: format!("{n} of {} spec(s) invalid", targets.len()),
-            failures,
-        }
-        .into()),
-    }
+    Failures::finish(failures, targets.len(), ctx.json, |n, of| format!("{n} of {of} spec(s) invalid"))
 }
