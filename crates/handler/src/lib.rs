@@ -16,6 +16,8 @@
 //!   fallback and a job timeout), and fetches every output into an
 //!   [`OutputSink`]; [`JobOutput::to_json`] and [`HandlerError::to_job_json`]
 //!   give the worker-comfyui compatible result.
+//! - [`serve`] keeps ComfyUI warm and runs jobs from RunPod's job queue or a
+//!   local job API, switching versions per job.
 
 mod client;
 mod error;
@@ -25,6 +27,7 @@ mod logs;
 mod node_report;
 mod outputs;
 mod process;
+pub mod serve;
 mod sink;
 mod sys;
 mod uuid;
