@@ -90,6 +90,8 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Smoke-test a version with a workflow (`--expect-outputs N`).
     Test(commands::run::TestArgs),
+    /// Keep ComfyUI warm and run jobs: RunPod worker (RUNPOD_WEBHOOK_GET_JOB set) or a local job API.
+    Serve(commands::serve::ServeArgs),
     /// The original plan's spelling: `handler run --version-id <id> --workflow <wf>`.
     #[command(hide = true)]
     Handler(commands::run::HandlerArgs),

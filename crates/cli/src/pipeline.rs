@@ -1,8 +1,9 @@
 //! The stages composed: spec → lock (cached) → realized home. Shared by
-//! `realize`, `run` and `test`.
+//! `realize`, `run`, `test` and `serve`.
 
 use std::path::PathBuf;
 
+use comfyver_handler::ComfyEnv;
 use comfyver_realize::{Home, RealizeRequest, Realized};
 use comfyver_resolver::{ResolveOptions, UpdatePolicy};
 use comfyver_spec::{Loaded, ResolvedLock};
@@ -126,4 +127,28 @@ pub fn realize(
         ctx.out.warn(w);
     }
     Ok(realized)
+}
+
+/// The environment ComfyUI runs in for version `id` (or `--spec`): resolved
+/// (cached lock), realized (the warm path when it is), ready to start.
+pub fn comfy_env(
+    ctx: &Ctx,
+    id: Option<&str>,
+    flags: &RealizeFlags,
+    reporter: &dyn comfyver_realize::RealizeReporter,
+) -> anyhow::Result<ComfyEnv> {
+    let loaded = load(ctx, id, flags)?;
+    let lock = lock_for(ctx, &loaded, flags.jobs)?;
+    let req = request(ctx, &loaded, &lock, flags)?;
+    let realized = realize(ctx, &req, reporter)?;
+    let home = &realized.home;
+    Ok(ComfyEnv {
+        python: home.python(),
+        core_dir: home.root().to_path_buf(),
+        extra_model_paths: Some(home.extra_model_paths()),
+        env: loaded.spec.env.clone(),
+        logs_dir: home.logs_dir(),
+        data_dir: home.data_dir(),
+        version_id: loaded.spec.version_id.clone(),
+    })
 }

@@ -7,6 +7,7 @@ pub mod realize;
 pub mod resolve;
 pub mod run;
 pub mod schema;
+pub mod serve;
 pub mod show;
 pub mod validate;
 
@@ -31,6 +32,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => realize::gc(ctx, args),
         Command::Run(args) => run::run(ctx, args),
         Command::Test(args) => run::test(ctx, args),
+        Command::Serve(args) => serve::run(ctx, args),
         Command::Handler(args) => run::handler(ctx, args),
     }
 }

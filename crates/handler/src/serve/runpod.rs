@@ -310,7 +310,6 @@ impl Client {
             .timeout_global(Some(self.cfg.ping_every * 2))
             .build()
             .header("Authorization", self.auth())
-            .header("Content-Type", "application/json")
             .call();
     }
 }
