@@ -21,6 +21,15 @@ pub const AMBIENT_ENV: &[&str] = &[
     "CIVITAI_TOKEN",
     "UV",
     "VIRTUAL_ENV",
+    "COMFYVER_VERSION_ID",
+    "COMFYVER_LISTEN",
+    "REFRESH_WORKER",
+    "RUNPOD_WEBHOOK_GET_JOB",
+    "RUNPOD_WEBHOOK_POST_OUTPUT",
+    "RUNPOD_WEBHOOK_PING",
+    "RUNPOD_PING_INTERVAL",
+    "RUNPOD_AI_API_KEY",
+    "RUNPOD_POD_ID",
 ];
 
 /// `bin --cache-dir <cache> --versions-dir <versions>` with [`AMBIENT_ENV`]

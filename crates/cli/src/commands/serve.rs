@@ -19,7 +19,12 @@ pub struct ServeArgs {
     #[arg(env = "COMFYVER_VERSION_ID", required_unless_present = "spec")]
     pub id: Option<String>,
     /// Where the local job API listens (when RUNPOD_WEBHOOK_GET_JOB is not set).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8000",
+        env = "COMFYVER_LISTEN"
+    )]
     pub listen: String,
     /// After SIGTERM/SIGINT, how long the current job may still run, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -31,10 +36,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SINK", default_value = "base64")]
     pub output: OutputSink,
     /// Limit of each job in seconds; then its prompt is interrupted.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, env = "COMFYVER_JOB_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        env = "COMFYVER_JOB_TIMEOUT"
+    )]
     pub timeout: u64,
     /// How long ComfyUI may take to start, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "COMFYVER_START_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        env = "COMFYVER_START_TIMEOUT"
+    )]
     pub start_timeout: u64,
     /// Run ComfyUI on the GPU (without it ComfyUI gets --cpu).
     #[arg(long)]

@@ -122,7 +122,7 @@ pub enum ServeError {
         version_id: String,
         /// Why.
         #[source]
-        source: HandlerError,
+        source: Box<HandlerError>,
     },
     /// The job body is not a valid job.
     #[error("bad job: {0}")]

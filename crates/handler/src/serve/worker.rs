@@ -304,7 +304,7 @@ impl<'a> Worker<'a> {
             let process = ComfyProcess::start(&env, &self.opts.start).map_err(|source| {
                 ServeError::Start {
                     version_id: version.to_string(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
             self.log.event(&format!(
