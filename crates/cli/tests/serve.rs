@@ -499,8 +499,20 @@ fn runpod_worker_makes_the_calls_the_official_sdk_makes() {
     );
 }
 
+/// `cmd` with this world's cache, versions and wheels, by environment, and
+/// none of the other ambient settings.
+fn world_env(cmd: &mut Command, w: &World) {
+    for var in comfyver_testkit::cli::AMBIENT_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env("COMFY_CACHE", w.root.join("cache"))
+        .env("COMFY_VERSIONS_DIR", w.root.join("versions"))
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
+        .env("NO_COLOR", "1");
+}
+
 #[test]
-fn entrypoint_runs_serve_against_the_job_server() {
+fn entrypoint_and_local_script_run_jobs() {
     let w = World::new(&[]);
     realize(&w, "v1");
     let fake = FakeRunpod::start(
@@ -514,29 +526,14 @@ fn entrypoint_runs_serve_against_the_job_server() {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut entry = Command::new("sh");
+    entry.arg(repo_root().join("docker/entrypoint.sh"));
+    world_env(&mut entry, &w);
     entry
-        .arg(repo_root().join("docker/entrypoint.sh"))
         .envs(fake.env())
-        .env("PATH", path)
+        .env("PATH", &path)
         .env("COMFYVER_VERSION_ID", "v1")
-        .env("COMFY_CACHE", w.root.join("cache"))
-        .env("COMFY_VERSIONS_DIR", w.root.join("versions"))
-        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for var in comfyver_testkit::cli::AMBIENT_ENV {
-        if ![
-            "COMFY_CACHE",
-            "COMFY_VERSIONS_DIR",
-            "COMFYVER_WHEELS_DIR",
-            "COMFYVER_VERSION_ID",
-        ]
-        .contains(var)
-            && !var.starts_with("RUNPOD_")
-        {
-            entry.env_remove(var);
-        }
-    }
     let mut child = entry.spawn().unwrap();
     fake.wait_for("the result of job-e", Duration::from_secs(120), |r| {
         r["path"] == "/job-done/w1/job-e"
@@ -546,6 +543,42 @@ fn entrypoint_runs_serve_against_the_job_server() {
     assert!(status.success(), "{status}");
     let r = result_of(&fake.requests(), "job-e");
     assert_eq!(r["output"]["images"].as_array().unwrap().len(), 1, "{r}");
+
+    // scripts/run_handler_local.sh: one job through the local API, printed; serve stopped.
+    let wf = w.workflow("smoke", &smoke_workflow(false));
+    let mut script = Command::new("bash");
+    script.arg(repo_root().join("scripts/run_handler_local.sh"));
+    world_env(&mut script, &w);
+    let out = script
+        .args(["--version-id", "v1", "--workflow"])
+        .arg(&wf)
+        .arg("--bin")
+        .arg(bin())
+        // The RunPod variables must not turn the script's serve into a worker.
+        .envs(fake.env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["output"]["images"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(comfy_processes(&w.root), 0, "the script left ComfyUI running");
+
+    let bad = w.workflow("bad", &fail_workflow());
+    let mut script = Command::new("bash");
+    script.arg(repo_root().join("scripts/run_handler_local.sh"));
+    world_env(&mut script, &w);
+    let out = script
+        .args(["--version-id", "v1", "--workflow"])
+        .arg(&bad)
+        .arg("--bin")
+        .arg(bin())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "FAILED", "{v}");
 }
 
 struct Api {
