@@ -563,7 +563,11 @@ fn entrypoint_and_local_script_run_jobs() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     assert_eq!(v["status"], "COMPLETED", "{v}");
     assert_eq!(v["output"]["images"].as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(comfy_processes(&w.root), 0, "the script left ComfyUI running");
+    assert_eq!(
+        comfy_processes(&w.root),
+        0,
+        "the script left ComfyUI running"
+    );
 
     let bad = w.workflow("bad", &fail_workflow());
     let mut script = Command::new("bash");

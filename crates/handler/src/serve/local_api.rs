@@ -144,7 +144,6 @@ pub fn serve_local(
         tiny_http::ListenAddr::IP(a) => {
             log.event(&format!("local job API listening on http://{a}"));
         }
-        #[allow(unreachable_patterns)]
         _ => log.event(&format!("local job API listening on {addr}")),
     }
 

@@ -348,6 +348,11 @@ impl<'a> Worker<'a> {
         let opts = self.opts;
         let outcome = match self.ensure(&version) {
             Err(e) => Outcome::Failed(e.to_job_json()),
+            // Cancelled while its version was being prepared: it does not run.
+            Ok(_) if live.lock().cancelled => {
+                live.end_job();
+                Outcome::Cancelled
+            }
             Ok(comfy) => {
                 let tracking = Tracking {
                     inner: reporter,
