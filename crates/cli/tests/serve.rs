@@ -8,8 +8,10 @@
 //!   success, job failure, progress, ping and SIGTERM in the middle of a job.
 //!   Only the SDK's per-job stop channel (`/job-stop/`) is not reimplemented.
 //! - The local job API: /runsync, /run + /status, a warm second job, a job for
-//!   another version, /cancel, an unknown version, bad bodies, SIGTERM.
-//! - `docker/entrypoint.sh` run directly against the fake job server.
+//!   another version, /cancel, an unknown version, a version whose ComfyUI
+//!   cannot start, bad bodies, SIGTERM.
+//! - `docker/entrypoint.sh` run directly against the fake job server, and
+//!   `scripts/run_handler_local.sh`.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -680,6 +682,10 @@ fn local_job_api_end_to_end() {
     let mut v2 = w.spec("v2");
     v2["version_id"] = json!("v2");
     w.write_spec("v2", &v2);
+    // v3 realizes, but its ComfyUI crashes at start.
+    let mut v3 = w.spec("v3");
+    v3["env"] = json!({"FAKE_COMFY_CRASH_AT_START": "1"});
+    w.write_spec("v3", &v3);
     realize(&w, "v1");
     let v1_logs_before = comfyui_logs(&w.home("v1"));
 
@@ -777,6 +783,18 @@ fn local_job_api_end_to_end() {
     let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("nosuch")));
     assert_eq!(r["status"], "FAILED", "{r}");
     assert!(r["error"].as_str().unwrap().contains("nosuch"), "{r}");
+    // A version whose ComfyUI cannot start: the job's error with the log tail.
+    let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("v3")));
+    assert_eq!(r["status"], "FAILED", "{r}");
+    assert_eq!(r["output"]["kind"], "start", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("did not start"),
+        "{r}"
+    );
+    assert!(
+        r.to_string().contains("simulated crash during startup"),
+        "{r}"
+    );
     let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), None));
     assert_eq!(r["status"], "COMPLETED", "{r}");
     assert_eq!(r["output"]["version_id"], "v1");
@@ -812,9 +830,10 @@ fn local_job_api_end_to_end() {
         1,
         "ComfyUIs alive at once"
     );
+    // v1, v2, v3 (crashed), v1 again.
     assert_eq!(
         log.matches("starting ComfyUI of version").count(),
-        3,
+        4,
         "{log}"
     );
 }
