@@ -45,6 +45,10 @@ struct FakeRunpod {
 
 impl FakeRunpod {
     fn start(dir: &Path, jobs: &Value) -> FakeRunpod {
+        Self::start_with(dir, jobs, &[])
+    }
+
+    fn start_with(dir: &Path, jobs: &Value, extra: &[&str]) -> FakeRunpod {
         std::fs::create_dir_all(dir).unwrap();
         let log = dir.join("requests.jsonl");
         let jobs_file = dir.join("jobs.json");
@@ -56,6 +60,7 @@ impl FakeRunpod {
             .arg(&log)
             .arg("--jobs")
             .arg(&jobs_file)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -480,10 +485,12 @@ fn runpod_worker_makes_the_calls_the_official_sdk_makes() {
         "{long}"
     );
 
-    let fake = FakeRunpod::start(
+    // The first result post fails (HTTP 500): it is retried.
+    let fake = FakeRunpod::start_with(
         &w.root.join("rp-refresh"),
         &json!([{"id": "job-r", "input": {"workflow": smoke_workflow(false), "refresh_worker": true}},
                 {"id": "job-after", "input": {"workflow": smoke_workflow(false)}}]),
+        &["--fail-done", "1"],
     );
     let mut serve = serve_command(&w, &["v1"])
         .envs(fake.env())
@@ -493,8 +500,11 @@ fn runpod_worker_makes_the_calls_the_official_sdk_makes() {
     let status = wait_exit(&mut serve, Duration::from_secs(120));
     assert!(status.success(), "{status}");
     let reqs = fake.requests();
-    let r = result_of(&reqs, "job-r");
-    assert_eq!(r["stopPod"], true, "{r}");
+    let posts = done_bodies(&reqs, "job-r");
+    assert_eq!(posts.len(), 2, "one failed post, one retry: {posts:?}");
+    assert_eq!(posts[0], posts[1]);
+    assert_eq!(posts[1]["stopPod"], true, "{posts:?}");
+    assert!(posts[1]["output"]["images"].is_array(), "{posts:?}");
     assert!(
         done_bodies(&reqs, "job-after").is_empty(),
         "a refreshed worker took another job"
