@@ -5,8 +5,8 @@
 //!   (PyPI, installed by `scripts/install-test-deps.sh`): its worker runs a
 //!   trivial handler on the same jobs, and comfyver must make the same kinds
 //!   of call (paths, `$ID` substitution, query, headers, body shapes) for job
-//!   success, job failure, progress, ping and SIGTERM in the middle of a job.
-//!   Only the SDK's per-job stop channel (`/job-stop/`) is not reimplemented.
+//!   success, job failure, progress, ping, the job-stop poll and SIGTERM in
+//!   the middle of a job.
 //! - The local job API: /runsync, /run + /status, a warm second job, a job for
 //!   another version, /cancel, an unknown version, a version whose ComfyUI
 //!   cannot start, bad bodies, SIGTERM.
@@ -372,13 +372,8 @@ fn runpod_worker_makes_the_calls_the_official_sdk_makes() {
     assert!(!log.contains(KEY), "the key leaked into the log:\n{log}");
     let reqs = fake.requests();
 
-    // 3. The same kinds of call (the SDK's job-stop channel excepted).
-    let kinds = |rs: &[Value]| -> BTreeSet<String> {
-        rs.iter()
-            .filter(|r| !r["path"].as_str().unwrap().starts_with("/job-stop/"))
-            .map(signature)
-            .collect()
-    };
+    // 3. The same kinds of call.
+    let kinds = |rs: &[Value]| -> BTreeSet<String> { rs.iter().map(signature).collect() };
     let (ours, theirs) = (kinds(&reqs), kinds(&sdk_reqs));
     assert_eq!(
         ours,
@@ -484,6 +479,45 @@ fn runpod_worker_makes_the_calls_the_official_sdk_makes() {
         long["error"].as_str().unwrap().contains("grace period"),
         "{long}"
     );
+
+    // RunPod stops a running job (job-stop): it is interrupted, no result is
+    // posted for it (as the SDK), and the worker takes the next job.
+    let fake = FakeRunpod::start(
+        &w.root.join("rp-stop"),
+        &json!([{"id": "job-stopme", "input": {"workflow": slow_workflow(60.0)}},
+                {"id": "job-next", "input": {"workflow": smoke_workflow(false)}}]),
+    );
+    let mut serve = serve_command(&w, &["v1"])
+        .envs(fake.env())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    fake.wait_for("progress of job-stopme", Duration::from_secs(120), |r| {
+        r["path"] == "/job-done/w1/job-stopme"
+    });
+    let mut r = ureq::post(format!("http://127.0.0.1:{}/_stop", fake.port))
+        .send(r#"["job-stopme"]"#)
+        .unwrap();
+    let _ = r.body_mut().read_to_string();
+    let t = Instant::now();
+    fake.wait_for("the result of job-next", Duration::from_secs(60), |r| {
+        r["path"] == "/job-done/w1/job-next"
+    });
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "the stop took {:?}",
+        t.elapsed()
+    );
+    sigterm(&serve);
+    assert!(wait_exit(&mut serve, Duration::from_secs(40)).success());
+    let reqs = fake.requests();
+    assert!(
+        done_bodies(&reqs, "job-stopme")
+            .iter()
+            .all(|b| b["status"] == "IN_PROGRESS"),
+        "a result was posted for the stopped job"
+    );
+    assert!(result_of(&reqs, "job-next")["output"]["images"].is_array());
 
     // The first result post fails (HTTP 500): it is retried.
     let fake = FakeRunpod::start_with(

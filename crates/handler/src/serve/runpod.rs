@@ -8,6 +8,9 @@
 //!   JSON body sent as `application/x-www-form-urlencoded` (as the SDK does),
 //!   `X-Request-ID: <job id>`, 3 attempts. Progress goes to the same URL as
 //!   `{"status": "IN_PROGRESS", "output": ...}`.
+//! - job-stop: `GET {job-take URL with /job-take/ → /job-stop/}`, a long poll on
+//!   its own thread; `{"jobsToStop": [ids]}` interrupts the running job, whose
+//!   result is then not posted (as the SDK cancels it).
 //! - ping: `GET {RUNPOD_WEBHOOK_PING}?job_id=<running>&runpod_version=...` every
 //!   `RUNPOD_PING_INTERVAL` ms, in whole seconds (`int(ms) // 1000`, at least 1).
 //!
@@ -203,6 +206,41 @@ impl Client {
         self.cfg.api_key.as_deref().unwrap_or("")
     }
 
+    /// One job-stop long poll: the ids RunPod wants stopped.
+    fn stop_signals(&self) -> Result<Vec<String>, Duration> {
+        let url = self.cfg.job_take.replacen("/job-take/", "/job-stop/", 1);
+        let r = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(TAKE_TIMEOUT))
+            .build()
+            .header("Authorization", self.auth())
+            .header("Content-Type", "application/json")
+            .call();
+        let mut resp = r.map_err(|_| Duration::from_secs(1))?;
+        match resp.status().as_u16() {
+            200 => {
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(1 << 20)
+                    .read_to_vec()
+                    .unwrap_or_default();
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                Ok(v["jobsToStop"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| id.as_str().map(String::from))
+                    .collect())
+            }
+            204 => Ok(Vec::new()),
+            429 => Err(TOO_MANY_WAIT),
+            _ => Err(Duration::from_secs(1)),
+        }
+    }
+
     fn take(&self) -> Take {
         let url = with_query(&self.cfg.job_take, &[("job_in_progress", "0")]);
         let r = self
@@ -386,6 +424,7 @@ pub fn serve_runpod(
     if let Some(url) = config.ping.clone() {
         spawn_ping(client.clone(), url, worker.live(), config.ping_every);
     }
+    spawn_stop_monitor(client.clone(), worker.live());
     log.event(&format!("RunPod worker {} taking jobs", config.worker_id));
     let mut backoff = Duration::ZERO;
     'serving: while sys::stop_requested().is_none() {
@@ -482,12 +521,37 @@ fn handle_job(
             (outcome, req.refresh_worker || opts.refresh_worker)
         }
     };
+    if matches!(outcome, Outcome::Cancelled) {
+        // RunPod asked to stop it (job-stop): like the SDK, no result is posted.
+        log.event(&format!(
+            "job {id}: stopped as RunPod asked; no result posted"
+        ));
+        return refresh;
+    }
     let mut body = outcome.result_body();
     if refresh {
         body["stopPod"] = json!(true);
     }
     client.post_done(id, &body, log);
     refresh
+}
+
+/// Long-polls job-stop and interrupts the running job when RunPod names it.
+fn spawn_stop_monitor(client: Client, live: Arc<Live>) {
+    let _ = std::thread::Builder::new()
+        .name("comfyver-job-stop".into())
+        .spawn(move || {
+            while sys::stop_requested().is_none() {
+                match client.stop_signals() {
+                    Ok(ids) => {
+                        for id in ids {
+                            live.cancel(&id);
+                        }
+                    }
+                    Err(wait) => sleep_unless_stopped(wait),
+                }
+            }
+        });
 }
 
 fn spawn_ping(client: Client, url: String, live: Arc<Live>, every: Duration) {
