@@ -175,7 +175,9 @@ impl Live {
             return false;
         }
         s.cancelled = true;
-        interrupt(&s);
+        let target = interrupt_target(&s);
+        drop(s);
+        interrupt(target);
         true
     }
 
@@ -196,13 +198,19 @@ impl Live {
     }
 }
 
-/// `POST /interrupt` (and the prompt out of the queue) to the running ComfyUI.
-fn interrupt(s: &LiveState) {
-    let Some((port, _, _)) = &s.comfy else {
+/// The running ComfyUI's port and the running prompt, for [`interrupt`].
+fn interrupt_target(s: &LiveState) -> Option<(u16, Option<String>)> {
+    s.comfy.as_ref().map(|c| (c.0, s.prompt_id.clone()))
+}
+
+/// `POST /interrupt` (and the prompt out of the queue) to the running ComfyUI
+/// (called without the lock: each call may take its 5 s timeout).
+fn interrupt(target: Option<(u16, Option<String>)>) {
+    let Some((port, prompt_id)) = target else {
         return;
     };
-    let http = ComfyHttp::new(*port, Duration::from_secs(5));
-    match &s.prompt_id {
+    let http = ComfyHttp::new(port, Duration::from_secs(5));
+    match &prompt_id {
         Some(id) => {
             let _ = http.post_json("/interrupt", &json!({"prompt_id": id}));
             let _ = http.post_json("/queue", &json!({"delete": [id]}));
@@ -421,7 +429,9 @@ fn spawn_watchdog(live: Arc<Live>, grace: Duration) {
                 }
                 if s.stopped_by.is_none() {
                     s.stopped_by = Some(signal);
-                    interrupt(&s);
+                    let target = interrupt_target(&s);
+                    drop(s);
+                    interrupt(target);
                 } else if since.elapsed() >= grace + KILL_AFTER
                     && let Some((_, pid, _)) = s.comfy
                 {
