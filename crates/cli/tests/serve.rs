@@ -861,8 +861,33 @@ fn local_job_api_end_to_end() {
         assert!(r["error"].as_str().unwrap().contains(needle), "{body}: {r}");
     }
 
-    // 7. SIGTERM: exit 0, no ComfyUI left.
+    // 7. SIGTERM with a job running and one queued: the running one finishes
+    // (within the grace period), the queued one fails explicitly, exit 0.
+    let running = std::thread::spawn(move || {
+        Api::new(port).post("/runsync", &job(&slow_workflow(2.0), None))
+    });
+    let until = Instant::now() + Duration::from_secs(60);
+    while api.get("/health")["jobs"]["inProgress"] != 1 {
+        assert!(Instant::now() < until, "the slow job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let queued = std::thread::spawn(move || {
+        Api::new(port).post("/runsync", &job(&smoke_workflow(false), None))
+    });
+    while api.get("/health")["jobs"]["inQueue"] != 1 {
+        assert!(Instant::now() < until, "the second job was never queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     sigterm(&serve);
+    let (_, r) = running.join().unwrap();
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    let (_, r) = queued.join().unwrap();
+    assert_eq!(r["status"], "FAILED", "{r}");
+    assert_eq!(r["output"]["kind"], "not_run", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("submit it again"),
+        "{r}"
+    );
     let status = wait_exit(&mut serve, Duration::from_secs(40));
     stop.store(true, Ordering::SeqCst);
     sampler.join().unwrap();
