@@ -19,6 +19,8 @@ use crate::sys;
 const KILL_AFTER: Duration = Duration::from_secs(10);
 /// How often the stop watchdog looks.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// While a job is cancelled, how often its prompt is interrupted again.
+const REINTERRUPT_EVERY: Duration = Duration::from_millis(500);
 
 /// One job as a front door received it.
 #[derive(Debug, Clone)]
@@ -144,8 +146,12 @@ struct LiveState {
     prompt_id: Option<String>,
     /// A client cancelled the running job.
     cancelled: bool,
+    /// A cancel for this job id came before the job began (it is about to).
+    cancel_for: Option<String>,
     /// The stop watchdog interrupted the running job after this signal.
     stopped_by: Option<i32>,
+    /// When the running job's prompt was last interrupted.
+    interrupted_at: Option<Instant>,
 }
 
 impl Live {
@@ -168,25 +174,46 @@ impl Live {
         self.starts.load(Ordering::SeqCst)
     }
 
-    /// Cancels job `id` if it is the running one: true when it was.
-    pub(crate) fn cancel(&self, id: &str) -> bool {
+    /// Cancels job `id`: the running one is interrupted; one about to begin
+    /// is marked so that it does not run (or is interrupted once it does).
+    pub(crate) fn cancel(&self, id: &str) {
         let mut s = self.lock();
         if s.job.as_deref() != Some(id) {
-            return false;
+            s.cancel_for = Some(id.to_string());
+            return;
         }
         s.cancelled = true;
+        s.interrupted_at = Some(Instant::now());
         let target = interrupt_target(&s);
         drop(s);
         interrupt(target);
-        true
     }
 
     fn begin_job(&self, id: &str) {
         let mut s = self.lock();
         s.job = Some(id.to_string());
         s.prompt_id = None;
-        s.cancelled = false;
+        s.cancelled = s.cancel_for.take().as_deref() == Some(id);
         s.stopped_by = None;
+        s.interrupted_at = None;
+    }
+
+    /// While the job is cancelled or stopped, interrupts its prompt again on
+    /// its events (an interrupt sent before the prompt started is lost), at
+    /// most every [`REINTERRUPT_EVERY`].
+    fn reinterrupt(&self) {
+        let mut s = self.lock();
+        let wanted = s.cancelled || s.stopped_by.is_some();
+        if !wanted
+            || s.interrupted_at
+                .is_some_and(|t| t.elapsed() < REINTERRUPT_EVERY)
+        {
+            return;
+        }
+        s.interrupted_at = Some(Instant::now());
+        let target = interrupt_target(&s);
+        drop(s);
+        interrupt(target);
     }
 
     /// Ends the running job: (cancelled, stopped by signal).
@@ -203,8 +230,9 @@ fn interrupt_target(s: &LiveState) -> Option<(u16, Option<String>)> {
     s.comfy.as_ref().map(|c| (c.0, s.prompt_id.clone()))
 }
 
-/// `POST /interrupt` (and the prompt out of the queue) to the running ComfyUI
-/// (called without the lock: each call may take its 5 s timeout).
+/// `POST /interrupt` to the running ComfyUI (called without the lock: each
+/// call may take its 5 s timeout). The prompt is not deleted from ComfyUI's
+/// queue: a prompt that never runs would leave the job waiting for its history.
 fn interrupt(target: Option<(u16, Option<String>)>) {
     let Some((port, prompt_id)) = target else {
         return;
@@ -213,7 +241,6 @@ fn interrupt(target: Option<(u16, Option<String>)>) {
     match &prompt_id {
         Some(id) => {
             let _ = http.post_json("/interrupt", &json!({"prompt_id": id}));
-            let _ = http.post_json("/queue", &json!({"delete": [id]}));
         }
         None => {
             let _ = http.post_json("/interrupt", &json!({}));
@@ -233,12 +260,15 @@ impl JobReporter for Tracking<'_> {
         self.inner.queued(prompt_id);
     }
     fn cached(&self, node_ids: &[String]) {
+        self.live.reinterrupt();
         self.inner.cached(node_ids);
     }
     fn node_started(&self, node_id: &str, class_type: &str) {
+        self.live.reinterrupt();
         self.inner.node_started(node_id, class_type);
     }
     fn progress(&self, node_id: &str, value: f64, max: f64) {
+        self.live.reinterrupt();
         self.inner.progress(node_id, value, max);
     }
 }
@@ -429,6 +459,7 @@ fn spawn_watchdog(live: Arc<Live>, grace: Duration) {
                 }
                 if s.stopped_by.is_none() {
                     s.stopped_by = Some(signal);
+                    s.interrupted_at = Some(Instant::now());
                     let target = interrupt_target(&s);
                     drop(s);
                     interrupt(target);
@@ -490,6 +521,20 @@ mod tests {
             let e = JobRequest::parse("j".into(), &body).unwrap_err();
             assert!(e.to_string().contains(needle), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn a_cancel_just_before_the_job_begins_is_kept() {
+        let live = Live::default();
+        live.cancel("j1");
+        live.begin_job("j2");
+        assert!(!live.lock().cancelled, "a cancel for another job");
+        live.end_job();
+        live.cancel("j3");
+        live.begin_job("j3");
+        assert!(live.lock().cancelled);
+        assert_eq!(live.end_job(), (true, None));
+        assert_eq!(live.current_job(), None);
     }
 
     #[test]
