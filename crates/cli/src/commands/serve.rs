@@ -13,24 +13,31 @@ use crate::context::Ctx;
 use crate::pipeline::{self, RealizeFlags};
 use crate::progress::RealizeProgress;
 
+/// The default version of `serve` (instead of the `<id>` argument).
+pub const COMFYVER_VERSION_ID_ENV: &str = "COMFYVER_VERSION_ID";
+/// `serve --listen`: where the local job API listens.
+pub const COMFYVER_LISTEN_ENV: &str = "COMFYVER_LISTEN";
+/// `serve --refresh-worker` (worker-comfyui's name for it).
+pub const REFRESH_WORKER_ENV: &str = "REFRESH_WORKER";
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The version of jobs that name no `input.version_id` (started before the first job).
-    #[arg(env = "COMFYVER_VERSION_ID", required_unless_present = "spec")]
+    #[arg(env = COMFYVER_VERSION_ID_ENV, required_unless_present = "spec")]
     pub id: Option<String>,
     /// Where the local job API listens (when RUNPOD_WEBHOOK_GET_JOB is not set).
     #[arg(
         long,
         value_name = "ADDR",
         default_value = "127.0.0.1:8000",
-        env = "COMFYVER_LISTEN"
+        env = COMFYVER_LISTEN_ENV
     )]
     pub listen: String,
     /// After SIGTERM/SIGINT, how long the current job may still run, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub grace: u64,
     /// Refresh the worker after every job (RunPod: stopPod and exit; local: a fresh ComfyUI).
-    #[arg(long, env = "REFRESH_WORKER")]
+    #[arg(long, env = REFRESH_WORKER_ENV)]
     pub refresh_worker: bool,
     /// Where outputs go: `base64` (in the job's output) or `dir:PATH`.
     #[arg(long, value_name = "SINK", default_value = "base64")]
