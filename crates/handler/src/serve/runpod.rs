@@ -17,7 +17,7 @@
 //! Every call carries the raw `RUNPOD_AI_API_KEY` as `Authorization` (no
 //! `Bearer`) and has a timeout. `$RUNPOD_POD_ID` is the worker id everywhere.
 
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -367,17 +367,31 @@ impl Progress {
         let thread = std::thread::Builder::new()
             .name("comfyver-progress".into())
             .spawn(move || {
-                while let Ok(mut latest) = rx.recv() {
+                let mut pending = match rx.recv() {
+                    Ok(v) => Some(v),
+                    Err(_) => return,
+                };
+                while let Some(update) = pending.take() {
+                    let body = json!({"status": "IN_PROGRESS", "output": update}).to_string();
+                    let _ = client.post_done_once(&job_id, &body, PROGRESS_TIMEOUT);
+                    // Keep only the newest update until the next post is due;
+                    // stop at once when the job ends.
+                    let due = Instant::now() + PROGRESS_EVERY;
                     loop {
-                        match rx.try_recv() {
-                            Ok(v) => latest = v,
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => return,
+                        let wait = due.saturating_duration_since(Instant::now());
+                        match rx.recv_timeout(wait) {
+                            Ok(v) => pending = Some(v),
+                            Err(RecvTimeoutError::Timeout) if pending.is_some() => break,
+                            Err(RecvTimeoutError::Timeout) => match rx.recv() {
+                                Ok(v) => {
+                                    pending = Some(v);
+                                    break;
+                                }
+                                Err(_) => return,
+                            },
+                            Err(RecvTimeoutError::Disconnected) => return,
                         }
                     }
-                    let body = json!({"status": "IN_PROGRESS", "output": latest}).to_string();
-                    let _ = client.post_done_once(&job_id, &body, PROGRESS_TIMEOUT);
-                    std::thread::sleep(PROGRESS_EVERY);
                 }
             })
             .ok();
