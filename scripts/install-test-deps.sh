@@ -34,3 +34,12 @@ command -v uv >/dev/null || { echo "uv could not be installed" >&2; exit 1; }
 command -v gcp-storage-emulator >/dev/null || { echo "gcp-storage-emulator could not be installed" >&2; exit 1; }
 command -v moto_server >/dev/null || { echo "moto[server] could not be installed" >&2; exit 1; }
 python3 -c 'import yaml' || { echo "PyYAML could not be installed" >&2; exit 1; }
+
+# The official RunPod SDK, the oracle of the fake job server (crates/cli/tests/serve.rs),
+# in a venv of its own so its dependencies (boto3, ...) cannot disturb other tools.
+runpod_venv="${COMFYVER_TEST_RUNPOD_VENV:-$HOME/.cache/comfyver-test/runpod-sdk}"
+if ! "$runpod_venv/bin/python" -c 'import runpod' 2>/dev/null; then
+  uv venv -q "$runpod_venv"
+  uv pip install -q --python "$runpod_venv/bin/python" 'runpod==1.12.0'
+fi
+"$runpod_venv/bin/python" -c 'import runpod' || { echo "the runpod SDK could not be installed" >&2; exit 1; }

@@ -116,6 +116,8 @@ pub enum Command {
     Export(commands::import::ExportArgs),
     /// A schema 1 spec or an old per-tag lockfile → a schema 2 spec and its lock.
     Migrate(commands::import::MigrateArgs),
+    /// Keep ComfyUI warm and run jobs: RunPod worker (RUNPOD_WEBHOOK_GET_JOB set) or a local job API.
+    Serve(commands::serve::ServeArgs),
     /// The original plan's spelling: `handler run --version-id <id> --workflow <wf>`.
     #[command(hide = true)]
     Handler(commands::run::HandlerArgs),

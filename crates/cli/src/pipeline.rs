@@ -1,8 +1,9 @@
 //! The stages composed: spec → lock (cached) → realized home. Shared by
-//! `realize`, `run` and `test`.
+//! `realize`, `run`, `test` and `serve`.
 
 use std::path::PathBuf;
 
+use comfyver_handler::ComfyEnv;
 use comfyver_realize::{Home, HomeInUse, RealizeRequest, Realized, References};
 use comfyver_spec::{Loaded, ResolvedLock};
 
@@ -197,4 +198,30 @@ fn after_realize(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) -> an
         ctx.out.warn(w);
     }
     Ok(())
+}
+
+/// The environment ComfyUI runs in for version `id` (or `--spec`): resolved
+/// (cached lock), realized (the warm path when it is), ready to start, and
+/// its home held in use until the guard drops.
+pub fn comfy_env(
+    ctx: &Ctx,
+    id: Option<&str>,
+    flags: &RealizeFlags,
+    reporter: &dyn comfyver_realize::RealizeReporter,
+) -> anyhow::Result<(ComfyEnv, HomeInUse)> {
+    let loaded = load(ctx, id, flags)?;
+    let lock = lock_for(ctx, &loaded)?;
+    let req = request(ctx, &loaded, &lock, flags)?;
+    let (realized, in_use) = realize_for_use(ctx, &req, reporter)?;
+    let home = &realized.home;
+    let env = ComfyEnv {
+        python: home.python(),
+        core_dir: home.root().to_path_buf(),
+        extra_model_paths: Some(home.extra_model_paths()),
+        env: loaded.spec.env.clone(),
+        logs_dir: home.logs_dir(),
+        data_dir: home.data_dir(),
+        version_id: loaded.spec.version_id.clone(),
+    };
+    Ok((env, in_use))
 }

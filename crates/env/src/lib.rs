@@ -72,6 +72,24 @@ registry! {
     COMFYVER_GPU_PROBE_PATH,
     /// Set (to anything): no colors on stderr.
     NO_COLOR,
+    /// The version `serve` runs when a job names none (also the entrypoint's).
+    COMFYVER_VERSION_ID,
+    /// The local job API's address for `serve` (default `127.0.0.1:8000`).
+    COMFYVER_LISTEN,
+    /// `1`/`true`: `serve` stops after each job (RunPod's `refresh_worker`).
+    REFRESH_WORKER,
+    /// RunPod: the job-take URL; when set, `serve` is a RunPod worker.
+    RUNPOD_WEBHOOK_GET_JOB,
+    /// RunPod: the job-done URL (`$ID` is the job id).
+    RUNPOD_WEBHOOK_POST_OUTPUT,
+    /// RunPod: the heartbeat URL.
+    RUNPOD_WEBHOOK_PING,
+    /// RunPod: milliseconds between heartbeats (whole seconds are used).
+    RUNPOD_PING_INTERVAL,
+    /// RunPod: the API key sent as `Authorization` (never logged).
+    RUNPOD_AI_API_KEY,
+    /// RunPod: this pod's id (`$RUNPOD_POD_ID` in the webhook URLs).
+    RUNPOD_POD_ID,
     /// The GCS bucket outputs go to; when set, `gcs` is the default sink.
     GCS_BUCKET,
     /// The object name prefix in the GCS bucket (default `comfyver`).

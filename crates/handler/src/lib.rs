@@ -24,6 +24,8 @@
 //! - [`CloudSink`] prepares the `gcs`/`s3` sinks (variables, credentials,
 //!   permission pre-check) before ComfyUI starts and uploads each output as
 //!   `<prefix>/<job id>/<file>`, returning `gcs_url`/`s3_url` entries.
+//! - [`serve`] keeps ComfyUI warm and runs jobs from RunPod's job queue or a
+//!   local job API, switching versions per job.
 
 mod client;
 mod cloud_sink;
@@ -35,6 +37,7 @@ mod logs;
 mod node_report;
 mod outputs;
 mod process;
+pub mod serve;
 mod sink;
 mod sys;
 mod uuid;

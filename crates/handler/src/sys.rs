@@ -10,6 +10,9 @@
 //!   a watcher thread through a pipe; the watcher stops every registered child
 //!   (SIGINT to its group, SIGKILL after a grace period), reaps it, then re-raises
 //!   the signal with the default action so comfyver exits as the signal asks.
+//!   In graceful mode (`comfyver serve`, [`enable_graceful_stop`]) the first
+//!   signal only sets a flag ([`stop_requested`]) so the worker can finish its
+//!   job; a second signal stops everything as above.
 #![allow(unsafe_code)]
 
 use std::collections::BTreeSet;
@@ -17,7 +20,7 @@ use std::io::Read;
 use std::os::fd::IntoRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -28,6 +31,10 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// The signal that woke the watcher.
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 static INSTALL: Once = Once::new();
+/// Whether the first signal only asks for a graceful stop.
+static GRACEFUL: AtomicBool = AtomicBool::new(false);
+/// The signal that asked for a graceful stop (0 while none has).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// How long the watcher waits after SIGINT before it sends SIGKILL.
 const SIGNAL_GRACE: Duration = Duration::from_secs(3);
@@ -107,6 +114,21 @@ pub(crate) fn unregister(pid: u32) {
     }
 }
 
+/// From now on the first SIGINT/SIGTERM only sets [`stop_requested`]; a
+/// second one stops every child and exits as before.
+pub(crate) fn enable_graceful_stop() {
+    GRACEFUL.store(true, Ordering::SeqCst);
+    install_handlers();
+}
+
+/// The signal that asked for a graceful stop, if one has.
+pub(crate) fn stop_requested() -> Option<i32> {
+    match STOP_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     CAUGHT.store(sig, Ordering::SeqCst);
     let fd = WAKE_FD.load(Ordering::SeqCst);
@@ -129,8 +151,13 @@ fn install_handlers() {
             .name("comfyver-signals".into())
             .spawn(move || {
                 let mut byte = [0u8; 1];
-                if reader.read_exact(&mut byte).is_ok() {
-                    stop_all_and_reraise(CAUGHT.load(Ordering::SeqCst));
+                while reader.read_exact(&mut byte).is_ok() {
+                    let sig = CAUGHT.load(Ordering::SeqCst);
+                    if GRACEFUL.load(Ordering::SeqCst) && STOP_SIGNAL.load(Ordering::SeqCst) == 0 {
+                        STOP_SIGNAL.store(sig, Ordering::SeqCst);
+                        continue;
+                    }
+                    stop_all_and_reraise(sig);
                 }
             });
         if spawned.is_err() {

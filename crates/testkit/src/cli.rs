@@ -28,3 +28,15 @@ pub fn comfyver_command(bin: &Path, cache: &Path, versions: &Path) -> Command {
     }
     c
 }
+
+/// Removes from `cmd`'s environment every variable of comfyver's registry
+/// (`comfyver_env::ALL`) and [`CHILD_ENV`].
+pub fn scrub(cmd: &mut Command) {
+    for var in comfyver_env::ALL
+        .iter()
+        .map(|v| v.name)
+        .chain(CHILD_ENV.iter().copied())
+    {
+        cmd.env_remove(var);
+    }
+}

@@ -10,6 +10,7 @@ pub mod realize;
 pub mod resolve;
 pub mod run;
 pub mod schema;
+pub mod serve;
 pub mod show;
 pub mod validate;
 
@@ -40,6 +41,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Import(args) => import::import(ctx, args),
         Command::Export(args) => import::export(ctx, args),
         Command::Migrate(args) => import::migrate(ctx, args),
+        Command::Serve(args) => serve::run(ctx, args),
         Command::Handler(args) => run::handler(ctx, args),
     }
 }

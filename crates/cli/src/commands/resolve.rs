@@ -93,7 +93,9 @@ pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<Exit> {
     if ctx.json {
         ctx.out.json(&json!({"versions": reports}));
     }
-    Failures::finish(failures, targets.len(), ctx.json, |n, of| format!("{n} of {of} versions failed to resolve"))
+    Failures::finish(failures, targets.len(), ctx.json, |n, of| {
+        format!("{n} of {of} versions failed to resolve")
+    })
 }
 
 fn short(commit: Option<&str>) -> &str {

@@ -55,5 +55,7 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<Exit> {
     if ctx.json {
         ctx.out.json(&json!(reports));
     }
-    Failures::finish(failures, targets.len(), ctx.json, |n, of| format!("{n} of {of} spec(s) invalid"))
+    Failures::finish(failures, targets.len(), ctx.json, |n, of| {
+        format!("{n} of {of} spec(s) invalid")
+    })
 }

@@ -1,0 +1,147 @@
+//! `comfyver serve`: ComfyUI kept warm, jobs from RunPod's queue (when
+//! `RUNPOD_WEBHOOK_GET_JOB` is set) or from a local job API (`--listen`).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use comfyver_handler::serve::{self, ProviderError, RunpodConfig, ServeOptions};
+use comfyver_handler::{CloudSink, ComfyEnv, GpuChoice, JobOptions, OutputSink, StartOptions};
+use comfyver_realize::HomeInUse;
+
+use crate::context::Ctx;
+use crate::diagnostics::Exit;
+use crate::pipeline::{self, RealizeFlags};
+use crate::progress::RealizeProgress;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The version of jobs that name no `input.version_id` (started before the first job).
+    #[arg(env = comfyver_env::COMFYVER_VERSION_ID, required_unless_present = "spec")]
+    pub id: Option<String>,
+    /// Where the local job API listens (when RUNPOD_WEBHOOK_GET_JOB is not set).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8000",
+        env = comfyver_env::COMFYVER_LISTEN
+    )]
+    pub listen: String,
+    /// After SIGTERM/SIGINT, how long the current job may still run, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub grace: u64,
+    /// Refresh the worker after every job (RunPod: stopPod and exit; local: a fresh ComfyUI).
+    #[arg(long, env = comfyver_env::REFRESH_WORKER)]
+    pub refresh_worker: bool,
+    /// Where outputs go: `base64` (in the job's output), `dir:PATH`, `gcs`
+    /// (GCS_* variables) or `s3` (BUCKET_* variables). Default: `gcs` when
+    /// GCS_BUCKET is set, else `base64`. A bucket is checked before the first job.
+    #[arg(long, value_name = "SINK")]
+    pub output: Option<OutputSink>,
+    /// Limit of each job in seconds; then its prompt is interrupted.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        env = comfyver_env::COMFYVER_JOB_TIMEOUT
+    )]
+    pub timeout: u64,
+    /// How long ComfyUI may take to start, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        env = comfyver_env::COMFYVER_START_TIMEOUT
+    )]
+    pub start_timeout: u64,
+    /// Run ComfyUI on the GPU even when none is detected.
+    #[arg(long, conflicts_with = "cpu")]
+    pub gpu: bool,
+    /// Run ComfyUI on the CPU (`--cpu`) even when a GPU is found.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Also return temporary outputs (PreviewImage and the like).
+    #[arg(long)]
+    pub include_temp: bool,
+    /// Extra arguments for ComfyUI's main.py (repeatable).
+    #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub comfy_args: Vec<String>,
+    /// How the default version is realized (`--home`/`--spec` apply to it only).
+    #[command(flatten)]
+    pub flags: RealizeFlags,
+}
+
+pub fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
+    let default_id = match (&args.flags.spec, &args.id) {
+        (Some(spec), _) => ctx.load(&spec.to_string_lossy())?.spec.version_id,
+        (None, Some(id)) => id.clone(),
+        (None, None) => anyhow::bail!("name the default version id or pass --spec FILE"),
+    };
+    let sink = match args
+        .output
+        .clone()
+        .unwrap_or_else(OutputSink::from_env_default)
+    {
+        OutputSink::Dir(p) => OutputSink::Dir(std::path::absolute(&p).unwrap_or(p)),
+        s => s,
+    };
+    // Credentials and bucket permissions are checked before the first job.
+    let cloud = CloudSink::prepare(&sink)?;
+    let mut opts = ServeOptions::new(default_id.clone());
+    opts.start = StartOptions {
+        gpu: match (args.gpu, args.cpu) {
+            (true, _) => GpuChoice::Gpu,
+            (_, true) => GpuChoice::Cpu,
+            _ => GpuChoice::Auto,
+        },
+        extra_args: args.comfy_args.clone(),
+        start_timeout: Duration::from_secs(args.start_timeout),
+        ..StartOptions::default()
+    };
+    opts.job = JobOptions {
+        timeout: Duration::from_secs(args.timeout),
+        sink,
+        cloud,
+        include_temp: args.include_temp,
+        ..JobOptions::default()
+    };
+    opts.grace = Duration::from_secs(args.grace);
+    opts.refresh_worker = args.refresh_worker;
+
+    let other_flags = RealizeFlags {
+        home: None::<PathBuf>,
+        spec: None,
+        ..args.flags.clone()
+    };
+    // The served version's home stays in use (nothing changes it) from its
+    // preparation until the next version is prepared in its place.
+    let held: Mutex<Option<(String, HomeInUse)>> = Mutex::new(None);
+    let provider = |id: &str| -> Result<ComfyEnv, ProviderError> {
+        let progress = RealizeProgress::new(&ctx.out);
+        let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.as_ref().is_some_and(|(served, _)| served == id) {
+            // Our own hold would make a realize of this very home wait for us.
+            *held = None;
+        }
+        let result = if id == default_id {
+            pipeline::comfy_env(ctx, args.id.as_deref(), &args.flags, &progress)
+        } else {
+            pipeline::comfy_env(ctx, Some(id), &other_flags, &progress)
+        };
+        match result {
+            Ok((env, in_use)) => {
+                *held = Some((id.to_string(), in_use));
+                Ok(env)
+            }
+            Err(e) => Err(format!("{e:#}").into()),
+        }
+    };
+    let log = |line: &str| ctx.out.info(line);
+    match RunpodConfig::from_env() {
+        Some(config) => serve::serve_runpod(&config?, &provider, &opts, &log)?,
+        None => serve::serve_local(&args.listen, &provider, &opts, &log)?,
+    }
+    ctx.out.info("serve stopped");
+    Ok(Exit::Success)
+}

@@ -1,0 +1,217 @@
+//! `comfyver serve`: one job function behind two front doors, with ComfyUI
+//! started once and kept warm between jobs.
+//!
+//! - [`serve_runpod`]: the RunPod serverless worker protocol (job-take long
+//!   poll, job-done, progress, ping heartbeat), configured from the
+//!   environment RunPod injects ([`RunpodConfig::from_env`]).
+//! - [`serve_local`]: a local job API shaped like RunPod's (`POST /run`,
+//!   `POST /runsync`, `GET /status/{id}`, `POST /cancel/{id}`, `GET /health`).
+//!
+//! Both run jobs one at a time on the calling thread (ComfyUI runs one prompt
+//! at a time, and the ComfyUI child must be spawned by a thread that outlives
+//! it). A job may name `input.version_id`; the [`EnvProvider`] turns that id
+//! into a [`ComfyEnv`] (the CLI resolves and realizes it), the running ComfyUI
+//! is stopped and the other one started, so at most one is alive at any time.
+//!
+//! The first SIGINT/SIGTERM stops taking jobs; the current job gets
+//! [`ServeOptions::grace`] to finish, then it is interrupted and reported as
+//! failed. Queued jobs are failed explicitly. ComfyUI is stopped and the
+//! function returns `Ok`. A second signal stops everything at once.
+
+mod local_api;
+mod runpod;
+mod worker;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::client::JobOptions;
+use crate::error::HandlerError;
+use crate::process::{ComfyEnv, StartOptions};
+
+pub use local_api::serve_local;
+pub use runpod::{
+    RUNPOD_AI_API_KEY_ENV, RUNPOD_PING_INTERVAL_ENV, RUNPOD_POD_ID_ENV, RUNPOD_WEBHOOK_GET_JOB_ENV,
+    RUNPOD_WEBHOOK_PING_ENV, RUNPOD_WEBHOOK_POST_OUTPUT_ENV, RunpodConfig, serve_runpod,
+};
+
+/// An error of the version provider, kept as the source of [`ServeError::Version`].
+pub type ProviderError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Turns a version id into the environment its ComfyUI runs in (the CLI
+/// resolves and realizes the version; the warm path when it is realized).
+pub trait EnvProvider {
+    /// The environment of `version_id`, ready to start.
+    fn env_for(&self, version_id: &str) -> Result<ComfyEnv, ProviderError>;
+}
+
+impl<F> EnvProvider for F
+where
+    F: Fn(&str) -> Result<ComfyEnv, ProviderError>,
+{
+    fn env_for(&self, version_id: &str) -> Result<ComfyEnv, ProviderError> {
+        self(version_id)
+    }
+}
+
+/// How `serve` runs jobs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The version of jobs that name none (started before the first job is taken).
+    pub default_version: String,
+    /// How ComfyUI is started.
+    pub start: StartOptions,
+    /// How each job runs (timeout, sink, ...).
+    pub job: JobOptions,
+    /// After SIGINT/SIGTERM, how long the current job may still run (default 30 s).
+    pub grace: Duration,
+    /// Refresh the worker after every job (RunPod: `stopPod`, then exit; local:
+    /// a fresh ComfyUI for the next job). A job can also ask with `input.refresh_worker`.
+    pub refresh_worker: bool,
+}
+
+impl ServeOptions {
+    /// Options for `default_version` with every other default.
+    pub fn new(default_version: impl Into<String>) -> ServeOptions {
+        ServeOptions {
+            default_version: default_version.into(),
+            start: StartOptions::default(),
+            job: JobOptions::default(),
+            grace: Duration::from_secs(30),
+            refresh_worker: false,
+        }
+    }
+}
+
+/// What `serve` reports while it runs: one line per event (the CLI prints them).
+pub trait ServeLog: Sync {
+    /// Something happened (a job was taken, ComfyUI started, ...).
+    fn event(&self, line: &str);
+}
+
+impl<F> ServeLog for F
+where
+    F: Fn(&str) + Sync,
+{
+    fn event(&self, line: &str) {
+        self(line)
+    }
+}
+
+/// Everything that can go wrong in `serve`, for the worker or for one job.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The job's version could not be prepared (unknown, unresolvable, not realizable).
+    #[error(
+        "version `{version_id}` could not be prepared for this job; check it with `comfyver realize {version_id}`"
+    )]
+    Version {
+        /// The version the job asked for.
+        version_id: String,
+        /// What the provider said.
+        #[source]
+        source: ProviderError,
+    },
+    /// The job's version is prepared but its ComfyUI did not start.
+    #[error(
+        "ComfyUI of version `{version_id}` did not start; the worker goes on with the next job"
+    )]
+    Start {
+        /// The version.
+        version_id: String,
+        /// Why.
+        #[source]
+        source: Box<HandlerError>,
+    },
+    /// The job body is not a valid job.
+    #[error("bad job: {0}")]
+    BadJob(String),
+    /// The worker was stopped and the job did not finish within the grace period.
+    #[error(
+        "the worker was stopped (signal {signal}) and the job did not finish within the {}s grace period; it was interrupted, submit it again",
+        grace.as_secs()
+    )]
+    Stopped {
+        /// The signal that stopped the worker.
+        signal: i32,
+        /// The grace period.
+        grace: Duration,
+    },
+    /// The job was stopped before it ran (the worker stopped).
+    #[error("the worker stopped (signal {signal}) before this job ran; submit it again")]
+    NotRun {
+        /// The signal that stopped the worker.
+        signal: i32,
+    },
+    /// The local job API could not listen.
+    #[error("could not listen on {addr} for the local job API; pick another --listen address")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The RunPod environment is incomplete or malformed.
+    #[error("RunPod worker mode: {0}")]
+    RunpodConfig(String),
+}
+
+impl ServeError {
+    /// A short machine-readable name of the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServeError::Version { .. } => "version",
+            ServeError::Start { .. } => "start",
+            ServeError::BadJob(_) => "bad_input",
+            ServeError::Stopped { .. } => "stopped",
+            ServeError::NotRun { .. } => "not_run",
+            ServeError::Listen { .. } => "listen",
+            ServeError::RunpodConfig(_) => "config",
+        }
+    }
+
+    /// The failed-job JSON `{"error", "kind", "details"}`: the message with its
+    /// causes (a job's client sees no terminal), like [`HandlerError::to_job_json`].
+    pub(crate) fn to_job_json(&self) -> Value {
+        let mut message = self.to_string();
+        let mut details = Vec::new();
+        if let ServeError::Start { source, .. } = self {
+            let inner = source.to_job_json();
+            message.push_str(": ");
+            message.push_str(inner["error"].as_str().unwrap_or_default());
+            if let Some(d) = inner["details"].as_array() {
+                details.clone_from(d);
+            }
+        } else {
+            let mut cause = std::error::Error::source(self);
+            while let Some(c) = cause {
+                message.push_str(": ");
+                message.push_str(&c.to_string());
+                cause = c.source();
+            }
+        }
+        json!({"error": message, "kind": self.kind(), "details": details})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_json_holds_the_causes() {
+        let e = ServeError::Version {
+            version_id: "v9".into(),
+            source: "no spec versions/v9.json".into(),
+        };
+        let j = e.to_job_json();
+        assert_eq!(j["kind"], "version");
+        let msg = j["error"].as_str().unwrap();
+        assert!(
+            msg.contains("`v9`") && msg.ends_with("no spec versions/v9.json"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,551 @@
+//! The job function both front doors share: a job request parsed, its
+//! version's ComfyUI made current (kept warm, switched when another version is
+//! asked for, at most one alive), the job run, the outcome shaped.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{EnvProvider, ServeError, ServeLog, ServeOptions};
+use crate::client::{JobReporter, run_job};
+use crate::http::ComfyHttp;
+use crate::job::Job;
+use crate::process::ComfyProcess;
+use crate::sys;
+
+/// After the grace period's interrupt, how long ComfyUI gets before it is killed.
+const KILL_AFTER: Duration = Duration::from_secs(10);
+/// How often the stop watchdog looks.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// While a job is cancelled, how often its prompt is interrupted again.
+const REINTERRUPT_EVERY: Duration = Duration::from_millis(500);
+
+/// One job as a front door received it.
+#[derive(Debug, Clone)]
+pub(crate) struct JobRequest {
+    /// The job id (RunPod's, or the local API's).
+    pub(crate) id: String,
+    /// `input.version_id`, when the job names one.
+    pub(crate) version_id: Option<String>,
+    /// The workflow and its images.
+    pub(crate) job: Job,
+    /// `input.refresh_worker`.
+    pub(crate) refresh_worker: bool,
+}
+
+impl JobRequest {
+    /// Parses `{"input": {"workflow", "images", "version_id", "refresh_worker"}}`
+    /// (`input` may be a JSON string, as worker-comfyui accepts).
+    pub(crate) fn parse(id: String, body: &Value) -> Result<JobRequest, ServeError> {
+        if !body.is_object() {
+            return Err(ServeError::BadJob(
+                "the body must be a JSON object {\"input\": {\"workflow\": ...}}".into(),
+            ));
+        }
+        let job = Job::from_runpod(body).map_err(|e| ServeError::BadJob(e.to_string()))?;
+        let parsed;
+        let input = match body.get("input") {
+            Some(Value::String(s)) => {
+                parsed = serde_json::from_str::<Value>(s).unwrap_or_default();
+                &parsed
+            }
+            Some(v) => v,
+            None => &Value::Null,
+        };
+        let version_id = match input.get("version_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(v)) => {
+                if let Some(reason) = comfyver_spec::names::version_id_reason(v) {
+                    return Err(ServeError::BadJob(format!(
+                        "`input.version_id` is not a version id: {reason}"
+                    )));
+                }
+                Some(v.clone())
+            }
+            Some(_) => {
+                return Err(ServeError::BadJob(
+                    "`input.version_id` must be a string (a version id)".into(),
+                ));
+            }
+        };
+        let refresh_worker = match input.get("refresh_worker") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ServeError::BadJob(
+                    "`input.refresh_worker` must be true or false".into(),
+                ));
+            }
+        };
+        Ok(JobRequest {
+            id,
+            version_id,
+            job,
+            refresh_worker,
+        })
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// The job's output JSON.
+    Completed(Value),
+    /// The failed-job JSON `{"error", "kind", "details"}`.
+    Failed(Value),
+    /// Cancelled by a client.
+    Cancelled,
+}
+
+impl Outcome {
+    /// RunPod's status name.
+    pub(crate) fn status(&self) -> &'static str {
+        match self {
+            Outcome::Completed(_) => "COMPLETED",
+            Outcome::Failed(_) => "FAILED",
+            Outcome::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The result as the RunPod SDK posts a handler's return: `{"output": ...}`,
+    /// or `{"error": "<message>", "output": {kind, details}}` (the SDK moves a
+    /// returned `error` to the top level and keeps the rest as `output`).
+    pub(crate) fn result_body(&self) -> Value {
+        match self {
+            Outcome::Completed(v) => json!({"output": v}),
+            Outcome::Failed(e) => {
+                let mut rest = e.clone();
+                let error = rest
+                    .as_object_mut()
+                    .and_then(|m| m.remove("error"))
+                    .unwrap_or_else(|| json!("the job failed"));
+                json!({"error": error, "output": rest})
+            }
+            Outcome::Cancelled => json!({"error": "the job was cancelled"}),
+        }
+    }
+}
+
+/// What other threads (ping, local API, stop watchdog) may know and do about
+/// the running ComfyUI and job.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    state: Mutex<LiveState>,
+    starts: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    /// Port, pid and version of the running ComfyUI.
+    comfy: Option<(u16, u32, String)>,
+    /// The running job's id.
+    job: Option<String>,
+    /// ComfyUI's prompt id of the running job.
+    prompt_id: Option<String>,
+    /// A client cancelled the running job.
+    cancelled: bool,
+    /// A cancel for this job id came before the job began (it is about to).
+    cancel_for: Option<String>,
+    /// The stop watchdog interrupted the running job after this signal.
+    stopped_by: Option<i32>,
+    /// When the running job's prompt was last interrupted.
+    interrupted_at: Option<Instant>,
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running job's id.
+    pub(crate) fn current_job(&self) -> Option<String> {
+        self.lock().job.clone()
+    }
+
+    /// The version whose ComfyUI is running.
+    pub(crate) fn version(&self) -> Option<String> {
+        self.lock().comfy.as_ref().map(|c| c.2.clone())
+    }
+
+    /// How many times a ComfyUI was started.
+    pub(crate) fn starts(&self) -> usize {
+        self.starts.load(Ordering::SeqCst)
+    }
+
+    /// Cancels job `id`: the running one is interrupted; one about to begin
+    /// is marked so that it does not run (or is interrupted once it does).
+    pub(crate) fn cancel(&self, id: &str) {
+        let mut s = self.lock();
+        if s.job.as_deref() != Some(id) {
+            s.cancel_for = Some(id.to_string());
+            return;
+        }
+        s.cancelled = true;
+        s.interrupted_at = Some(Instant::now());
+        let target = interrupt_target(&s);
+        drop(s);
+        interrupt(target);
+    }
+
+    fn begin_job(&self, id: &str) {
+        let mut s = self.lock();
+        s.job = Some(id.to_string());
+        s.prompt_id = None;
+        s.cancelled = s.cancel_for.take().as_deref() == Some(id);
+        s.stopped_by = None;
+        s.interrupted_at = None;
+    }
+
+    /// While the job is cancelled or stopped, interrupts its prompt again on
+    /// its events (an interrupt sent before the prompt started is lost), at
+    /// most every [`REINTERRUPT_EVERY`].
+    fn reinterrupt(&self) {
+        let mut s = self.lock();
+        let wanted = s.cancelled || s.stopped_by.is_some();
+        if !wanted
+            || s.interrupted_at
+                .is_some_and(|t| t.elapsed() < REINTERRUPT_EVERY)
+        {
+            return;
+        }
+        s.interrupted_at = Some(Instant::now());
+        let target = interrupt_target(&s);
+        drop(s);
+        interrupt(target);
+    }
+
+    /// Ends the running job: (cancelled, stopped by signal).
+    fn end_job(&self) -> (bool, Option<i32>) {
+        let mut s = self.lock();
+        s.job = None;
+        s.prompt_id = None;
+        (std::mem::take(&mut s.cancelled), s.stopped_by.take())
+    }
+}
+
+/// The running ComfyUI's port and the running prompt, for [`interrupt`].
+fn interrupt_target(s: &LiveState) -> Option<(u16, Option<String>)> {
+    s.comfy.as_ref().map(|c| (c.0, s.prompt_id.clone()))
+}
+
+/// `POST /interrupt` to the running ComfyUI (called without the lock: each
+/// call may take its 5 s timeout). The prompt is not deleted from ComfyUI's
+/// queue: a prompt that never runs would leave the job waiting for its history.
+fn interrupt(target: Option<(u16, Option<String>)>) {
+    let Some((port, prompt_id)) = target else {
+        return;
+    };
+    let http = ComfyHttp::new(port, Duration::from_secs(5));
+    match &prompt_id {
+        Some(id) => {
+            let _ = http.post_json("/interrupt", &json!({"prompt_id": id}));
+        }
+        None => {
+            let _ = http.post_json("/interrupt", &json!({}));
+        }
+    }
+}
+
+/// Passes events on and remembers the prompt id (so a cancel can interrupt it).
+struct Tracking<'a> {
+    inner: &'a dyn JobReporter,
+    live: &'a Live,
+}
+
+impl JobReporter for Tracking<'_> {
+    fn queued(&self, prompt_id: &str) {
+        self.live.lock().prompt_id = Some(prompt_id.to_string());
+        self.inner.queued(prompt_id);
+    }
+    fn cached(&self, node_ids: &[String]) {
+        self.live.reinterrupt();
+        self.inner.cached(node_ids);
+    }
+    fn node_started(&self, node_id: &str, class_type: &str) {
+        self.live.reinterrupt();
+        self.inner.node_started(node_id, class_type);
+    }
+    fn progress(&self, node_id: &str, value: f64, max: f64) {
+        self.live.reinterrupt();
+        self.inner.progress(node_id, value, max);
+    }
+}
+
+/// The warm worker. Lives on the thread that runs the jobs (it spawns ComfyUI).
+pub(crate) struct Worker<'a> {
+    provider: &'a dyn EnvProvider,
+    opts: &'a ServeOptions,
+    log: &'a dyn ServeLog,
+    current: Option<ComfyProcess>,
+    live: Arc<Live>,
+}
+
+impl<'a> Worker<'a> {
+    /// A worker with no ComfyUI yet, and the stop watchdog running.
+    pub(crate) fn new(
+        provider: &'a dyn EnvProvider,
+        opts: &'a ServeOptions,
+        log: &'a dyn ServeLog,
+    ) -> Worker<'a> {
+        sys::enable_graceful_stop();
+        let live = Arc::new(Live::default());
+        spawn_watchdog(Arc::clone(&live), opts.grace);
+        Worker {
+            provider,
+            opts,
+            log,
+            current: None,
+            live,
+        }
+    }
+
+    /// The state other threads share.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live)
+    }
+
+    /// Starts the default version's ComfyUI (before any job is taken). A
+    /// failure is logged; each job for that version then tries again and
+    /// reports the error.
+    pub(crate) fn warm_up(&mut self) {
+        let version = self.opts.default_version.clone();
+        if let Err(e) = self.ensure(&version) {
+            self.log.event(&format!(
+                "warning: {}",
+                e.to_job_json()["error"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+
+    /// Makes `version`'s ComfyUI the running one.
+    fn ensure(&mut self, version: &str) -> Result<&ComfyProcess, ServeError> {
+        let reusable = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.version_id() == version && c.exit_status().is_none());
+        if !reusable {
+            // Prepared first: if the version cannot be prepared, the running
+            // ComfyUI stays warm for the next job.
+            let env = self
+                .provider
+                .env_for(version)
+                .map_err(|source| ServeError::Version {
+                    version_id: version.to_string(),
+                    source,
+                })?;
+            self.stop_current();
+            self.log
+                .event(&format!("starting ComfyUI of version {version}"));
+            self.live.starts.fetch_add(1, Ordering::SeqCst);
+            let process = ComfyProcess::start(&env, &self.opts.start).map_err(|source| {
+                ServeError::Start {
+                    version_id: version.to_string(),
+                    source: Box::new(source),
+                }
+            })?;
+            self.log.event(&format!(
+                "ComfyUI of version {version} ready in {:.1?} (pid {}, port {})",
+                process.timings().to_ready,
+                process.pid(),
+                process.port()
+            ));
+            self.live.lock().comfy = Some((process.port(), process.pid(), version.to_string()));
+            self.current = Some(process);
+        }
+        self.current
+            .as_ref()
+            .ok_or_else(|| ServeError::BadJob("no ComfyUI is running".into()))
+    }
+
+    /// Stops the running ComfyUI, if any.
+    pub(crate) fn stop_current(&mut self) {
+        if let Some(old) = self.current.take() {
+            self.live.lock().comfy = None;
+            let version = old.version_id().to_string();
+            let status = old.stop();
+            self.log.event(&format!(
+                "stopped ComfyUI of version {version} ({})",
+                status.unwrap_or_else(|| "gone".into())
+            ));
+        }
+    }
+
+    /// Runs one job on its version's ComfyUI.
+    pub(crate) fn run(&mut self, req: &JobRequest, reporter: &dyn JobReporter) -> Outcome {
+        let t0 = Instant::now();
+        let version = req
+            .version_id
+            .clone()
+            .unwrap_or_else(|| self.opts.default_version.clone());
+        self.log
+            .event(&format!("job {}: version {version}", req.id));
+        self.live.begin_job(&req.id);
+        let live = Arc::clone(&self.live);
+        let opts = self.opts;
+        let outcome = match self.ensure(&version) {
+            Err(e) => Outcome::Failed(e.to_job_json()),
+            // Cancelled while its version was being prepared: it does not run.
+            Ok(_) if live.lock().cancelled => {
+                live.end_job();
+                Outcome::Cancelled
+            }
+            Ok(comfy) => {
+                let tracking = Tracking {
+                    inner: reporter,
+                    live: &live,
+                };
+                let result = run_job(comfy, &req.job, &opts.job, &tracking);
+                let (cancelled, stopped_by) = live.end_job();
+                match result {
+                    Ok(out) => Outcome::Completed(out.to_json()),
+                    Err(_) if cancelled => Outcome::Cancelled,
+                    Err(e) => match stopped_by {
+                        Some(signal) => {
+                            let mut j = ServeError::Stopped {
+                                signal,
+                                grace: opts.grace,
+                            }
+                            .to_job_json();
+                            j["details"] = json!([e.to_string()]);
+                            Outcome::Failed(j)
+                        }
+                        None => Outcome::Failed(e.to_job_json()),
+                    },
+                }
+            }
+        };
+        self.live.end_job();
+        let dead = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.exit_status().is_some());
+        if dead || req.refresh_worker || self.opts.refresh_worker {
+            self.stop_current();
+        }
+        self.log.event(&format!(
+            "job {}: {} in {:.1?}",
+            req.id,
+            outcome.status(),
+            t0.elapsed()
+        ));
+        outcome
+    }
+}
+
+impl Drop for Worker<'_> {
+    fn drop(&mut self) {
+        self.stop_current();
+    }
+}
+
+/// Once a stop signal has come: after the grace period, interrupts the running
+/// job; [`KILL_AFTER`] later, kills ComfyUI if the job still runs.
+fn spawn_watchdog(live: Arc<Live>, grace: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("comfyver-serve-stop".into())
+        .spawn(move || {
+            let mut since: Option<Instant> = None;
+            loop {
+                std::thread::sleep(WATCH_EVERY);
+                let Some(signal) = sys::stop_requested() else {
+                    continue;
+                };
+                let since = *since.get_or_insert_with(Instant::now);
+                let mut s = live.lock();
+                if s.job.is_none() || since.elapsed() < grace {
+                    continue;
+                }
+                if s.stopped_by.is_none() {
+                    s.stopped_by = Some(signal);
+                    s.interrupted_at = Some(Instant::now());
+                    let target = interrupt_target(&s);
+                    drop(s);
+                    interrupt(target);
+                } else if since.elapsed() >= grace + KILL_AFTER
+                    && let Some((_, pid, _)) = s.comfy
+                {
+                    sys::signal_group(pid, libc::SIGKILL);
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf() -> Value {
+        json!({"1": {"class_type": "EmptyImage", "inputs": {}}})
+    }
+
+    #[test]
+    fn requests_parse_with_version_and_refresh() {
+        let r = JobRequest::parse(
+            "j".into(),
+            &json!({"input": {"workflow": wf(), "version_id": "v2", "refresh_worker": true}}),
+        )
+        .unwrap();
+        assert_eq!(r.version_id.as_deref(), Some("v2"));
+        assert!(r.refresh_worker);
+        let s = json!({"input": json!({"workflow": wf(), "version_id": "v3"}).to_string()});
+        assert_eq!(
+            JobRequest::parse("j".into(), &s)
+                .unwrap()
+                .version_id
+                .as_deref(),
+            Some("v3")
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_why() {
+        let cases = [
+            (json!([1]), "JSON object"),
+            (json!({"input": {}}), "workflow"),
+            (
+                json!({"input": {"workflow": wf(), "version_id": "../x"}}),
+                "version_id",
+            ),
+            (
+                json!({"input": {"workflow": wf(), "version_id": 3}}),
+                "string",
+            ),
+            (
+                json!({"input": {"workflow": wf(), "refresh_worker": "yes"}}),
+                "refresh_worker",
+            ),
+        ];
+        for (body, needle) in cases {
+            let e = JobRequest::parse("j".into(), &body).unwrap_err();
+            assert!(e.to_string().contains(needle), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_cancel_just_before_the_job_begins_is_kept() {
+        let live = Live::default();
+        live.cancel("j1");
+        live.begin_job("j2");
+        assert!(!live.lock().cancelled, "a cancel for another job");
+        live.end_job();
+        live.cancel("j3");
+        live.begin_job("j3");
+        assert!(live.lock().cancelled);
+        assert_eq!(live.end_job(), (true, None));
+        assert_eq!(live.current_job(), None);
+    }
+
+    #[test]
+    fn failed_outcome_moves_error_to_the_top() {
+        let o = Outcome::Failed(json!({"error": "boom", "kind": "execution", "details": []}));
+        let b = o.result_body();
+        assert_eq!(b["error"], "boom");
+        assert_eq!(b["output"], json!({"kind": "execution", "details": []}));
+        assert_eq!(
+            Outcome::Completed(json!({"images": []})).result_body(),
+            json!({"output": {"images": []}})
+        );
+    }
+}
