@@ -61,4 +61,25 @@ pub enum FsError {
         #[source]
         source: std::io::Error,
     },
+    /// A child process could not be started or waited for.
+    #[error("could not run {program}: check that it is installed and on PATH")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A child process ran longer than its limit and was killed with its group.
+    #[error(
+        "{program} did not finish within {seconds} s and was stopped; raise {setting} if it needs longer"
+    )]
+    ChildTimeout {
+        /// The program.
+        program: String,
+        /// The limit.
+        seconds: u64,
+        /// The environment variable that sets the limit.
+        setting: &'static str,
+    },
 }

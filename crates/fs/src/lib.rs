@@ -3,10 +3,12 @@
 //! Every write that another process may observe goes through this crate:
 //! [`write_atomic`] (temp file in the same directory, fsync, rename), directory
 //! publication by rename ([`TempDir`] + [`TempDir::publish`]), and cross-process
-//! locks ([`FileLock`]). [`CacheLayout`] names every path inside the cache root so
+//! locks ([`FileLock`]). Child processes are started through [`child`]: own
+//! process group, killed with us, bounded by a timeout. [`CacheLayout`] names every path inside the cache root so
 //! that the stages agree on where things live.
 
 mod atomic;
+pub mod child;
 mod error;
 mod layout;
 mod lock;
