@@ -82,4 +82,23 @@ pub enum FsError {
         /// The environment variable that sets the limit.
         setting: &'static str,
     },
+    /// Reading a file failed.
+    #[error("could not read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file (or a link on its way) leads outside the directory it belongs to.
+    #[error(
+        "{path} leads outside {root} (a symbolic link?); comfyver does not follow links out of a checkout"
+    )]
+    OutsideRoot {
+        /// The file asked for.
+        path: PathBuf,
+        /// The directory it must stay in.
+        root: PathBuf,
+    },
 }

@@ -10,12 +10,14 @@
 mod atomic;
 pub mod child;
 mod error;
+mod inside;
 mod layout;
 mod lock;
 mod tempdir;
 
 pub use atomic::{write_atomic, write_atomic_if_changed};
 pub use error::FsError;
+pub use inside::read_inside;
 pub use layout::{CacheLayout, RUNPOD_VOLUME, default_cache_root};
 pub use lock::FileLock;
-pub use tempdir::{TempDir, remove_stale_temps};
+pub use tempdir::{STALE_TEMP_AGE, TempDir, host_id, remove_stale_temps, temp_sibling};

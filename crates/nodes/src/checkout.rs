@@ -35,6 +35,7 @@ pub(crate) fn ensure_node_checkout(
     reporter: &dyn Reporter,
     label: &str,
 ) -> Result<(PathBuf, bool), NodesError> {
+    check_commit(commit)?;
     let slug = repo.slug();
     let dest = layout.node_checkout(&slug, commit);
     if is_checkout_complete(&dest) {
@@ -72,6 +73,7 @@ pub fn checkout_core(
     opts: &NodesOptions,
     reporter: &dyn Reporter,
 ) -> Result<bool, NodesError> {
+    check_commit(commit)?;
     let commit = commit.to_ascii_lowercase();
     if core_is_at(dest, &commit) {
         return Ok(true);
@@ -101,6 +103,18 @@ pub fn checkout_core(
     reporter.checking_out("comfy", &commit);
     build_and_publish(layout, repo, &mirror, &commit, dest, opts, reporter)?;
     Ok(false)
+}
+
+/// A commit becomes part of a cache path: only a full hex id may.
+fn check_commit(commit: &str) -> Result<(), NodesError> {
+    if comfyver_spec::is_full_commit(commit) {
+        return Ok(());
+    }
+    Err(NodesError::BadName {
+        name: commit.escape_debug().to_string(),
+        reason: "a locked commit must be a full 40-hex-digit id; run `comfyver resolve` again"
+            .into(),
+    })
 }
 
 fn core_is_at(dest: &Path, commit: &str) -> bool {
@@ -231,10 +245,8 @@ struct Submodule {
 
 fn read_submodules(repo: &gix::Repository, work: &Path) -> Result<Vec<Submodule>, NodesError> {
     let file = work.join(".gitmodules");
-    let bytes = match std::fs::read(&file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(NodesError::io("could not read", &file, e)),
+    let Some(bytes) = comfyver_fs::read_inside(work, ".gitmodules")? else {
+        return Ok(Vec::new());
     };
     let shown = file.display().to_string();
     let config = gix::config::File::from_bytes_no_includes(

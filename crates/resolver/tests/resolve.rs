@@ -765,6 +765,24 @@ fn url_rewrites_apply_before_network_and_the_lock_keeps_the_spec_url() {
 }
 
 #[test]
+fn a_rewrite_to_a_directory_of_bare_mirrors_finds_name_dot_git() {
+    let f = Fixture::new();
+    // `<root>/core.git` is a bare repository; the spec names it without `.git`.
+    let (_core, cc) = standard_repo(f.root(), "core");
+    let spec_url = "https://git.example.invalid/org/core";
+    let s = spec("rwgit", (spec_url, Some("v2")), &[]);
+    let o = ResolveOptions {
+        rewrites: UrlRewrites::new(vec![RewriteRule {
+            prefix: "https://git.example.invalid/org/".into(),
+            replacement: format!("{}/", f.root().display()),
+        }]),
+        ..opts()
+    };
+    let out = run(&s, &f.layout(), &o);
+    assert_eq!(commit_of(&out, "comfy"), cc[1]);
+}
+
+#[test]
 fn concurrent_resolves_of_one_id_both_succeed() {
     let f = Fixture::new();
     let (core, cc) = standard_repo(f.root(), "core");

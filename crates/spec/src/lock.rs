@@ -131,10 +131,30 @@ impl ResolvedLock {
                 found,
             });
         }
-        serde_json::from_value(value).map_err(|e| LockParseError::Malformed {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        let lock: ResolvedLock =
+            serde_json::from_value(value).map_err(|e| LockParseError::Malformed {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        // Commits become cache paths (`<slug>@<commit>`): only full hex ids.
+        let repos = std::iter::once(("comfy".to_string(), &lock.comfy)).chain(
+            lock.custom_nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("custom_nodes[{i}]"), n)),
+        );
+        for (at, repo) in repos {
+            if !crate::is_full_commit(&repo.commit) {
+                return Err(LockParseError::Malformed {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "{at}.commit is `{}`, expected a full 40-hex-digit commit id",
+                        repo.commit.escape_debug()
+                    ),
+                });
+            }
+        }
+        Ok(lock)
     }
 
     /// Whether this lock was resolved from exactly `spec`.
@@ -203,5 +223,23 @@ mod tests {
             err,
             LockParseError::UnsupportedVersion { found: 9, .. }
         ));
+    }
+
+    #[test]
+    fn a_commit_that_is_not_full_hex_is_refused_before_it_becomes_a_path() {
+        for bad in ["../../../etc", "abc", &"g".repeat(40)] {
+            let mut l = sample();
+            l.custom_nodes.push(LockedRepo {
+                name: Some("n".into()),
+                repo: "https://h/o/n".into(),
+                git_ref: None,
+                requested_commit: None,
+                commit: bad.to_string(),
+            });
+            let err = ResolvedLock::from_json(&l.to_json(), Path::new("x.lock.json")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("custom_nodes[0].commit"), "{text}");
+            assert!(text.contains("x.lock.json"), "{text}");
+        }
     }
 }
