@@ -158,6 +158,11 @@ pub fn signal_group(pid: u32, sig: i32) -> bool {
     unsafe { libc::kill(-pid, sig) == 0 }
 }
 
+/// SIGKILLs every process of the group led by `pid`; false when it is gone.
+pub fn kill_group(pid: u32) -> bool {
+    signal_group(pid, libc::SIGKILL)
+}
+
 /// Whether a process with this id exists on this host and is not a zombie.
 pub fn process_alive(pid: u32) -> bool {
     let Ok(p) = i32::try_from(pid) else {

@@ -12,6 +12,9 @@
 //!   `comfyver nodes fetch` (parallel, offline-aware), with progress through
 //!   [`Reporter`].
 //!
+//! Every fetch is bounded: nothing received for `COMFYVER_GIT_TIMEOUT`
+//! ([`GIT_TIMEOUT_ENV`]) seconds stops it with [`NodesError::FetchTimeout`].
+//!
 //! `COMFYVER_TEST_PAUSE_AT` ([`PAUSE_ENV`]) is a test-only fault hook.
 
 mod checkout;
@@ -21,6 +24,7 @@ mod link;
 mod mirror;
 mod pause;
 mod report;
+mod transport;
 
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
@@ -29,3 +33,4 @@ pub use link::{LinkOutcome, link_nodes};
 pub use mirror::Mirror;
 pub use pause::PAUSE_ENV;
 pub use report::{NoReport, Reporter};
+pub use transport::{DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, git_timeout};

@@ -4,12 +4,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use comfyver_fs::{CacheLayout, FileLock, TempDir, remove_stale_temps};
 use comfyver_spec::{RepoUrl, UrlRewrites};
 use gix::remote::{Direction, fetch::Tags};
 
 use crate::error::MissingCommit;
+use crate::transport::{self, Route};
 use crate::{NoReport, NodesError, Reporter, pause};
 
 /// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
@@ -22,6 +24,8 @@ pub struct Mirror {
     lock_path: PathBuf,
     fetch_url: String,
     shown_url: String,
+    /// Overrides `COMFYVER_GIT_TIMEOUT` for this mirror's fetches.
+    git_timeout: Option<Duration>,
 }
 
 impl Mirror {
@@ -40,6 +44,7 @@ impl Mirror {
             lock_path: layout.lock_path("git", &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
+            git_timeout: None,
         };
         if !mirror.path.is_dir() {
             let _lock = FileLock::acquire(&mirror.lock_path)?;
@@ -64,7 +69,15 @@ impl Mirror {
             lock_path: layout.lock_path("git", &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
+            git_timeout: None,
         })
+    }
+
+    /// Fetches stop after `limit` without receiving anything, instead of
+    /// `COMFYVER_GIT_TIMEOUT`.
+    pub fn with_git_timeout(mut self, limit: Duration) -> Mirror {
+        self.git_timeout = Some(limit);
+        self
     }
 
     /// The mirror's directory (a bare repository).
@@ -167,9 +180,11 @@ impl Mirror {
             return self.pin_locked(&commit);
         }
         let by_id = format!("+{commit}:refs/pins/{commit}");
-        let by_id_result = self.fetch_locked(&[by_id.as_str()], reporter);
-        if by_id_result.is_ok() && self.has_commit(&commit) {
-            return self.pin_locked(&commit);
+        match self.fetch_locked(&[by_id.as_str()], reporter) {
+            Ok(()) if self.has_commit(&commit) => return self.pin_locked(&commit),
+            // A stalled server will not do better for a second request.
+            Err(e @ NodesError::FetchTimeout { .. }) => return Err(e),
+            _ => {}
         }
         // The server may refuse unadvertised ids: take every branch and tag.
         self.fetch_locked(&ALL_REFSPECS, reporter)?;
@@ -215,6 +230,14 @@ impl Mirror {
         };
         reporter.fetching(&self.shown_url, &what);
         let repo = self.repo()?;
+        let limit = self
+            .git_timeout
+            .map_or_else(transport::git_timeout, Ok)
+            .map_err(|value| NodesError::BadSetting {
+                name: transport::GIT_TIMEOUT_ENV,
+                value,
+                expected: "a whole number of seconds greater than 0",
+            })?;
         let err = |e| NodesError::git("fetch", &self.shown_url, e);
         let remote = repo
             .remote_at_without_url_rewrite(self.fetch_url.as_str())
@@ -222,15 +245,52 @@ impl Mirror {
             .with_fetch_tags(Tags::None)
             .with_refspecs(refspecs.iter().copied(), Direction::Fetch)
             .map_err(err)?;
+        let stalled = transport::Stalled::default();
+        let unreachable = |e: std::io::Error| err(gix::Error::from_error(e));
+        let result = match transport::route(&self.fetch_url) {
+            Route::Daemon { host, port, path } => {
+                match transport::daemon(&host, port, &path, limit, &stalled) {
+                    Ok(conn) => self.receive(remote.to_connection_with_transport(conn)),
+                    Err(e) => Err(unreachable(e)),
+                }
+            }
+            Route::Local(path) => match transport::local(&path, limit, &stalled) {
+                Ok((conn, child)) => {
+                    let r = self.receive(remote.to_connection_with_transport(conn));
+                    drop(child);
+                    r
+                }
+                Err(e) => Err(unreachable(e)),
+            },
+            Route::Gix => match remote.connect(Direction::Fetch) {
+                Ok(conn) => self.receive(conn),
+                Err(e) => Err(err(e)),
+            },
+        };
+        match result {
+            Err(_) if stalled.happened() => {
+                return Err(NodesError::FetchTimeout {
+                    repo: self.shown_url.clone(),
+                    seconds: limit.as_secs(),
+                });
+            }
+            other => other?,
+        }
+        pause::point("fetch-after-receive");
+        Ok(())
+    }
+
+    /// Negotiates and receives the pack over an open connection.
+    fn receive<T>(&self, conn: gix::remote::Connection<'_, '_, '_, T>) -> Result<(), NodesError>
+    where
+        T: gix::protocol::transport::client::blocking_io::Transport,
+    {
+        let err = |e| NodesError::git("fetch", &self.shown_url, e);
         let interrupt = AtomicBool::new(false);
-        remote
-            .connect(Direction::Fetch)
-            .map_err(err)?
-            .prepare_fetch(gix::progress::Discard, Default::default())
+        conn.prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(err)?
             .receive(gix::progress::Discard, &interrupt)
             .map_err(err)?;
-        pause::point("fetch-after-receive");
         Ok(())
     }
 

@@ -2,8 +2,9 @@ use std::time::Duration;
 
 use comfyver_spec::UrlRewrites;
 
-/// Environment variable: seconds allowed for listing one remote's refs.
-pub const GIT_TIMEOUT_ENV: &str = "COMFYVER_GIT_TIMEOUT";
+/// Environment variable: seconds allowed for listing one remote's refs (and,
+/// in comfyver-nodes, for a fetch to go without receiving anything).
+pub use comfyver_nodes::GIT_TIMEOUT_ENV;
 
 /// Which locked entries to re-resolve even though the spec did not change them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use gix::remote::{Direction, fetch::Tags, ref_map};
 use crate::error::{RemoteCause, ResolveError};
 
 /// Default time allowed for listing one remote's refs.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_TIMEOUT: Duration = comfyver_nodes::DEFAULT_GIT_TIMEOUT;
 
 /// One ref advertised by a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
