@@ -13,7 +13,9 @@
 //!   [`UpdatePolicy`] forces re-resolution; `locked`, `offline` and `dry_run`
 //!   options as in [`ResolveOptions`].
 //! - [`read_lock`] / [`write_lock`]: the lock file, written atomically under a
-//!   per-version cross-process lock.
+//!   per-version cross-process lock; [`replace_lock`] writes it back only if
+//!   it is still the one the caller read (compare-and-swap: locks only move
+//!   forward).
 //! - [`list_remote_refs`]: `git ls-remote` for one URL.
 
 mod error;
@@ -28,7 +30,7 @@ mod report;
 mod resolve;
 
 pub use error::{RemoteCause, ResolveError};
-pub use lockfile::{read_lock, write_lock};
+pub use lockfile::{LockWrite, read_lock, replace_lock, write_lock};
 pub use options::{GIT_TIMEOUT_ENV, ResolveOptions, UpdatePolicy};
 pub use outcome::{ChangeKind, EntryOutcome, LockChange, ResolveOutcome, Source};
 pub use remote::{DEFAULT_TIMEOUT, RemoteRef, list_remote_refs};
