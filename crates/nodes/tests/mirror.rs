@@ -147,3 +147,31 @@ fn a_git_daemon_paused_with_sigstop_ends_in_a_timeout() {
     signal("-CONT");
     outcome.unwrap();
 }
+
+#[test]
+fn fetch_errors_never_show_the_credentials_of_the_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let port = comfyver_testkit::git::free_port();
+    for url in [
+        format!("http://user:pw-s3cret-1@127.0.0.1:{port}/o/r.git"),
+        format!("https://tok-s3cret-2@127.0.0.1:{port}/o/r.git"),
+        format!("git://user:pw-s3cret-3@127.0.0.1:{port}/o/r.git"),
+    ] {
+        let repo = RepoUrl::parse(&url).unwrap();
+        let m = Mirror::open(&layout, &repo, &UrlRewrites::default())
+            .unwrap()
+            .with_git_timeout(Duration::from_secs(5));
+        let err = m
+            .ensure_commit("3333333333333333333333333333333333333333", false)
+            .unwrap_err();
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            text.push_str(&format!(" | {c} | {c:?}"));
+            cause = c.source();
+        }
+        text.push_str(&format!("{err:?}"));
+        assert!(!text.contains("s3cret"), "{url}: {text}");
+    }
+}
