@@ -339,3 +339,37 @@ fn offline_lists_every_missing_commit() {
     assert!(err.contains("1 commit(s)"), "{err}");
     assert!(!err.contains(&f.plain.head()), "{err}");
 }
+
+#[test]
+fn two_lock_blind_workers_fill_the_same_caches_and_both_succeed() {
+    // As on a network volume whose flock does not cross hosts: neither
+    // worker sees the other's locks (COMFYVER_TEST_NO_LOCKS, test only).
+    for round in 0..3 {
+        let env = Env::new();
+        let f = fixture(env.root());
+        lock_fixture(&env, &f, "v");
+        let spawn = || {
+            env.cmd(&["nodes", "fetch", "v"])
+                .env(comfyver_fs::TEST_NO_LOCKS_ENV, "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        assert!(a.status.success(), "round {round}: {}", stderr(&a));
+        assert!(b.status.success(), "round {round}: {}", stderr(&b));
+        assert_whole(&env, &f);
+        for mirror in std::fs::read_dir(env.cache().join("git"))
+            .unwrap()
+            .flatten()
+        {
+            git(&mirror.path(), &["fsck", "--no-progress"]);
+        }
+        // A third, locking worker finds everything whole: nothing to do.
+        let out = env.run(&["nodes", "fetch", "v"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("fetching "), "{}", stderr(&out));
+    }
+}

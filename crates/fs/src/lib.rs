@@ -19,5 +19,5 @@ pub use atomic::{write_atomic, write_atomic_if_changed};
 pub use error::FsError;
 pub use inside::read_inside;
 pub use layout::{CacheLayout, RUNPOD_VOLUME, default_cache_root};
-pub use lock::FileLock;
+pub use lock::{FileLock, LOCK_TIMEOUT_ENV, TEST_NO_LOCKS_ENV};
 pub use tempdir::{STALE_TEMP_AGE, TempDir, host_id, remove_stale_temps, temp_sibling};

@@ -7,6 +7,12 @@ use crate::FsError;
 /// Environment variable that sets how many seconds to wait for a lock (default 3600).
 pub const LOCK_TIMEOUT_ENV: &str = "COMFYVER_LOCK_TIMEOUT";
 
+/// TEST ONLY: when `1`, [`FileLock`] takes no lock at all in this process, so
+/// a test can run two workers whose locks cannot see each other (as on a
+/// network volume that does not pass `flock` between hosts) and check that
+/// correctness does not depend on the locks. Never set it in production.
+pub const TEST_NO_LOCKS_ENV: &str = "COMFYVER_TEST_NO_LOCKS";
+
 /// An exclusive cross-process lock on a lock file (`flock(2)` on Unix).
 ///
 /// The lock is released when the value is dropped or the process dies, so a
@@ -14,7 +20,8 @@ pub const LOCK_TIMEOUT_ENV: &str = "COMFYVER_LOCK_TIMEOUT";
 /// `FileLock::acquire` calls exclude each other within one process too.
 #[derive(Debug)]
 pub struct FileLock {
-    file: File,
+    /// `None` when locking is disabled for a test ([`TEST_NO_LOCKS_ENV`]).
+    file: Option<File>,
     path: PathBuf,
 }
 
@@ -31,6 +38,9 @@ impl FileLock {
 
     /// Takes the lock at `path`, waiting at most `timeout`.
     pub fn acquire_with_timeout(path: &Path, timeout: Duration) -> Result<FileLock, FsError> {
+        if locking_disabled() {
+            return Ok(FileLock::blind(path));
+        }
         let file = open_lock_file(path)?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(5);
@@ -38,7 +48,7 @@ impl FileLock {
             match file.try_lock() {
                 Ok(()) => {
                     return Ok(FileLock {
-                        file,
+                        file: Some(file),
                         path: path.to_path_buf(),
                     });
                 }
@@ -64,10 +74,13 @@ impl FileLock {
 
     /// Takes the lock only if nobody holds it; `Ok(None)` when it is busy.
     pub fn try_acquire(path: &Path) -> Result<Option<FileLock>, FsError> {
+        if locking_disabled() {
+            return Ok(Some(FileLock::blind(path)));
+        }
         let file = open_lock_file(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(FileLock {
-                file,
+                file: Some(file),
                 path: path.to_path_buf(),
             })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -82,11 +95,24 @@ impl FileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    fn blind(path: &Path) -> FileLock {
+        FileLock {
+            file: None,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+fn locking_disabled() -> bool {
+    std::env::var(TEST_NO_LOCKS_ENV).is_ok_and(|v| v == "1")
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        if let Some(file) = &self.file {
+            let _ = file.unlock();
+        }
     }
 }
 

@@ -138,11 +138,19 @@ fn build_and_publish(
     comfyver_fs::write_atomic(&marker, format!("{commit}\n").as_bytes())?;
     pause::point("checkout-before-publish");
     // Publish the finished tree itself; the (now empty) temp dir goes on drop.
-    std::fs::rename(&work, dest).map_err(|source| comfyver_fs::FsError::Publish {
-        from: work.clone(),
-        to: dest.to_path_buf(),
-        source,
-    })?;
+    if let Err(source) = std::fs::rename(&work, dest) {
+        // A worker whose lock we did not see published the same commit first:
+        // its entry is whole (the marker is written before the rename).
+        if core_is_at(dest, commit) {
+            return Ok(());
+        }
+        return Err(comfyver_fs::FsError::Publish {
+            from: work.clone(),
+            to: dest.to_path_buf(),
+            source,
+        }
+        .into());
+    }
     if let Ok(d) = std::fs::File::open(dest.parent().unwrap_or(Path::new("."))) {
         let _ = d.sync_all();
     }

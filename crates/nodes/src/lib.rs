@@ -30,7 +30,7 @@ pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
 pub use link::{LinkOutcome, link_nodes};
-pub use mirror::Mirror;
+pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use pause::PAUSE_ENV;
 pub use report::{NoReport, Reporter};
 pub use transport::{DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, git_timeout};

@@ -187,10 +187,13 @@ impl Mirror {
             _ => {}
         }
         // The server may refuse unadvertised ids: take every branch and tag.
-        self.fetch_locked(&ALL_REFSPECS, reporter)?;
+        let all = self.fetch_locked(&ALL_REFSPECS, reporter);
+        // Also when the fetch failed: a writer whose lock we did not see (or
+        // a ref lock in the way) may have brought the commit meanwhile.
         if self.has_commit(&commit) {
             return self.pin_locked(&commit);
         }
+        all?;
         Err(NodesError::CommitUnavailable {
             repo: self.shown_url.clone(),
             commit,
@@ -215,13 +218,16 @@ impl Mirror {
         gix::init_bare(tmp.path())
             .map_err(|e| NodesError::git("init of the mirror", &self.shown_url, e))?;
         pause::point("mirror-before-publish");
-        tmp.publish(&self.path)?;
-        Ok(())
+        match tmp.publish(&self.path) {
+            // Another worker whose lock we did not see published it first.
+            Err(_) if self.path.is_dir() => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     /// Runs one fetch with `refspecs`; the caller holds the mirror's lock.
     fn fetch_locked(&self, refspecs: &[&str], reporter: &dyn Reporter) -> Result<(), NodesError> {
-        self.clear_stale_git_locks();
+        let _writing = self.begin_write();
         pause::point("fetch-before-receive");
         let what = if refspecs == ALL_REFSPECS {
             "all branches and tags".to_string()
@@ -306,37 +312,112 @@ impl Mirror {
         if self.is_pinned(commit) {
             return Ok(());
         }
-        self.clear_stale_git_locks();
+        let _writing = self.begin_write();
         let repo = self.repo()?;
         let err = |e| NodesError::git("pinning a commit in the mirror", &self.shown_url, e);
         let id = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| err(gix::Error::from_error(e)))?;
-        repo.reference(
-            format!("refs/pins/{commit}").as_str(),
-            id,
-            gix::refs::transaction::PreviousValue::Any,
-            "comfyver: pin",
-        )
-        .map_err(err)?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            let result = repo.reference(
+                format!("refs/pins/{commit}").as_str(),
+                id,
+                gix::refs::transaction::PreviousValue::Any,
+                "comfyver: pin",
+            );
+            match result {
+                Ok(_) => return Ok(()),
+                // A writer whose lock we did not see pinned it meanwhile.
+                Err(_) if self.is_pinned(commit) => return Ok(()),
+                // Its ref lock file is in the way for a moment: try again.
+                Err(_) if attempt < PIN_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50 * attempt));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+    }
+
+    /// Clears git lock files left by a dead writer (see
+    /// [`Mirror::clear_stale_git_locks`]) and records this process as the
+    /// mirror's writer until the returned guard is dropped.
+    fn begin_write(&self) -> WriterRecord {
+        self.clear_stale_git_locks();
+        let path = self.path.join(WRITER_RECORD);
+        let mine = format!("{} {}\n", comfyver_fs::host_id(), std::process::id());
+        let _ = comfyver_fs::write_atomic(&path, mine.as_bytes());
+        WriterRecord { path, mine }
     }
 
     /// Removes `*.lock` files left in the mirror by a process killed mid-fetch.
-    /// Safe because the caller holds the mirror's cross-process lock: no other
-    /// comfyver process writes this mirror now.
+    /// The caller holds the mirror's cross-process lock, but that lock may not
+    /// be seen by another host, so a lock file goes at once only when the
+    /// last recorded writer is provably gone (no record, or same host and a
+    /// dead pid); otherwise only lock files older than [`GIT_LOCK_STALE_AGE`].
     fn clear_stale_git_locks(&self) {
+        let record = self.path.join(WRITER_RECORD);
+        let writer_gone = match std::fs::read_to_string(&record) {
+            Err(_) => true,
+            Ok(text) => {
+                let mut parts = text.split_whitespace();
+                let host = parts.next().unwrap_or_default();
+                let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+                let dead_here = host == comfyver_fs::host_id()
+                    && pid.is_some_and(|p| {
+                        p != std::process::id() && !comfyver_fs::child::process_alive(p)
+                    });
+                dead_here || older_than(&record, GIT_LOCK_STALE_AGE)
+            }
+        };
         for entry in walkdir::WalkDir::new(&self.path)
             .max_depth(6)
             .into_iter()
             .filter_entry(|e| e.file_name() != "objects")
             .flatten()
         {
-            if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".lock")
+            if entry.file_type().is_file()
+                && entry.file_name().to_string_lossy().ends_with(".lock")
+                && (writer_gone || older_than(entry.path(), GIT_LOCK_STALE_AGE))
             {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
+}
+
+/// `<mirror>/comfyver-writer`: `<host id> <pid>` of the process writing the
+/// mirror now (removed when it is done).
+const WRITER_RECORD: &str = "comfyver-writer";
+
+/// How often a pin is retried while another writer's ref lock is in the way.
+const PIN_ATTEMPTS: u64 = 5;
+
+/// How old a git lock file (or writer record) in a mirror must be before it
+/// is removed when its writer cannot be proven dead (it may be another host
+/// whose lock we do not see): 10 minutes. git holds such files for moments.
+pub const GIT_LOCK_STALE_AGE: Duration = Duration::from_secs(600);
+
+/// Removes the writer record on drop, if it is still ours.
+struct WriterRecord {
+    path: PathBuf,
+    mine: String,
+}
+
+impl Drop for WriterRecord {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|t| t == self.mine) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e > age)
 }
 
 pub(crate) fn file_name(path: &Path) -> String {
