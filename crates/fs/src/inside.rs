@@ -5,13 +5,20 @@ use crate::FsError;
 /// Reads `root/relative` only if it resolves to a file inside `root`: a
 /// symbolic link (at any level) that leads outside `root` is refused, so a
 /// file in a checkout out of a repository cannot make comfyver read
-/// `/etc/...` or another cache entry. `Ok(None)` when it does not exist.
+/// `/etc/...` or another cache entry. `Ok(None)` when it (or `root`) does not
+/// exist.
 pub fn read_inside(root: &Path, relative: &str) -> Result<Option<Vec<u8>>, FsError> {
     let wanted = root.join(relative);
-    let real_root = std::fs::canonicalize(root).map_err(|source| FsError::Read {
-        path: root.to_path_buf(),
-        source,
-    })?;
+    let real_root = match std::fs::canonicalize(root) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(FsError::Read {
+                path: root.to_path_buf(),
+                source,
+            });
+        }
+    };
     let real = match std::fs::canonicalize(&wanted) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
