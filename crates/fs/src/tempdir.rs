@@ -85,7 +85,8 @@ pub fn temp_sibling(final_path: &Path) -> PathBuf {
 }
 
 /// Removes temporary siblings left in `dir` by dead writers for the entry
-/// named exactly `name` (or for every entry when `name` is `None`). A temp is
+/// named exactly `name` (or for every entry when `name` is `None`). Only
+/// names made by [`TempDir`] / [`temp_sibling`] are considered. A temp is
 /// removed only when its writer is provably gone: it was made on this host by
 /// a process that no longer exists, or it is older than [`STALE_TEMP_AGE`].
 /// So a live writer elsewhere is never disturbed, even when the caller's lock
@@ -100,20 +101,16 @@ pub fn remove_stale_temps(dir: &Path, name: Option<&str>) -> Result<usize, FsErr
         let Some(rest) = file_name.strip_prefix(TEMP_PREFIX) else {
             continue;
         };
-        let owner = parse_tag(rest);
-        match (name, &owner) {
-            (Some(wanted), Some((entry_name, _, _))) if entry_name != &wanted => continue,
-            // Not our naming: never matched to a particular entry.
-            (Some(_), None) => continue,
-            _ => {}
+        // Only names of our own making: anything else is not ours to remove.
+        let Some((entry_name, host, pid)) = parse_tag(rest) else {
+            continue;
+        };
+        if name.is_some_and(|wanted| wanted != entry_name) {
+            continue;
         }
         let path = entry.path();
-        let dead = match owner {
-            Some((_, host, pid)) if host == host_id() => {
-                pid != std::process::id() && !crate::child::process_alive(pid)
-            }
-            _ => false,
-        };
+        let dead =
+            host == host_id() && pid != std::process::id() && !crate::child::process_alive(pid);
         if !dead && !older_than(&path, STALE_TEMP_AGE) {
             continue;
         }
@@ -258,6 +255,17 @@ mod tests {
         assert_eq!(remove_stale_temps(root.path(), Some("comfy-a")).unwrap(), 1);
         assert!(!of_a.exists());
         assert!(of_a_b.exists(), "cleaning `comfy-a` touched `comfy-a-b`");
+        // A name comfyver did not make is never removed, however old.
+        let foreign = root.path().join(".tmp-notes");
+        fs::write(&foreign, b"user file").unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMP_AGE * 2;
+        fs::File::open(&foreign).unwrap().set_modified(old).unwrap();
+        assert_eq!(
+            remove_stale_temps(root.path(), None).unwrap(),
+            1,
+            "only a-b's"
+        );
+        assert!(foreign.exists());
     }
 
     #[test]
