@@ -373,3 +373,50 @@ fn two_lock_blind_workers_fill_the_same_caches_and_both_succeed() {
         assert!(!stderr(&out).contains("fetching "), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_local_git_child_that_stalls_is_killed_at_the_git_timeout() {
+    let env = Env::new();
+    let f = fixture(env.root());
+    lock_fixture(&env, &f, "v");
+    // A `git` that records its pid and hangs, first on PATH.
+    let bin = env.root().join("stall-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let pidfile = env.root().join("stalled-git.pid");
+    let script = bin.join("git");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 300\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let t0 = std::time::Instant::now();
+    let out = env
+        .cmd(&["nodes", "fetch", "v", "--jobs", "1"])
+        .env("PATH", path)
+        .env("COMFYVER_GIT_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("COMFYVER_GIT_TIMEOUT"),
+        "{}",
+        stderr(&out)
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+        && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .unwrap_or_default()
+            .contains(") Z");
+    assert!(!alive, "the stalled git child {pid} outlived the timeout");
+}

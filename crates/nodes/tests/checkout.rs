@@ -90,6 +90,15 @@ fn checkout_with_submodule_answers_git_like_a_clone() {
         git(entry, &["remote", "get-url", "origin"]),
         node.file_url()
     );
+    // One commit deep, and the work tree matches the index.
+    assert_eq!(git(entry, &["rev-list", "--count", "HEAD"]), "1");
+    assert_eq!(
+        git(
+            entry,
+            &["status", "--porcelain", "--ignore-submodules=none"]
+        ),
+        ""
+    );
     // Submodules, recursively, at the recorded commits.
     assert_eq!(head_of(&entry.join("vendor/inner")).0, inner_commit);
     assert_eq!(head_of(&entry.join("vendor/inner/deps/sub")).0, sub_commit);
