@@ -254,9 +254,11 @@ fn clone_one_commit(
         expected: "a whole number of seconds greater than 0",
     })?;
     let mirror_path = mirror.path().to_string_lossy().into_owned();
-    let stalled = crate::transport::Stalled::default();
-    let (conn, child) = crate::transport::local(&mirror_path, limit, &stalled)
-        .map_err(|e| err(gix::Error::from_error(e)))?;
+    let Some((conn, guard)) = crate::transport::bounded_transport(&mirror_path, limit)
+        .map_err(|e| err(gix::Error::from_error(e)))?
+    else {
+        unreachable!("a mirror is a local path");
+    };
     let one = NonZeroU32::new(1).expect("1 is not zero");
     let interrupt = AtomicBool::new(false);
     let pin = format!("refs/pins/{commit}");
@@ -270,8 +272,9 @@ fn clone_one_commit(
             .receive(gix::progress::Discard, &interrupt)?;
         Ok(())
     })();
-    drop(child);
-    if stalled.happened() {
+    let stalled = guard.stalled();
+    drop(guard);
+    if stalled {
         return Err(NodesError::FetchTimeout {
             repo: shown.to_string(),
             seconds: limit.as_secs(),

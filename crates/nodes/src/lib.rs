@@ -33,4 +33,7 @@ pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use pause::PAUSE_ENV;
 pub use report::{NoReport, Reporter};
-pub use transport::{DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, git_timeout};
+pub use transport::{
+    BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,
+    git_timeout,
+};

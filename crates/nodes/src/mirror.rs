@@ -11,7 +11,7 @@ use comfyver_spec::{RepoUrl, UrlRewrites};
 use gix::remote::{Direction, fetch::Tags};
 
 use crate::error::MissingCommit;
-use crate::transport::{self, Route};
+use crate::transport;
 use crate::{NoReport, NodesError, Reporter, pause};
 
 /// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
@@ -251,30 +251,25 @@ impl Mirror {
             .with_fetch_tags(Tags::None)
             .with_refspecs(refspecs.iter().copied(), Direction::Fetch)
             .map_err(err)?;
-        let stalled = transport::Stalled::default();
         let unreachable = |e: std::io::Error| err(gix::Error::from_error(e));
-        let result = match transport::route(&self.fetch_url) {
-            Route::Daemon { host, port, path } => {
-                match transport::daemon(&host, port, &path, limit, &stalled) {
-                    Ok(conn) => self.receive(remote.to_connection_with_transport(conn)),
-                    Err(e) => Err(unreachable(e)),
-                }
+        let mut stalled = false;
+        let result = match transport::bounded_transport(&self.fetch_url, limit) {
+            Ok(Some((conn, guard))) => {
+                let r = self.receive(remote.to_connection_with_transport(conn));
+                stalled = guard.stalled();
+                r
             }
-            Route::Local(path) => match transport::local(&path, limit, &stalled) {
-                Ok((conn, child)) => {
-                    let r = self.receive(remote.to_connection_with_transport(conn));
-                    drop(child);
-                    r
-                }
-                Err(e) => Err(unreachable(e)),
-            },
-            Route::Gix => match remote.connect(Direction::Fetch) {
+            Ok(None) => match remote.connect(Direction::Fetch) {
                 Ok(conn) => self.receive(conn),
                 Err(e) => Err(err(e)),
             },
+            Err(e) => {
+                stalled = transport::is_timeout(&e);
+                Err(unreachable(e))
+            }
         };
         match result {
-            Err(_) if stalled.happened() => {
+            Err(_) if stalled => {
                 return Err(NodesError::FetchTimeout {
                     repo: self.shown_url.clone(),
                     seconds: limit.as_secs(),

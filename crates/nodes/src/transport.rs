@@ -38,12 +38,63 @@ pub fn git_timeout() -> Result<Duration, String> {
     }
 }
 
+/// A transport comfyver provides for a fetch URL, boxed, and what must live
+/// as long as it.
+pub type BoundedTransport = (
+    Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
+    TransportGuard,
+);
+
+/// Keeps a bounded transport's child (and watchdog) alive; kills and reaps
+/// the child on drop. Tells whether the limit was hit.
+pub struct TransportGuard {
+    stalled: Stalled,
+    _child: Option<LocalChild>,
+}
+
+impl TransportGuard {
+    /// Whether a read, write or connect ran into the limit.
+    pub fn stalled(&self) -> bool {
+        self.stalled.happened()
+    }
+}
+
+/// The bounded transport for `url` (`git://` and local repositories, see
+/// the module docs), or `Ok(None)` for URLs left to gix's own transports
+/// (http(s), ssh). A connect that times out is an error of kind `TimedOut`.
+pub fn bounded_transport(url: &str, limit: Duration) -> std::io::Result<Option<BoundedTransport>> {
+    let stalled = Stalled::default();
+    match route(url) {
+        Route::Daemon { host, port, path } => {
+            let conn = daemon(&host, port, &path, limit, &stalled)?;
+            Ok(Some((
+                Box::new(conn),
+                TransportGuard {
+                    stalled,
+                    _child: None,
+                },
+            )))
+        }
+        Route::Local(path) => {
+            let (conn, child) = local(&path, limit, &stalled)?;
+            Ok(Some((
+                Box::new(conn),
+                TransportGuard {
+                    stalled,
+                    _child: Some(child),
+                },
+            )))
+        }
+        Route::Gix => Ok(None),
+    }
+}
+
 /// Whether a read or write ran into the limit.
 #[derive(Clone, Default)]
-pub(crate) struct Stalled(Arc<AtomicBool>);
+struct Stalled(Arc<AtomicBool>);
 
 impl Stalled {
-    pub(crate) fn happened(&self) -> bool {
+    fn happened(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 
@@ -53,7 +104,7 @@ impl Stalled {
 }
 
 /// Which transport a fetch URL gets.
-pub(crate) enum Route {
+enum Route {
     /// `git://host[:port]/path`.
     Daemon {
         host: String,
@@ -66,7 +117,7 @@ pub(crate) enum Route {
     Gix,
 }
 
-pub(crate) fn route(url: &str) -> Route {
+fn route(url: &str) -> Route {
     if let Some(rest) = url.strip_prefix("git://") {
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let (host, port) = match authority.rsplit_once(':') {
@@ -100,7 +151,7 @@ pub(crate) fn route(url: &str) -> Route {
 
 /// A TCP connection to a git daemon whose every read and write gives up
 /// after `limit`.
-pub(crate) fn daemon(
+fn daemon(
     host: &str,
     port: u16,
     path: &str,
@@ -110,11 +161,7 @@ pub(crate) fn daemon(
     let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
     })?;
-    let stream = TcpStream::connect_timeout(&addr, limit).inspect_err(|e| {
-        if is_timeout(e) {
-            stalled.set();
-        }
-    })?;
+    let stream = TcpStream::connect_timeout(&addr, limit)?;
     stream.set_read_timeout(Some(limit))?;
     stream.set_write_timeout(Some(limit))?;
     let write = stream.try_clone()?;
@@ -137,7 +184,7 @@ pub(crate) fn daemon(
 /// A contained `git upload-pack` for a local repository, with the watchdog
 /// that kills it when it sends nothing for `limit`. Keep the returned
 /// [`LocalChild`] until the fetch is over; dropping it kills and reaps it.
-pub(crate) fn local(
+fn local(
     path: &str,
     limit: Duration,
     stalled: &Stalled,
@@ -208,7 +255,7 @@ pub(crate) fn local(
 }
 
 /// The `git upload-pack` child of a local fetch and its watchdog.
-pub(crate) struct LocalChild {
+struct LocalChild {
     child: Child,
     done: Arc<AtomicBool>,
     watchdog: Option<std::thread::JoinHandle<()>>,
@@ -228,7 +275,7 @@ impl Drop for LocalChild {
 }
 
 /// A reader that records progress and notes when a read timed out.
-pub(crate) struct Watched<R> {
+struct Watched<R> {
     inner: R,
     stalled: Stalled,
     progress: Option<(Arc<AtomicU64>, Instant)>,
@@ -254,7 +301,8 @@ impl<R: Read> Read for Watched<R> {
     }
 }
 
-fn is_timeout(e: &std::io::Error) -> bool {
+/// Whether an I/O error is a timeout (a read/write/connect limit).
+pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
