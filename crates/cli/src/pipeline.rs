@@ -187,7 +187,14 @@ fn after_realize(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) -> an
     {
         let mut lock = req.lock.clone();
         lock.python = Some(python.clone());
-        comfyver_resolver::write_lock(&ctx.layout, &lock)?;
+        let written = comfyver_resolver::replace_lock(&ctx.layout, req.lock, &lock)?;
+        if written == comfyver_resolver::LockWrite::Superseded {
+            ctx.out.warn(&format!(
+                "the lock of `{}` changed while realizing (a `resolve` meanwhile?): kept the newer lock \
+                 and did not record this Python set; run `comfyver realize {}` to realize the newer lock",
+                lock.version_id, lock.version_id
+            ));
+        }
     }
     for m in &realized.missing_models {
         ctx.out.warn(&format!(

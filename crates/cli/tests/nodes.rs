@@ -339,3 +339,84 @@ fn offline_lists_every_missing_commit() {
     assert!(err.contains("1 commit(s)"), "{err}");
     assert!(!err.contains(&f.plain.head()), "{err}");
 }
+
+#[test]
+fn two_lock_blind_workers_fill_the_same_caches_and_both_succeed() {
+    // As on a network volume whose flock does not cross hosts: neither
+    // worker sees the other's locks (COMFYVER_TEST_NO_LOCKS, test only).
+    for round in 0..3 {
+        let env = Env::new();
+        let f = fixture(env.root());
+        lock_fixture(&env, &f, "v");
+        let spawn = || {
+            env.cmd(&["nodes", "fetch", "v"])
+                .env(comfyver_fs::TEST_NO_LOCKS_ENV, "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        assert!(a.status.success(), "round {round}: {}", stderr(&a));
+        assert!(b.status.success(), "round {round}: {}", stderr(&b));
+        assert_whole(&env, &f);
+        for mirror in std::fs::read_dir(env.cache().join("git"))
+            .unwrap()
+            .flatten()
+        {
+            git(&mirror.path(), &["fsck", "--no-progress"]);
+        }
+        // A third, locking worker finds everything whole: nothing to do.
+        let out = env.run(&["nodes", "fetch", "v"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("fetching "), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_local_git_child_that_stalls_is_killed_at_the_git_timeout() {
+    let env = Env::new();
+    let f = fixture(env.root());
+    lock_fixture(&env, &f, "v");
+    // A `git` that records its pid and hangs, first on PATH.
+    let bin = env.root().join("stall-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let pidfile = env.root().join("stalled-git.pid");
+    let script = bin.join("git");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 300\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let t0 = std::time::Instant::now();
+    let out = env
+        .cmd(&["nodes", "fetch", "v", "--jobs", "1"])
+        .env("PATH", path)
+        .env("COMFYVER_GIT_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("COMFYVER_GIT_TIMEOUT"),
+        "{}",
+        stderr(&out)
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+        && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .unwrap_or_default()
+            .contains(") Z");
+    assert!(!alive, "the stalled git child {pid} outlived the timeout");
+}

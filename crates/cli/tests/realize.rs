@@ -947,6 +947,38 @@ fn a_new_core_commit_replaces_the_home_and_keeps_the_node_cache() {
     );
 }
 
+#[test]
+fn a_rewrite_to_a_directory_of_bare_mirrors_resolves_and_realizes() {
+    let w = World::new();
+    w.spec("mirrors", &["req_pack"], &[], &[]);
+    // The spec names public URLs without `.git`; the user keeps
+    // `<name>.git` bare mirrors in one directory (the remotes here).
+    let path = w.versions().join("mirrors.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["comfy"]["repo"] = "https://git.example.invalid/org/ComfyUI".into();
+    spec["custom_nodes"][0]["repo"] = "https://git.example.invalid/org/req_pack".into();
+    std::fs::write(&path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+    let rewrite = format!(
+        "https://git.example.invalid/org/=file://{}/",
+        w.remotes().display()
+    );
+    let out = w
+        .realize_cmd(&w.cache(), "mirrors", &[])
+        .env("COMFYVER_URL_REWRITES", &rewrite)
+        .output()
+        .unwrap();
+    let (_, stderr) = ok(&out);
+    assert!(stderr.contains("mirrors realized in"), "{stderr}");
+    let lock = w.lock("mirrors");
+    assert_eq!(
+        lock["custom_nodes"][0]["commit"],
+        w.packs["req_pack"].head().as_str()
+    );
+    let home = w.home("mirrors");
+    assert!(home.join("custom_nodes/req_pack/__init__.py").is_file());
+    assert!(home.join("main.py").is_file(), "the core was checked out");
+}
+
 /// The spec file of `id` as the user keeps it.
 fn spec_path(w: &World, id: &str) -> PathBuf {
     w.versions().join(format!("{id}.json"))

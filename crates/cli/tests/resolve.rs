@@ -457,3 +457,95 @@ fn all_resolves_every_version() {
     assert!(stdout.contains("a1:") && stdout.contains("a2:"), "{stdout}");
     assert!(env.lock_path("a1").exists() && env.lock_path("a2").exists());
 }
+
+/// Every file under `dir` (bytes, recursively, links not followed) that contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            out.extend(files_containing(&path, needle));
+        } else if meta.is_file()
+            && std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn no_secret_reaches_the_lock_the_cache_stdout_or_stderr() {
+    let env = Env::new();
+    let (_core, cc) = repo(&env.repos(), "core");
+    let (_pack, pc) = repo(&env.repos(), "pack");
+    let server = comfyver_testkit::http::HttpServer::start();
+    let model = comfyver_testkit::http::pseudo_random(4096, 7);
+    server.add_file("/m/model.bin", model.clone());
+    let password = "S3cretPassw0rd";
+    let token = "TokSecret987654";
+    // Fetches reach the fixtures through a rewrite (and the `.git` fallback).
+    let host = format!("https://bot:{password}@git.example.invalid/org/");
+    let spec = json!({
+        "schema_version": 2,
+        "version_id": "sec",
+        "comfy": {"repo": format!("{host}core"), "ref": "main"},
+        "custom_nodes": [{"repo": format!("{host}pack"), "ref": "dev"}],
+        "models": [{
+            "source": format!("{}?download=1&token={token}", server.url("/m/model.bin")),
+            "target_subdir": "checkpoints",
+            "blake3": comfyver_testkit::http::blake3_hex(&model),
+        }],
+    });
+    std::fs::write(env.versions.join("sec.json"), spec.to_string()).unwrap();
+    let rewrite = format!("{host}=file://{}/", env.repos().display());
+    let mut outputs = String::new();
+    for args in [
+        &["resolve", "sec"][..],
+        &["--json", "show", "sec"],
+        &["show", "sec"],
+        &["nodes", "fetch", "sec"],
+        &["models", "fetch", "sec"],
+        &["--json", "resolve", "sec"],
+    ] {
+        let out = env
+            .cmd(args)
+            .env("COMFYVER_URL_REWRITES", &rewrite)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = ok(&out);
+        outputs.push_str(&stdout);
+        outputs.push_str(&stderr);
+    }
+    let lock = env.lock("sec");
+    assert_eq!(lock["comfy"]["commit"], cc[2].as_str());
+    assert_eq!(lock["custom_nodes"][0]["commit"], pc[3].as_str());
+    assert_eq!(
+        lock["comfy"]["repo"],
+        "https://bot:***@git.example.invalid/org/core"
+    );
+    assert!(
+        lock["models"][0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("token=***"),
+        "{lock}"
+    );
+    assert!(
+        std::fs::read(env.cache.join("models/checkpoints/model.bin")).unwrap() == model,
+        "the model was fetched with its token"
+    );
+    for secret in [password, token] {
+        assert!(!outputs.contains(secret), "{secret} printed:\n{outputs}");
+        let leaked = files_containing(&env.cache, secret);
+        assert!(leaked.is_empty(), "{secret} stored in {leaked:?}");
+    }
+    assert!(outputs.contains("bot:***@"), "{outputs}");
+}

@@ -57,6 +57,9 @@ registry! {
     COMFYVER_START_TIMEOUT,
     /// Test-only fault hook: the name of a point where comfyver pauses.
     COMFYVER_TEST_PAUSE_AT,
+    /// Test only: `1` makes this process take no file locks, to show that
+    /// correctness does not depend on locks crossing machines.
+    COMFYVER_TEST_NO_LOCKS,
     /// Hugging Face token, sent only to the Hugging Face endpoint.
     HF_TOKEN,
     /// The Hugging Face endpoint `hf://` sources resolve against.

@@ -61,4 +61,44 @@ pub enum FsError {
         #[source]
         source: std::io::Error,
     },
+    /// A child process could not be started or waited for.
+    #[error("could not run {program}: check that it is installed and on PATH")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A child process ran longer than its limit and was killed with its group.
+    #[error(
+        "{program} did not finish within {seconds} s and was stopped; raise {setting} if it needs longer"
+    )]
+    ChildTimeout {
+        /// The program.
+        program: String,
+        /// The limit.
+        seconds: u64,
+        /// The environment variable that sets the limit.
+        setting: &'static str,
+    },
+    /// Reading a file failed.
+    #[error("could not read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file (or a link on its way) leads outside the directory it belongs to.
+    #[error(
+        "{path} leads outside {root} (a symbolic link?); comfyver does not follow links out of a checkout"
+    )]
+    OutsideRoot {
+        /// The file asked for.
+        path: PathBuf,
+        /// The directory it must stay in.
+        root: PathBuf,
+    },
 }

@@ -4,6 +4,12 @@ use std::time::{Duration, Instant};
 
 use crate::FsError;
 
+/// TEST ONLY: when `1`, [`FileLock`] takes no lock at all in this process, so
+/// a test can run two workers whose locks cannot see each other (as on a
+/// network volume that does not pass `flock` between hosts) and check that
+/// correctness does not depend on the locks. Never set it in production.
+pub use comfyver_env::COMFYVER_TEST_NO_LOCKS as TEST_NO_LOCKS_ENV;
+
 /// An exclusive cross-process lock on a lock file (`flock(2)` on Unix).
 ///
 /// The lock is released when the value is dropped or the process dies, so a
@@ -11,7 +17,8 @@ use crate::FsError;
 /// `FileLock::acquire` calls exclude each other within one process too.
 #[derive(Debug)]
 pub struct FileLock {
-    file: File,
+    /// `None` when locking is disabled for a test ([`TEST_NO_LOCKS_ENV`]).
+    file: Option<File>,
     path: PathBuf,
 }
 
@@ -24,6 +31,9 @@ impl FileLock {
 
     /// Takes the lock at `path`, waiting at most `timeout`.
     pub fn acquire_with_timeout(path: &Path, timeout: Duration) -> Result<FileLock, FsError> {
+        if locking_disabled() {
+            return Ok(FileLock::blind(path));
+        }
         let file = open_lock_file(path)?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(5);
@@ -31,7 +41,7 @@ impl FileLock {
             match file.try_lock() {
                 Ok(()) => {
                     return Ok(FileLock {
-                        file,
+                        file: Some(file),
                         path: path.to_path_buf(),
                     });
                 }
@@ -60,6 +70,9 @@ impl FileLock {
     /// none while someone holds it exclusively (an exclusive taker waits for
     /// every shared holder to let go). For "in use, do not change it".
     pub fn acquire_shared(path: &Path) -> Result<FileLock, FsError> {
+        if locking_disabled() {
+            return Ok(FileLock::blind(path));
+        }
         let file = open_lock_file(path)?;
         let timeout = lock_timeout();
         let start = Instant::now();
@@ -68,7 +81,7 @@ impl FileLock {
             match file.try_lock_shared() {
                 Ok(()) => {
                     return Ok(FileLock {
-                        file,
+                        file: Some(file),
                         path: path.to_path_buf(),
                     });
                 }
@@ -94,10 +107,13 @@ impl FileLock {
 
     /// Takes the lock only if nobody holds it; `Ok(None)` when it is busy.
     pub fn try_acquire(path: &Path) -> Result<Option<FileLock>, FsError> {
+        if locking_disabled() {
+            return Ok(Some(FileLock::blind(path)));
+        }
         let file = open_lock_file(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(FileLock {
-                file,
+                file: Some(file),
                 path: path.to_path_buf(),
             })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -112,11 +128,24 @@ impl FileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    fn blind(path: &Path) -> FileLock {
+        FileLock {
+            file: None,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+fn locking_disabled() -> bool {
+    std::env::var(TEST_NO_LOCKS_ENV).is_ok_and(|v| v == "1")
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        if let Some(file) = &self.file {
+            let _ = file.unlock();
+        }
     }
 }
 

@@ -13,10 +13,12 @@ pub const META_DIR: &str = ".comfyver";
 /// Lock kind of per-model locks (`<cache>/locks/models/<key>.lock`).
 pub(crate) const LOCK_KIND: &str = "models";
 
-/// The key of a model: a hash of its source as written. Two versions naming
-/// the same source share one file; the hash never reveals a token in the URL.
+/// The key of a model: a hash of its source with credentials redacted (the
+/// form stored in locks), so the key is the same whether it is computed from
+/// the spec or from the lock, and does not change when a token is rotated.
+/// Two versions naming the same source share one file.
 pub fn source_key(source: &str) -> String {
-    let h = blake3::hash(source.trim().as_bytes());
+    let h = blake3::hash(comfyver_spec::redact(source.trim()).as_bytes());
     h.to_hex()[..32].to_string()
 }
 

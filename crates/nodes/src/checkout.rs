@@ -35,6 +35,7 @@ pub(crate) fn ensure_node_checkout(
     reporter: &dyn Reporter,
     label: &str,
 ) -> Result<(PathBuf, bool), NodesError> {
+    check_commit(commit)?;
     let slug = repo.slug();
     let dest = layout.node_checkout(&slug, commit);
     if is_checkout_complete(&dest) {
@@ -73,6 +74,7 @@ pub fn checkout_core(
     opts: &NodesOptions,
     reporter: &dyn Reporter,
 ) -> Result<bool, NodesError> {
+    check_commit(commit)?;
     let commit = commit.to_ascii_lowercase();
     if core_is_at(dest, &commit) {
         return Ok(true);
@@ -104,6 +106,18 @@ pub fn checkout_core(
     Ok(false)
 }
 
+/// A commit becomes part of a cache path: only a full hex id may.
+fn check_commit(commit: &str) -> Result<(), NodesError> {
+    if comfyver_spec::is_full_commit(commit) {
+        return Ok(());
+    }
+    Err(NodesError::BadName {
+        name: commit.escape_debug().to_string(),
+        reason: "a locked commit must be a full 40-hex-digit id; run `comfyver resolve` again"
+            .into(),
+    })
+}
+
 fn core_is_at(dest: &Path, commit: &str) -> bool {
     std::fs::read_to_string(dest.join(COMPLETE_MARKER)).is_ok_and(|c| c.trim() == commit)
 }
@@ -125,11 +139,19 @@ fn build_and_publish(
     comfyver_fs::write_atomic(&marker, format!("{commit}\n").as_bytes())?;
     pause::point("checkout-before-publish");
     // Publish the finished tree itself; the (now empty) temp dir goes on drop.
-    std::fs::rename(&work, dest).map_err(|source| comfyver_fs::FsError::Publish {
-        from: work.clone(),
-        to: dest.to_path_buf(),
-        source,
-    })?;
+    if let Err(source) = std::fs::rename(&work, dest) {
+        // A worker whose lock we did not see published the same commit first:
+        // its entry is whole (the marker is written before the rename).
+        if core_is_at(dest, commit) {
+            return Ok(());
+        }
+        return Err(comfyver_fs::FsError::Publish {
+            from: work.clone(),
+            to: dest.to_path_buf(),
+            source,
+        }
+        .into());
+    }
     if let Ok(d) = std::fs::File::open(dest.parent().unwrap_or(Path::new("."))) {
         let _ = d.sync_all();
     }
@@ -152,20 +174,7 @@ fn build_tree(
     depth: usize,
 ) -> Result<(), NodesError> {
     let shown = repo.redacted();
-    let err = |e| NodesError::git("checkout", &shown, e);
-    let interrupt = AtomicBool::new(false);
-    let mirror_url = mirror.path().to_string_lossy().into_owned();
-    let one = NonZeroU32::new(1).expect("1 is not zero");
-    let (mut checkout, _) = gix::prepare_clone(mirror_url.as_str(), work)
-        .map_err(err)?
-        .with_revision(Some(commit))
-        .map_err(err)?
-        .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(one))
-        .fetch_then_checkout(gix::progress::Discard, &interrupt)
-        .map_err(err)?;
-    let (checked_out, _) = checkout
-        .main_worktree(gix::progress::Discard, &interrupt)
-        .map_err(err)?;
+    let checked_out = clone_one_commit(mirror, commit, work, &shown)?;
     set_origin_url(&work.join(".git/config"), &shown)?;
     pause::point("checkout-after-clone");
     let submodules = read_submodules(&checked_out, work)?;
@@ -223,6 +232,91 @@ fn build_tree(
     Ok(())
 }
 
+/// A new repository at `work` holding only `commit` (one commit deep, from
+/// the mirror, where it is pinned), `HEAD` detached at it and its tree
+/// checked out. The mirror is read through a contained `git upload-pack`
+/// (own process group, killed with us and at the git timeout), not through
+/// a transport gix would spawn itself.
+fn clone_one_commit(
+    mirror: &Mirror,
+    commit: &str,
+    work: &Path,
+    shown: &str,
+) -> Result<gix::Repository, NodesError> {
+    let err = |e| NodesError::git("checkout", shown, e);
+    std::fs::create_dir_all(work)
+        .map_err(|e| NodesError::io("could not create directory", work, e))?;
+    let repo = gix::init(work).map_err(err)?;
+    let id =
+        gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| err(gix::Error::from_error(e)))?;
+    let limit = crate::transport::git_timeout().map_err(|value| NodesError::BadSetting {
+        name: crate::transport::GIT_TIMEOUT_ENV,
+        value,
+        expected: "a whole number of seconds greater than 0",
+    })?;
+    let mirror_path = mirror.path().to_string_lossy().into_owned();
+    let Some((conn, guard)) = crate::transport::bounded_transport(&mirror_path, limit)
+        .map_err(|e| err(gix::Error::from_error(e)))?
+    else {
+        unreachable!("a mirror is a local path");
+    };
+    let one = NonZeroU32::new(1).expect("1 is not zero");
+    let interrupt = AtomicBool::new(false);
+    let pin = format!("refs/pins/{commit}");
+    let fetched = (|| -> Result<(), gix::Error> {
+        repo.remote_at_without_url_rewrite(mirror_path.as_str())?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs([pin.as_str()], gix::remote::Direction::Fetch)?
+            .to_connection_with_transport(conn)
+            .prepare_fetch(gix::progress::Discard, Default::default())?
+            .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(one))
+            .receive(gix::progress::Discard, &interrupt)?;
+        Ok(())
+    })();
+    let stalled = guard.stalled();
+    drop(guard);
+    if stalled {
+        return Err(NodesError::FetchTimeout {
+            repo: shown.to_string(),
+            seconds: limit.as_secs(),
+        });
+    }
+    fetched.map_err(err)?;
+    // A detached HEAD is the commit id in `.git/HEAD` (no reflog: that would
+    // need a committer identity, which a worker need not have).
+    comfyver_fs::write_atomic(
+        &repo.git_dir().join("HEAD"),
+        format!("{commit}\n").as_bytes(),
+    )?;
+    let tree = repo
+        .find_commit(id)
+        .and_then(|c| c.tree_id())
+        .map_err(err)?
+        .detach();
+    let mut index = repo.index_from_tree(&tree).map_err(err)?;
+    let mut opts = repo
+        .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
+        .map_err(err)?;
+    opts.destination_is_initially_empty = true;
+    let objects = repo
+        .objects
+        .clone()
+        .into_arc()
+        .map_err(|e| err(gix::Error::from_error(e)))?;
+    gix::worktree::state::checkout(
+        &mut index,
+        work,
+        objects,
+        &gix::progress::Discard,
+        &gix::progress::Discard,
+        &interrupt,
+        opts,
+    )
+    .map_err(err)?;
+    index.write(Default::default()).map_err(err)?;
+    Ok(repo)
+}
+
 /// One submodule listed in `.gitmodules` with the commit its parent records.
 struct Submodule {
     path: String,
@@ -232,10 +326,8 @@ struct Submodule {
 
 fn read_submodules(repo: &gix::Repository, work: &Path) -> Result<Vec<Submodule>, NodesError> {
     let file = work.join(".gitmodules");
-    let bytes = match std::fs::read(&file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(NodesError::io("could not read", &file, e)),
+    let Some(bytes) = comfyver_fs::read_inside(work, ".gitmodules")? else {
+        return Ok(Vec::new());
     };
     let shown = file.display().to_string();
     let config = gix::config::File::from_bytes_no_includes(

@@ -39,6 +39,26 @@ pub enum NodesError {
         #[source]
         source: gix::Error,
     },
+    /// A fetch received nothing for the git timeout and was stopped.
+    #[error(
+        "fetching {repo} stopped: nothing received for {seconds} s (the server stalled); retry, raise COMFYVER_GIT_TIMEOUT, or check the server"
+    )]
+    FetchTimeout {
+        /// The repository (credentials removed).
+        repo: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// A setting from the environment has a value comfyver cannot use.
+    #[error("{name}=`{value}` is not valid: expected {expected}")]
+    BadSetting {
+        /// The environment variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
     /// A commit is not in the mirror and the remote does not serve it.
     #[error(
         "commit {commit} of {repo} could not be fetched: the remote no longer has it (force-pushed or deleted) or refuses fetching it by id; pin a commit the remote still has, or restore the mirror {mirror}"

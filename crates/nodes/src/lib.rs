@@ -14,7 +14,10 @@
 //!   `comfyver nodes fetch` (parallel, offline-aware), with progress through
 //!   [`Reporter`].
 //!
-//! `COMFYVER_TEST_PAUSE_AT` ([`PAUSE_ENV`]) is a test-only fault hook.
+//! Every fetch is bounded: nothing received for `COMFYVER_GIT_TIMEOUT`
+//! ([`GIT_TIMEOUT_ENV`]) seconds stops it with [`NodesError::FetchTimeout`].
+//!
+//! `COMFYVER_TEST_PAUSE_AT` is a test-only fault hook.
 
 mod cache;
 mod checkout;
@@ -24,6 +27,7 @@ mod link;
 mod mirror;
 mod pause;
 mod report;
+mod transport;
 
 pub use cache::{
     CacheEntry, EntryKind, NodesGcPlan, Unused, cache_entries, disk_usage, entry_name, gc_apply,
@@ -33,5 +37,9 @@ pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
 pub use link::{LinkOutcome, link_nodes};
-pub use mirror::Mirror;
+pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use report::{NoReporter, Reporter};
+pub use transport::{
+    BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,
+    git_timeout,
+};

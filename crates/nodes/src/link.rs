@@ -5,9 +5,6 @@ use std::path::{Path, PathBuf};
 
 use crate::NodesError;
 
-/// Prefix of the temporary link names used while replacing a link.
-const TEMP_LINK_PREFIX: &str = ".comfyver-link-";
-
 /// What [`link_nodes`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkOutcome {
@@ -83,16 +80,16 @@ pub fn link_nodes(
         if !is_link || wanted.contains(name.as_str()) {
             continue;
         }
-        let leftover = name.starts_with(TEMP_LINK_PREFIX);
-        let points_into_cache = std::fs::read_link(&path).is_ok_and(|t| ours(&t));
-        if leftover || points_into_cache {
+        // Temporary links are left to `remove_stale_temps` below.
+        let temp = name.starts_with(".tmp-");
+        if !temp && std::fs::read_link(&path).is_ok_and(|t| ours(&t)) {
             std::fs::remove_file(&path)
                 .map_err(|e| NodesError::io("could not remove the stale link", &path, e))?;
-            if !leftover {
-                outcome.removed.push(name);
-            }
+            outcome.removed.push(name);
         }
     }
+    // Only temporary links whose writer is provably gone.
+    comfyver_fs::remove_stale_temps(&dir, None)?;
     match NodesError::combine(errors) {
         Some(e) => Err(e),
         None => Ok(outcome),
@@ -100,8 +97,7 @@ pub fn link_nodes(
 }
 
 fn replace_link(dir: &Path, name: &str, target: &Path) -> Result<(), NodesError> {
-    let tmp = dir.join(format!("{TEMP_LINK_PREFIX}{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = comfyver_fs::temp_sibling(&dir.join(name));
     std::os::unix::fs::symlink(target, &tmp)
         .map_err(|e| NodesError::io("could not create the link", &tmp, e))?;
     let link = dir.join(name);

@@ -4,12 +4,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use comfyver_fs::{CacheLayout, FileLock, TempDir, remove_stale_temps};
 use comfyver_spec::{RepoUrl, UrlRewrites};
 use gix::remote::{Direction, fetch::Tags};
 
 use crate::error::MissingCommit;
+use crate::transport;
 use crate::{NoReporter, NodesError, Reporter, pause};
 
 /// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
@@ -22,6 +24,8 @@ pub struct Mirror {
     lock_path: PathBuf,
     fetch_url: String,
     shown_url: String,
+    /// Overrides `COMFYVER_GIT_TIMEOUT` for this mirror's fetches.
+    git_timeout: Option<Duration>,
 }
 
 impl Mirror {
@@ -40,6 +44,7 @@ impl Mirror {
             lock_path: layout.lock_path(crate::cache::MIRROR_LOCK, &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
+            git_timeout: None,
         };
         if !mirror.path.is_dir() {
             let _lock = FileLock::acquire(&mirror.lock_path)?;
@@ -64,7 +69,15 @@ impl Mirror {
             lock_path: layout.lock_path(crate::cache::MIRROR_LOCK, &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
+            git_timeout: None,
         })
+    }
+
+    /// Fetches stop after `limit` without receiving anything, instead of
+    /// `COMFYVER_GIT_TIMEOUT`.
+    pub fn with_git_timeout(mut self, limit: Duration) -> Mirror {
+        self.git_timeout = Some(limit);
+        self
     }
 
     /// The mirror's directory (a bare repository).
@@ -167,15 +180,20 @@ impl Mirror {
             return self.pin_locked(&commit);
         }
         let by_id = format!("+{commit}:refs/pins/{commit}");
-        let by_id_result = self.fetch_locked(&[by_id.as_str()], reporter);
-        if by_id_result.is_ok() && self.has_commit(&commit) {
-            return self.pin_locked(&commit);
+        match self.fetch_locked(&[by_id.as_str()], reporter) {
+            Ok(()) if self.has_commit(&commit) => return self.pin_locked(&commit),
+            // A stalled server will not do better for a second request.
+            Err(e @ NodesError::FetchTimeout { .. }) => return Err(e),
+            _ => {}
         }
         // The server may refuse unadvertised ids: take every branch and tag.
-        self.fetch_locked(&ALL_REFSPECS, reporter)?;
+        let all = self.fetch_locked(&ALL_REFSPECS, reporter);
+        // Also when the fetch failed: a writer whose lock we did not see (or
+        // a ref lock in the way) may have brought the commit meanwhile.
         if self.has_commit(&commit) {
             return self.pin_locked(&commit);
         }
+        all?;
         Err(NodesError::CommitUnavailable {
             repo: self.shown_url.clone(),
             commit,
@@ -200,13 +218,16 @@ impl Mirror {
         gix::init_bare(tmp.path())
             .map_err(|e| NodesError::git("init of the mirror", &self.shown_url, e))?;
         pause::point("mirror-before-publish");
-        tmp.publish(&self.path)?;
-        Ok(())
+        match tmp.publish(&self.path) {
+            // Another worker whose lock we did not see published it first.
+            Err(_) if self.path.is_dir() => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     /// Runs one fetch with `refspecs`; the caller holds the mirror's lock.
     fn fetch_locked(&self, refspecs: &[&str], reporter: &dyn Reporter) -> Result<(), NodesError> {
-        self.clear_stale_git_locks();
+        let _writing = self.begin_write();
         pause::point("fetch-before-receive");
         let what = if refspecs == ALL_REFSPECS {
             "all branches and tags".to_string()
@@ -215,6 +236,14 @@ impl Mirror {
         };
         reporter.fetching(&self.shown_url, &what);
         let repo = self.repo()?;
+        let limit = self
+            .git_timeout
+            .map_or_else(transport::git_timeout, Ok)
+            .map_err(|value| NodesError::BadSetting {
+                name: transport::GIT_TIMEOUT_ENV,
+                value,
+                expected: "a whole number of seconds greater than 0",
+            })?;
         let err = |e| NodesError::git("fetch", &self.shown_url, e);
         let remote = repo
             .remote_at_without_url_rewrite(self.fetch_url.as_str())
@@ -222,15 +251,47 @@ impl Mirror {
             .with_fetch_tags(Tags::None)
             .with_refspecs(refspecs.iter().copied(), Direction::Fetch)
             .map_err(err)?;
+        let unreachable = |e: std::io::Error| err(gix::Error::from_error(e));
+        let mut stalled = false;
+        let result = match transport::bounded_transport(&self.fetch_url, limit) {
+            Ok(Some((conn, guard))) => {
+                let r = self.receive(remote.to_connection_with_transport(conn));
+                stalled = guard.stalled();
+                r
+            }
+            Ok(None) => match remote.connect(Direction::Fetch) {
+                Ok(conn) => self.receive(conn),
+                Err(e) => Err(err(e)),
+            },
+            Err(e) => {
+                stalled = transport::is_timeout(&e);
+                Err(unreachable(e))
+            }
+        };
+        match result {
+            Err(_) if stalled => {
+                return Err(NodesError::FetchTimeout {
+                    repo: self.shown_url.clone(),
+                    seconds: limit.as_secs(),
+                });
+            }
+            other => other?,
+        }
+        pause::point("fetch-after-receive");
+        Ok(())
+    }
+
+    /// Negotiates and receives the pack over an open connection.
+    fn receive<T>(&self, conn: gix::remote::Connection<'_, '_, '_, T>) -> Result<(), NodesError>
+    where
+        T: gix::protocol::transport::client::blocking_io::Transport,
+    {
+        let err = |e| NodesError::git("fetch", &self.shown_url, e);
         let interrupt = AtomicBool::new(false);
-        remote
-            .connect(Direction::Fetch)
-            .map_err(err)?
-            .prepare_fetch(gix::progress::Discard, Default::default())
+        conn.prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(err)?
             .receive(gix::progress::Discard, &interrupt)
             .map_err(err)?;
-        pause::point("fetch-after-receive");
         Ok(())
     }
 
@@ -246,37 +307,112 @@ impl Mirror {
         if self.is_pinned(commit) {
             return Ok(());
         }
-        self.clear_stale_git_locks();
+        let _writing = self.begin_write();
         let repo = self.repo()?;
         let err = |e| NodesError::git("pinning a commit in the mirror", &self.shown_url, e);
         let id = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| err(gix::Error::from_error(e)))?;
-        repo.reference(
-            format!("refs/pins/{commit}").as_str(),
-            id,
-            gix::refs::transaction::PreviousValue::Any,
-            "comfyver: pin",
-        )
-        .map_err(err)?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            let result = repo.reference(
+                format!("refs/pins/{commit}").as_str(),
+                id,
+                gix::refs::transaction::PreviousValue::Any,
+                "comfyver: pin",
+            );
+            match result {
+                Ok(_) => return Ok(()),
+                // A writer whose lock we did not see pinned it meanwhile.
+                Err(_) if self.is_pinned(commit) => return Ok(()),
+                // Its ref lock file is in the way for a moment: try again.
+                Err(_) if attempt < PIN_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50 * attempt));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+    }
+
+    /// Clears git lock files left by a dead writer (see
+    /// [`Mirror::clear_stale_git_locks`]) and records this process as the
+    /// mirror's writer until the returned guard is dropped.
+    fn begin_write(&self) -> WriterRecord {
+        self.clear_stale_git_locks();
+        let path = self.path.join(WRITER_RECORD);
+        let mine = format!("{} {}\n", comfyver_fs::host_id(), std::process::id());
+        let _ = comfyver_fs::write_atomic(&path, mine.as_bytes());
+        WriterRecord { path, mine }
     }
 
     /// Removes `*.lock` files left in the mirror by a process killed mid-fetch.
-    /// Safe because the caller holds the mirror's cross-process lock: no other
-    /// comfyver process writes this mirror now.
+    /// The caller holds the mirror's cross-process lock, but that lock may not
+    /// be seen by another host, so a lock file goes at once only when the
+    /// last recorded writer is provably gone (no record, or same host and a
+    /// dead pid); otherwise only lock files older than [`GIT_LOCK_STALE_AGE`].
     fn clear_stale_git_locks(&self) {
+        let record = self.path.join(WRITER_RECORD);
+        let writer_gone = match std::fs::read_to_string(&record) {
+            Err(_) => true,
+            Ok(text) => {
+                let mut parts = text.split_whitespace();
+                let host = parts.next().unwrap_or_default();
+                let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+                let dead_here = host == comfyver_fs::host_id()
+                    && pid.is_some_and(|p| {
+                        p != std::process::id() && !comfyver_fs::child::process_alive(p)
+                    });
+                dead_here || older_than(&record, GIT_LOCK_STALE_AGE)
+            }
+        };
         for entry in walkdir::WalkDir::new(&self.path)
             .max_depth(6)
             .into_iter()
             .filter_entry(|e| e.file_name() != "objects")
             .flatten()
         {
-            if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".lock")
+            if entry.file_type().is_file()
+                && entry.file_name().to_string_lossy().ends_with(".lock")
+                && (writer_gone || older_than(entry.path(), GIT_LOCK_STALE_AGE))
             {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
+}
+
+/// `<mirror>/comfyver-writer`: `<host id> <pid>` of the process writing the
+/// mirror now (removed when it is done).
+const WRITER_RECORD: &str = "comfyver-writer";
+
+/// How often a pin is retried while another writer's ref lock is in the way.
+const PIN_ATTEMPTS: u64 = 5;
+
+/// How old a git lock file (or writer record) in a mirror must be before it
+/// is removed when its writer cannot be proven dead (it may be another host
+/// whose lock we do not see): 10 minutes. git holds such files for moments.
+pub const GIT_LOCK_STALE_AGE: Duration = Duration::from_secs(600);
+
+/// Removes the writer record on drop, if it is still ours.
+struct WriterRecord {
+    path: PathBuf,
+    mine: String,
+}
+
+impl Drop for WriterRecord {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|t| t == self.mine) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e > age)
 }
 
 pub(crate) fn file_name(path: &Path) -> String {

@@ -90,6 +90,15 @@ fn checkout_with_submodule_answers_git_like_a_clone() {
         git(entry, &["remote", "get-url", "origin"]),
         node.file_url()
     );
+    // One commit deep, and the work tree matches the index.
+    assert_eq!(git(entry, &["rev-list", "--count", "HEAD"]), "1");
+    assert_eq!(
+        git(
+            entry,
+            &["status", "--porcelain", "--ignore-submodules=none"]
+        ),
+        ""
+    );
     // Submodules, recursively, at the recorded commits.
     assert_eq!(head_of(&entry.join("vendor/inner")).0, inner_commit);
     assert_eq!(head_of(&entry.join("vendor/inner/deps/sub")).0, sub_commit);
@@ -319,9 +328,11 @@ fn entry_without_marker_is_rebuilt_and_temps_cleaned() {
     let entry = layout.node_checkout(&slug, &c);
     // What a crash could leave: a half entry and a temp sibling.
     std::fs::create_dir_all(entry.join("half")).unwrap();
-    let stale = layout
-        .custom_nodes_dir()
-        .join(format!(".tmp-{slug}@{c}-crashed"));
+    let stale = layout.custom_nodes_dir().join(format!(
+        ".tmp-{slug}@{c}.{}-{}-crashed0",
+        comfyver_fs::host_id(),
+        dead_pid()
+    ));
     std::fs::create_dir_all(&stale).unwrap();
     let l = lock(
         locked(None, &node.file_url(), &c),
@@ -332,4 +343,160 @@ fn entry_without_marker_is_rebuilt_and_temps_cleaned() {
     assert!(!entry.join("half").exists());
     assert!(entry.join("__init__.py").exists());
     assert!(!stale.exists());
+}
+
+/// A pid that is certainly not running: a child we started and reaped.
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+#[test]
+fn rewrite_to_a_directory_of_mirror_clones_finds_name_dot_git() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = pack(tmp.path(), "sub");
+    let mut node = pack(tmp.path(), "node");
+    node.add_submodule(&sub, "vendor/sub");
+    // As published: the submodule is recorded by its public URL.
+    node.write(&[(
+        ".gitmodules",
+        "[submodule \"vendor/sub\"]\n\tpath = vendor/sub\n\turl = https://git.example.invalid/o/sub\n",
+    )]);
+    let c = node.commit("public submodule url");
+    node.push();
+    // What a user keeps: `git clone --mirror` copies named `<name>.git`.
+    let mirrors = tmp.path().join("mirrors/o");
+    std::fs::create_dir_all(&mirrors).unwrap();
+    for (repo, name) in [(&node, "node.git"), (&sub, "sub.git")] {
+        git(
+            &mirrors,
+            &[
+                "clone",
+                "-q",
+                "--mirror",
+                repo.bare().to_str().unwrap(),
+                name,
+            ],
+        );
+    }
+    let rewrites = comfyver_spec::UrlRewrites::parse_list(
+        &format!(
+            "https://git.example.invalid/=file://{}/",
+            tmp.path().join("mirrors").display()
+        ),
+        "test",
+    )
+    .unwrap();
+    let opts = NodesOptions {
+        rewrites,
+        ..NodesOptions::default()
+    };
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let url = "https://git.example.invalid/o/node";
+    let l = lock(locked(None, url, &c), vec![locked(Some("node"), url, &c)]);
+    let got = ensure_nodes(&l, &layout, &opts, &NoReporter).unwrap();
+    let entry = &got[0].path;
+    assert!(is_checkout_complete(entry));
+    assert_eq!(head_of(entry).0, c);
+    assert!(
+        entry.join("vendor/sub/__init__.py").is_file(),
+        "the submodule came through the same rewrite"
+    );
+    // The checkout's origin is the public URL, not the mirror.
+    let origin = git(entry, &["config", "remote.origin.url"]);
+    assert_eq!(origin, url);
+}
+
+#[test]
+fn a_symlinked_gitmodules_is_not_followed_outside_the_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside.ini");
+    std::fs::write(
+        &outside,
+        "[submodule \"x\"]\n\tpath = x\n\turl = https://git.example.invalid/secret\n",
+    )
+    .unwrap();
+    let node = pack(tmp.path(), "node");
+    // git refuses to add such a link, but a server can serve one: craft the
+    // commit with plumbing in the bare repository.
+    let bare = node.bare();
+    let blob = git_stdin(
+        bare,
+        &["hash-object", "-w", "--stdin"],
+        outside.to_str().unwrap(),
+    );
+    let mut tree = git(bare, &["ls-tree", "main"]);
+    tree.push_str(&format!("\n120000 blob {blob}\t.gitmodules\n"));
+    let tree = git_stdin(bare, &["mktree"], &tree);
+    let c = git(
+        bare,
+        &[
+            "commit-tree",
+            &tree,
+            "-p",
+            "main",
+            "-m",
+            "linked .gitmodules",
+        ],
+    );
+    git(bare, &["update-ref", "refs/heads/main", &c]);
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let l = lock(
+        locked(None, &node.file_url(), &c),
+        vec![locked(Some("node"), &node.file_url(), &c)],
+    );
+    let err = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReporter).unwrap_err();
+    let text = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(text.contains(".gitmodules"), "{text}");
+    // gix refuses it at checkout; `read_inside` would refuse it after.
+    assert!(
+        text.contains("must not be a symlink") || text.contains("leads outside"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret"),
+        "the outside file was not read: {text}"
+    );
+    let slug = RepoUrl::parse(&node.file_url()).unwrap().slug();
+    assert!(
+        !layout.node_checkout(&slug, &c).exists(),
+        "no entry published"
+    );
+}
+
+#[test]
+fn a_locked_commit_that_is_not_hex_never_becomes_a_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = pack(tmp.path(), "node");
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let bad = "../../../../escape";
+    let l = lock(
+        locked(None, &node.file_url(), &node.head()),
+        vec![locked(Some("node"), &node.file_url(), bad)],
+    );
+    let err = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReporter).unwrap_err();
+    assert!(err.to_string().contains("full 40-hex-digit"), "{err}");
+    assert!(!tmp.path().join("escape").exists());
+}
+
+/// `git <args>` in `dir` with `input` on stdin; its trimmed stdout.
+fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = comfyver_testkit::git::git_command(dir)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

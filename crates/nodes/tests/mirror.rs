@@ -4,7 +4,9 @@ use comfyver_fs::CacheLayout;
 use comfyver_nodes::{Mirror, NodesError, Reporter};
 use comfyver_spec::{RepoUrl, UrlRewrites};
 use comfyver_testkit::git::{GitDaemon, Repo};
+use std::net::TcpListener;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct Count(Mutex<Vec<String>>);
@@ -81,5 +83,95 @@ fn git_daemon_mirror_and_missing_commits() {
             assert_eq!(missing[0].commit, commits[2]);
         }
         other => panic!("{other}"),
+    }
+}
+
+/// A fetch from `url` with a 1 s limit: it must end with `FetchTimeout` soon,
+/// and the mirror's lock must be free again.
+fn assert_fetch_times_out(url: &str, layout: &CacheLayout) {
+    let repo = RepoUrl::parse(url).unwrap();
+    let m = Mirror::open(layout, &repo, &UrlRewrites::default())
+        .unwrap()
+        .with_git_timeout(Duration::from_secs(1));
+    let t0 = Instant::now();
+    let err = m
+        .ensure_commit("2222222222222222222222222222222222222222", false)
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(err, NodesError::FetchTimeout { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("COMFYVER_GIT_TIMEOUT"), "{text}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let lock = layout.lock_path("git", &repo.slug());
+    assert!(
+        comfyver_fs::FileLock::try_acquire(&lock).unwrap().is_some(),
+        "the stalled fetch released the mirror lock"
+    );
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_ends_in_a_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold connections, never writing a byte.
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in listener.incoming().take(2) {
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    assert_fetch_times_out(&format!("git://127.0.0.1:{port}/o/stall.git"), &layout);
+    drop(held);
+}
+
+#[test]
+fn a_git_daemon_paused_with_sigstop_ends_in_a_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _ = pack(tmp.path());
+    let daemon = GitDaemon::start(tmp.path());
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &daemon.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let url = daemon.url("pack.git");
+    let outcome = std::panic::catch_unwind(|| assert_fetch_times_out(&url, &layout));
+    signal("-CONT");
+    outcome.unwrap();
+}
+
+#[test]
+fn fetch_errors_never_show_the_credentials_of_the_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let port = comfyver_testkit::git::free_port();
+    for url in [
+        format!("http://user:pw-s3cret-1@127.0.0.1:{port}/o/r.git"),
+        format!("https://tok-s3cret-2@127.0.0.1:{port}/o/r.git"),
+        format!("git://user:pw-s3cret-3@127.0.0.1:{port}/o/r.git"),
+    ] {
+        let repo = RepoUrl::parse(&url).unwrap();
+        let m = Mirror::open(&layout, &repo, &UrlRewrites::default())
+            .unwrap()
+            .with_git_timeout(Duration::from_secs(5));
+        let err = m
+            .ensure_commit("3333333333333333333333333333333333333333", false)
+            .unwrap_err();
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            text.push_str(&format!(" | {c} | {c:?}"));
+            cause = c.source();
+        }
+        text.push_str(&format!("{err:?}"));
+        assert!(!text.contains("s3cret"), "{url}: {text}");
     }
 }

@@ -4,15 +4,6 @@ use std::path::PathBuf;
 /// Why the Python environment could not be planned, built or frozen.
 #[derive(Debug, thiserror::Error)]
 pub enum PythonError {
-    /// A requirements or pyproject file could not be read.
-    #[error("could not read {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
     /// A requirement line comfyver will not pass on (editable, nested file,
     /// local path, unknown option, ...).
     #[error("{origin} line {line_no}: `{line}` {reason}")]

@@ -195,15 +195,14 @@ fn annotated(reqs: &[Requirement], what: &str) -> String {
     out
 }
 
+/// Reads `path` if it exists and resolves inside its checkout (its parent):
+/// a `requirements.txt` that is a symlink out of the pack is refused.
 fn read_optional(path: &Path) -> Result<Option<String>, PythonError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PythonError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(None);
+    };
+    let bytes = comfyver_fs::read_inside(dir, &name.to_string_lossy())?;
+    Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// Parses a requirements.txt: comments and blank lines skipped, `\`
@@ -400,6 +399,29 @@ mod tests {
         let mut r = Requirements::default();
         parse_file(text, "custom_nodes/p/requirements.txt", true, &mut r)?;
         Ok(r)
+    }
+
+    #[test]
+    fn a_requirements_txt_linked_outside_its_pack_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = dir.path().join("core");
+        let pack = dir.path().join("pack");
+        std::fs::create_dir_all(&core).unwrap();
+        std::fs::create_dir_all(&pack).unwrap();
+        std::fs::write(dir.path().join("elsewhere.txt"), "secretpkg==1\n").unwrap();
+        std::os::unix::fs::symlink("../elsewhere.txt", pack.join("requirements.txt")).unwrap();
+        let inputs = PythonInputs {
+            core_dir: core,
+            nodes: vec![("pack".into(), pack)],
+            settings: PythonSettings::default(),
+            wheels_dir: None,
+            offline: false,
+        };
+        let err = collect_requirements(&inputs).unwrap_err().to_string();
+        assert!(
+            err.contains("requirements.txt") && err.contains("leads outside"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -93,12 +93,14 @@ pub fn realize(
         rewrites: req.rewrites.clone(),
     };
 
+    // The stored lock is redacted; fetches take credentials from the spec.
+    let with_secrets = req.lock.with_secrets_from(req.spec);
     reporter.step("core", &short(&req.lock.comfy.commit));
     prepare_home(home, req, &nodes_opts, reporter)?;
 
     reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
     let checkouts =
-        comfyver_nodes::ensure_nodes(req.lock, req.layout, &nodes_opts, reporter.nodes())?;
+        comfyver_nodes::ensure_nodes(&with_secrets, req.layout, &nodes_opts, reporter.nodes())?;
     let links: Vec<(String, PathBuf)> = checkouts
         .iter()
         .map(|c| (c.name.clone(), c.path.clone()))
@@ -107,7 +109,7 @@ pub fn realize(
 
     reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
     let fetched = comfyver_models::fetch_models(
-        &req.lock.models,
+        &with_secrets.models,
         req.layout,
         &FetchOptions {
             jobs: req.jobs.max(1),
@@ -211,7 +213,8 @@ fn prepare_home(
     reporter: &dyn RealizeReporter,
 ) -> Result<(), RealizeError> {
     let root = home.root();
-    let repo = RepoUrl::parse(&req.lock.comfy.repo).map_err(|e| {
+    // The stored lock is redacted; fetches take credentials from the spec.
+    let repo = RepoUrl::parse(&req.lock.with_secrets_from(req.spec).comfy.repo).map_err(|e| {
         RealizeError::io(
             "the lock's core repository is not a URL:",
             root,

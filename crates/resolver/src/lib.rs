@@ -14,7 +14,9 @@
 //!   options as in [`ResolveOptions`].
 //! - [`read_lock`] / [`write_lock`]: the lock file, written atomically under a
 //!   per-version cross-process lock; [`locks`]: every lock in the cache, with
-//!   the files that could not be read.
+//!   the files that could not be read; [`replace_lock`] writes it back only if
+//!   it is still the one the caller read (compare-and-swap: locks only move
+//!   forward).
 //! - [`list_remote_refs`]: `git ls-remote` for one URL.
 
 mod error;
@@ -29,7 +31,7 @@ mod report;
 mod resolve;
 
 pub use error::{RemoteCause, ResolveError};
-pub use lockfile::{LockScan, locks, read_lock, write_lock};
+pub use lockfile::{LockScan, LockWrite, locks, read_lock, replace_lock, write_lock};
 pub use options::{ResolveOptions, UpdatePolicy};
 pub use outcome::{ChangeKind, EntryOutcome, LockChange, ResolveOutcome, Source};
 pub use remote::{DEFAULT_TIMEOUT, RemoteRef, list_remote_refs};

@@ -75,6 +75,40 @@ pub fn write_lock(layout: &CacheLayout, lock: &ResolvedLock) -> Result<(), Resol
     store(layout, lock).map(|_| ())
 }
 
+/// What [`replace_lock`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum LockWrite {
+    /// The file held the expected lock and now holds the new one.
+    Written,
+    /// The file already held exactly the new lock.
+    Unchanged,
+    /// The file changed since it was read (a `resolve --update` meanwhile, or
+    /// it was removed): it was kept as it is, the new lock was not written.
+    Superseded,
+}
+
+/// Compare-and-swap of `<cache>/resolved/<id>.lock.json`: writes `new` only
+/// if the file still holds `expected` (the lock the caller started from), so
+/// a realize that took minutes never undoes a `resolve --update` made
+/// meanwhile: locks only move forward. Runs under the per-version lock.
+pub fn replace_lock(
+    layout: &CacheLayout,
+    expected: &ResolvedLock,
+    new: &ResolvedLock,
+) -> Result<LockWrite, ResolveError> {
+    let _guard = take(layout, &new.version_id)?;
+    let current = read_lock(layout, &new.version_id)?;
+    match current {
+        Some(c) if c == *new => Ok(LockWrite::Unchanged),
+        Some(c) if c == *expected => {
+            store(layout, new)?;
+            Ok(LockWrite::Written)
+        }
+        _ => Ok(LockWrite::Superseded),
+    }
+}
+
 /// Takes the per-version cross-process lock.
 pub(crate) fn take(layout: &CacheLayout, version_id: &str) -> Result<FileLock, ResolveError> {
     FileLock::acquire(&layout.lock_path(LOCK_KIND, version_id)).map_err(|source| {

@@ -36,7 +36,9 @@ impl Entry {
 
     /// Whether `l` was resolved from exactly this request.
     pub fn same_request(&self, l: &LockedRepo) -> bool {
-        l.repo == self.repo && l.git_ref == self.git_ref && l.requested_commit == self.commit
+        (l.repo == comfyver_spec::redact(&self.repo) || l.repo == self.repo)
+            && l.git_ref == self.git_ref
+            && l.requested_commit == self.commit
     }
 
     /// The commit the spec pins itself: `commit`, or a `ref` of 40 hex digits.
@@ -240,4 +242,6 @@ pub(crate) fn build_lock(
         models: ResolvedLock::models_from(spec),
         python,
     }
+    // The lock never holds a secret: the spec does.
+    .redacted()
 }

@@ -11,7 +11,7 @@ use gix::remote::{Direction, fetch::Tags, ref_map};
 use crate::error::{RemoteCause, ResolveError};
 
 /// Default time allowed for listing one remote's refs.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_TIMEOUT: Duration = comfyver_nodes::DEFAULT_GIT_TIMEOUT;
 
 /// One ref advertised by a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +108,12 @@ impl Lister {
         let repo = self.repo.clone();
         let url_owned = url.to_string();
         let extra = extra_ref.map(str::to_string);
+        let limit = self.timeout;
         let spawned = std::thread::Builder::new()
             .name("comfyver-ls-remote".into())
             .spawn(move || {
-                let result = list_blocking(&repo.to_thread_local(), &url_owned, extra.as_deref());
+                let result =
+                    list_blocking(&repo.to_thread_local(), &url_owned, extra.as_deref(), limit);
                 let _ = tx.send(result);
             });
         if let Err(e) = spawned {
@@ -136,6 +138,7 @@ fn list_blocking(
     repo: &gix::Repository,
     url: &str,
     extra_ref: Option<&str>,
+    limit: Duration,
 ) -> Result<Vec<RemoteRef>, gix::Error> {
     let mut specs = vec![
         "+refs/heads/*:refs/remotes/origin/*".to_string(),
@@ -157,18 +160,24 @@ fn list_blocking(
     // user's git credential helpers (the scratch repository itself is
     // isolated from git config). git prompts only when a terminal is attached
     // and GIT_TERMINAL_PROMPT is not 0.
-    let (map, _handshake) = remote
-        .connect(Direction::Fetch)?
-        .with_credentials(gix::credentials::builtin)
-        .ref_map(
-            gix::progress::Discard,
-            ref_map::Options {
-                // Let the server send only HEAD, branches, tags (and the extra ref):
-                // hosting services also advertise thousands of pull-request refs.
-                prefix_from_spec_as_filter_on_remote: true,
-                ..Default::default()
-            },
-        )?;
+    let options = ref_map::Options {
+        // Let the server send only HEAD, branches, tags (and the extra ref):
+        // hosting services also advertise thousands of pull-request refs.
+        prefix_from_spec_as_filter_on_remote: true,
+        ..Default::default()
+    };
+    // git:// and local repositories through comfyver's bounded transports
+    // (a local `git upload-pack` is contained: own group, killed with us).
+    let (map, _handshake) =
+        match comfyver_nodes::bounded_transport(url, limit).map_err(gix::Error::from_error)? {
+            Some((transport, _guard)) => remote
+                .to_connection_with_transport(transport)
+                .ref_map(gix::progress::Discard, options)?,
+            None => remote
+                .connect(Direction::Fetch)?
+                .with_credentials(gix::credentials::builtin)
+                .ref_map(gix::progress::Discard, options)?,
+        };
     let mut out = Vec::new();
     for r in &map.remote_refs {
         let converted = match r {

@@ -39,9 +39,14 @@ pub fn resolve(
     plan::check_update_names(&entries, &opts.update)?;
     let lock_path = layout.lock_file(id);
     let existing = read_lock(layout, id)?;
+    // A lock written before locks were redacted is rewritten without its secrets.
+    let current = |l: &ResolvedLock| {
+        l.matches(spec)
+            && opts.update == UpdatePolicy::None
+            && (l.is_redacted() || opts.locked || opts.dry_run)
+    };
     if let Some(lock) = &existing
-        && lock.matches(spec)
-        && opts.update == UpdatePolicy::None
+        && current(lock)
     {
         return Ok(unchanged(lock, &entries, lock_path));
     }
@@ -55,8 +60,7 @@ pub fn resolve(
     // Another process may have written the lock while we waited for it.
     let existing = read_lock(layout, id)?;
     if let Some(lock) = &existing
-        && lock.matches(spec)
-        && opts.update == UpdatePolicy::None
+        && current(lock)
     {
         return Ok(unchanged(lock, &entries, lock_path));
     }

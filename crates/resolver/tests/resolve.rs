@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use comfyver_fs::CacheLayout;
 use comfyver_resolver::{
-    ChangeKind, EntryOutcome, NoReporter, Reporter, ResolveError, ResolveOptions, ResolveOutcome,
-    Source, UpdatePolicy, read_lock, resolve, write_lock,
+    ChangeKind, EntryOutcome, LockWrite, NoReporter, Reporter, ResolveError, ResolveOptions,
+    ResolveOutcome, Source, UpdatePolicy, read_lock, replace_lock, resolve, write_lock,
 };
 use comfyver_spec::{LockedPython, RewriteRule, UrlRewrites, VersionSpec};
 use comfyver_testkit::git::{GitDaemon, Repo, git, git_command};
@@ -765,6 +765,73 @@ fn url_rewrites_apply_before_network_and_the_lock_keeps_the_spec_url() {
     assert_eq!(
         read_lock(&layout, "rw").unwrap().unwrap().comfy.repo,
         spec_url
+    );
+}
+
+#[test]
+fn a_rewrite_to_a_directory_of_bare_mirrors_finds_name_dot_git() {
+    let f = Fixture::new();
+    // `<root>/core.git` is a bare repository; the spec names it without `.git`.
+    let (_core, cc) = standard_repo(f.root(), "core");
+    let spec_url = "https://git.example.invalid/org/core";
+    let s = spec("rwgit", (spec_url, Some("v2")), &[]);
+    let o = ResolveOptions {
+        rewrites: UrlRewrites::new(vec![RewriteRule {
+            prefix: "https://git.example.invalid/org/".into(),
+            replacement: format!("{}/", f.root().display()),
+        }]),
+        ..opts()
+    };
+    let out = run(&s, &f.layout(), &o);
+    assert_eq!(commit_of(&out, "comfy"), cc[1]);
+}
+
+#[test]
+fn writing_back_the_lock_is_a_compare_and_swap_so_locks_only_move_forward() {
+    let f = Fixture::new();
+    let (mut core, cc) = standard_repo(f.root(), "core");
+    let layout = f.layout();
+    let s = spec("cas", (&core.file_url(), Some("main")), &[]);
+    // A realize starts from this lock...
+    let started_from = run(&s, &layout, &opts()).lock.unwrap();
+    assert_eq!(started_from.comfy.commit, cc[2]);
+    // ...meanwhile `resolve --update` moves it forward...
+    let newer_commit = core.commit("four");
+    core.push();
+    let update = ResolveOptions {
+        update: UpdatePolicy::All,
+        ..opts()
+    };
+    let newer = run(&s, &layout, &update).lock.unwrap();
+    assert_eq!(newer.comfy.commit, newer_commit);
+    // ...then the realize writes back what it started from, with its Python set.
+    let mut with_python = started_from.clone();
+    with_python.python = Some(LockedPython {
+        inputs_digest: "blake3:00".into(),
+        packages: vec!["x==1".into()],
+    });
+    let outcome = replace_lock(&layout, &started_from, &with_python).unwrap();
+    assert_eq!(outcome, LockWrite::Superseded);
+    assert_eq!(
+        read_lock(&layout, "cas").unwrap().unwrap(),
+        newer,
+        "the newer lock stays"
+    );
+
+    // From the current lock the swap goes through, and repeating it is a no-op.
+    let mut newer_with_python = newer.clone();
+    newer_with_python.python = with_python.python.clone();
+    assert_eq!(
+        replace_lock(&layout, &newer, &newer_with_python).unwrap(),
+        LockWrite::Written
+    );
+    assert_eq!(
+        replace_lock(&layout, &newer, &newer_with_python).unwrap(),
+        LockWrite::Unchanged
+    );
+    assert_eq!(
+        read_lock(&layout, "cas").unwrap().unwrap(),
+        newer_with_python
     );
 }
 

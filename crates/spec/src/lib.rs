@@ -24,6 +24,7 @@ mod parse;
 mod repo_url;
 mod rewrite;
 mod schema;
+mod strict_json;
 pub mod suggest;
 mod validate;
 mod version;

@@ -131,10 +131,71 @@ impl ResolvedLock {
                 found,
             });
         }
-        serde_json::from_value(value).map_err(|e| LockParseError::Malformed {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        let lock: ResolvedLock =
+            serde_json::from_value(value).map_err(|e| LockParseError::Malformed {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        // Commits become cache paths (`<slug>@<commit>`): only full hex ids.
+        let repos = std::iter::once(("comfy".to_string(), &lock.comfy)).chain(
+            lock.custom_nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("custom_nodes[{i}]"), n)),
+        );
+        for (at, repo) in repos {
+            if !crate::is_full_commit(&repo.commit) {
+                return Err(LockParseError::Malformed {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "{at}.commit is `{}`, expected a full 40-hex-digit commit id",
+                        repo.commit.escape_debug()
+                    ),
+                });
+            }
+        }
+        Ok(lock)
+    }
+
+    /// This lock with every credential removed from repository URLs
+    /// (`user:***@`) and model sources (`?token=***`): what is stored in
+    /// `resolved/<id>.lock.json` and printed. The spec keeps the secrets.
+    pub fn redacted(mut self) -> ResolvedLock {
+        for r in std::iter::once(&mut self.comfy).chain(self.custom_nodes.iter_mut()) {
+            r.repo = crate::redact(&r.repo);
+        }
+        for m in &mut self.models {
+            m.source = crate::redact(&m.source);
+        }
+        self
+    }
+
+    /// Whether the lock holds no credential ([`ResolvedLock::redacted`] changes nothing).
+    pub fn is_redacted(&self) -> bool {
+        self.clone().redacted() == *self
+    }
+
+    /// A copy for fetching: each redacted URL or source is replaced by the
+    /// spec's own value it was made from, which holds the secret. Never
+    /// store or print the result.
+    pub fn with_secrets_from(&self, spec: &VersionSpec) -> ResolvedLock {
+        let urls: Vec<&str> = std::iter::once(spec.comfy.repo.as_str())
+            .chain(spec.custom_nodes.iter().map(|n| n.repo.as_str()))
+            .chain(spec.models.iter().map(|m| m.source.as_str()))
+            .collect();
+        let restore = |shown: &mut String| {
+            if let Some(full) = urls.iter().find(|u| crate::redact(u) == *shown) {
+                *shown = full.to_string();
+            }
+        };
+        let mut out = self.clone();
+        for r in std::iter::once(&mut out.comfy).chain(out.custom_nodes.iter_mut()) {
+            restore(&mut r.repo);
+        }
+        for m in &mut out.models {
+            restore(&mut m.source);
+        }
+        out
     }
 
     /// Whether this lock was resolved from exactly `spec`.
@@ -203,5 +264,56 @@ mod tests {
             err,
             LockParseError::UnsupportedVersion { found: 9, .. }
         ));
+    }
+
+    #[test]
+    fn a_commit_that_is_not_full_hex_is_refused_before_it_becomes_a_path() {
+        for bad in ["../../../etc", "abc", &"g".repeat(40)] {
+            let mut l = sample();
+            l.custom_nodes.push(LockedRepo {
+                name: Some("n".into()),
+                repo: "https://h/o/n".into(),
+                git_ref: None,
+                requested_commit: None,
+                commit: bad.to_string(),
+            });
+            let err = ResolvedLock::from_json(&l.to_json(), Path::new("x.lock.json")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("custom_nodes[0].commit"), "{text}");
+            assert!(text.contains("x.lock.json"), "{text}");
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_secrets_out_and_the_spec_puts_them_back() {
+        let mut l = sample();
+        l.comfy.repo = "https://bot:hunter22@h.invalid/o/ComfyUI".into();
+        l.models.push(LockedModel {
+            source: "https://files.invalid/m.bin?download=1&token=tok-123456".into(),
+            path: "checkpoints/m.bin".into(),
+            sha256: None,
+            blake3: None,
+            size: None,
+        });
+        assert!(!l.is_redacted());
+        let spec: VersionSpec = serde_json::from_value(serde_json::json!({
+            "schema_version": 2,
+            "version_id": "v",
+            "comfy": {"repo": l.comfy.repo, "ref": "v1"},
+            "models": [{"source": l.models[0].source, "target_subdir": "checkpoints"}],
+        }))
+        .unwrap();
+        let stored = l.clone().redacted();
+        let text = String::from_utf8(stored.to_json()).unwrap();
+        assert!(
+            !text.contains("hunter22") && !text.contains("tok-123456"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bot:***@h.invalid") && text.contains("token=***"),
+            "{text}"
+        );
+        assert!(stored.is_redacted());
+        assert_eq!(stored.with_secrets_from(&spec), l);
     }
 }

@@ -73,13 +73,16 @@ pub struct SpecScan {
 }
 
 /// Parses and validates spec text. `origin` names the source in errors;
-/// `expected_id`, when given, must equal the spec's `version_id`.
+/// `expected_id`, when given, must equal the spec's `version_id`. A UTF-8
+/// byte order mark at the start is accepted; a key given twice in one object
+/// is a syntax error naming the key and where.
 pub fn parse_spec(
     text: &str,
     origin: &Path,
     expected_id: Option<&str>,
 ) -> Result<Loaded, SpecError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| SpecError::Syntax {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value = crate::strict_json::parse(text).map_err(|e| SpecError::Syntax {
         path: origin.to_path_buf(),
         line: e.line(),
         column: e.column(),

@@ -96,8 +96,17 @@ impl UrlRewrites {
         self.rules.is_empty()
     }
 
-    /// The URL to fetch from: `url` with the longest matching prefix replaced.
+    /// The URL to fetch from: `url` with the longest matching prefix replaced,
+    /// then, when that is a local repository (`file://` URL or absolute path)
+    /// that does not exist, the same path with `.git` appended if that one
+    /// exists, as git does for local paths (so a rule can point at a
+    /// directory of `git clone --mirror` copies).
     pub fn apply(&self, url: &str) -> String {
+        with_git_suffix_if_needed(self.rewrite(url))
+    }
+
+    /// `url` with the longest matching prefix replaced (no filesystem access).
+    pub fn rewrite(&self, url: &str) -> String {
         let best = self
             .rules
             .iter()
@@ -110,6 +119,31 @@ impl UrlRewrites {
             Some(r) => format!("{}{}", r.replacement, &url[r.prefix.len()..]),
             None => url.to_string(),
         }
+    }
+}
+
+/// `<path>.git` for a local repository URL whose `<path>` does not exist but
+/// `<path>.git` does; anything else unchanged.
+fn with_git_suffix_if_needed(url: String) -> String {
+    let path = match url.strip_prefix("file://") {
+        Some(p) => p,
+        None if url.starts_with('/') => url.as_str(),
+        None => return url,
+    };
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.ends_with(".git") || std::path::Path::new(trimmed).exists() {
+        return url;
+    }
+    let with_suffix = format!("{trimmed}.git");
+    if std::path::Path::new(&with_suffix).is_dir() {
+        let scheme = if url.starts_with("file://") {
+            "file://"
+        } else {
+            ""
+        };
+        format!("{scheme}{with_suffix}")
+    } else {
+        url
     }
 }
 
@@ -142,5 +176,28 @@ mod tests {
         assert_eq!(r.apply("https://h/x"), "/srv/x");
         assert!(UrlRewrites::parse_list("nonsense", "env").is_err());
         assert!(UrlRewrites::parse_list("=x", "env").is_err());
+    }
+
+    #[test]
+    fn local_results_find_the_bare_mirror_with_git_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("o/bare.git")).unwrap();
+        std::fs::create_dir_all(dir.path().join("o/plain")).unwrap();
+        let r = UrlRewrites::parse_list(
+            &format!("https://h/={root}/; git://h/=file://{root}/"),
+            "env",
+        )
+        .unwrap();
+        assert_eq!(r.apply("https://h/o/bare"), format!("{root}/o/bare.git"));
+        assert_eq!(r.apply("https://h/o/bare/"), format!("{root}/o/bare.git"));
+        assert_eq!(
+            r.apply("git://h/o/bare"),
+            format!("file://{root}/o/bare.git")
+        );
+        assert_eq!(r.apply("https://h/o/plain"), format!("{root}/o/plain"));
+        // Neither exists: the rewritten URL as is, for the fetch to report.
+        assert_eq!(r.apply("https://h/o/none"), format!("{root}/o/none"));
+        assert_eq!(r.rewrite("https://h/o/bare"), format!("{root}/o/bare"));
     }
 }

@@ -193,6 +193,20 @@ impl VersionSpec {
             .unwrap_or(false)
     }
 
+    /// The spec with credentials removed from repository URLs and model
+    /// sources, for printing (`show --json`). Not for fetching.
+    pub fn redacted(&self) -> VersionSpec {
+        let mut out = self.clone();
+        out.comfy.repo = crate::redact(&out.comfy.repo);
+        for n in &mut out.custom_nodes {
+            n.repo = crate::redact(&n.repo);
+        }
+        for m in &mut out.models {
+            m.source = crate::redact(&m.source);
+        }
+        out
+    }
+
     /// The spec's digest: BLAKE3 of its canonical JSON, so formatting changes
     /// do not count as changes.
     pub fn digest(&self) -> crate::Digest {

@@ -120,3 +120,23 @@ fn example_versions_validate() {
     }
     assert!(n >= 1);
 }
+
+#[test]
+fn a_utf8_bom_at_the_start_is_accepted() {
+    let text = std::fs::read_to_string(fixtures().join("good/full.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.json");
+    std::fs::write(&path, format!("\u{feff}{text}")).unwrap();
+    let with_bom = load_spec(&path).unwrap();
+    let without = load_spec(&fixtures().join("good/full.json")).unwrap();
+    assert_eq!(with_bom.spec.digest(), without.spec.digest());
+}
+
+#[test]
+fn a_duplicate_key_is_a_syntax_error_at_its_line() {
+    let err = load_spec(&fixtures().join("bad/node-duplicate-key.json")).unwrap_err();
+    match err {
+        SpecError::Syntax { line, .. } => assert_eq!(line, 12),
+        other => panic!("expected a syntax error, got {other}"),
+    }
+}

@@ -249,6 +249,11 @@ impl GitDaemon {
         format!("git://127.0.0.1:{}/{relative}", self.port)
     }
 
+    /// The daemon's process id (tests pause it with SIGSTOP to make it stall).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the daemon (the remote becomes unreachable).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -51,7 +51,12 @@ fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<Exit> {
         offline: ctx.offline,
         rewrites: ctx.rewrites()?,
     };
-    let nodes = fill_caches(&lock, &ctx.layout, &opts, &StatusLines(&ctx.out))?;
+    // The stored lock is redacted: credentials come from the spec, if it loads.
+    let fetch_lock = match ctx.load(&args.id) {
+        Ok(loaded) => lock.with_secrets_from(&loaded.spec),
+        Err(_) => lock.clone(),
+    };
+    let nodes = fill_caches(&fetch_lock, &ctx.layout, &opts, &StatusLines(&ctx.out))?;
     if ctx.json {
         let rows: Vec<_> = nodes
             .iter()

@@ -17,8 +17,7 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<Exit> {
     let spec = &loaded.spec;
     let lock = comfyver_resolver::read_lock(&ctx.layout, &spec.version_id)?;
     if ctx.json {
-        let mut v =
-            json!({"spec": spec, "spec_path": loaded.path, "spec_digest": spec.digest().as_str()});
+        let mut v = json!({"spec": spec.redacted(), "spec_path": loaded.path, "spec_digest": spec.digest().as_str()});
         v["lock"] = serde_json::to_value(&lock)?;
         v["lock_current"] = lock.as_ref().is_some_and(|l| l.matches(spec)).into();
         ctx.out.json(&v);

@@ -1,0 +1,330 @@
+//! Fetch transports that cannot hang: `git://` over a TCP socket with read
+//! and write timeouts, and local repositories (`file://`, absolute paths)
+//! through a `git upload-pack` child that is contained (own process group,
+//! killed with us, see `comfyver_fs::child`) and killed by a watchdog when it
+//! sends nothing for the limit. Other schemes use gix's own transports:
+//! http(s) is bounded by its HTTP client's per-operation timeout (30 s).
+
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gix::protocol::transport::Protocol;
+use gix::protocol::transport::client::git::ConnectMode;
+use gix::protocol::transport::client::git::blocking_io::Connection;
+
+/// Environment variable: seconds a fetch may go without receiving anything
+/// (and the limit for listing one remote's refs) before it is stopped.
+pub use comfyver_env::COMFYVER_GIT_TIMEOUT as GIT_TIMEOUT_ENV;
+
+/// The default of [`GIT_TIMEOUT_ENV`].
+pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// [`GIT_TIMEOUT_ENV`] as a duration (the default when unset); `Err` with the
+/// raw value when it is not a whole number of seconds.
+pub fn git_timeout() -> Result<Duration, String> {
+    match std::env::var(GIT_TIMEOUT_ENV) {
+        Err(_) => Ok(DEFAULT_GIT_TIMEOUT),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .ok_or(v),
+    }
+}
+
+/// A transport comfyver provides for a fetch URL, boxed, and what must live
+/// as long as it.
+pub type BoundedTransport = (
+    Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
+    TransportGuard,
+);
+
+/// Keeps a bounded transport's child (and watchdog) alive; kills and reaps
+/// the child on drop. Tells whether the limit was hit.
+pub struct TransportGuard {
+    stalled: Stalled,
+    _child: Option<LocalChild>,
+}
+
+impl TransportGuard {
+    /// Whether a read, write or connect ran into the limit.
+    pub fn stalled(&self) -> bool {
+        self.stalled.happened()
+    }
+}
+
+/// The bounded transport for `url` (`git://` and local repositories, see
+/// the module docs), or `Ok(None)` for URLs left to gix's own transports
+/// (http(s), ssh). A connect that times out is an error of kind `TimedOut`.
+pub fn bounded_transport(url: &str, limit: Duration) -> std::io::Result<Option<BoundedTransport>> {
+    let stalled = Stalled::default();
+    match route(url) {
+        Route::Daemon { host, port, path } => {
+            let conn = daemon(&host, port, &path, limit, &stalled)?;
+            Ok(Some((
+                Box::new(conn),
+                TransportGuard {
+                    stalled,
+                    _child: None,
+                },
+            )))
+        }
+        Route::Local(path) => {
+            let (conn, child) = local(&path, limit, &stalled)?;
+            Ok(Some((
+                Box::new(conn),
+                TransportGuard {
+                    stalled,
+                    _child: Some(child),
+                },
+            )))
+        }
+        Route::Gix => Ok(None),
+    }
+}
+
+/// Whether a read or write ran into the limit.
+#[derive(Clone, Default)]
+struct Stalled(Arc<AtomicBool>);
+
+impl Stalled {
+    fn happened(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Which transport a fetch URL gets.
+enum Route {
+    /// `git://host[:port]/path`.
+    Daemon {
+        host: String,
+        port: u16,
+        path: String,
+    },
+    /// A local repository path.
+    Local(String),
+    /// Anything else: gix's own transport.
+    Gix,
+}
+
+fn route(url: &str) -> Route {
+    if let Some(rest) = url.strip_prefix("git://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h.to_string(), p.parse().unwrap_or(9418))
+            }
+            _ => (authority.to_string(), 9418),
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        return Route::Daemon {
+            host,
+            port,
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+        };
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        return Route::Local(path.to_string());
+    }
+    if url.starts_with('/') {
+        return Route::Local(url.to_string());
+    }
+    Route::Gix
+}
+
+/// A TCP connection to a git daemon whose every read and write gives up
+/// after `limit`.
+fn daemon(
+    host: &str,
+    port: u16,
+    path: &str,
+    limit: Duration,
+    stalled: &Stalled,
+) -> std::io::Result<Connection<Watched<TcpStream>, TcpStream>> {
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
+    })?;
+    let stream = TcpStream::connect_timeout(&addr, limit)?;
+    stream.set_read_timeout(Some(limit))?;
+    stream.set_write_timeout(Some(limit))?;
+    let write = stream.try_clone()?;
+    let read = Watched {
+        inner: stream,
+        stalled: stalled.clone(),
+        progress: None,
+    };
+    Ok(Connection::new(
+        read,
+        write,
+        Protocol::V2,
+        path,
+        Some((host.to_string(), Some(port))),
+        ConnectMode::Daemon,
+        false,
+    ))
+}
+
+/// A contained `git upload-pack` for a local repository, with the watchdog
+/// that kills it when it sends nothing for `limit`. Keep the returned
+/// [`LocalChild`] until the fetch is over; dropping it kills and reaps it.
+fn local(
+    path: &str,
+    limit: Duration,
+    stalled: &Stalled,
+) -> std::io::Result<(
+    Connection<Watched<ChildStdout>, std::process::ChildStdin>,
+    LocalChild,
+)> {
+    let mut cmd = Command::new("git");
+    cmd.args(["upload-pack", "--strict", path])
+        .env("GIT_PROTOCOL", "version=2")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_OBJECT_DIRECTORY")
+        .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+        .env_remove("GIT_NAMESPACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    comfyver_fs::child::contain(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let registered = comfyver_fs::child::Registered::new(child.id());
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let progress = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let (progress, done, stalled) = (progress.clone(), done.clone(), stalled.clone());
+        let pid = child.id();
+        let start = Instant::now();
+        std::thread::Builder::new()
+            .name("comfyver-fetch-watchdog".into())
+            .spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let last = Duration::from_millis(progress.load(Ordering::SeqCst));
+                    if start.elapsed().saturating_sub(last) > limit {
+                        stalled.set();
+                        comfyver_fs::child::kill_group(pid);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })?
+    };
+    let read = Watched {
+        inner: stdout,
+        stalled: stalled.clone(),
+        progress: Some((progress, Instant::now())),
+    };
+    let conn = Connection::new(
+        read,
+        stdin,
+        Protocol::V2,
+        path,
+        None::<(String, Option<u16>)>,
+        ConnectMode::Process,
+        false,
+    );
+    Ok((
+        conn,
+        LocalChild {
+            child,
+            done,
+            watchdog: Some(watchdog),
+            _registered: registered,
+        },
+    ))
+}
+
+/// The `git upload-pack` child of a local fetch and its watchdog.
+struct LocalChild {
+    child: Child,
+    done: Arc<AtomicBool>,
+    watchdog: Option<std::thread::JoinHandle<()>>,
+    _registered: comfyver_fs::child::Registered,
+}
+
+impl Drop for LocalChild {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(w) = self.watchdog.take() {
+            let _ = w.join();
+        }
+        // Not yet reaped: the group id is still ours to signal.
+        comfyver_fs::child::kill_group(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+/// A reader that records progress and notes when a read timed out.
+struct Watched<R> {
+    inner: R,
+    stalled: Stalled,
+    progress: Option<(Arc<AtomicU64>, Instant)>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                if let Some((progress, start)) = &self.progress {
+                    let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    progress.store(ms, Ordering::SeqCst);
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if is_timeout(&e) {
+                    self.stalled.set();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether an I/O error is a timeout (a read/write/connect limit).
+pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(matches!(
+            route("git://127.0.0.1:9000/o/r.git"),
+            Route::Daemon { ref host, port: 9000, ref path } if host == "127.0.0.1" && path == "/o/r.git"
+        ));
+        assert!(matches!(
+            route("git://h/r"),
+            Route::Daemon { port: 9418, .. }
+        ));
+        assert!(matches!(route("file:///srv/r.git"), Route::Local(ref p) if p == "/srv/r.git"));
+        assert!(matches!(route("/srv/r"), Route::Local(_)));
+        assert!(matches!(route("https://h/r"), Route::Gix));
+    }
+}
