@@ -15,6 +15,15 @@ use crate::index::{Index, IndexEntry, record};
 use crate::store::{model_file, model_lock, mtime_ns, now_secs, source_key};
 use crate::{ModelsError, Reporter, download, local};
 
+/// Environment variable: the most bytes one download may write when neither
+/// the spec (`size`) nor the server (`Content-Length`) says how large the
+/// file is, and the largest announced length accepted (default
+/// [`DEFAULT_MAX_MODEL_BYTES`]).
+pub const MAX_MODEL_BYTES_ENV: &str = "COMFYVER_MAX_MODEL_BYTES";
+
+/// The default cap of one download: 256 GiB.
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 30;
+
 /// How [`fetch_models`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchOptions {
@@ -33,6 +42,17 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Stall timeout: the longest wait for the next bytes.
     pub read_timeout: Duration,
+    /// Connections per large file (1: one stream).
+    pub connections: usize,
+    /// Files at least this large are fetched over [`Self::connections`]
+    /// connections when the server accepts ranges.
+    pub chunked_min_size: u64,
+    /// The most bytes one download may write without a known size, and the
+    /// largest announced length accepted ([`MAX_MODEL_BYTES_ENV`]).
+    pub max_size: u64,
+    /// Hash every model already in the store; one that does not verify is
+    /// moved aside (to `.comfyver/damaged/`) and fetched again.
+    pub repair: bool,
 }
 
 impl Default for FetchOptions {
@@ -45,6 +65,13 @@ impl Default for FetchOptions {
             retry_delay: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            connections: 8,
+            chunked_min_size: 64 << 20,
+            max_size: std::env::var(MAX_MODEL_BYTES_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_MAX_MODEL_BYTES),
+            repair: false,
         }
     }
 }

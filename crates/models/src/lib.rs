@@ -17,6 +17,7 @@
 //! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store.
 
 mod auth;
+mod chunked;
 mod download;
 mod error;
 mod fetch;
@@ -31,7 +32,10 @@ mod yaml;
 
 pub use auth::{CIVITAI_TOKEN_ENV, HF_TOKEN_ENV};
 pub use error::ModelsError;
-pub use fetch::{FetchOptions, FetchOutcome, FetchStatus, ModelReport, fetch_models, is_present};
+pub use fetch::{
+    DEFAULT_MAX_MODEL_BYTES, FetchOptions, FetchOutcome, FetchStatus, MAX_MODEL_BYTES_ENV,
+    ModelReport, fetch_models, is_present,
+};
 pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
 pub use index::{Index, IndexEntry};
 pub use progress::{NoProgress, Reporter};
