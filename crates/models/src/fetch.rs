@@ -12,7 +12,7 @@ use comfyver_spec::{LockedModel, ModelSource, redact};
 
 use crate::hash::{Digests, first_mismatch, hash_file};
 use crate::index::{Index, IndexEntry, record};
-use crate::store::{model_file, model_lock, mtime_ns, now_secs, source_key};
+use crate::store::{model_file, model_lock, mtime_ns, now_secs, path_lock, source_key};
 use crate::{ModelsError, Reporter, download, local};
 
 /// Environment variable: the most bytes one download may write when neither
@@ -203,14 +203,27 @@ pub fn fetch_models(
     }
 }
 
-/// Checks paths, removes exact duplicates and refuses two sources on one path.
+/// Whether two entries name the same content by checksum (a moved mirror).
+fn same_checksum(a: &LockedModel, b: &LockedModel) -> bool {
+    let eq = |x: &Option<String>, y: &Option<String>| {
+        x.as_ref()
+            .zip(y.as_ref())
+            .is_some_and(|(x, y)| x.eq_ignore_ascii_case(y))
+    };
+    eq(&a.sha256, &b.sha256) || eq(&a.blake3, &b.blake3)
+}
+
+/// Checks paths, removes duplicates (the same source, or the same checksum
+/// under another URL) and refuses two different models on one path.
 fn distinct(models: &[LockedModel]) -> Result<Vec<LockedModel>, ModelsError> {
     let mut by_path: BTreeMap<&str, &LockedModel> = BTreeMap::new();
     let mut out = Vec::new();
     for m in models {
         crate::store::check_path(&m.path)?;
         match by_path.get(m.path.as_str()) {
-            Some(prev) if source_key(&prev.source) != source_key(&m.source) => {
+            Some(prev)
+                if source_key(&prev.source) != source_key(&m.source) && !same_checksum(prev, m) =>
+            {
                 return Err(ModelsError::Conflict {
                     path: m.path.clone(),
                     first: redact(&prev.source),
@@ -250,6 +263,9 @@ fn fetch_one(job: &Job<'_>, m: &LockedModel) -> Result<FetchStatus, ModelsError>
             reason: "offline: not downloaded".into(),
         });
     }
+    // The destination first (two sources may land on one path), then the
+    // source (one source may land on two paths and shares its partial file).
+    let _path_lock = FileLock::acquire(&path_lock(job.layout, &m.path))?;
     let _lock = FileLock::acquire(&model_lock(job.layout, &key))?;
     // Another process may have finished it while we waited.
     if let Some(status) = existing(job.layout, m, &key, &dest, true)? {
@@ -348,14 +364,42 @@ fn existing(
     }
     let index = Index::read(layout.models_dir()).unwrap_or_default();
     if let Some(e) = index.models.get(&m.path) {
+        let fresh = e.size == meta.len() && e.mtime_ns == mtime_ns(&meta);
         if e.key != key {
-            return Err(ModelsError::Conflict {
+            // The same model under a new URL (a moved mirror) when the spec's
+            // checksum proves it; else another model claims the path.
+            let conflict = || ModelsError::Conflict {
                 path: m.path.clone(),
                 first: e.url.clone(),
                 second: redact(&m.source),
-            });
+            };
+            if m.sha256.is_none() && m.blake3.is_none() {
+                return Err(conflict());
+            }
+            if fresh && entry_satisfies(e, m) {
+                record(
+                    layout,
+                    &m.path,
+                    IndexEntry {
+                        url: redact(&m.source),
+                        key: key.to_string(),
+                        verified_at: now_secs(),
+                        ..e.clone()
+                    },
+                )?;
+                return Ok(Some(FetchStatus::Adopted));
+            }
+            if !may_hash {
+                return Ok(None);
+            }
+            let d = hash_file(dest, m.sha256.is_some())?;
+            if first_mismatch(&d, m.size, m.sha256.as_deref(), m.blake3.as_deref()).is_some() {
+                return Err(conflict());
+            }
+            index_file(layout, m, key, dest, &d, None, None)?;
+            return Ok(Some(FetchStatus::Adopted));
         }
-        if e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) && entry_satisfies(e, m) {
+        if fresh && entry_satisfies(e, m) {
             return Ok(Some(FetchStatus::Present));
         }
     }

@@ -60,6 +60,12 @@ pub(crate) fn model_lock(layout: &CacheLayout, key: &str) -> PathBuf {
     layout.lock_path(LOCK_KIND, key)
 }
 
+/// The cross-process lock of one store path (`<target_subdir>/<name>`),
+/// whatever source lands there.
+pub(crate) fn path_lock(layout: &CacheLayout, path: &str) -> PathBuf {
+    layout.lock_path(LOCK_KIND, &format!("path-{}", source_key(path)))
+}
+
 /// The lock guarding the index's read-modify-write.
 pub(crate) fn index_lock(layout: &CacheLayout) -> PathBuf {
     layout.lock_path(LOCK_KIND, "index")
