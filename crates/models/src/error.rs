@@ -111,10 +111,13 @@ pub enum ModelsError {
         /// What was received.
         actual: String,
     },
-    /// A file already at the model's path has other content than the spec says.
+    /// A file already at the model's path has other content than the spec
+    /// (or the store's index) says: damaged, or not this model.
     #[error(
-        "{file} already exists and its {what} is {actual}, not {expected} as the spec says; \
-         it was left untouched: remove it (or fix the spec) and fetch again"
+        "{file} already exists and its {what} is {actual}, not {expected} as the spec or the \
+         store's index says; it was left untouched: run the command again with --repair \
+         (`comfyver models fetch --repair <id>` or `comfyver realize --repair <id>`) to move \
+         it aside into .comfyver/damaged/ and fetch it again, or fix the spec"
     )]
     ExistingMismatch {
         /// The existing file.

@@ -34,7 +34,7 @@ pub use auth::{CIVITAI_TOKEN_ENV, HF_TOKEN_ENV};
 pub use error::ModelsError;
 pub use fetch::{
     DEFAULT_MAX_MODEL_BYTES, FetchOptions, FetchOutcome, FetchStatus, MAX_MODEL_BYTES_ENV,
-    ModelReport, fetch_models, is_present,
+    ModelReport, fetch_models, is_present, models_intact,
 };
 pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
 pub use index::{Index, IndexEntry};

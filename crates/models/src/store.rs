@@ -50,6 +50,11 @@ pub(crate) fn partial_dir(models_dir: &Path) -> PathBuf {
     models_dir.join(META_DIR).join("partial")
 }
 
+/// `<models>/.comfyver/damaged`: files moved aside by a repair.
+pub(crate) fn damaged_dir(models_dir: &Path) -> PathBuf {
+    models_dir.join(META_DIR).join("damaged")
+}
+
 /// `<models>/.comfyver/index.json`.
 pub(crate) fn index_file(models_dir: &Path) -> PathBuf {
     models_dir.join(META_DIR).join("index.json")

@@ -37,6 +37,9 @@ pub struct RealizeRequest<'a> {
     pub rewrites: UrlRewrites,
     /// The installer; detected (uv, else pip) when `None`.
     pub installer: Option<Installer>,
+    /// Repair: skip the warm path, hash every model and fetch again what
+    /// does not verify (the bad file is moved aside), then rebuild the home.
+    pub repair: bool,
 }
 
 /// What a realize did.
@@ -77,11 +80,11 @@ pub fn realize(
 ) -> Result<Realized, RealizeError> {
     let home = &req.home;
     let skip = req.skip_models || req.spec.skip_models();
-    if is_warm_for(home, req.lock, req.layout, skip) {
+    if !req.repair && is_warm_for(home, req.lock, req.layout, skip) {
         return Ok(warm(home));
     }
     let _lock = FileLock::acquire(&home_lock(req.layout, home))?;
-    if is_warm_for(home, req.lock, req.layout, skip) {
+    if !req.repair && is_warm_for(home, req.lock, req.layout, skip) {
         return Ok(warm(home));
     }
     let mut warnings = Vec::new();
@@ -111,11 +114,21 @@ pub fn realize(
             jobs: req.jobs.max(1),
             offline: req.offline,
             skip,
+            repair: req.repair,
             ..FetchOptions::default()
         },
         reporter.models(),
     )?;
     let missing_models: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
+    for m in &fetched.models {
+        if let Some(aside) = &m.moved_aside {
+            warnings.push(format!(
+                "{} did not verify: moved it to {} and fetched it again",
+                m.path,
+                aside.display()
+            ));
+        }
+    }
     for m in fetched.unverified() {
         warnings.push(format!(
             "kept the existing file {} without verifying it (the spec gives no checksum)",

@@ -210,7 +210,10 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         for p in &problems {
             eprintln!("problem: {}: {}", p.what, p.message);
         }
-        eprintln!("hint: `comfyver realize {}` repairs the home", args.id);
+        eprintln!(
+            "hint: `comfyver realize --repair {}` repairs the home",
+            args.id
+        );
     }
     Ok(if problems.is_empty() {
         ExitCode::SUCCESS
