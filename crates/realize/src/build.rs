@@ -135,7 +135,7 @@ pub fn realize(
             m.path
         ));
     }
-    write_extra_model_paths(home, req)?;
+    warnings.extend(wire_model_folders(home, req)?);
 
     reporter.step("python", "");
     let inputs = PythonInputs {
@@ -264,7 +264,11 @@ pub(crate) fn discard(dir: &Path) -> Result<(), RealizeError> {
     Ok(())
 }
 
-fn write_extra_model_paths(home: &Home, req: &RealizeRequest<'_>) -> Result<(), RealizeError> {
+/// Writes `extra_model_paths.yaml` in the core root (ComfyUI loads it from
+/// there by itself; it is not passed again with `--extra-model-paths-config`,
+/// which would register every path twice) and links the home's
+/// `models/<top>` into the store for packs' own folders. Returns warnings.
+fn wire_model_folders(home: &Home, req: &RealizeRequest<'_>) -> Result<Vec<String>, RealizeError> {
     let mut custom: Vec<String> = req
         .lock
         .models
@@ -276,7 +280,11 @@ fn write_extra_model_paths(home: &Home, req: &RealizeRequest<'_>) -> Result<(), 
     custom.dedup();
     let yaml = comfyver_models::extra_model_paths_yaml(req.layout.models_dir(), &custom);
     comfyver_fs::write_atomic_if_changed(&home.extra_model_paths(), yaml.as_bytes())?;
-    Ok(())
+    Ok(comfyver_models::link_custom_folders(
+        &home.root().join("models"),
+        req.layout.models_dir(),
+        &custom,
+    )?)
 }
 
 fn install_scripts(spec: &VersionSpec, checkouts: &[NodeCheckout]) -> Vec<InstallScript> {
