@@ -9,8 +9,7 @@
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use comfyver_spec::LockedModel;
@@ -40,22 +39,28 @@ impl Chunk {
 /// How often chunk progress is flushed and recorded.
 const SAVE_EVERY: Duration = Duration::from_millis(250);
 
-/// Splits a file of `total` bytes into `connections` chunks, preallocates
-/// the partial file and records the plan.
+/// Chunks are at most this large, so the completed part of the file stays
+/// nearly contiguous and is hashed while the download goes on.
+const MAX_CHUNK: u64 = 64 << 20;
+
+/// Splits a file of `total` bytes into chunks (about four per connection,
+/// handed out in order; at least `min_size / connections` bytes each, 8 MiB
+/// with the defaults), preallocates the partial file and records the plan.
 pub(crate) fn plan(
     partial: &mut Partial,
     total: u64,
     connections: usize,
+    min_size: u64,
 ) -> Result<(), ModelsError> {
     let n = connections.max(1) as u64;
-    let size = total.div_ceil(n).max(1);
-    let chunks: Vec<Chunk> = (0..n)
+    let min_chunk = (min_size / n).max(64 << 10);
+    let size = (total / (n * 4)).clamp(min_chunk, MAX_CHUNK.max(min_chunk));
+    let chunks: Vec<Chunk> = (0..total.div_ceil(size))
         .map(|i| Chunk {
-            start: (i * size).min(total),
+            start: i * size,
             end: ((i + 1) * size).min(total),
             done: 0,
         })
-        .filter(|c| c.end > c.start)
         .collect();
     partial
         .file
@@ -74,10 +79,13 @@ enum ChunkEnd {
     Changed(String),
 }
 
-/// One pass over the unfinished chunks, in parallel. `first` is the body of
-/// the response that started the download (its bytes begin at 0): chunk 0
-/// reads from it. Transient failures end the pass with [`Attempt::Retry`]
-/// after the other chunks finish; the caller backs off and calls again.
+/// One pass over the unfinished chunks: `connections` workers take them in
+/// order; a hasher follows the completed prefix of the file (reading it back
+/// from the page cache) so little is left to hash at the end. `first` is
+/// the body of the response that started the download (its bytes begin at
+/// 0): chunk 0 reads from it. A transient failure stops that worker (the
+/// others go on) and ends the pass with [`Attempt::Retry`]; the caller backs
+/// off and calls again, which resumes every chunk where it stopped.
 pub(crate) fn run(
     client: &Client,
     reporter: &dyn Reporter,
@@ -89,70 +97,85 @@ pub(crate) fn run(
     let chunks = partial.sidecar.chunks.clone().unwrap_or_default();
     let total = partial.sidecar.total.unwrap_or_default();
     let validator = partial.sidecar.validator();
+    let side = partial.side_path().to_path_buf();
+    let sidecar = partial.sidecar.clone();
     let done: Vec<AtomicU64> = chunks.iter().map(|c| AtomicU64::new(c.done)).collect();
-    let first = Mutex::new(first.filter(|_| chunks.first().is_some_and(|c| c.done == 0)));
+    let mut todo: Vec<usize> = (0..chunks.len())
+        .filter(|&i| chunks[i].done < chunks[i].len())
+        .collect();
+    let first = first.filter(|_| todo.first() == Some(&0) && chunks[0].done == 0);
+    if first.is_some() {
+        todo.remove(0);
+    }
+    let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
-    let ends: Vec<Result<ChunkEnd, ModelsError>> = std::thread::scope(|s| {
+    let (file, part, hashers) = (&partial.file, partial.part.as_path(), &mut partial.hashers);
+    let ctx = Worker {
+        client,
+        reporter,
+        model,
+        url,
+        file,
+        part,
+        validator: validator.as_deref(),
+        total,
+        chunks: &chunks,
+        done: &done,
+        abort: &abort,
+    };
+    let (ends, hashed) = std::thread::scope(|s| {
         let saver = s.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
                 std::thread::park_timeout(SAVE_EVERY);
-                let _ = save_progress(partial, &chunks, &done);
+                let _ = save_progress(file, &side, &sidecar, &chunks, &done);
             }
         });
-        let workers: Vec<_> = chunks
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.done < c.len())
-            .map(|(i, c)| {
-                let ctx = Worker {
-                    client,
-                    reporter,
-                    model,
-                    url,
-                    file: &partial.file,
-                    part: &partial.part,
-                    validator: validator.as_deref(),
-                    total,
-                    done: &done,
-                    abort: &abort,
-                };
-                let body = if i == 0 {
-                    first.lock().unwrap_or_else(|e| e.into_inner()).take()
-                } else {
-                    None
-                };
+        let hasher = s.spawn(|| follow_hash(file, hashers, &chunks, &done, total, &finished));
+        let mut first = first;
+        let workers: Vec<_> = (0..client.opts.connections.max(1))
+            .map(|w| {
+                let body = if w == 0 { first.take() } else { None };
+                let (todo, next) = (&todo, &next);
                 s.spawn(move || {
-                    let r = ctx.fetch(i, *c, body);
-                    if matches!(r, Err(_) | Ok(ChunkEnd::Changed(_))) {
+                    let mut ends = Vec::new();
+                    if let Some(b) = body {
+                        ends.push(ctx.fetch(0, Some(b)));
+                    }
+                    while !ctx.abort.load(Ordering::SeqCst)
+                        && !matches!(
+                            ends.last(),
+                            Some(Err(_) | Ok(ChunkEnd::Retry(_) | ChunkEnd::Changed(_)))
+                        )
+                    {
+                        let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        ends.push(ctx.fetch(i, None));
+                    }
+                    if matches!(ends.last(), Some(Err(_) | Ok(ChunkEnd::Changed(_)))) {
                         ctx.abort.store(true, Ordering::SeqCst);
                     }
-                    r
+                    ends
                 })
             })
             .collect();
-        let ends = workers
+        let ends: Vec<Result<ChunkEnd, ModelsError>> = workers
             .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Ok(ChunkEnd::Retry("a download thread panicked".into())))
+            .flat_map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    vec![Ok(ChunkEnd::Retry("a download thread panicked".into()))]
+                })
             })
             .collect();
         finished.store(true, Ordering::SeqCst);
         saver.thread().unpark();
         let _ = saver.join();
-        ends
+        let hashed = hasher.join().unwrap_or(Ok(()));
+        (ends, hashed)
     });
     // The final progress, recorded before anything else happens.
-    let current: Vec<Chunk> = chunks
-        .iter()
-        .zip(&done)
-        .map(|(c, d)| Chunk {
-            done: d.load(Ordering::SeqCst),
-            ..*c
-        })
-        .collect();
-    partial.sidecar.chunks = Some(current);
+    partial.sidecar.chunks = Some(snapshot(&chunks, &done));
     let mut retry = None;
     for end in ends {
         match end? {
@@ -164,6 +187,10 @@ pub(crate) fn run(
             }
         }
     }
+    if hashed.is_err() {
+        // Hashed again from the file at the end.
+        partial.hashers = crate::hash::Hashers::new(model.sha256.is_some());
+    }
     partial
         .file
         .sync_data()
@@ -172,28 +199,71 @@ pub(crate) fn run(
     Ok(retry.map_or(Attempt::Done, Attempt::Retry))
 }
 
-/// Flushes the data, then records the progress counted before the flush.
-fn save_progress(
-    partial: &Partial,
-    chunks: &[Chunk],
-    done: &[AtomicU64],
-) -> Result<(), ModelsError> {
-    let snapshot: Vec<Chunk> = chunks
+fn snapshot(chunks: &[Chunk], done: &[AtomicU64]) -> Vec<Chunk> {
+    chunks
         .iter()
         .zip(done)
         .map(|(c, d)| Chunk {
             done: d.load(Ordering::SeqCst),
             ..*c
         })
-        .collect();
-    partial
-        .file
-        .sync_data()
-        .map_err(|e| ModelsError::io("flush", &partial.part, e))?;
-    let mut sidecar = partial.sidecar.clone();
+        .collect()
+}
+
+/// The end of the contiguous completed prefix of the file.
+fn frontier(chunks: &[Chunk], done: &[AtomicU64]) -> u64 {
+    for (c, d) in chunks.iter().zip(done) {
+        let d = d.load(Ordering::SeqCst);
+        if d < c.len() {
+            return c.start + d;
+        }
+    }
+    chunks.last().map_or(0, |c| c.end)
+}
+
+/// Hashes the file in order as far as it is complete, until the pass ends.
+fn follow_hash(
+    file: &std::fs::File,
+    hashers: &mut crate::hash::Hashers,
+    chunks: &[Chunk],
+    done: &[AtomicU64],
+    total: u64,
+    finished: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let end = frontier(chunks, done);
+        let at = hashers.len();
+        if end > at {
+            let n = buf
+                .len()
+                .min(usize::try_from(end - at).unwrap_or(usize::MAX));
+            file.read_exact_at(&mut buf[..n], at)?;
+            hashers.update(&buf[..n]);
+            continue;
+        }
+        if at >= total || finished.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Flushes the data, then records the progress counted before the flush.
+fn save_progress(
+    file: &std::fs::File,
+    side: &Path,
+    sidecar: &crate::download::Sidecar,
+    chunks: &[Chunk],
+    done: &[AtomicU64],
+) -> Result<(), ModelsError> {
+    let snapshot = snapshot(chunks, done);
+    file.sync_data()
+        .map_err(|e| ModelsError::io("flush", side, e))?;
+    let mut sidecar = sidecar.clone();
     sidecar.chunks = Some(snapshot);
     let bytes = serde_json::to_vec_pretty(&sidecar).expect("the sidecar serializes");
-    comfyver_fs::write_atomic(partial.side_path(), &bytes)?;
+    comfyver_fs::write_atomic(side, &bytes)?;
     Ok(())
 }
 
@@ -208,6 +278,7 @@ struct Worker<'a> {
     part: &'a Path,
     validator: Option<&'a str>,
     total: u64,
+    chunks: &'a [Chunk],
     done: &'a [AtomicU64],
     abort: &'a AtomicBool,
 }
@@ -216,9 +287,9 @@ impl Worker<'_> {
     fn fetch(
         &self,
         i: usize,
-        c: Chunk,
         body: Option<ureq::BodyReader<'static>>,
     ) -> Result<ChunkEnd, ModelsError> {
+        let c = self.chunks[i];
         let offset = c.start + self.done[i].load(Ordering::SeqCst);
         let mut reader = match body {
             Some(b) => b,

@@ -234,7 +234,7 @@ pub(crate) struct Partial {
     pub file: File,
     pub part: PathBuf,
     side: PathBuf,
-    hashers: Hashers,
+    pub hashers: Hashers,
     with_sha256: bool,
     pub sidecar: Sidecar,
     flusher: Flusher,
@@ -531,7 +531,11 @@ fn finish(
         .file
         .sync_all()
         .map_err(|e| ModelsError::io("flush", &partial.part, e))?;
-    let digests = if partial.sidecar.chunks.is_some() {
+    let whole = partial
+        .sidecar
+        .total
+        .is_some_and(|t| t == partial.hashers.len());
+    let digests = if partial.sidecar.chunks.is_some() && !whole {
         hash_file(&partial.part, partial.with_sha256)?
     } else {
         partial.hashers.clone().finish()
@@ -669,7 +673,7 @@ fn attempt(
             && accepts_ranges(&resp)
             && partial.sidecar.validator().is_some()
         {
-            chunked::plan(partial, t, opts.connections)?;
+            chunked::plan(partial, t, opts.connections, opts.chunked_min_size)?;
             return Ok(Attempt::Chunked(resp.into_body().into_reader()));
         }
         partial.save_sidecar()?;
