@@ -249,6 +249,17 @@ impl HttpServer {
         self.requests_for(path).iter().map(|r| r.bytes_sent).sum()
     }
 
+    /// Body bytes sent for `path` by the requests finished so far (does not
+    /// wait for requests in flight, unlike [`HttpServer::bytes_sent`]).
+    pub fn bytes_sent_finished(&self, path: &str) -> u64 {
+        self.lock()
+            .log
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.bytes_sent)
+            .sum()
+    }
+
     /// How many `GET`s of `path` were answered with the whole file from byte 0 (status 200).
     pub fn full_gets(&self, path: &str) -> usize {
         self.requests_for(path)
