@@ -13,7 +13,7 @@
 #           together (default 200; the network is the bottleneck), a
 #           LINK_FILE_MB file (default 512). Goal >= 0.95x.
 #   resume  the conn server: ours is SIGKILLed after KILL_AFTER seconds
-#           (default 1.5), then run again; the server's byte counts must
+#           (default 0.5), then run again; the server's byte counts must
 #           show that exactly the missing bytes were sent again.
 #
 # A `sync` before each timed run keeps one run's writeback out of the next.
@@ -31,7 +31,7 @@ PER_CONN_MIB=${PER_CONN_MIB:-32}
 THROTTLED_MB=${THROTTLED_MB:-256}
 LINK_MIB=${LINK_MIB:-200}
 LINK_FILE_MB=${LINK_FILE_MB:-512}
-KILL_AFTER=${KILL_AFTER:-1.5}
+KILL_AFTER=${KILL_AFTER:-0.5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench-models}
 
 cargo build --release -q -p comfyver-models --example fetch -p comfyver-testkit --example http_serve
@@ -149,7 +149,8 @@ if [[ " $CASES " == *" resume "* ]]; then
   "$BIN" "$url" "$work/store" "$t_expected" > /dev/null &
   pid=$!
   sleep "$KILL_AFTER"
-  kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+  kill -9 "$pid" 2>/dev/null || { echo "resume: the download ended before the kill; lower KILL_AFTER" >&2; exit 1; }
+  wait "$pid" 2>/dev/null || true
   sleep 0.5
   sent_before=$(cat "$work/stats")
   recorded=$(python3 -c 'import glob, json, sys

@@ -37,7 +37,7 @@ impl Chunk {
 }
 
 /// How often chunk progress is flushed and recorded.
-const SAVE_EVERY: Duration = Duration::from_millis(250);
+const SAVE_EVERY: Duration = Duration::from_millis(100);
 
 /// Chunks are at most this large, so the completed part of the file stays
 /// nearly contiguous and is hashed while the download goes on.
