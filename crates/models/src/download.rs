@@ -591,7 +591,7 @@ fn hint(status: u16) -> String {
     match status {
         401 | 403 => format!(
             "the server refused access: set {} (Hugging Face) or {} (CivitAI) to a token that can read this file, \
-             and accept the model's license on its page if it is gated (tokens are only sent over https)",
+             and accept the model's license on its page if it is gated (tokens are sent only over https, or http to loopback)",
             crate::auth::HF_TOKEN_ENV,
             crate::auth::CIVITAI_TOKEN_ENV
         ),
