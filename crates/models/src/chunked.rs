@@ -1,10 +1,11 @@
 //! Large files over several connections: the file is split into byte ranges
-//! ("chunks") fetched in parallel with `Range` + `If-Range` and written in
-//! place into a preallocated partial file. The sidecar records how far each
-//! chunk got, saved a few times a second after the data it counts has been
-//! flushed to disk, so a killed run resumes every chunk where it stopped and
-//! the server sends each byte about once. The whole file is hashed and
-//! verified after the last chunk, before the rename into place.
+//! ("chunks") that the connections take in order and fetch with `Range` +
+//! `If-Range`, written in place into a preallocated partial file. Every
+//! 100 ms the data is flushed and then each chunk's progress recorded in the
+//! sidecar, so a killed run resumes every chunk where it stopped and the
+//! server sends each byte about once. A hasher follows the completed
+//! beginning of the file during the download; the whole file's checksum
+//! (which covers every chunk) is verified before the rename into place.
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
