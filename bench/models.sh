@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
-# Model download throughput: comfyver-models (streamed to disk with on-the-fly
-# BLAKE3 and a verified rename) against curl, both fetching the same 1 GiB
-# file from a local static server (python3 -m http.server) on loopback.
-# Prints each run and the ratio ours/curl (goal: >= 0.9). Ours also fsyncs
-# the file before renaming it into place (curl does not); a `sync` before each
-# timed run keeps one run's writeback out of the next one's time.
+# Model download throughput: comfyver-models (verified with BLAKE3, fsynced,
+# renamed into place) against curl, fetching the same file on loopback, in
+# the same run. Cases (CASES, default all four):
 #
-#   bash bench/models.sh            # 1 GiB, 3 rounds
-#   SIZE_MB=256 ROUNDS=5 bash bench/models.sh
+#   plain   1 GiB from python3 -m http.server, unthrottled (the disk is the
+#           limit): ratio curl/ours, goal >= 0.9 (see docs/performance.md).
+#   conn    a server that limits each connection (as CDNs do; testkit's
+#           server, PER_CONN_MIB/s per connection, default 32) and a
+#           THROTTLED_MB file (default 256): ours uses 8 ranged connections,
+#           curl one stream. Goal >= 3x.
+#   link    the same server limited to LINK_MIB/s for all connections
+#           together (default 200; the network is the bottleneck), a
+#           LINK_FILE_MB file (default 512). Goal >= 0.95x.
+#   resume  the conn server: ours is SIGKILLed after KILL_AFTER seconds
+#           (default 0.5), then run again; the server's byte counts must
+#           show that exactly the missing bytes were sent again.
+#
+# A `sync` before each timed run keeps one run's writeback out of the next.
+#
+#   bash bench/models.sh
+#   CASES="conn link" ROUNDS=5 bash bench/models.sh
 #
 # Uses its own release build (CARGO_TARGET_DIR defaults to target/bench-models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-1024}
 ROUNDS=${ROUNDS:-3}
+CASES=${CASES:-plain conn link resume}
+PER_CONN_MIB=${PER_CONN_MIB:-32}
+THROTTLED_MB=${THROTTLED_MB:-256}
+LINK_MIB=${LINK_MIB:-200}
+LINK_FILE_MB=${LINK_FILE_MB:-512}
+KILL_AFTER=${KILL_AFTER:-0.5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench-models}
 
-cargo build --release -q -p comfyver-models --example fetch
+cargo build --release -q -p comfyver-models --example fetch -p comfyver-testkit --example http_serve
 BIN="$CARGO_TARGET_DIR/release/examples/fetch"
+SERVE="$CARGO_TARGET_DIR/release/examples/http_serve"
 
 work=$(mktemp -d)
 server_pid=
@@ -27,6 +46,40 @@ cleanup() {
 }
 trap cleanup EXIT
 
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Starts testkit's server on $1 with extra flags; sets $url and $server_pid.
+start_serve() {
+  local file=$1; shift
+  rm -f "$work/serve.url"
+  "$SERVE" "$file" "$@" > "$work/serve.url" &
+  server_pid=$!
+  for _ in $(seq 100); do [ -s "$work/serve.url" ] && break; sleep 0.05; done
+  url=$(cat "$work/serve.url")
+}
+stop_serve() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+
+# Times curl and ours against $url for $1 MiB; prints the rounds and the median.
+compare() {
+  local label=$1 mb=$2 goal=$3 expected=$4
+  local ratios=()
+  for round in $(seq "$ROUNDS"); do
+    rm -rf "$work/store" "$work/curl.out"
+    sync
+    t_curl=$(curl -sf -o "$work/curl.out" -w '%{time_total}' "$url")
+    rm -f "$work/curl.out"
+    sync
+    read -r t_ours got < <("$BIN" "$url" "$work/store" "$expected")
+    [ "$got" = "$((mb * 1024 * 1024))" ] || { echo "size mismatch: $got" >&2; exit 1; }
+    ratio=$(echo "$t_curl / $t_ours" | bc -l)
+    ratios+=("$ratio")
+    printf '%s round %s: curl %6.3f s (%6.1f MiB/s)  comfyver %6.3f s (%6.1f MiB/s, verified, fsynced)  ratio %.2f\n' \
+      "$label" "$round" "$t_curl" "$(echo "$mb / $t_curl" | bc -l)" "$t_ours" "$(echo "$mb / $t_ours" | bc -l)" "$ratio"
+  done
+  printf '%s median ratio curl/comfyver: %.2f (goal >= %s)\n' "$label" "$(printf '%s\n' "${ratios[@]}" | median)" "$goal"
+}
+
+if [[ " $CASES " == *" plain "* ]]; then
 mkdir -p "$work/www"
 head -c "$((SIZE_MB * 1024 * 1024))" /dev/urandom > "$work/www/model.bin"
 expected=$("$BIN" --blake3 "$work/www/model.bin")
@@ -63,5 +116,55 @@ for round in $(seq "$ROUNDS"); do
     "$t_curl_sync" "$(echo "$SIZE_MB / $t_curl_sync" | bc -l)" \
     "$t_ours" "$(echo "$SIZE_MB / $t_ours" | bc -l)" "$ratio"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+median=$(printf '%s\n' "${ratios[@]}" | median)
 printf 'median ratio comfyver/curl: %.2f (goal >= 0.9)\n' "$median"
+kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=
+fi
+
+if [[ " $CASES " == *" conn "* || " $CASES " == *" resume "* ]]; then
+  head -c "$((THROTTLED_MB * 1024 * 1024))" /dev/urandom > "$work/throttled.bin"
+  t_expected=$("$BIN" --blake3 "$work/throttled.bin")
+fi
+
+if [[ " $CASES " == *" conn "* ]]; then
+  start_serve "$work/throttled.bin" --per-connection "$((PER_CONN_MIB * 1024 * 1024))"
+  echo "conn: $THROTTLED_MB MiB, each connection limited to $PER_CONN_MIB MiB/s"
+  compare conn "$THROTTLED_MB" 3 "$t_expected"
+  stop_serve
+fi
+
+if [[ " $CASES " == *" link "* ]]; then
+  head -c "$((LINK_FILE_MB * 1024 * 1024))" /dev/urandom > "$work/link.bin"
+  l_expected=$("$BIN" --blake3 "$work/link.bin")
+  start_serve "$work/link.bin" --total "$((LINK_MIB * 1024 * 1024))"
+  echo "link: $LINK_FILE_MB MiB, all connections together limited to $LINK_MIB MiB/s"
+  compare link "$LINK_FILE_MB" 0.95 "$l_expected"
+  rm -f "$work/link.bin"
+  stop_serve
+fi
+
+if [[ " $CASES " == *" resume "* ]]; then
+  start_serve "$work/throttled.bin" --per-connection "$((PER_CONN_MIB * 1024 * 1024))" --stats "$work/stats"
+  rm -rf "$work/store"
+  "$BIN" "$url" "$work/store" "$t_expected" > /dev/null &
+  pid=$!
+  sleep "$KILL_AFTER"
+  kill -9 "$pid" 2>/dev/null || { echo "resume: the download ended before the kill; lower KILL_AFTER" >&2; exit 1; }
+  wait "$pid" 2>/dev/null || true
+  sleep 0.5
+  sent_before=$(cat "$work/stats")
+  recorded=$(python3 -c 'import glob, json, sys
+s = json.load(open(glob.glob(sys.argv[1] + "/models/.comfyver/partial/*.json")[0]))
+print(sum(c["done"] for c in s["chunks"]))' "$work/store")
+  "$BIN" "$url" "$work/store" "$t_expected" > /dev/null
+  sleep 0.5
+  sent_after=$(cat "$work/stats")
+  total=$((THROTTLED_MB * 1024 * 1024))
+  resent=$((sent_after - sent_before))
+  missing=$((total - recorded))
+  printf 'resume: killed after %s s with %d of %d bytes recorded; the rerun was sent %d bytes, %d were missing\n' \
+    "$KILL_AFTER" "$recorded" "$total" "$resent" "$missing"
+  if [ "$resent" -ne "$missing" ]; then echo "resume: FAILED (bytes sent again != missing bytes)"; exit 1; fi
+  echo "resume: ok (only the missing bytes of each chunk were sent again)"
+  stop_serve
+fi

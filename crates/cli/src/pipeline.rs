@@ -26,6 +26,10 @@ pub struct RealizeFlags {
     /// A spec file outside the versions directory (instead of an id).
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// Rebuild the home even when it looks complete, hashing every model
+    /// and fetching again what does not verify (moved aside first).
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Loads the spec named by `id` or `--spec`.
@@ -154,6 +158,7 @@ pub fn request<'a>(
         jobs: ctx.jobs,
         rewrites: ctx.rewrites()?,
         installer: None,
+        repair: flags.repair,
     })
 }
 

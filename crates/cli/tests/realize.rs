@@ -906,6 +906,50 @@ fn a_home_realized_with_skip_models_gets_its_models_from_a_full_realize() {
 }
 
 #[test]
+fn a_damaged_model_makes_the_home_cold_and_realize_repair_fixes_it() {
+    let w = World::new();
+    w.spec("dmg", &["req_pack"], &["m1.safetensors"], &[]);
+    ok(&w.realize("dmg"));
+    let model = w.cache().join("models/checkpoints/m1.safetensors");
+    std::fs::write(&model, b"8 bytes!").unwrap();
+    // verify sees it and names a command that really repairs.
+    let out = w.run(&["verify", "dmg"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("comfyver realize --repair dmg"), "{stderr}");
+    // The warm path notices the change: no "already realized"; the damaged
+    // file is refused with the same hint and left as it was.
+    let out = w.realize("dmg");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("already realized"), "{stderr}");
+    assert!(stderr.contains("--repair"), "{stderr}");
+    assert_eq!(std::fs::read(&model).unwrap(), b"8 bytes!");
+    // One repair command: the bad file moved aside, the model fetched again.
+    let (_, stderr) = ok(&w
+        .realize_cmd(&w.cache(), "dmg", &["--repair"])
+        .output()
+        .unwrap());
+    assert!(stderr.contains("moved it to"), "{stderr}");
+    assert_eq!(std::fs::read(&model).unwrap(), w.models["m1.safetensors"]);
+    let damaged: Vec<_> = std::fs::read_dir(w.cache().join("models/.comfyver/damaged"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(damaged, vec![b"8 bytes!".to_vec()]);
+    w.assert_verified(&w.cache(), "dmg");
+    let (_, stderr) = ok(&w.realize("dmg"));
+    assert!(stderr.contains("dmg already realized"), "{stderr}");
+    // `models fetch --repair` does the same for the store alone.
+    std::fs::write(&model, b"x").unwrap();
+    let out = w.run(&["models", "verify", "dmg"]);
+    assert!(text(&out.stderr).contains("comfyver models fetch --repair dmg"));
+    ok(&w.run(&["models", "fetch", "--repair", "dmg"]));
+    assert_eq!(std::fs::read(&model).unwrap(), w.models["m1.safetensors"]);
+}
+
+#[test]
 fn a_new_core_commit_replaces_the_home_and_keeps_the_node_cache() {
     let mut w = World::new();
     w.spec("up", &["req_pack"], &[], &[]);

@@ -60,6 +60,9 @@ registry! {
     /// Test only: `1` makes this process take no file locks, to show that
     /// correctness does not depend on locks crossing machines.
     COMFYVER_TEST_NO_LOCKS,
+    /// The most bytes one model download may write when neither the spec's
+    /// `size` nor the server gives the length (default 256 GiB).
+    COMFYVER_MAX_MODEL_BYTES,
     /// Hugging Face token, sent only to the Hugging Face endpoint.
     HF_TOKEN,
     /// The Hugging Face endpoint `hf://` sources resolve against.

@@ -1,6 +1,8 @@
 //! Tokens by host: `HF_TOKEN` for the Hugging Face endpoint's host,
-//! `CIVITAI_TOKEN` for civitai.com. Sent as `Authorization: Bearer`, which ureq
-//! drops on a redirect to another host (signed CDN URLs need none).
+//! `CIVITAI_TOKEN` for civitai.com. Sent as `Authorization: Bearer` only over
+//! `https://` (or plain `http://` to a loopback address), and after a
+//! redirect only to the host of the original request (signed CDN URLs need
+//! none).
 
 pub(crate) use comfyver_spec::host_of;
 
@@ -39,9 +41,23 @@ impl Tokens {
         }
     }
 
-    /// The bearer token for `url`, if any.
+    /// Tokens for tests: `hf` for `hf_host`, no CivitAI token.
+    #[cfg(test)]
+    pub(crate) fn for_tests(hf_host: &str, hf: &str) -> Tokens {
+        Tokens {
+            hf_host: hf_host.to_string(),
+            hf: Some(hf.to_string()),
+            civitai: None,
+        }
+    }
+
+    /// The bearer token for `url`, if any: by host, and never over plain
+    /// `http://` except to loopback.
     pub fn for_url(&self, url: &str) -> Option<&str> {
         let host = host_of(url)?;
+        if !is_secure(url, &host) {
+            return None;
+        }
         if host == self.hf_host || host.ends_with(&format!(".{}", self.hf_host)) {
             return self.hf.as_deref();
         }
@@ -59,6 +75,25 @@ impl Tokens {
         }
         out
     }
+}
+
+/// Whether a token may travel to `url` (whose host is `host`): `https://`,
+/// or `http://` to a loopback address (which never leaves the machine).
+fn is_secure(url: &str, host: &str) -> bool {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("https") => true,
+        Some("http") => is_loopback(host),
+        _ => false,
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -87,6 +122,16 @@ mod tests {
             Some("127.0.0.1".into())
         );
         assert_eq!(t.scrub("bad hf_x here"), "bad *** here");
+        // Never over plain http, except to loopback.
+        assert_eq!(t.for_url("http://huggingface.co/a/b/resolve/main/c"), None);
+        assert_eq!(t.for_url("http://civitai.com/api/download/models/1"), None);
+        let local = Tokens::for_tests("127.0.0.1", "hf_l");
+        assert_eq!(local.for_url("http://127.0.0.1:9/x"), Some("hf_l"));
+        let v6 = Tokens::for_tests("::1", "hf_6");
+        assert_eq!(v6.for_url("http://[::1]:9/x"), Some("hf_6"));
+        let lan = Tokens::for_tests("192.0.2.7", "hf_n");
+        assert_eq!(lan.for_url("http://192.0.2.7:9/x"), None);
+        assert_eq!(lan.for_url("https://192.0.2.7:9/x"), Some("hf_n"));
         assert!(!format!("{t:?}").contains("hf_x"));
     }
 }

@@ -1,6 +1,9 @@
 //! HTTP(S) downloads into the store: streamed to a partial file, hashed on
 //! the fly, resumed with `Range` + `If-Range`, retried with backoff, verified,
-//! then renamed into place.
+//! then renamed into place. Large files from servers that accept ranges are
+//! fetched over several connections at once ([`crate::chunked`]). No download
+//! writes more than the spec's `size`, the server's announced length or
+//! [`FetchOptions::max_size`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,18 +14,36 @@ use comfyver_fs::write_atomic;
 use comfyver_spec::{LockedModel, redact};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Tokens;
-use crate::hash::{BUF, Digests, Hashers, first_mismatch};
+use crate::auth::{Tokens, host_of};
+use crate::chunked::{self, Chunk};
+use crate::hash::{BUF, Digests, Hashers, first_mismatch, hash_file};
 use crate::store::partial_dir;
 use crate::{FetchOptions, ModelsError, Reporter};
 
+/// Redirects followed for one request before giving up.
+pub(crate) const MAX_REDIRECTS: u32 = 10;
+
 /// What the server said about the file, kept beside the partial download.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Sidecar {
-    url: String,
-    etag: Option<String>,
-    last_modified: Option<String>,
-    total: Option<u64>,
+pub(crate) struct Sidecar {
+    pub url: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub total: Option<u64>,
+    /// The byte ranges of a download over several connections, with how far
+    /// each got; `None` for a single stream (whose progress is the file's length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Vec<Chunk>>,
+}
+
+impl Sidecar {
+    /// The validator for `If-Range`: a strong ETag, else Last-Modified.
+    pub fn validator(&self) -> Option<String> {
+        self.etag
+            .clone()
+            .filter(|e| !e.starts_with("W/"))
+            .or_else(|| self.last_modified.clone())
+    }
 }
 
 /// A finished, verified download (already at its final path).
@@ -41,22 +62,86 @@ pub(crate) struct Downloaded {
 pub(crate) struct Client {
     agent: ureq::Agent,
     tokens: Tokens,
-    opts: FetchOptions,
+    pub(crate) opts: FetchOptions,
 }
 
 impl Client {
     pub fn new(opts: &FetchOptions) -> Client {
+        Client::with_tokens(opts, Tokens::from_env())
+    }
+
+    pub(crate) fn with_tokens(opts: &FetchOptions, tokens: Tokens) -> Client {
         Client {
             agent: agent(opts),
-            tokens: Tokens::from_env(),
+            tokens,
             opts: opts.clone(),
         }
+    }
+
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.tokens.scrub(text)
+    }
+
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.opts.read_timeout
+    }
+
+    /// One `GET` of `url`, following redirects by hand (at most
+    /// [`MAX_REDIRECTS`]). The bearer token goes only to the original host,
+    /// and only where [`Tokens::for_url`] allows it (never plain `http://`
+    /// except loopback), so a redirect to `http://` or another host never
+    /// carries it. `Ok(Err(detail))` is a failure worth retrying.
+    pub(crate) fn get(
+        &self,
+        model: &LockedModel,
+        url: &str,
+        range: Option<&str>,
+        if_range: Option<&str>,
+    ) -> Result<Result<ureq::http::Response<ureq::Body>, String>, ModelsError> {
+        let origin = host_of(url);
+        let mut current = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self.agent.get(&current);
+            if host_of(&current) == origin
+                && let Some(token) = self.tokens.for_url(&current)
+            {
+                req = req.header("Authorization", format!("Bearer {token}"));
+            }
+            if let Some(r) = range {
+                req = req.header("Range", r);
+            }
+            if let Some(v) = if_range {
+                req = req.header("If-Range", v);
+            }
+            let resp = match req.call() {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(describe(&e))),
+            };
+            if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return Ok(Ok(resp));
+            }
+            let Some(location) = header(&resp, "location") else {
+                return Err(ModelsError::HttpStatus {
+                    path: model.path.clone(),
+                    url: redact(url),
+                    status: resp.status().as_u16(),
+                    hint: "the redirect has no Location header; check the URL in the spec".into(),
+                });
+            };
+            current = join_url(&current, &location);
+        }
+        Err(ModelsError::Redirects {
+            path: model.path.clone(),
+            url: redact(url),
+            max: MAX_REDIRECTS,
+        })
     }
 }
 
 fn agent(opts: &FetchOptions) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .accept_encoding("identity")
         .user_agent(format!("comfyver/{}", comfyver_spec::TOOL_VERSION))
         .timeout_connect(Some(opts.connect_timeout))
@@ -66,15 +151,92 @@ fn agent(opts: &FetchOptions) -> ureq::Agent {
         .new_agent()
 }
 
+/// Resolves a redirect's `Location` against the URL that answered it.
+fn join_url(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    if let Some(l) = location.strip_prefix("//") {
+        return format!("{scheme}://{l}");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = rest[authority.len()..]
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
+    let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or_default();
+    format!("{scheme}://{authority}{dir}/{location}")
+}
+
+/// The most bytes a download of `model` may write, given the length the
+/// server announced (`total`): an announced length that contradicts the
+/// spec's `size` or exceeds the cap is refused before anything is written.
+pub(crate) fn byte_limit(
+    opts: &FetchOptions,
+    model: &LockedModel,
+    url: &str,
+    total: Option<u64>,
+) -> Result<u64, ModelsError> {
+    let too_large = |detail: String| ModelsError::TooLarge {
+        path: model.path.clone(),
+        url: redact(url),
+        detail,
+    };
+    match (model.size, total) {
+        (Some(size), Some(t)) if size != t => Err(too_large(format!(
+            "the server announces {t} bytes, the spec's `size` is {size}"
+        ))),
+        (_, Some(t)) if t > opts.max_size => Err(too_large(format!(
+            "the server announces {t} bytes, more than the cap of {} bytes \
+             (raise it with {})",
+            opts.max_size,
+            crate::fetch::MAX_MODEL_BYTES_ENV
+        ))),
+        _ => Ok(model
+            .size
+            .or(total)
+            .unwrap_or(opts.max_size)
+            .min(opts.max_size)),
+    }
+}
+
+/// The error for a body that goes on past `limit` bytes.
+pub(crate) fn past_limit(
+    opts: &FetchOptions,
+    model: &LockedModel,
+    url: &str,
+    limit: u64,
+) -> ModelsError {
+    let why = if model.size == Some(limit) {
+        "the spec's `size`".to_string()
+    } else if limit == opts.max_size {
+        format!(
+            "the cap (raise it with {})",
+            crate::fetch::MAX_MODEL_BYTES_ENV
+        )
+    } else {
+        "the length the server announced".to_string()
+    };
+    ModelsError::TooLarge {
+        path: model.path.clone(),
+        url: redact(url),
+        detail: format!("the body went on past {limit} bytes, {why}"),
+    }
+}
+
 /// The partial file and its hashers, kept consistent: `hashers.len()` is
 /// always the file's length.
-struct Partial {
-    file: File,
-    part: PathBuf,
+pub(crate) struct Partial {
+    pub file: File,
+    pub part: PathBuf,
     side: PathBuf,
-    hashers: Hashers,
+    pub hashers: Hashers,
     with_sha256: bool,
-    sidecar: Sidecar,
+    pub sidecar: Sidecar,
     flusher: Flusher,
 }
 
@@ -177,7 +339,15 @@ impl Partial {
         let resumable = sidecar
             .as_ref()
             .is_some_and(|s| s.etag.is_some() || s.last_modified.is_some());
-        if resumable {
+        let chunked = sidecar.as_ref().is_some_and(|s| {
+            s.chunks.is_some()
+                && s.total.is_some()
+                && file.metadata().is_ok_and(|m| Some(m.len()) == s.total)
+        });
+        if resumable && chunked {
+            // Chunks are hashed when all are complete.
+            p.sidecar = sidecar.unwrap_or_default();
+        } else if resumable && sidecar.as_ref().is_some_and(|s| s.chunks.is_none()) {
             // Re-hash the prefix so the final checksum covers every byte.
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| ModelsError::io("read", &p.part, e))?;
@@ -194,17 +364,24 @@ impl Partial {
         Ok(p)
     }
 
+    /// Bytes on disk: the stream's length, or the chunks' progress.
     fn len(&self) -> u64 {
-        self.hashers.len()
+        match &self.sidecar.chunks {
+            Some(chunks) => chunks.iter().map(|c| c.done).sum(),
+            None => self.hashers.len(),
+        }
     }
 
-    /// Empties the partial file to start from byte 0.
-    fn restart(&mut self) -> Result<(), ModelsError> {
+    /// Empties the partial file to start from byte 0 (as a single stream).
+    pub(crate) fn restart(&mut self) -> Result<(), ModelsError> {
         self.file
             .set_len(0)
             .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(|_| ()))
             .map_err(|e| ModelsError::io("truncate", &self.part, e))?;
         self.hashers = Hashers::new(self.with_sha256);
+        if self.sidecar.chunks.take().is_some() {
+            self.save_sidecar()?;
+        }
         Ok(())
     }
 
@@ -217,10 +394,14 @@ impl Partial {
         Ok(())
     }
 
-    fn save_sidecar(&self) -> Result<(), ModelsError> {
+    pub(crate) fn save_sidecar(&self) -> Result<(), ModelsError> {
         let bytes = serde_json::to_vec_pretty(&self.sidecar).expect("the sidecar serializes");
         write_atomic(&self.side, &bytes)?;
         Ok(())
+    }
+
+    pub(crate) fn side_path(&self) -> &Path {
+        &self.side
     }
 
     /// Deletes the partial file and its sidecar.
@@ -231,11 +412,14 @@ impl Partial {
 }
 
 /// What one HTTP attempt ended with.
-enum Attempt {
+pub(crate) enum Attempt {
     /// The body was received completely.
     Done,
     /// A failure worth retrying (with the detail for the final error).
     Retry(String),
+    /// The file is large and the server accepts ranges: go on over several
+    /// connections, the first continuing on this response's body.
+    Chunked(ureq::BodyReader<'static>),
 }
 
 /// Downloads `model` from `url` to `dest` (its final path).
@@ -248,23 +432,40 @@ pub(crate) fn download(
     url: &str,
     dest: &Path,
 ) -> Result<Downloaded, ModelsError> {
-    let (agent, tokens, opts) = (&client.agent, &client.tokens, &client.opts);
+    let opts = &client.opts;
     let path = model.path.as_str();
     let with_sha256 = model.sha256.is_some();
     let mut partial = Partial::open(models_dir, key, url, with_sha256)?;
     let resumed_from = partial.len();
-    let mut received = 0u64;
     let mut failures = 0u32;
     let mut attempts = 0u32;
     let mut furthest = resumed_from;
+    let mut first_body = None;
+    let mut received = 0u64;
     reporter.start(path, resumed_from, partial.sidecar.total.or(model.size));
     let result = loop {
-        attempts += 1;
         let before = partial.len();
-        let outcome = attempt(agent, tokens, reporter, model, url, &mut partial);
+        attempts += 1;
+        let outcome = if partial.sidecar.chunks.is_some() {
+            chunked::run(
+                client,
+                reporter,
+                model,
+                url,
+                &mut partial,
+                first_body.take(),
+            )
+        } else {
+            attempt(client, reporter, model, url, &mut partial)
+        };
         received += partial.len().saturating_sub(before);
         match outcome {
             Ok(Attempt::Done) => break Ok(()),
+            Ok(Attempt::Chunked(body)) => {
+                // Not a new attempt: the same response goes on as chunk 0.
+                attempts -= 1;
+                first_body = Some(body);
+            }
             Ok(Attempt::Retry(detail)) => {
                 // Reaching further than ever before resets the failure budget
                 // (a restart from 0 followed by the same cut does not).
@@ -279,7 +480,7 @@ pub(crate) fn download(
                         path: path.to_string(),
                         url: redact(url),
                         attempts,
-                        detail: tokens.scrub(&detail),
+                        detail: client.scrub(&detail),
                     });
                 }
                 let delay = backoff(opts.retry_delay, failures);
@@ -287,7 +488,7 @@ pub(crate) fn download(
                     path,
                     &format!(
                         "{}; retrying in {:.1} s",
-                        tokens.scrub(&detail),
+                        client.scrub(&detail),
                         delay.as_secs_f32()
                     ),
                 );
@@ -298,7 +499,12 @@ pub(crate) fn download(
     };
     reporter.finish(path);
     if let Err(e) = result {
-        if matches!(e, ModelsError::HttpStatus { .. }) {
+        if matches!(
+            e,
+            ModelsError::HttpStatus { .. }
+                | ModelsError::TooLarge { .. }
+                | ModelsError::Redirects { .. }
+        ) {
             partial.discard();
         }
         return Err(e);
@@ -325,7 +531,15 @@ fn finish(
         .file
         .sync_all()
         .map_err(|e| ModelsError::io("flush", &partial.part, e))?;
-    let digests = partial.hashers.clone().finish();
+    let whole = partial
+        .sidecar
+        .total
+        .is_some_and(|t| t == partial.hashers.len());
+    let digests = if partial.sidecar.chunks.is_some() && !whole {
+        hash_file(&partial.part, partial.with_sha256)?
+    } else {
+        partial.hashers.clone().finish()
+    };
     if let Some((what, expected, actual)) = first_mismatch(
         &digests,
         model.size,
@@ -358,7 +572,7 @@ fn finish(
     })
 }
 
-fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+pub(crate) fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -366,7 +580,7 @@ fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String>
 }
 
 /// `Content-Range: bytes a-b/total` → `(a, total)`.
-fn content_range(v: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes")?.trim();
     let (range, total) = rest.split_once('/')?;
     let (a, _) = range.split_once('-')?;
@@ -377,7 +591,7 @@ fn hint(status: u16) -> String {
     match status {
         401 | 403 => format!(
             "the server refused access: set {} (Hugging Face) or {} (CivitAI) to a token that can read this file, \
-             and accept the model's license on its page if it is gated",
+             and accept the model's license on its page if it is gated (tokens are sent only over https, or http to loopback)",
             comfyver_env::HF_TOKEN,
             comfyver_env::CIVITAI_TOKEN
         ),
@@ -390,83 +604,97 @@ fn hint(status: u16) -> String {
     }
 }
 
+/// What to do with a response's status: `Ok(None)` to read its body.
+pub(crate) fn judge_status(
+    model: &LockedModel,
+    url: &str,
+    status: u16,
+) -> Result<Option<String>, ModelsError> {
+    match status {
+        200 | 206 => Ok(None),
+        408 | 429 | 500..=599 => Ok(Some(format!("HTTP {status}"))),
+        _ => Err(ModelsError::HttpStatus {
+            path: model.path.clone(),
+            url: redact(url),
+            status,
+            hint: hint(status),
+        }),
+    }
+}
+
+/// Whether a response allows fetching the rest of the file in ranges.
+fn accepts_ranges(resp: &ureq::http::Response<ureq::Body>) -> bool {
+    header(resp, "accept-ranges").is_some_and(|v| v.trim().eq_ignore_ascii_case("bytes"))
+}
+
 /// One HTTP request and as much of its body as arrives.
 fn attempt(
-    agent: &ureq::Agent,
-    tokens: &Tokens,
+    client: &Client,
     reporter: &dyn Reporter,
     model: &LockedModel,
     url: &str,
     partial: &mut Partial,
 ) -> Result<Attempt, ModelsError> {
+    let opts = &client.opts;
     let path = model.path.as_str();
-    let read_timeout = agent.config().timeout_per_read().unwrap_or_default();
     let offset = partial.len();
-    let mut req = agent.get(url);
-    if let Some(token) = tokens.for_url(url) {
-        req = req.header("Authorization", format!("Bearer {token}"));
-    }
-    let validator = partial
-        .sidecar
-        .etag
-        .clone()
-        .filter(|e| !e.starts_with("W/"))
-        .or_else(|| partial.sidecar.last_modified.clone());
+    let validator = partial.sidecar.validator();
     let resuming = offset > 0 && validator.is_some();
     if offset > 0 && !resuming {
         partial.restart()?;
     }
-    if resuming {
-        req = req.header("Range", format!("bytes={offset}-"));
-        if let Some(v) = &validator {
-            req = req.header("If-Range", v.as_str());
-        }
-    }
-    let resp = match req.call() {
+    let range = resuming.then(|| format!("bytes={offset}-"));
+    let if_range = if resuming { validator.as_deref() } else { None };
+    let resp = match client.get(model, url, range.as_deref(), if_range)? {
         Ok(r) => r,
-        Err(e) => return Ok(Attempt::Retry(describe(&e))),
+        Err(detail) => return Ok(Attempt::Retry(detail)),
     };
     let status = resp.status().as_u16();
-    let total = match status {
-        200 => {
-            if partial.len() > 0 {
-                reporter.note(path, "the server sent the whole file again; restarting");
-                partial.restart()?;
-            }
-            partial.sidecar.etag = header(&resp, "etag");
-            partial.sidecar.last_modified = header(&resp, "last-modified");
-            let total = header(&resp, "content-length").and_then(|v| v.parse().ok());
-            partial.sidecar.total = total;
-            partial.save_sidecar()?;
-            total
-        }
-        206 => {
-            let range = header(&resp, "content-range").and_then(|v| content_range(&v));
-            match range {
-                Some((start, total)) if start == offset => total,
-                _ => {
-                    // Not the range we asked for: start over cleanly.
-                    partial.restart()?;
-                    return Ok(Attempt::Retry(format!(
-                        "the server answered a different byte range than requested (bytes={offset}-)"
-                    )));
-                }
-            }
-        }
-        416 => {
+    if status == 416 {
+        partial.restart()?;
+        return Ok(Attempt::Retry("HTTP 416 for the resume range".into()));
+    }
+    if let Some(detail) = judge_status(model, url, status)? {
+        return Ok(Attempt::Retry(detail));
+    }
+    let total = if status == 200 {
+        if partial.len() > 0 {
+            reporter.note(path, "the server sent the whole file again; restarting");
             partial.restart()?;
-            return Ok(Attempt::Retry("HTTP 416 for the resume range".into()));
         }
-        408 | 429 | 500..=599 => return Ok(Attempt::Retry(format!("HTTP {status}"))),
-        _ => {
-            return Err(ModelsError::HttpStatus {
-                path: path.to_string(),
-                url: redact(url),
-                status,
-                hint: hint(status),
-            });
+        let total = header(&resp, "content-length").and_then(|v| v.parse().ok());
+        byte_limit(opts, model, url, total)?;
+        partial.sidecar.etag = header(&resp, "etag");
+        partial.sidecar.last_modified = header(&resp, "last-modified");
+        partial.sidecar.total = total;
+        if let Some(t) = total
+            && opts.connections > 1
+            && t >= opts.chunked_min_size
+            && accepts_ranges(&resp)
+            && partial.sidecar.validator().is_some()
+        {
+            chunked::plan(partial, t, opts.connections, opts.chunked_min_size)?;
+            return Ok(Attempt::Chunked(resp.into_body().into_reader()));
+        }
+        partial.save_sidecar()?;
+        total
+    } else {
+        let range = header(&resp, "content-range").and_then(|v| content_range(&v));
+        match range {
+            Some((start, total)) if start == offset => {
+                byte_limit(opts, model, url, total)?;
+                total
+            }
+            _ => {
+                // Not the range we asked for: start over cleanly.
+                partial.restart()?;
+                return Ok(Attempt::Retry(format!(
+                    "the server answered a different byte range than requested (bytes={offset}-)"
+                )));
+            }
         }
     };
+    let limit = byte_limit(opts, model, url, total)?;
     reporter.start(path, partial.len(), total);
     let mut reader = resp.into_body().into_reader();
     let mut buf = vec![0u8; BUF / 4];
@@ -474,23 +702,17 @@ fn attempt(
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::TimedOut
-                    || e.to_string().contains("timeout") =>
-            {
-                return Ok(Attempt::Retry(format!(
-                    "timed out: no data for {} s after {} bytes (stalled)",
-                    read_timeout.as_secs_f32(),
-                    partial.len()
-                )));
-            }
             Err(e) => {
-                return Ok(Attempt::Retry(format!(
-                    "the connection broke after {} bytes: {e}",
-                    partial.len()
+                return Ok(Attempt::Retry(read_failure(
+                    &e,
+                    client.read_timeout(),
+                    partial.len(),
                 )));
             }
         };
+        if partial.len() + n as u64 > limit {
+            return Err(past_limit(opts, model, url, limit));
+        }
         partial.write(&buf[..n])?;
         reporter.progress(path, partial.len(), total);
     }
@@ -503,6 +725,18 @@ fn attempt(
         )));
     }
     Ok(Attempt::Done)
+}
+
+/// A failed read of a body, as a retry detail.
+pub(crate) fn read_failure(e: &std::io::Error, read_timeout: Duration, at: u64) -> String {
+    if e.kind() == std::io::ErrorKind::TimedOut || e.to_string().contains("timeout") {
+        format!(
+            "timed out: no data for {} s after {at} bytes (stalled)",
+            read_timeout.as_secs_f32()
+        )
+    } else {
+        format!("the connection broke after {at} bytes: {e}")
+    }
 }
 
 /// A transport error as text (ureq's messages hold no headers, so no token;
@@ -530,5 +764,78 @@ mod tests {
         assert_eq!(backoff(b, 1), b);
         assert_eq!(backoff(b, 3), b * 4);
         assert!(backoff(b, 30) <= Duration::from_secs(30));
+    }
+
+    use comfyver_testkit::http::{Fault, HttpServer, non_loopback_ip};
+
+    fn fetch_with(tokens: Tokens, url: &str) -> Result<Downloaded, ModelsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = FetchOptions {
+            retries: 0,
+            ..FetchOptions::default()
+        };
+        let client = Client::with_tokens(&opts, tokens);
+        let m = LockedModel {
+            source: url.into(),
+            path: "vae/t.bin".into(),
+            sha256: None,
+            blake3: None,
+            size: None,
+        };
+        let dest = dir.path().join("vae/t.bin");
+        download(&client, &crate::NoReporter, dir.path(), "k", &m, url, &dest)
+    }
+
+    #[test]
+    fn bearer_tokens_never_travel_over_plain_http_except_to_loopback() {
+        const SECRET: &str = "hf_secret_value";
+        // Loopback over http: the token is sent.
+        let local = HttpServer::start();
+        local.add_file("/m.bin", vec![1u8; 1000]);
+        local.fault("/m.bin", Fault::RequireBearer(SECRET.into()));
+        fetch_with(Tokens::for_tests("127.0.0.1", SECRET), &local.url("/m.bin")).unwrap();
+        assert_eq!(
+            local.requests_for("/m.bin")[0].authorization.as_deref(),
+            Some("Bearer hf_secret_value")
+        );
+        // The same host over plain http on a real interface: never.
+        let ip = non_loopback_ip().expect("this test needs a non-loopback IPv4 address");
+        let lan = HttpServer::start_on(ip);
+        lan.add_file("/m.bin", vec![2u8; 1000]);
+        let host = ip.to_string();
+        fetch_with(Tokens::for_tests(&host, SECRET), &lan.url("/m.bin")).unwrap();
+        // A redirect from loopback to plain http elsewhere: never either.
+        local.fault("/hop", Fault::Redirect(lan.url("/m.bin")));
+        fetch_with(Tokens::for_tests("127.0.0.1", SECRET), &local.url("/hop")).unwrap();
+        let lan_reqs = lan.requests_for("/m.bin");
+        assert_eq!(lan_reqs.len(), 2);
+        assert!(
+            lan_reqs.iter().all(|r| r.authorization.is_none()),
+            "{lan_reqs:?}"
+        );
+        assert_eq!(
+            local.requests_for("/hop")[0].authorization.as_deref(),
+            Some("Bearer hf_secret_value")
+        );
+    }
+
+    #[test]
+    fn redirect_locations_resolve_against_the_answering_url() {
+        assert_eq!(
+            join_url("https://a.example/x/y?q=1", "https://b.example/z"),
+            "https://b.example/z"
+        );
+        assert_eq!(
+            join_url("https://a.example/x/y?q=1", "/z"),
+            "https://a.example/z"
+        );
+        assert_eq!(
+            join_url("https://a.example:8/x/y", "z?s=2"),
+            "https://a.example:8/x/z?s=2"
+        );
+        assert_eq!(
+            join_url("http://a.example/x", "//c.example/w"),
+            "http://c.example/w"
+        );
     }
 }

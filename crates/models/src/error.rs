@@ -67,6 +67,32 @@ pub enum ModelsError {
         /// The last failure, with secrets removed.
         detail: String,
     },
+    /// The server announced or sent more bytes than the model may have.
+    #[error(
+        "model {path}: {url}: {detail}; the partial download was deleted and nothing was \
+         put in the store; check the URL and the spec's `size`"
+    )]
+    TooLarge {
+        /// The store path.
+        path: String,
+        /// The URL (redacted).
+        url: String,
+        /// What was announced or sent, and the limit.
+        detail: String,
+    },
+    /// Redirects went on without end.
+    #[error(
+        "model {path}: {url} redirected more than {max} times (a redirect loop?); \
+         check the URL in the spec"
+    )]
+    Redirects {
+        /// The store path.
+        path: String,
+        /// The URL (redacted).
+        url: String,
+        /// The most redirects followed.
+        max: u32,
+    },
     /// The bytes received do not match the spec.
     #[error(
         "model {path}: {what} mismatch for {url}: expected {expected}, got {actual}; \
@@ -85,10 +111,13 @@ pub enum ModelsError {
         /// What was received.
         actual: String,
     },
-    /// A file already at the model's path has other content than the spec says.
+    /// A file already at the model's path has other content than the spec
+    /// (or the store's index) says: damaged, or not this model.
     #[error(
-        "{file} already exists and its {what} is {actual}, not {expected} as the spec says; \
-         it was left untouched: remove it (or fix the spec) and fetch again"
+        "{file} already exists and its {what} is {actual}, not {expected} as the spec or the \
+         store's index says; it was left untouched: run the command again with --repair \
+         (`comfyver models fetch --repair <id>` or `comfyver realize --repair <id>`) to move \
+         it aside into .comfyver/damaged/ and fetch it again, or fix the spec"
     )]
     ExistingMismatch {
         /// The existing file.

@@ -36,6 +36,10 @@ pub struct IndexEntry {
     pub last_modified: Option<String>,
     /// The file's mtime (ns) when it was verified: a changed mtime means re-hash.
     pub mtime_ns: u64,
+    /// The file's inode when it was verified (0: not recorded): a file
+    /// replaced by rename has another.
+    #[serde(default)]
+    pub inode: u64,
     /// When the content was last hashed (seconds since the epoch).
     pub verified_at: u64,
 }

@@ -14,12 +14,15 @@
 //!   Nothing incomplete or unverified is ever put at a model's final path.
 //! - [`is_present`]: the warm-path check (one `stat`).
 //! - [`verify_models`], [`actual_model`] (what the store holds for a model), [`list_store`], [`gc_plan`] / [`gc_apply`].
-//! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store.
+//! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store,
+//!   and [`link_custom_folders`]: the home's links for packs' own folders.
 
 mod auth;
+mod chunked;
 mod download;
 mod error;
 mod fetch;
+mod folders;
 mod gc;
 mod hash;
 mod index;
@@ -30,7 +33,11 @@ mod verify;
 mod yaml;
 
 pub use error::ModelsError;
-pub use fetch::{FetchOptions, FetchOutcome, FetchStatus, ModelReport, fetch_models, is_present};
+pub use fetch::{
+    DEFAULT_MAX_MODEL_BYTES, FetchOptions, FetchOutcome, FetchStatus, MAX_MODEL_BYTES_ENV,
+    ModelReport, fetch_models, is_present, models_intact,
+};
+pub use folders::link_custom_folders;
 pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
 pub use index::{Index, IndexEntry};
 pub use progress::{NoReporter, Reporter};

@@ -39,6 +39,18 @@ pub(crate) fn place(
     if !meta.is_file() {
         return Err(src_err(std::io::Error::other("not a regular file")));
     }
+    // Never copy more than the spec's size: a wrong file is refused first.
+    if let Some(size) = m.size
+        && size != meta.len()
+    {
+        return Err(ModelsError::Mismatch {
+            path: m.path.clone(),
+            url: redact(&m.source),
+            what: "size",
+            expected: size.to_string(),
+            actual: meta.len().to_string(),
+        });
+    }
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| ModelsError::io("create", parent, e))?;
     let tmp = temp_beside(dest);

@@ -52,6 +52,11 @@ pub(crate) fn partial_dir(models_dir: &Path) -> PathBuf {
     models_dir.join(META_DIR).join("partial")
 }
 
+/// `<models>/.comfyver/damaged`: files moved aside by a repair.
+pub(crate) fn damaged_dir(models_dir: &Path) -> PathBuf {
+    models_dir.join(META_DIR).join("damaged")
+}
+
 /// `<models>/.comfyver/index.json`.
 pub(crate) fn index_file(models_dir: &Path) -> PathBuf {
     models_dir.join(META_DIR).join("index.json")
@@ -60,6 +65,12 @@ pub(crate) fn index_file(models_dir: &Path) -> PathBuf {
 /// The per-model cross-process lock.
 pub(crate) fn model_lock(layout: &CacheLayout, key: &str) -> PathBuf {
     layout.lock_path(LOCK_KIND, key)
+}
+
+/// The cross-process lock of one store path (`<target_subdir>/<name>`),
+/// whatever source lands there.
+pub(crate) fn path_lock(layout: &CacheLayout, path: &str) -> PathBuf {
+    layout.lock_path(LOCK_KIND, &format!("path-{}", source_key(path)))
 }
 
 /// The lock guarding the index's read-modify-write.

@@ -132,7 +132,7 @@ fn verify_one(
     }
     let key = source_key(&m.source);
     let entry = index.models.get(&m.path).filter(|e| e.key == key);
-    let fresh = entry.filter(|e| e.size == meta.len() && e.mtime_ns == mtime_ns(&meta));
+    let fresh = entry.filter(|e| crate::fetch::stat_matches(e, &meta));
     if !rehash && let Some(e) = fresh {
         if entry_satisfies(e, m) {
             return Ok(VerifyStatus::Ok { hashed: false });
@@ -183,6 +183,7 @@ fn verify_one(
             etag: previous.as_ref().and_then(|e| e.etag.clone()),
             last_modified: previous.and_then(|e| e.last_modified),
             mtime_ns: mtime_ns(&meta),
+            inode: std::os::unix::fs::MetadataExt::ino(&meta),
             verified_at: now_secs(),
         },
     )?;

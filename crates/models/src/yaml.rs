@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use comfyver_spec::model_folders::{MODEL_FOLDERS, is_known, map_legacy};
+use comfyver_spec::model_folders::{MODEL_FOLDERS, RESERVED_YAML_KEYS, is_known, nested_key};
+
+use crate::folders::custom_tops;
 
 /// The section name in the generated file.
 pub const YAML_SECTION: &str = "comfyver";
@@ -18,7 +20,9 @@ fn q(s: &str) -> String {
 /// The `extra_model_paths.yaml` that points ComfyUI at the store `models_dir`:
 /// every ComfyUI model folder mapped to its subdirectory (with the legacy
 /// aliases `clip`, `unet` and `t2i_adapter` listed too), plus each custom
-/// `target_subdir` that is not a known folder.
+/// `target_subdir` that is not a known folder: its top directory under its
+/// own name (`ultralytics`), and a nested one under the name packs register
+/// it by (`ultralytics/bbox` as `ultralytics_bbox`).
 pub fn extra_model_paths_yaml(models_dir: &Path, custom_subdirs: &[String]) -> String {
     let mut out =
         String::from("# Written by comfyver: ComfyUI's model folders in the shared model store.\n");
@@ -33,18 +37,27 @@ pub fn extra_model_paths_yaml(models_dir: &Path, custom_subdirs: &[String]) -> S
         lines.extend(dirs.iter().filter(|d| *d != folder));
         out.push_str(&format!("  {}: {}\n", q(folder), q(&lines.join("\n"))));
     }
-    let mut extra: Vec<&str> = Vec::new();
+    let mut keys: Vec<(String, String)> = custom_tops(custom_subdirs)
+        .into_iter()
+        .map(|t| (t.to_string(), t.to_string()))
+        .collect();
     for s in custom_subdirs {
-        let top = s.trim_matches('/').split('/').next().unwrap_or_default();
-        let top = map_legacy(top);
-        if top.is_empty() || is_known(top) || extra.contains(&top) {
+        let s = s.trim_matches('/');
+        let key = nested_key(s);
+        let top = s.split('/').next().unwrap_or_default();
+        if !s.contains('/')
+            || is_known(top)
+            || is_known(&key)
+            || RESERVED_YAML_KEYS.contains(&key.as_str())
+            || keys.iter().any(|(k, _)| *k == key)
+        {
             continue;
         }
-        extra.push(top);
+        keys.push((key, s.to_string()));
     }
-    extra.sort_unstable();
-    for top in extra {
-        out.push_str(&format!("  {}: {}\n", q(top), q(top)));
+    keys.sort();
+    for (key, dir) in keys {
+        out.push_str(&format!("  {}: {}\n", q(&key), q(&dir)));
     }
     out
 }
@@ -61,7 +74,22 @@ mod tests {
                 "ipadapter".into(),
                 "loras/sdxl".into(),
                 "ipadapter/x".into(),
+                "ultralytics/bbox".into(),
+                "custom/nodes".into(),
+                "t2i_adapter".into(),
             ],
+        );
+        assert!(y.contains("  \"ultralytics\": \"ultralytics\"\n"), "{y}");
+        assert!(
+            y.contains("  \"ultralytics_bbox\": \"ultralytics/bbox\"\n"),
+            "{y}"
+        );
+        assert!(y.contains("  \"ipadapter_x\": \"ipadapter/x\"\n"), "{y}");
+        assert!(!y.contains("\"custom_nodes\""), "{y}");
+        assert_eq!(
+            y.matches("t2i_adapter").count(),
+            1,
+            "only under controlnet: {y}"
         );
         assert!(y.contains("  \"base_path\": \"/vol/models: #1\"\n"), "{y}");
         assert!(

@@ -38,6 +38,9 @@ pub struct RealizeRequest<'a> {
     pub rewrites: UrlRewrites,
     /// The installer; detected (uv, else pip) when `None`.
     pub installer: Option<Installer>,
+    /// Repair: skip the warm path, hash every model and fetch again what
+    /// does not verify (the bad file is moved aside), then rebuild the home.
+    pub repair: bool,
 }
 
 /// What a realize did.
@@ -78,12 +81,12 @@ pub fn realize(
 ) -> Result<Realized, RealizeError> {
     let home = &req.home;
     let skip = req.skip_models || req.spec.skip_models();
-    if is_warm_for(home, req.lock, req.layout, skip) {
+    if !req.repair && is_warm_for(home, req.lock, req.layout, skip) {
         return warm(home, req.lock);
     }
     home.check_place(req.layout)?;
     let _lock = FileLock::acquire(&home_lock(req.layout, home))?;
-    if is_warm_for(home, req.lock, req.layout, skip) {
+    if !req.repair && is_warm_for(home, req.lock, req.layout, skip) {
         return warm(home, req.lock);
     }
     let mut warnings = Vec::new();
@@ -115,18 +118,28 @@ pub fn realize(
             jobs: req.jobs.max(1),
             offline: req.offline,
             skip,
+            repair: req.repair,
             ..FetchOptions::default()
         },
         reporter.models(),
     )?;
     let missing_models: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
+    for m in &fetched.models {
+        if let Some(aside) = &m.moved_aside {
+            warnings.push(format!(
+                "{} did not verify: moved it to {} and fetched it again",
+                m.path,
+                aside.display()
+            ));
+        }
+    }
     for m in fetched.unverified() {
         warnings.push(format!(
             "kept the existing file {} without verifying it (the spec gives no checksum)",
             m.path
         ));
     }
-    write_extra_model_paths(home, req)?;
+    warnings.extend(wire_model_folders(home, req)?);
 
     reporter.step("python", "");
     let inputs = PythonInputs {
@@ -261,7 +274,11 @@ pub(crate) fn discard(dir: &Path) -> Result<(), RealizeError> {
     Ok(comfyver_fs::discard(dir)?)
 }
 
-fn write_extra_model_paths(home: &Home, req: &RealizeRequest<'_>) -> Result<(), RealizeError> {
+/// Writes `extra_model_paths.yaml` in the core root (ComfyUI loads it from
+/// there by itself; it is not passed again with `--extra-model-paths-config`,
+/// which would register every path twice) and links the home's
+/// `models/<top>` into the store for packs' own folders. Returns warnings.
+fn wire_model_folders(home: &Home, req: &RealizeRequest<'_>) -> Result<Vec<String>, RealizeError> {
     let mut custom: Vec<String> = req
         .lock
         .models
@@ -273,7 +290,11 @@ fn write_extra_model_paths(home: &Home, req: &RealizeRequest<'_>) -> Result<(), 
     custom.dedup();
     let yaml = comfyver_models::extra_model_paths_yaml(req.layout.models_dir(), &custom);
     comfyver_fs::write_atomic_if_changed(&home.extra_model_paths(), yaml.as_bytes())?;
-    Ok(())
+    Ok(comfyver_models::link_custom_folders(
+        &home.root().join("models"),
+        req.layout.models_dir(),
+        &custom,
+    )?)
 }
 
 fn install_scripts(spec: &VersionSpec, checkouts: &[NodeCheckout]) -> Vec<InstallScript> {

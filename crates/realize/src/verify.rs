@@ -47,11 +47,14 @@ pub fn verify(
     match read_stamp(home) {
         None => add(
             "stamp",
-            "no realized stamp: the home was never completed; run `comfyver realize`".into(),
+            "no realized stamp: the home was never completed; run `comfyver realize --repair`"
+                .into(),
         ),
         Some(_) if !is_warm(home, lock, layout) => add(
             "stamp",
-            "the stamp does not match the lock or a part is missing: run `comfyver realize`".into(),
+            "the stamp does not match the lock, or a part is missing or changed: run \
+             `comfyver realize --repair`"
+                .into(),
         ),
         Some(_) => {}
     }
@@ -116,7 +119,10 @@ pub fn verify(
         if report.status.is_problem() {
             add(
                 &format!("models/{}", report.path),
-                format!("{:?}", report.status),
+                format!(
+                    "{:?}: `comfyver realize --repair` fetches it again (a wrong file is moved aside)",
+                    report.status
+                ),
             );
         }
     }

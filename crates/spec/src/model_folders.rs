@@ -43,10 +43,37 @@ pub fn map_legacy(name: &str) -> &str {
     }
 }
 
-/// Whether `name` (after legacy mapping) is one of ComfyUI's model folders.
+/// Whether `name` (after legacy mapping) is one of ComfyUI's model folders,
+/// or one of their default directories (`t2i_adapter` is a directory of
+/// `controlnet`).
 pub fn is_known(name: &str) -> bool {
     let name = map_legacy(name);
-    MODEL_FOLDERS.iter().any(|(k, _)| *k == name)
+    MODEL_FOLDERS
+        .iter()
+        .any(|(k, dirs)| *k == name || dirs.contains(&name))
+}
+
+/// Keys of an `extra_model_paths.yaml` section that are not model folders:
+/// `base_path` and `is_default` are settings, and `custom_nodes` adds a
+/// directory ComfyUI imports node packs from. A `target_subdir` may not use
+/// them (nor flatten to them: `custom/nodes` would be `custom_nodes`).
+pub const RESERVED_YAML_KEYS: &[&str] = &["base_path", "is_default", "custom_nodes"];
+
+/// The `extra_model_paths.yaml` key comfyver registers a nested custom folder
+/// under, as packs name them: `ultralytics/bbox` → `ultralytics_bbox`.
+pub fn nested_key(subdir: &str) -> String {
+    subdir.trim_matches('/').replace('/', "_")
+}
+
+/// Folders that packs register over a core folder's directories, with the
+/// folder to use instead (ComfyUI-GGUF lists `.gguf` files of `unet_gguf`
+/// from the `diffusion_models` directories, `clip_gguf` from `text_encoders`).
+pub fn registered_over(name: &str) -> Option<&'static str> {
+    match name {
+        "unet_gguf" => Some("diffusion_models"),
+        "clip_gguf" => Some("text_encoders"),
+        _ => None,
+    }
 }
 
 /// The names of every known folder (for "did you mean" suggestions).

@@ -358,10 +358,34 @@ fn subdir(s: &str, at: &str, r: &mut Report) -> Option<String> {
         r.error(path, format!("not a safe folder: {reason}"));
         return None;
     }
+    let first = trimmed.split('/').next().unwrap_or(trimmed);
+    let nested = model_folders::nested_key(trimmed);
+    if let Some(key) = [first, nested.as_str()]
+        .into_iter()
+        .find(|k| model_folders::RESERVED_YAML_KEYS.contains(k))
+    {
+        r.error(
+            path,
+            format!(
+                "`{trimmed}` cannot be a model folder: `{key}` is an extra_model_paths.yaml key with \
+                 another meaning; use a folder such as `checkpoints`, or another name"
+            ),
+        );
+        return None;
+    }
     if model_folders::is_known(trimmed) {
         return Some(model_folders::map_legacy(trimmed).to_string());
     }
-    let first = trimmed.split('/').next().unwrap_or(trimmed);
+    if let Some(instead) = model_folders::registered_over(first) {
+        r.warn(
+            path,
+            format!(
+                "`{first}` is a folder packs register over ComfyUI's own directories, not a \
+                 directory: use `target_subdir: \"{instead}\"` so the pack finds the file"
+            ),
+        );
+        return Some(trimmed.to_string());
+    }
     if model_folders::is_known(first) {
         return Some(trimmed.to_string());
     }

@@ -58,6 +58,15 @@ pub enum Fault {
     },
     /// Answer `302` with `Location` set to this path or absolute URL.
     Redirect(String),
+    /// Send the file's bytes over and over without a `Content-Length`
+    /// (a close-delimited body that never ends) until the client hangs up.
+    Endless,
+    /// Limit each connection to this many body bytes per second, as CDNs do
+    /// (see [`HttpServer::limit_rate`] for a limit shared by all connections).
+    Throttle {
+        /// Bytes per second per connection.
+        bytes_per_sec: u64,
+    },
 }
 
 /// What the server saw and did for one request.
@@ -92,36 +101,90 @@ struct State {
     in_flight: usize,
 }
 
+/// Paces writes to a rate: each write reserves its bytes' time slot after
+/// the previous one (a leaky bucket), shared by whoever holds the pacer.
+#[derive(Debug)]
+struct Pacer {
+    bytes_per_sec: u64,
+    next_free: std::time::Instant,
+}
+
+impl Pacer {
+    fn new(bytes_per_sec: u64) -> Pacer {
+        Pacer {
+            bytes_per_sec: bytes_per_sec.max(1),
+            next_free: std::time::Instant::now(),
+        }
+    }
+
+    /// Reserves `n` bytes; returns when they may be sent.
+    fn reserve(&mut self, n: u64) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        // Unused time does not accumulate into a burst of more than 50 ms.
+        let start = self
+            .next_free
+            .max(now.checked_sub(Duration::from_millis(50)).unwrap_or(now));
+        self.next_free = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
+        start
+    }
+}
+
+fn wait_until(t: std::time::Instant) {
+    let now = std::time::Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
 /// A running server; stopped when dropped.
 pub struct HttpServer {
     addr: std::net::SocketAddr,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    total_rate: Arc<Mutex<Option<Pacer>>>,
 }
 
 impl HttpServer {
     /// Starts a server on a free loopback port.
     pub fn start() -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        HttpServer::start_on(std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Starts a server on a free port of `ip` (e.g. a non-loopback address
+    /// of this machine, for tests of what is only allowed on loopback).
+    pub fn start_on(ip: std::net::IpAddr) -> HttpServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a port");
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
+        let total_rate: Arc<Mutex<Option<Pacer>>> = Arc::new(Mutex::new(None));
+        let (st, sp, tr) = (state.clone(), stop.clone(), total_rate.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if sp.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let st = st.clone();
+                let (st, tr) = (st.clone(), tr.clone());
                 st.lock().unwrap_or_else(|e| e.into_inner()).in_flight += 1;
                 std::thread::spawn(move || {
-                    handle(conn, &st);
+                    handle(conn, &st, &tr);
                     st.lock().unwrap_or_else(|e| e.into_inner()).in_flight -= 1;
                 });
             }
         });
-        HttpServer { addr, state, stop }
+        HttpServer {
+            addr,
+            state,
+            stop,
+            total_rate,
+        }
+    }
+
+    /// Limits all connections together to `bytes_per_sec` body bytes per
+    /// second (a link-limited server); `None` removes the limit.
+    pub fn limit_rate(&self, bytes_per_sec: Option<u64>) {
+        *self.total_rate.lock().unwrap_or_else(|e| e.into_inner()) = bytes_per_sec.map(Pacer::new);
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -186,6 +249,17 @@ impl HttpServer {
         self.requests_for(path).iter().map(|r| r.bytes_sent).sum()
     }
 
+    /// Body bytes sent for `path` by the requests finished so far (does not
+    /// wait for requests in flight, unlike [`HttpServer::bytes_sent`]).
+    pub fn bytes_sent_finished(&self, path: &str) -> u64 {
+        self.lock()
+            .log
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.bytes_sent)
+            .sum()
+    }
+
     /// How many `GET`s of `path` were answered with the whole file from byte 0 (status 200).
     pub fn full_gets(&self, path: &str) -> usize {
         self.requests_for(path)
@@ -205,6 +279,16 @@ impl Drop for HttpServer {
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
     }
+}
+
+/// A non-loopback IPv4 address of this machine (the one its default route
+/// uses; found without sending a packet), for tests of what only loopback
+/// may do. `None` when the machine has no such address.
+pub fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for test files that must
@@ -288,7 +372,7 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
     })
 }
 
-fn handle(mut conn: TcpStream, state: &Mutex<State>) {
+fn handle(mut conn: TcpStream, state: &Mutex<State>, total_rate: &Mutex<Option<Pacer>>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let Some(req) = read_request(&conn) else {
         return;
@@ -323,7 +407,7 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) {
         bytes_sent: 0,
         complete: false,
     };
-    respond(&mut conn, &req, file, &faults, state, &mut log);
+    respond(&mut conn, &req, file, &faults, state, total_rate, &mut log);
     let _ = conn.flush();
     let _ = conn.shutdown(Shutdown::Both);
     state
@@ -351,9 +435,12 @@ fn respond(
     file: Option<Arc<Vec<u8>>>,
     faults: &[Fault],
     state: &Mutex<State>,
+    total_rate: &Mutex<Option<Pacer>>,
     log: &mut RequestLog,
 ) {
     let mut drop_after = None;
+    let mut endless = false;
+    let mut per_conn = None;
     let mut ignore_range = false;
     let mut slow = None;
     let mut claimed_len = None;
@@ -375,12 +462,17 @@ fn respond(
             Fault::IgnoreRange => ignore_range = true,
             Fault::Slow { chunk, delay } => slow = Some((*chunk, *delay)),
             Fault::WrongContentLength(n) => claimed_len = Some(*n),
+            Fault::Endless => endless = true,
+            Fault::Throttle { bytes_per_sec } => per_conn = Some(Pacer::new(*bytes_per_sec)),
             _ => {}
         }
     }
     let Some(file) = file else {
         return simple(conn, 404, "", "not found", log);
     };
+    if endless {
+        return send_endless(conn, &file, log);
+    }
     if drop_after.is_some() {
         // Count this use of the DropAfter fault.
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -445,6 +537,17 @@ fn respond(
     while pos < start + limit {
         let n = (chunk as u64).min(start + limit - pos) as usize;
         let slice = &file[pos as usize..pos as usize + n];
+        if let Some(p) = &mut per_conn {
+            wait_until(p.reserve(n as u64));
+        }
+        let shared = total_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map(|p| p.reserve(n as u64));
+        if let Some(t) = shared {
+            wait_until(t);
+        }
         if conn.write_all(slice).is_err() {
             return;
         }
@@ -455,6 +558,20 @@ fn respond(
         }
     }
     log.complete = drop_after.is_none() && claimed_len.is_none_or(|c| c == body_len);
+}
+
+/// A `200` without `Content-Length`, repeating `file` until the client hangs up.
+fn send_endless(conn: &mut TcpStream, file: &[u8], log: &mut RequestLog) {
+    log.status = 200;
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+    if conn.write_all(head.as_bytes()).is_err() || file.is_empty() {
+        return;
+    }
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
+    while conn.write_all(file).is_ok() {
+        log.bytes_sent += file.len() as u64;
+    }
 }
 
 /// `bytes=a-` or `bytes=a-b`.
@@ -515,5 +632,48 @@ mod tests {
         assert!(get(&server, "/a", "").ends_with("\r\n\r\n012"));
         assert!(get(&server, "/a", "").ends_with("0123456789"));
         assert!(get(&server, "/missing", "").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn throttles_per_connection_and_in_total_and_streams_without_end() {
+        let server = HttpServer::start();
+        server.add_file("/t", vec![1u8; 200_000]);
+        server.fault(
+            "/t",
+            Fault::Throttle {
+                bytes_per_sec: 1_000_000,
+            },
+        );
+        let t = std::time::Instant::now();
+        assert!(get(&server, "/t", "").ends_with(&"\u{1}".repeat(1000)));
+        // 200 kB at 1 MB/s cannot arrive in much less than 0.2 s.
+        assert!(
+            t.elapsed() >= Duration::from_millis(140),
+            "{:?}",
+            t.elapsed()
+        );
+        server.clear_faults("/t");
+        server.limit_rate(Some(2_000_000));
+        let t = std::time::Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| get(&server, "/t", ""));
+            }
+        });
+        // 400 kB shared at 2 MB/s: at least about 0.2 s.
+        assert!(
+            t.elapsed() >= Duration::from_millis(140),
+            "{:?}",
+            t.elapsed()
+        );
+        server.limit_rate(None);
+        server.fault("/t", Fault::Endless);
+        let mut c = TcpStream::connect(server.addr).unwrap();
+        write!(c, "GET /t HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = vec![0u8; 1_000_000];
+        c.read_exact(&mut buf).unwrap();
+        drop(c);
+        let log = server.requests_for("/t");
+        assert!(log.last().unwrap().bytes_sent >= 1_000_000 - 200_000);
     }
 }

@@ -47,6 +47,10 @@ pub struct FetchArgs {
     /// Seconds without any data before a download counts as stalled.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub stall_timeout: u64,
+    /// Hash every model already in the store and fetch again what does not
+    /// verify (the bad file is moved to `.comfyver/damaged/` first).
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// `comfyver models verify`.
@@ -112,6 +116,7 @@ fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<Exit> {
         offline: ctx.offline,
         retries: args.retries,
         read_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+        repair: args.repair,
         ..FetchOptions::default()
     };
     let bars = Bars::new(&ctx.out);
@@ -128,6 +133,15 @@ fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<Exit> {
             "{}: kept existing file, not verified (the spec gives no sha256/blake3)",
             m.path
         ));
+    }
+    for m in &outcome.models {
+        if let Some(aside) = &m.moved_aside {
+            ctx.out.warn(&format!(
+                "{} did not verify: moved it to {} and fetched it again",
+                m.path,
+                aside.display()
+            ));
+        }
     }
     if ctx.json {
         let list: Vec<_> = outcome
@@ -178,7 +192,8 @@ fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
     }
     if problems > 0 {
         ctx.out.warn(&format!(
-            "{problems} model(s) missing or wrong; run `comfyver models fetch {}` (remove a wrong file first)",
+            "{problems} model(s) missing or wrong; `comfyver models fetch --repair {}` fetches them \
+             again (a wrong file is moved aside first)",
             args.id
         ));
         return Ok(Exit::Failure);

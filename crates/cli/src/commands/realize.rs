@@ -218,7 +218,10 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
         for p in &problems {
             diagnostics::problem(&p.what, &p.message);
         }
-        diagnostics::hint(&format!("`comfyver realize {}` repairs the home", args.id));
+        diagnostics::hint(&format!(
+            "`comfyver realize --repair {}` repairs the home",
+            args.id
+        ));
     }
     Ok(if problems.is_empty() {
         Exit::Success

@@ -321,7 +321,9 @@ fn execute(
     let env = ComfyEnv {
         python: home.python(),
         core_dir: home.root().to_path_buf(),
-        extra_model_paths: Some(home.extra_model_paths()),
+        // ComfyUI loads `<core>/extra_model_paths.yaml` by itself; passing it
+        // again would register every path twice.
+        extra_model_paths: None,
         env: loaded.spec.env.clone(),
         logs_dir: home.logs_dir(),
         data_dir: home.data_dir(),
