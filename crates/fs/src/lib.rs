@@ -4,9 +4,11 @@
 //! [`write_atomic`] (temp file in the same directory, fsync, rename), directory
 //! publication by rename ([`TempDir`] + [`TempDir::publish`]), and cross-process
 //! locks ([`FileLock`]). [`CacheLayout`] names every path inside the cache root so
-//! that the stages agree on where things live.
+//! that the stages agree on where things live. [`child`] runs child processes
+//! so that none outlives comfyver.
 
 mod atomic;
+pub mod child;
 mod error;
 mod layout;
 mod lock;
