@@ -8,6 +8,9 @@
 //!   cross-process lock; submodules are checked out inside, recursively.
 //! - [`checkout_core`]: a version home's own ComfyUI core checkout.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
+//! - [`isolate_node`]: a per-home copy instead of the link, for a pack whose
+//!   `install.py` runs (it writes into its directory); [`checkout_changes`]
+//!   tells whether a shared checkout was changed after it was published.
 //! - [`ensure_nodes`] / [`fill_caches`]: entry points for realize and for
 //!   `comfyver nodes fetch` (parallel, offline-aware), with progress through
 //!   [`Reporter`].
@@ -17,6 +20,7 @@
 mod checkout;
 mod ensure;
 mod error;
+mod isolate;
 mod link;
 mod mirror;
 mod pause;
@@ -25,6 +29,7 @@ mod report;
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
+pub use isolate::{checkout_changes, isolate_node, node_source};
 pub use link::{LinkOutcome, link_nodes};
 pub use mirror::Mirror;
 pub use pause::PAUSE_ENV;

@@ -112,6 +112,29 @@ pub enum PythonError {
         /// The last lines of the output.
         tail: String,
     },
+    /// A time-limit variable does not hold a number of seconds.
+    #[error("{variable}=`{value}` is not a time limit; set it to a whole number of seconds above 0, or unset it for the default")]
+    BadLimit {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// uv, pip or an install script ran past its time limit and was stopped.
+    #[error(
+        "{what} did not finish within {seconds} s and was stopped (with everything it started): \
+         {command}; if it needs longer, raise {variable}"
+    )]
+    TimedOut {
+        /// What was being done.
+        what: String,
+        /// The command line, redacted.
+        command: String,
+        /// The limit in seconds.
+        seconds: u64,
+        /// The variable that sets the limit.
+        variable: &'static str,
+    },
     /// A file in the home could not be written or locked.
     #[error(transparent)]
     Fs(#[from] comfyver_fs::FsError),

@@ -56,6 +56,7 @@ pub fn build_env(
         path: work.clone(),
         source,
     })?;
+    comfyver_fs::write_atomic(&work.join(SEED_FILE), lines(&seeded).as_bytes())?;
     match replay {
         Some(l) => install_exact(home, layout, reqs, &l.packages, installer)?,
         None => resolve_and_install(home, layout, reqs, installer)?,
@@ -73,11 +74,45 @@ pub fn build_env(
         inputs_digest,
         packages,
     };
-    let mut text = env.packages.join("\n");
-    text.push('\n');
-    comfyver_fs::write_atomic(&home.join(FREEZE_FILE), text.as_bytes())?;
-    venv::mark_complete(home, &env)?;
+    record(home, &env)?;
     Ok(env)
+}
+
+/// What the venv held right after its creation (pip/setuptools of `python -m
+/// venv`), in the work directory.
+const SEED_FILE: &str = "seed.txt";
+
+/// Freezes the venv again after install scripts ran (they may `pip install`
+/// things) and records the result: the freeze file, the completion marker
+/// and the returned set (which goes into the lock) then hold what the
+/// scripts installed too.
+pub fn record_after_scripts(home: &Path, env: &LockedPython) -> Result<LockedPython, PythonError> {
+    let seeded: Vec<String> = std::fs::read_to_string(work_dir(home).join(SEED_FILE))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let packages = without_seed(freeze(&venv_dir(home))?, &seeded);
+    if packages == env.packages {
+        return Ok(env.clone());
+    }
+    let env = LockedPython {
+        inputs_digest: env.inputs_digest.clone(),
+        packages,
+    };
+    record(home, &env)?;
+    Ok(env)
+}
+
+fn record(home: &Path, env: &LockedPython) -> Result<(), PythonError> {
+    comfyver_fs::write_atomic(&home.join(FREEZE_FILE), lines(&env.packages).as_bytes())?;
+    venv::mark_complete(home, env)
+}
+
+fn lines(items: &[String]) -> String {
+    let mut text = items.join("\n");
+    text.push('\n');
+    text
 }
 
 /// What `python -m venv` put there itself (pip, setuptools) is not part of
@@ -124,6 +159,7 @@ fn resolve_and_install(
             run(
                 &mut compile,
                 "resolving the Python requirements (uv pip compile)",
+                reqs.limits.tool_limit(),
             )
             .and_then(|_| {
                 let mut sync = uv_command(uv, layout, &work);
@@ -132,7 +168,11 @@ fn resolve_and_install(
                     .arg(&python)
                     .arg("resolved.txt")
                     .args(source_args(reqs, installer));
-                run(&mut sync, "installing the Python packages (uv pip sync)")
+                run(
+                    &mut sync,
+                    "installing the Python packages (uv pip sync)",
+                    reqs.limits.tool_limit(),
+                )
             })
         }
         Installer::Pip { .. } => {
@@ -143,7 +183,11 @@ fn resolve_and_install(
             if constraints {
                 install.args(["-c", "constraints.txt"]);
             }
-            run(&mut install, "installing the Python packages (pip install)")
+            run(
+                &mut install,
+                "installing the Python packages (pip install)",
+                reqs.limits.tool_limit(),
+            )
         }
     };
     match result {
@@ -192,7 +236,11 @@ fn install_exact(
         }
     };
     cmd.args(source_args(reqs, installer));
-    run(&mut cmd, "installing the locked Python packages")?;
+    run(
+        &mut cmd,
+        "installing the locked Python packages",
+        reqs.limits.tool_limit(),
+    )?;
     Ok(())
 }
 
@@ -216,15 +264,19 @@ fn pip_command(python: &Path, cwd: &Path) -> Command {
     c
 }
 
-/// Where packages come from: offline, no index at all (uv also `--offline`);
-/// else the spec's indexes. The wheel directory and find-links always
-/// (URL find-links are dropped offline).
+/// Where packages come from. Offline, uv gets `--offline` and keeps the
+/// spec's indexes: it then resolves from what its cache holds for them (a new
+/// version whose packages were all installed before realizes offline);
+/// `--no-index` would also stop it from reading that cache. pip has no such
+/// cache, so offline it gets `--no-index`. Online, the spec's indexes. The
+/// wheel directory and find-links always (URL find-links are dropped offline).
 pub(crate) fn source_args(reqs: &Requirements, installer: &Installer) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
-    if reqs.offline {
-        if matches!(installer, Installer::Uv { .. }) {
-            args.push("--offline".into());
-        }
+    let uv = matches!(installer, Installer::Uv { .. });
+    if reqs.offline && uv {
+        args.push("--offline".into());
+    }
+    if reqs.offline && !uv {
         args.push("--no-index".into());
     } else {
         if let Some(url) = &reqs.index_url {

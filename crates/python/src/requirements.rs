@@ -6,6 +6,7 @@ use comfyver_spec::{Digest, PythonSettings, digest_json};
 use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
+use super::limits::Limits;
 use super::pyproject;
 
 /// Everything the Python environment of a version is built from.
@@ -19,8 +20,11 @@ pub struct PythonInputs {
     pub settings: PythonSettings,
     /// A local wheel directory used as find-links (`--wheels-dir`).
     pub wheels_dir: Option<PathBuf>,
-    /// Never use the network: no package index, only wheel directories.
+    /// Never use the network: packages come from uv's cache and wheel
+    /// directories only.
     pub offline: bool,
+    /// How long uv, pip and install scripts may run.
+    pub limits: Limits,
 }
 
 /// One requirement line and where it came from.
@@ -59,6 +63,8 @@ pub struct Requirements {
     pub offline: bool,
     /// Things the caller should tell the user (e.g. dynamic pyproject dependencies).
     pub warnings: Vec<String>,
+    /// How long uv and pip may run (not part of the inputs digest).
+    pub limits: Limits,
 }
 
 /// Where the core's requirements come from, in origins and messages.
@@ -81,6 +87,7 @@ pub fn collect_requirements(inputs: &PythonInputs) -> Result<Requirements, Pytho
         system_site_packages: s.system_site_packages.unwrap_or(false),
         wheels_dir: inputs.wheels_dir.clone(),
         offline: inputs.offline,
+        limits: inputs.limits,
         ..Requirements::default()
     };
     let core_file = inputs.core_dir.join("requirements.txt");

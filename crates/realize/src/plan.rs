@@ -129,6 +129,7 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
             settings: req.spec.python.clone().unwrap_or_default(),
             wheels_dir: req.wheels_dir.clone(),
             offline: req.offline,
+            limits: python::Limits::default(),
         };
         let reqs = python::collect_requirements(&inputs)?;
         let installer = match &req.installer {
