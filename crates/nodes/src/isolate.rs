@@ -39,11 +39,13 @@ pub fn isolate_node(home: &Path, name: &str, checkout: &Path) -> Result<PathBuf,
     let marker = work.join(COPY_MARKER);
     std::fs::write(&marker, checkout.as_os_str().as_encoded_bytes())
         .map_err(|e| NodesError::io("could not write", &marker, e))?;
-    // `rename` replaces a symlink or an empty directory; an old copy is moved
-    // away first so that the name is never missing a whole pack for long.
-    if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+    // A directory cannot be renamed over a link or a non-empty directory:
+    // the old entry (link or copy) is moved away first, the copy is in place
+    // one rename later. This runs under the home's lock, with its stamp
+    // cleared, so nobody loads the home in between.
+    if std::fs::symlink_metadata(&dest).is_ok() {
         std::fs::rename(&dest, tmp.path().join("old"))
-            .map_err(|e| NodesError::io("could not move away the old copy", &dest, e))?;
+            .map_err(|e| NodesError::io("could not move away the old entry", &dest, e))?;
     }
     std::fs::rename(&work, &dest)
         .map_err(|e| NodesError::io("could not put the copy in place", &dest, e))?;
@@ -63,7 +65,9 @@ pub(crate) fn copy_source(dir: &Path) -> Option<PathBuf> {
 /// Where `<home>/custom_nodes/<name>` comes from: the link's target, or the
 /// checkout a per-home copy was made from. `None` for anything else.
 pub fn node_source(entry: &Path) -> Option<PathBuf> {
-    std::fs::read_link(entry).ok().or_else(|| copy_source(entry))
+    std::fs::read_link(entry)
+        .ok()
+        .or_else(|| copy_source(entry))
 }
 
 /// The paths (relative to `checkout`) changed since the checkout was
@@ -124,4 +128,55 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), NodesError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory that looks like a published checkout: files, then the marker.
+    fn fake_checkout(dir: &Path) {
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("install.py"), "print('hi')\n").unwrap();
+        std::fs::write(dir.join("sub/data.txt"), "data\n").unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.join(COMPLETE_MARKER), "c\n").unwrap();
+    }
+
+    #[test]
+    fn a_copy_isolates_writes_and_a_changed_shared_entry_is_seen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = tmp.path().join("cache/custom_nodes/pack@c");
+        fake_checkout(&shared);
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join("custom_nodes")).unwrap();
+        std::os::unix::fs::symlink(&shared, home.join("custom_nodes/pack")).unwrap();
+        assert_eq!(checkout_changes(&shared).unwrap(), Vec::<PathBuf>::new());
+
+        let copy = isolate_node(&home, "pack", &shared).unwrap();
+        assert!(!std::fs::symlink_metadata(&copy).unwrap().is_symlink());
+        assert_eq!(node_source(&copy).as_deref(), Some(shared.as_path()));
+        std::fs::write(copy.join("sub/data.txt"), "written by install.py\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(shared.join("sub/data.txt")).unwrap(),
+            "data\n"
+        );
+        assert_eq!(checkout_changes(&shared).unwrap(), Vec::<PathBuf>::new());
+        // Again: the existing copy (with what the script wrote) is kept.
+        isolate_node(&home, "pack", &shared).unwrap();
+        assert!(
+            std::fs::read_to_string(copy.join("sub/data.txt"))
+                .unwrap()
+                .contains("install.py")
+        );
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(shared.join("sub/data.txt"), "changed\n").unwrap();
+        std::fs::write(shared.join("new.txt"), "x").unwrap();
+        assert_eq!(
+            checkout_changes(&shared).unwrap(),
+            [PathBuf::from("new.txt"), PathBuf::from("sub/data.txt")]
+        );
+    }
 }

@@ -113,7 +113,9 @@ pub enum PythonError {
         tail: String,
     },
     /// A time-limit variable does not hold a number of seconds.
-    #[error("{variable}=`{value}` is not a time limit; set it to a whole number of seconds above 0, or unset it for the default")]
+    #[error(
+        "{variable}=`{value}` is not a time limit; set it to a whole number of seconds above 0, or unset it for the default"
+    )]
     BadLimit {
         /// The variable.
         variable: &'static str,

@@ -33,7 +33,13 @@ const SECRETS: &[&str] = &[
 
 /// Words in the output of a script that exited 0 which mean it failed anyway
 /// (Manager-style scripts print the error and carry on).
-const FAILURE_WORDS: &[&str] = &["Traceback (most recent call last)", "ERROR", "Error:", "FAILED", "failed"];
+const FAILURE_WORDS: &[&str] = &[
+    "Traceback (most recent call last)",
+    "ERROR",
+    "Error:",
+    "FAILED",
+    "failed",
+];
 
 /// Everything an install script runs with, besides its own directory.
 #[derive(Debug, Clone, Copy)]

@@ -90,9 +90,10 @@ mod tests {
         assert_eq!(limits.tool, Duration::from_secs(90));
         assert_eq!(limits.install_script, Limits::default().install_script);
         for bad in ["0", "ten", "-5", ""] {
-            let err = Limits::from_lookup(|n| (n == INSTALL_SCRIPT_TIMEOUT_ENV).then(|| bad.into()))
-                .unwrap_err()
-                .to_string();
+            let err =
+                Limits::from_lookup(|n| (n == INSTALL_SCRIPT_TIMEOUT_ENV).then(|| bad.into()))
+                    .unwrap_err()
+                    .to_string();
             assert!(err.contains(INSTALL_SCRIPT_TIMEOUT_ENV), "{err}");
             assert!(err.contains("whole number of seconds"), "{err}");
         }
