@@ -112,6 +112,24 @@ pub enum PythonError {
         /// The last lines of the output.
         tail: String,
     },
+    /// A pack asks for a torch-family version below the core's.
+    #[error(
+        "{origin} line {line_no}: `{line}` would downgrade {package} below the core's {package} \
+         {core}, which breaks ComfyUI; use a version of the pack that supports {package} {core}, \
+         or, to force it, pin {package} in the spec's python.overrides"
+    )]
+    TorchDowngrade {
+        /// The pack's requirements file.
+        origin: String,
+        /// 1-based line number.
+        line_no: usize,
+        /// The requirement.
+        line: String,
+        /// `torch`, `torchvision` or `torchaudio`.
+        package: String,
+        /// The core's version.
+        core: String,
+    },
     /// A time-limit variable does not hold a number of seconds.
     #[error(
         "{variable}=`{value}` is not a time limit; set it to a whole number of seconds above 0, or unset it for the default"

@@ -24,6 +24,7 @@
 
 mod conflict;
 mod error;
+mod fixups;
 mod freeze;
 mod install;
 mod install_script;
@@ -44,8 +45,8 @@ pub use install_script::{
 pub use limits::{INSTALL_SCRIPT_TIMEOUT_ENV, Limits, PIP_TIMEOUT_ENV};
 pub use plan::{EnvState, PlannedInstall, PythonPlan, plan};
 pub use requirements::{
-    CONSTRAINTS_ORIGIN, CORE_ORIGIN, PythonInputs, Requirement, Requirements, SPEC_ORIGIN,
-    collect_requirements, normalize_name,
+    CONSTRAINTS_ORIGIN, CORE_ORIGIN, OVERRIDES_ORIGIN, PythonInputs, Requirement, Requirements,
+    SPEC_ORIGIN, collect_requirements, normalize_name,
 };
 pub use tool::{Installer, UV_ENV};
 pub use venv::{venv_dir, venv_python};

@@ -71,6 +71,8 @@ pub struct Requirements {
 pub const CORE_ORIGIN: &str = "ComfyUI requirements.txt";
 /// Origin of the spec's `python.requirements`.
 pub const SPEC_ORIGIN: &str = "spec python.requirements";
+/// Origin of the spec's `python.overrides`.
+pub const OVERRIDES_ORIGIN: &str = "spec python.overrides";
 /// Origin of the spec's `python.constraints`.
 pub const CONSTRAINTS_ORIGIN: &str = "spec python.constraints";
 
@@ -136,6 +138,16 @@ pub fn collect_requirements(inputs: &PythonInputs) -> Result<Requirements, Pytho
         parse_line(line, CONSTRAINTS_ORIGIN, i + 1, false, &mut constraints)?;
     }
     reqs.constraints = constraints.requirements;
+    let mut overrides = Requirements::default();
+    for (i, line) in s.overrides.iter().enumerate() {
+        parse_line(line, OVERRIDES_ORIGIN, i + 1, false, &mut overrides)?;
+    }
+    for o in overrides.requirements {
+        reqs.requirements
+            .retain(|r| r.name.is_none() || r.name != o.name);
+        reqs.requirements.push(o);
+    }
+    super::fixups::apply(&mut reqs)?;
     Ok(reqs)
 }
 
@@ -260,6 +272,26 @@ fn parse_line(
         reason: reason.to_string(),
     };
     if line.starts_with('-') {
+        if allow_options && skippable_option(line) {
+            reqs.warnings.push(format!(
+                "{origin} line {line_no}: `{}` skipped: comfyver does not pass pip options \
+                 from packs on (only --index-url, --extra-index-url and --find-links)",
+                redact_text(line)
+            ));
+            return Ok(());
+        }
+        if allow_options
+            && matches!(
+                line.split([' ', '=', '\t']).next(),
+                Some("--index-url" | "-i")
+            )
+        {
+            reqs.warnings.push(format!(
+                "{origin} line {line_no}: `{}` is used as an extra index for the whole \
+                 environment, not as its only index",
+                redact_text(line)
+            ));
+        }
         return hoist_option(line, allow_options, reqs).map_err(|r| refuse(&r));
     }
     let lower = line.to_ascii_lowercase();
@@ -363,6 +395,27 @@ fn hoist_option(line: &str, allow: bool, reqs: &mut Requirements) -> Result<(), 
     }
 }
 
+/// Option lines of a pack's requirements file that are skipped with a
+/// warning rather than refused: everything except the hoisted index/links
+/// options and those that change what is installed (`-e`, `-r`, `-c`).
+fn skippable_option(line: &str) -> bool {
+    let opt = line.split([' ', '=', '\t']).next().unwrap_or(line);
+    !matches!(
+        opt,
+        "--extra-index-url"
+            | "--index-url"
+            | "-i"
+            | "--find-links"
+            | "-f"
+            | "-e"
+            | "--editable"
+            | "-r"
+            | "--requirement"
+            | "-c"
+            | "--constraint"
+    )
+}
+
 fn push_unique(v: &mut Vec<String>, value: &str) {
     if !v.iter().any(|x| x == value) {
         v.push(value.to_string());
@@ -452,14 +505,7 @@ mod tests {
 
     #[test]
     fn editable_paths_and_nested_files_are_refused() {
-        for bad in [
-            "-e .",
-            "./local",
-            "-r other.txt",
-            "--no-binary :all:",
-            "file:///x.whl",
-            "==1",
-        ] {
+        for bad in ["-e .", "./local", "-r other.txt", "file:///x.whl", "==1"] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(
                 err.contains("custom_nodes/p/requirements.txt line 1"),

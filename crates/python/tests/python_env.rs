@@ -828,3 +828,122 @@ fn a_killed_build_never_blocks_the_next_one() {
         std::fs::remove_dir_all(&home).unwrap();
     }
 }
+
+/// A core whose requirements pin torch 2 (small fake wheels named torch).
+fn torch_core(fx: &Fixture) -> PathBuf {
+    let core = fx.root.join("torch-core");
+    std::fs::create_dir_all(&core).unwrap();
+    std::fs::write(
+        core.join("requirements.txt"),
+        "torch==2.1.0\nfakecomfydep>=1.0\n",
+    )
+    .unwrap();
+    for v in ["1.13.1", "2.1.0"] {
+        wheels::build_wheel(&fx.wheels, "torch", v, &[]);
+    }
+    core
+}
+
+#[test]
+fn a_pack_may_not_downgrade_torch_unless_the_spec_overrides_it() {
+    let fx = Fixture::new();
+    let mut inputs = fx.standard_inputs();
+    inputs.core_dir = torch_core(&fx);
+    inputs.nodes = vec![fx.pack(
+        "old_torch_pack",
+        &[("requirements.txt", "nodedep-a\ntorch<2\n")],
+    )];
+    let err = python::collect_requirements(&inputs).unwrap_err();
+    assert!(matches!(err, PythonError::TorchDowngrade { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "custom_nodes/old_torch_pack/requirements.txt line 2: `torch<2` would downgrade torch \
+         below the core's torch 2.1.0, which breaks ComfyUI; use a version of the pack that \
+         supports torch 2.1.0, or, to force it, pin torch in the spec's python.overrides"
+    );
+    // A pack that accepts the core's torch is fine, and installs it.
+    inputs.nodes = vec![fx.pack("new_torch_pack", &[("requirements.txt", "torch>=2.0,<3\n")])];
+    let env =
+        python::build_env(&fx.home("t2"), &fx.layout, &collect(&inputs), None, &uv()).unwrap();
+    assert!(
+        env.packages.contains(&"torch==2.1.0".to_string()),
+        "{:?}",
+        env.packages
+    );
+    // Forced by the spec: the override replaces every torch line.
+    inputs.nodes = vec![fx.pack("old_torch_pack", &[("requirements.txt", "torch<2\n")])];
+    inputs.settings.overrides = vec!["torch==1.13.1".into()];
+    let reqs = collect(&inputs);
+    let torch: Vec<_> = reqs
+        .requirements
+        .iter()
+        .filter(|r| r.name.as_deref() == Some("torch"))
+        .collect();
+    assert_eq!(torch.len(), 1);
+    assert_eq!(torch[0].origin, python::OVERRIDES_ORIGIN);
+    let env = python::build_env(&fx.home("t1"), &fx.layout, &reqs, None, &uv()).unwrap();
+    assert!(
+        env.packages.contains(&"torch==1.13.1".to_string()),
+        "{:?}",
+        env.packages
+    );
+}
+
+#[test]
+fn opencv_variants_of_two_packs_are_installed_as_one() {
+    let fx = Fixture::new();
+    for name in ["opencv-python", "opencv-python-headless"] {
+        wheels::build_wheel(&fx.wheels, name, "4.10.0", &[]);
+    }
+    let mut inputs = fx.standard_inputs();
+    inputs.nodes = vec![
+        fx.pack("gui_cv_pack", &[("requirements.txt", "opencv-python>=4\n")]),
+        fx.pack(
+            "headless_cv_pack",
+            &[("requirements.txt", "opencv-python-headless\n")],
+        ),
+    ];
+    let reqs = collect(&inputs);
+    assert!(
+        reqs.warnings
+            .iter()
+            .any(|w| w.contains("gui_cv_pack") && w.contains("opencv-python-headless")),
+        "{:?}",
+        reqs.warnings
+    );
+    let env = python::build_env(&fx.home("cv"), &fx.layout, &reqs, None, &uv()).unwrap();
+    let cv: Vec<_> = env
+        .packages
+        .iter()
+        .filter(|p| p.starts_with("opencv"))
+        .collect();
+    assert_eq!(cv, ["opencv-python-headless==4.10.0"]);
+}
+
+#[test]
+fn unsupported_pip_options_in_a_pack_are_warned_and_skipped() {
+    let fx = Fixture::new();
+    let mut inputs = fx.standard_inputs();
+    inputs.nodes = vec![fx.pack(
+        "nobinary_pack",
+        &[(
+            "requirements.txt",
+            "--no-binary :all:\n--prefer-binary\nnodedep-a\n",
+        )],
+    )];
+    let reqs = collect(&inputs);
+    let skipped: Vec<_> = reqs
+        .warnings
+        .iter()
+        .filter(|w| w.contains("skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{:?}", reqs.warnings);
+    assert!(
+        skipped[0]
+            .starts_with("custom_nodes/nobinary_pack/requirements.txt line 1: `--no-binary :all:`"),
+        "{}",
+        skipped[0]
+    );
+    let env = python::build_env(&fx.home("nb"), &fx.layout, &reqs, None, &uv()).unwrap();
+    assert!(env.packages.contains(&"nodedep-a==1.0".to_string()));
+}

@@ -37,6 +37,7 @@ const PYTHON: &[&str] = &[
     "extra_index_urls",
     "find_links",
     "system_site_packages",
+    "overrides",
 ];
 const OPTIONS: &[&str] = &["offline", "skip_models"];
 
@@ -395,6 +396,7 @@ fn python(top: &Map<String, Value>, r: &mut Report) {
     for key in [
         "requirements",
         "constraints",
+        "overrides",
         "extra_index_urls",
         "find_links",
     ] {

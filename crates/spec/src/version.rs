@@ -150,6 +150,11 @@ pub struct PythonSettings {
     /// Constraint lines (e.g. `torch==2.5.1`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
+    /// Requirement lines that replace every requirement on the same package,
+    /// from the core, the packs or `requirements` (e.g. `torch==1.13.1` to let
+    /// a pack downgrade torch on purpose).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The primary package index URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_url: Option<String>,
