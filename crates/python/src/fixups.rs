@@ -130,7 +130,7 @@ fn name_len(line: &str) -> usize {
 /// The specifier clauses of a line: `torch>=2.0,<3 ; marker` → [(">=","2.0"), ("<","3")].
 fn clauses(line: &str) -> Vec<(String, String)> {
     let spec = line[name_len(line)..].split(';').next().unwrap_or("");
-    let spec = spec.trim().trim_start_matches(|c| c == '[').trim();
+    let spec = spec.trim().trim_start_matches('[').trim();
     let spec = match spec.find(']') {
         Some(i) if spec[..i].chars().all(|c| c != '<' && c != '>' && c != '=') => &spec[i + 1..],
         _ => spec,
