@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 /// A version home. It *is* the core checkout (ComfyUI writes into its own
 /// tree, so every version has its own), with:
-/// `custom_nodes/<name>` → links into the node cache, `.venv/`,
+/// `custom_nodes/<name>` → links into the node cache (or per-home copies of
+/// packs whose install.py runs), `.venv/`,
 /// `extra_model_paths.yaml`, and `.comfyver/` (stamp, logs, python freeze,
 /// per-run data directories).
 #[derive(Debug, Clone, PartialEq, Eq)]
