@@ -13,6 +13,7 @@ use super::error::PythonError;
 use super::freeze::freeze;
 use super::requirements::Requirements;
 use super::tool::{Installer, hermetic, run};
+use super::torch;
 use super::venv::{self, state_dir, venv_dir, work_dir};
 
 /// The file (inside a home) that records the installed set: `.comfyver/python-freeze.txt`.
@@ -146,13 +147,29 @@ fn resolve_and_install(
     let python = venv::venv_python(home);
     let result = match installer {
         Installer::Uv { uv } => {
+            // With a pinned torch index the inputs go in as a pyproject.toml
+            // (its sources pin the torch family), else as requirements.in.
+            let pin = torch::pinned_index(reqs);
+            let input = match &pin {
+                Some(index) => {
+                    let lines: Vec<String> =
+                        reqs.requirements.iter().map(|r| r.line.clone()).collect();
+                    comfyver_fs::write_atomic(
+                        &work.join("pyproject.toml"),
+                        torch::pyproject(&lines, index).as_bytes(),
+                    )?;
+                    "pyproject.toml"
+                }
+                None => "requirements.in",
+            };
             let mut compile = uv_command(uv, layout, &work);
             compile
                 .args(["pip", "compile", "--no-config", "--quiet", "--no-header"])
                 .arg("--python")
                 .arg(&python)
-                .args(["requirements.in", "-o", "resolved.txt"])
-                .args(source_args(reqs, installer));
+                .args([input, "-o", "resolved.txt"])
+                .args(source_args(reqs, installer))
+                .args(torch::uv_args(reqs));
             if constraints {
                 compile.args(["-c", "constraints.txt"]);
             }
@@ -162,12 +179,25 @@ fn resolve_and_install(
                 reqs.limits.tool_limit(),
             )
             .and_then(|_| {
+                let target = match &pin {
+                    Some(index) => {
+                        let resolved = std::fs::read_to_string(work.join("resolved.txt")).map_err(
+                            |source| PythonError::Read {
+                                path: work.join("resolved.txt"),
+                                source,
+                            },
+                        )?;
+                        pinned_pyproject(&work, "sync", &torch::resolved_lines(&resolved), index)?
+                    }
+                    None => "resolved.txt".into(),
+                };
                 let mut sync = uv_command(uv, layout, &work);
                 sync.args(["pip", "sync", "--no-config", "--quiet"])
                     .args(["--link-mode", "hardlink", "--python"])
                     .arg(&python)
-                    .arg("resolved.txt")
-                    .args(source_args(reqs, installer));
+                    .arg(target)
+                    .args(source_args(reqs, installer))
+                    .args(torch::uv_args(reqs));
                 run(
                     &mut sync,
                     "installing the Python packages (uv pip sync)",
@@ -216,6 +246,10 @@ fn install_exact(
     let python = venv::venv_python(home);
     let mut cmd = match installer {
         Installer::Uv { uv } => {
+            let target = match torch::pinned_index(reqs) {
+                Some(index) => pinned_pyproject(&work, "locked", packages, &index)?,
+                None => "locked.txt".into(),
+            };
             let mut c = uv_command(uv, layout, &work);
             c.args([
                 "pip",
@@ -226,7 +260,8 @@ fn install_exact(
             ])
             .args(["--link-mode", "hardlink", "--python"])
             .arg(&python)
-            .arg("locked.txt");
+            .arg(target)
+            .args(torch::uv_args(reqs));
             c
         }
         Installer::Pip { .. } => {
@@ -242,6 +277,24 @@ fn install_exact(
         reqs.limits.tool_limit(),
     )?;
     Ok(())
+}
+
+/// Writes `<work>/<dir>/pyproject.toml` listing the exact `pins` with the
+/// torch family pinned to `index`; returns its path relative to `work`.
+fn pinned_pyproject(
+    work: &Path,
+    dir: &str,
+    pins: &[String],
+    index: &str,
+) -> Result<std::path::PathBuf, PythonError> {
+    let rel = Path::new(dir).join("pyproject.toml");
+    let path = work.join(&rel);
+    std::fs::create_dir_all(work.join(dir)).map_err(|source| comfyver_fs::FsError::CreateDir {
+        path: work.join(dir),
+        source,
+    })?;
+    comfyver_fs::write_atomic(&path, torch::pyproject(pins, index).as_bytes())?;
+    Ok(rel)
 }
 
 fn uv_command(uv: &Path, layout: &CacheLayout, cwd: &Path) -> Command {

@@ -34,6 +34,7 @@ mod plan;
 mod pyproject;
 mod requirements;
 mod tool;
+mod torch;
 mod venv;
 
 pub use error::{PythonError, ToolOutput};

@@ -55,6 +55,10 @@ pub struct Requirements {
     pub find_links: Vec<String>,
     /// Interpreter version or path (`python.version`).
     pub python_version: Option<String>,
+    /// The PyTorch backend (`python.torch_backend`).
+    pub torch_backend: Option<String>,
+    /// The base of the PyTorch indexes (`python.torch_index_url`).
+    pub torch_index_url: Option<String>,
     /// Whether the venv sees the base interpreter's packages.
     pub system_site_packages: bool,
     /// A local wheel directory (not part of the inputs digest).
@@ -86,6 +90,8 @@ pub fn collect_requirements(inputs: &PythonInputs) -> Result<Requirements, Pytho
         extra_index_urls: s.extra_index_urls.clone(),
         find_links: s.find_links.clone(),
         python_version: s.version.clone(),
+        torch_backend: s.torch_backend.clone(),
+        torch_index_url: s.torch_index_url.clone(),
         system_site_packages: s.system_site_packages.unwrap_or(false),
         wheels_dir: inputs.wheels_dir.clone(),
         offline: inputs.offline,
@@ -168,6 +174,10 @@ impl Requirements {
             find_links: Vec<String>,
             python_version: &'a Option<String>,
             system_site_packages: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            torch_backend: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            torch_index_url: Option<String>,
         }
         fn pairs(v: &[Requirement]) -> Vec<(&str, &str)> {
             v.iter()
@@ -191,6 +201,8 @@ impl Requirements {
                 .collect(),
             python_version: &self.python_version,
             system_site_packages: self.system_site_packages,
+            torch_backend: &self.torch_backend,
+            torch_index_url: self.torch_index_url.as_deref().map(comfyver_spec::redact),
         })
     }
 

@@ -947,3 +947,78 @@ fn unsupported_pip_options_in_a_pack_are_warned_and_skipped() {
     let env = python::build_env(&fx.home("nb"), &fx.layout, &reqs, None, &uv()).unwrap();
     assert!(env.packages.contains(&"nodedep-a==1.0".to_string()));
 }
+
+#[test]
+fn torch_backend_picks_its_build_and_other_packages_come_from_the_primary_index() {
+    let fx = Fixture::new();
+    let installer = uv();
+    // The primary index (PyPI's stand-in): the standard set, torch's plain
+    // build, numpy 2.0.0.
+    let pypi = wheels::SimpleIndex::serve(&fx.root.join("pypi"));
+    for (name, version, requires) in wheels::STANDARD {
+        pypi.add_wheel(name, version, requires);
+    }
+    pypi.add_wheel("torch", "2.5.1", &[]);
+    pypi.add_wheel("numpy", "2.0.0", &[]);
+    // The PyTorch indexes, one per backend; the cu128 one also hosts numpy,
+    // the same version and a newer one, which must not be taken from it.
+    let torch = wheels::SimpleIndex::serve(&fx.root.join("torch"));
+    torch.add_wheel_at("cpu", "torch", "2.5.1+cpu", &[]);
+    torch.add_wheel_at("cu128", "torch", "2.5.1+cu128", &[]);
+    torch.add_wheel_at("cu128", "numpy", "2.0.0", &[]);
+    torch.add_wheel_at("cu128", "numpy", "2.1.0", &[]);
+
+    let inputs = |backend: &str| {
+        let mut i = fx.standard_inputs();
+        i.offline = false;
+        i.wheels_dir = None;
+        i.settings.index_url = Some(pypi.url());
+        i.settings
+            .requirements
+            .extend(["torch".to_string(), "numpy".to_string()]);
+        i.settings.torch_backend = Some(backend.to_string());
+        i.settings.torch_index_url = Some(torch.base_url());
+        i
+    };
+    let cu = collect(&inputs("cu128"));
+    let cpu = collect(&inputs("cpu"));
+    assert_ne!(
+        cu.inputs_digest(),
+        cpu.inputs_digest(),
+        "the backend is an input"
+    );
+
+    let env = python::build_env(&fx.home("cu128"), &fx.layout, &cu, None, &installer).unwrap();
+    assert!(
+        env.packages.contains(&"torch==2.5.1+cu128".to_string()),
+        "{:?}",
+        env.packages
+    );
+    assert!(
+        env.packages.contains(&"numpy==2.0.0".to_string()),
+        "{:?}",
+        env.packages
+    );
+    assert!(pypi.served("numpy"), "numpy comes from the primary index");
+    assert!(
+        !torch.served_at("cu128", "numpy"),
+        "the torch index did not capture numpy"
+    );
+    assert!(torch.served_at("cu128", "torch"));
+    assert_eq!(
+        venv_run(&fx.home("cu128"), "import torch; print(torch.__version__)"),
+        "2.5.1+cu128"
+    );
+
+    let env_cpu = python::build_env(&fx.home("cpu"), &fx.layout, &cpu, None, &installer).unwrap();
+    assert!(
+        env_cpu.packages.contains(&"torch==2.5.1+cpu".to_string()),
+        "{:?}",
+        env_cpu.packages
+    );
+
+    // A lock replays the same builds.
+    let replay =
+        python::build_env(&fx.home("replay"), &fx.layout, &cu, Some(&env), &installer).unwrap();
+    assert_eq!(replay, env);
+}

@@ -127,16 +127,38 @@ impl SimpleIndex {
         format!("http://127.0.0.1:{}/simple", self.port)
     }
 
+    /// The server's root URL: `http://127.0.0.1:<port>` (for several
+    /// indexes side by side, `<root>/<index>/<name>/`).
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// Builds a wheel (see [`build_wheel`]) into the project's page.
     pub fn add_wheel(&self, name: &str, version: &str, requires: &[&str]) -> PathBuf {
-        let dir = self.root.join("simple").join(normalize(name));
+        self.add_wheel_at("simple", name, version, requires)
+    }
+
+    /// Builds a wheel into the project's page of the index `<root>/<index>`.
+    pub fn add_wheel_at(
+        &self,
+        index: &str,
+        name: &str,
+        version: &str,
+        requires: &[&str],
+    ) -> PathBuf {
+        let dir = self.root.join(index).join(normalize(name));
         build_wheel(&dir, name, version, requires)
     }
 
     /// Whether any request fetched a file of project `name` from this index.
     pub fn served(&self, name: &str) -> bool {
+        self.served_at("simple", name)
+    }
+
+    /// Whether any request fetched a file of project `name` from `<root>/<index>`.
+    pub fn served_at(&self, index: &str, name: &str) -> bool {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let needle = format!("GET /simple/{}/", normalize(name));
+        let needle = format!("GET /{index}/{}/", normalize(name));
         text.lines()
             .any(|l| l.contains(&needle) && l.contains(".whl"))
     }
