@@ -28,6 +28,7 @@ with open(os.environ["SIDE_EFFECT"], "a") as f:
     f.write("ran\n")
 with open("generated.txt", "w") as f:
     f.write(os.environ["COMFYUI_PATH"] + "\n")
+    f.write(os.environ.get("HF_TOKEN", "") + "\n")
 "#;
 
 /// The node packs every test can use: (name, files).
@@ -397,8 +398,13 @@ fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
     assert!(plan.contains("script_pack"), "{plan}");
     assert!(plan.contains("download into the store"), "{plan}");
 
-    // The cold realize.
-    let out = w.realize("v1");
+    // The cold realize, with a token in comfyver's environment that the
+    // install.py must not see.
+    let out = w
+        .realize_cmd(&w.cache(), "v1", &[])
+        .env("HF_TOKEN", "hf_s3cret_for_models_only")
+        .output()
+        .unwrap();
     let (stdout, stderr) = ok(&out);
     let home = w.home("v1");
     assert_eq!(stdout.trim(), home.display().to_string(), "{stderr}");

@@ -115,6 +115,12 @@ pub(crate) fn recreate(
 /// cannot be deleted now stays in a `.tmp-` sibling that the stale-temp
 /// cleanup removes later.
 fn discard(venv: &Path) -> Result<(), PythonError> {
+    // Trees an earlier discard could not delete (we hold the home's python
+    // lock, so none belongs to a live build). Best effort: a tree that still
+    // cannot be deleted must not stop this build.
+    if let Some(home) = venv.parent() {
+        let _ = comfyver_fs::remove_stale_temps(home, Some(".venv"));
+    }
     if std::fs::symlink_metadata(venv).is_err() {
         return Ok(());
     }

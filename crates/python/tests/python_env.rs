@@ -790,7 +790,7 @@ fn a_killed_build_never_blocks_the_next_one() {
     let needle = home.display().to_string();
     // Seeded moments across the build: venv creation, resolution, install.
     let mut seed: u64 = 0x5eed_2026;
-    for trial in 0..5 {
+    for trial in 0..6 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -808,7 +808,14 @@ fn a_killed_build_never_blocks_the_next_one() {
             .spawn()
             .unwrap();
         std::thread::sleep(delay);
-        child.kill().unwrap();
+        // Odd trials: SIGTERM (the watcher stops the children, then comfyver
+        // dies of the signal); even trials: SIGKILL (the parent-death signal).
+        let signal = if trial % 2 == 1 { "-TERM" } else { "-KILL" };
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
         child.wait().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         while !processes_mentioning(&needle).is_empty() && std::time::Instant::now() < deadline {
@@ -817,7 +824,7 @@ fn a_killed_build_never_blocks_the_next_one() {
         assert_eq!(
             processes_mentioning(&needle),
             Vec::<u32>::new(),
-            "trial {trial} ({delay:?}): a child of the killed build is still running"
+            "trial {trial} ({signal} after {delay:?}): a child of the killed build is still running"
         );
         // One rerun succeeds.
         let env = python::build_env(&home, &fx.layout, &reqs, None, &uv())
