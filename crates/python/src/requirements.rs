@@ -67,6 +67,12 @@ pub struct Requirements {
     pub offline: bool,
     /// Things the caller should tell the user (e.g. dynamic pyproject dependencies).
     pub warnings: Vec<String>,
+    /// Index lines of packs' files: `(origin, url)`, also in
+    /// `extra_index_urls` unless the torch pin took them.
+    pub pack_indexes: Vec<(String, String)>,
+    /// The index the torch family is pinned to (see `torch.rs`): the spec's
+    /// `<torch_index_url>/<torch_backend>`, or a pack's torch index.
+    pub torch_pin: Option<String>,
     /// How long uv and pip may run (not part of the inputs digest).
     pub limits: Limits,
 }
@@ -154,6 +160,7 @@ pub fn collect_requirements(inputs: &PythonInputs) -> Result<Requirements, Pytho
         reqs.requirements.push(o);
     }
     super::fixups::apply(&mut reqs)?;
+    super::torch::choose_pin(&mut reqs);
     Ok(reqs)
 }
 
@@ -178,6 +185,8 @@ impl Requirements {
             torch_backend: &'a Option<String>,
             #[serde(skip_serializing_if = "Option::is_none")]
             torch_index_url: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            torch_pin: Option<String>,
         }
         fn pairs(v: &[Requirement]) -> Vec<(&str, &str)> {
             v.iter()
@@ -203,6 +212,7 @@ impl Requirements {
             system_site_packages: self.system_site_packages,
             torch_backend: &self.torch_backend,
             torch_index_url: self.torch_index_url.as_deref().map(comfyver_spec::redact),
+            torch_pin: self.torch_pin.as_deref().map(comfyver_spec::redact),
         })
     }
 
@@ -292,19 +302,18 @@ fn parse_line(
             ));
             return Ok(());
         }
-        if allow_options
-            && matches!(
-                line.split([' ', '=', '\t']).next(),
-                Some("--index-url" | "-i")
-            )
-        {
-            reqs.warnings.push(format!(
-                "{origin} line {line_no}: `{}` is used as an extra index for the whole \
-                 environment, not as its only index",
-                redact_text(line)
-            ));
+        let before = reqs.extra_index_urls.len();
+        hoist_option(line, allow_options, reqs).map_err(|r| refuse(&r))?;
+        if let Some(url) = reqs.extra_index_urls.get(before).cloned() {
+            reqs.pack_indexes.push((origin.to_string(), url));
+        } else if let Some((_, url)) = line.split_once([' ', '=', '\t']) {
+            // Already listed by another pack: still this pack's index.
+            let url = url.trim().trim_start_matches('=').trim().to_string();
+            if reqs.extra_index_urls.contains(&url) {
+                reqs.pack_indexes.push((origin.to_string(), url));
+            }
         }
-        return hoist_option(line, allow_options, reqs).map_err(|r| refuse(&r));
+        return Ok(());
     }
     let lower = line.to_ascii_lowercase();
     if line.starts_with(['.', '/', '~']) || lower.starts_with("file:") || line.contains(" @ file:")

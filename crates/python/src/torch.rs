@@ -29,9 +29,67 @@ const TORCH_FAMILY: &[&str] = &[
 
 /// The index the torch family is pinned to when comfyver pins it itself.
 pub(crate) fn pinned_index(reqs: &Requirements) -> Option<String> {
-    let base = reqs.torch_index_url.as_deref()?;
-    let backend = reqs.torch_backend.as_deref()?;
-    Some(format!("{}/{backend}", base.trim_end_matches('/')))
+    reqs.torch_pin.clone()
+}
+
+/// Decides where the torch family comes from, once the requirements are
+/// collected:
+/// - the spec's `<torch_index_url>/<torch_backend>`, pinned;
+/// - the spec's `torch_backend` alone: uv's `--torch-backend`;
+/// - else a pack's index line, in a file that also asks for a torch-family
+///   package, is that pack's torch index: pinned the same way (torch family
+///   only), so it cannot capture the pack's other packages or anyone else's.
+///
+/// With a spec backend, packs' torch indexes are dropped: the spec decides the
+/// build. Every such decision is a warning naming the pack's file.
+pub(crate) fn choose_pin(reqs: &mut Requirements) {
+    let torch_files: Vec<(String, String)> = reqs
+        .pack_indexes
+        .iter()
+        .filter(|(origin, _)| {
+            reqs.requirements.iter().any(|r| {
+                r.origin == *origin && r.name.as_deref().is_some_and(|n| TORCH_FAMILY.contains(&n))
+            })
+        })
+        .cloned()
+        .collect();
+    let spec_pin = match (&reqs.torch_index_url, &reqs.torch_backend) {
+        (Some(base), Some(backend)) => Some(format!("{}/{backend}", base.trim_end_matches('/'))),
+        _ => None,
+    };
+    let mut chosen = spec_pin.clone();
+    for (origin, url) in &torch_files {
+        reqs.extra_index_urls.retain(|u| u != url);
+        let redacted = comfyver_spec::redact(url);
+        if reqs.torch_backend.is_some() {
+            reqs.warnings.push(format!(
+                "{origin}: index {redacted} not used: the spec's python.torch_backend decides \
+                 where torch comes from"
+            ));
+        } else if chosen.is_none() {
+            reqs.warnings.push(format!(
+                "{origin}: index {redacted} is used for the torch family only (torch, \
+                 torchvision, torchaudio, ...); every other package comes from the primary index"
+            ));
+            chosen = Some(url.clone());
+        } else if chosen.as_deref() != Some(url.as_str()) {
+            reqs.warnings.push(format!(
+                "{origin}: index {redacted} not used: torch already comes from another pack's \
+                 index; set python.torch_backend to choose"
+            ));
+        }
+    }
+    for (origin, url) in &reqs.pack_indexes {
+        if !torch_files.iter().any(|(o, u)| o == origin && u == url) {
+            reqs.warnings.push(format!(
+                "{origin}: index {} is added as an extra index for the whole environment \
+                 (uv takes each package from the first index that has it); list it in the \
+                 spec's python.extra_index_urls to make that explicit",
+                comfyver_spec::redact(url)
+            ));
+        }
+    }
+    reqs.torch_pin = chosen;
 }
 
 /// `--torch-backend <b>` for uv when uv picks the index itself.

@@ -1029,3 +1029,44 @@ fn torch_backend_picks_its_build_and_other_packages_come_from_the_primary_index(
         python::build_env(&fx.home("replay"), &fx.layout, &cu, Some(&env), &installer).unwrap();
     assert_eq!(replay, env);
 }
+
+#[test]
+fn a_packs_torch_index_serves_only_the_torch_family() {
+    let fx = Fixture::new();
+    let pypi = wheels::SimpleIndex::serve(&fx.root.join("pypi"));
+    for (name, version, requires) in wheels::STANDARD {
+        pypi.add_wheel(name, version, requires);
+    }
+    pypi.add_wheel("torch", "2.5.1", &[]);
+    pypi.add_wheel("numpy", "2.0.0", &[]);
+    let torch = wheels::SimpleIndex::serve(&fx.root.join("torch"));
+    torch.add_wheel_at("cu128", "torch", "2.5.1+cu128", &[]);
+    torch.add_wheel_at("cu128", "numpy", "2.1.0", &[]);
+
+    let mut inputs = fx.standard_inputs();
+    inputs.offline = false;
+    inputs.wheels_dir = None;
+    inputs.settings.index_url = Some(pypi.url());
+    let file = format!("--index-url {}/cu128\ntorch\nnumpy\n", torch.base_url());
+    inputs.nodes = vec![fx.pack("gpu_pack", &[("requirements.txt", file.as_str())])];
+    let reqs = collect(&inputs);
+    assert!(
+        reqs.warnings
+            .iter()
+            .any(|w| w.contains("gpu_pack") && w.contains("torch family only")),
+        "{:?}",
+        reqs.warnings
+    );
+    let env = python::build_env(&fx.home("g"), &fx.layout, &reqs, None, &uv()).unwrap();
+    assert!(
+        env.packages.contains(&"torch==2.5.1+cu128".to_string()),
+        "{:?}",
+        env.packages
+    );
+    assert!(
+        env.packages.contains(&"numpy==2.0.0".to_string()),
+        "numpy must come from the primary index, not the pack's torch index: {:?}",
+        env.packages
+    );
+    assert!(!torch.served_at("cu128", "numpy"));
+}
