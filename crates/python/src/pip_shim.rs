@@ -34,7 +34,7 @@ pub(crate) fn install(
     let config = serde_json::json!({
         "uv": uv,
         "uv_cache": uv_cache,
-        "source_args": source_args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+        "source_args": without_credentials(source_args),
     });
     comfyver_fs::write_atomic(&dir.join(CONFIG), config.to_string().as_bytes())?;
     comfyver_fs::write_atomic(&dir.join("__init__.py"), SHIM.as_bytes())?;
@@ -46,6 +46,67 @@ pub(crate) fn install(
 }
 
 const CONFIG: &str = "comfyver-uv.json";
+
+/// The source arguments minus every index or find-links URL that carries a
+/// credential: the shim's configuration is a file in the venv, and secrets
+/// are never written to disk (a script then cannot install from that index).
+fn without_credentials(args: &[OsString]) -> Vec<String> {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut out = Vec::with_capacity(args.len());
+    let mut i = 0;
+    while i < args.len() {
+        let takes_value =
+            args[i].starts_with("--") && !matches!(args[i].as_str(), "--offline" | "--no-index");
+        match args.get(i + 1) {
+            Some(value) if takes_value => {
+                if comfyver_spec::redact(value) == *value {
+                    out.push(args[i].clone());
+                    out.push(value.clone());
+                }
+                i += 2;
+            }
+            _ => {
+                out.push(args[i].clone());
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_with_credentials_are_left_out() {
+        let args: Vec<OsString> = [
+            "--offline",
+            "--index-url",
+            "https://user:s3cret@idx.example/simple",
+            "--extra-index-url",
+            "https://idx.example/other",
+            "--find-links",
+            "/srv/wheels",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(
+            without_credentials(&args),
+            [
+                "--offline",
+                "--extra-index-url",
+                "https://idx.example/other",
+                "--find-links",
+                "/srv/wheels"
+            ]
+        );
+    }
+}
 
 /// `<venv>/lib/python3.X/site-packages`, when there is exactly one.
 fn site_packages(venv: &Path) -> Option<PathBuf> {

@@ -170,7 +170,11 @@ pub fn realize(
     )?;
     warnings.extend(ran.warnings.iter().cloned());
     // Freeze after the scripts: what they installed is part of the set.
-    let installed = python::record_after_scripts(home.root(), &installed)?;
+    let installed = if ran.any_ran() {
+        python::record_after_scripts(home.root(), &installed)?
+    } else {
+        installed
+    };
 
     write_stamp(
         home,
