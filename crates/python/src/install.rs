@@ -340,6 +340,12 @@ pub(crate) fn source_args(reqs: &Requirements, installer: &Installer) -> Vec<OsS
             args.push("--extra-index-url".into());
             args.push(url.into());
         }
+        // pip cannot pin packages to an index: the torch index is an extra
+        // index there (with the capture problem uv's pin avoids).
+        if let (false, Some(pin)) = (uv, &reqs.torch_pin) {
+            args.push("--extra-index-url".into());
+            args.push(pin.into());
+        }
     }
     if let Some(dir) = &reqs.wheels_dir {
         args.push("--find-links".into());
