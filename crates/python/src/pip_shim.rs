@@ -77,37 +77,6 @@ fn without_credentials(args: &[OsString]) -> Vec<String> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn indexes_with_credentials_are_left_out() {
-        let args: Vec<OsString> = [
-            "--offline",
-            "--index-url",
-            "https://user:s3cret@idx.example/simple",
-            "--extra-index-url",
-            "https://idx.example/other",
-            "--find-links",
-            "/srv/wheels",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        assert_eq!(
-            without_credentials(&args),
-            [
-                "--offline",
-                "--extra-index-url",
-                "https://idx.example/other",
-                "--find-links",
-                "/srv/wheels"
-            ]
-        );
-    }
-}
-
 /// `<venv>/lib/python3.X/site-packages`, when there is exactly one.
 fn site_packages(venv: &Path) -> Option<PathBuf> {
     let lib = venv.join("lib");
@@ -160,3 +129,34 @@ def main(argv=None):
     env = dict(os.environ, UV_CACHE_DIR=_CFG["uv_cache"])
     return subprocess.call(line + rest, env=env)
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_with_credentials_are_left_out() {
+        let args: Vec<OsString> = [
+            "--offline",
+            "--index-url",
+            "https://user:s3cret@idx.example/simple",
+            "--extra-index-url",
+            "https://idx.example/other",
+            "--find-links",
+            "/srv/wheels",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(
+            without_credentials(&args),
+            [
+                "--offline",
+                "--extra-index-url",
+                "https://idx.example/other",
+                "--find-links",
+                "/srv/wheels"
+            ]
+        );
+    }
+}
