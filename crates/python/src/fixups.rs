@@ -207,6 +207,52 @@ fn compare(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
 mod tests {
     use super::*;
 
+    fn req(line: &str, origin: &str) -> Requirement {
+        Requirement {
+            line: line.into(),
+            name: Some(super::super::requirements::normalize_name(
+                &line[..name_len(line)],
+            )),
+            origin: origin.into(),
+            line_no: 1,
+        }
+    }
+
+    #[test]
+    fn the_core_keeps_its_frontend_pin_and_contrib_headless_covers_all_opencvs() {
+        let mut reqs = Requirements {
+            requirements: vec![
+                req("comfyui-frontend-package==1.28.7", CORE_ORIGIN),
+                req(
+                    "comfyui-frontend-package>=1.30",
+                    "custom_nodes/a/requirements.txt",
+                ),
+                req(
+                    "opencv-contrib-python>=4.8",
+                    "custom_nodes/a/requirements.txt",
+                ),
+                req("opencv-python-headless", "custom_nodes/b/requirements.txt"),
+            ],
+            ..Requirements::default()
+        };
+        apply(&mut reqs).unwrap();
+        let lines: Vec<&str> = reqs.requirements.iter().map(|r| r.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "comfyui-frontend-package==1.28.7",
+                "opencv-contrib-python-headless>=4.8",
+                "opencv-contrib-python-headless",
+            ]
+        );
+        assert_eq!(reqs.warnings.len(), 3, "{:?}", reqs.warnings);
+        assert!(
+            reqs.warnings
+                .iter()
+                .any(|w| w.contains("frontend package stays"))
+        );
+    }
+
     #[test]
     fn specifiers_are_evaluated_on_release_segments() {
         assert!(allows("torch>=2.0,<3", "2.5.1"));
