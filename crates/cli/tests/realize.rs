@@ -20,11 +20,15 @@ use comfyver_testkit::wheels;
 use serde_json::{Value, json};
 
 /// A node pack's `install.py`: appends a line to `$SIDE_EFFECT` (the spec's
-/// `env`), so the test can count how often it ran.
+/// `env`), so the test can count how often it ran, and writes into its own
+/// directory, as real install scripts do.
 const INSTALL_SCRIPT: &str = r#"
 import os
 with open(os.environ["SIDE_EFFECT"], "a") as f:
     f.write("ran\n")
+with open("generated.txt", "w") as f:
+    f.write(os.environ["COMFYUI_PATH"] + "\n")
+    f.write(os.environ.get("HF_TOKEN", "") + "\n")
 "#;
 
 /// The node packs every test can use: (name, files).
@@ -355,21 +359,45 @@ fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
     assert!(plan.contains("script_pack"), "{plan}");
     assert!(plan.contains("download into the store"), "{plan}");
 
-    // The cold realize.
-    let out = w.realize("v1");
+    // The cold realize, with a token in comfyver's environment that the
+    // install.py must not see.
+    let out = w
+        .realize_cmd(&w.cache(), "v1", &[])
+        .env("HF_TOKEN", "hf_s3cret_for_models_only")
+        .output()
+        .unwrap();
     let (stdout, stderr) = ok(&out);
     let home = w.home("v1");
     assert_eq!(stdout.trim(), home.display().to_string(), "{stderr}");
     assert!(stderr.contains("== python"), "{stderr}");
     assert!(stderr.contains("v1 realized in"), "{stderr}");
 
-    // custom_nodes/<name> are links to <cache>/custom_nodes/<slug>@<commit>.
+    // custom_nodes/<name> are links to <cache>/custom_nodes/<slug>@<commit>,
+    // except for a pack whose install.py ran: it has its own copy, and what
+    // the script wrote stays in this home.
     let lock = w.lock("v1");
     for node in lock["custom_nodes"].as_array().unwrap() {
         let name = node["name"].as_str().unwrap();
         let commit = node["commit"].as_str().unwrap();
         assert_eq!(commit, w.packs[name].head());
-        let target = std::fs::read_link(home.join("custom_nodes").join(name)).unwrap();
+        let entry = home.join("custom_nodes").join(name);
+        let target = if name == "script_pack" {
+            assert!(!std::fs::symlink_metadata(&entry).unwrap().is_symlink());
+            assert_eq!(
+                std::fs::read_to_string(entry.join("generated.txt"))
+                    .unwrap()
+                    .trim(),
+                home.display().to_string()
+            );
+            let source = comfyver_nodes::node_source(&entry).unwrap();
+            assert!(
+                !source.join("generated.txt").exists(),
+                "the shared entry is unchanged"
+            );
+            source
+        } else {
+            std::fs::read_link(&entry).unwrap()
+        };
         assert_eq!(target.parent().unwrap(), w.cache().join("custom_nodes"));
         assert!(
             target
@@ -430,6 +458,21 @@ fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
     ] {
         assert!(packages.contains(&p), "{packages:?}");
     }
+    w.assert_verified(&w.cache(), "v1");
+
+    // A shared checkout changed after publication is reported by verify.
+    let shared = std::fs::read_link(home.join("custom_nodes/req_pack")).unwrap();
+    std::fs::write(shared.join("written-by-someone.txt"), "x").unwrap();
+    let out = w.run(&["verify", "v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(report.contains("custom_nodes/req_pack"), "{report}");
+    assert!(
+        report.contains("was changed after it was checked out"),
+        "{report}"
+    );
+    assert!(report.contains("written-by-someone.txt"), "{report}");
+    std::fs::remove_file(shared.join("written-by-someone.txt")).unwrap();
     w.assert_verified(&w.cache(), "v1");
 
     // A second realize is warm and runs nothing.
@@ -609,20 +652,19 @@ fn a_second_version_shares_everything_then_remove_and_gc_keep_what_is_referenced
     w.assert_verified(&w.cache(), "v1");
     w.assert_verified(&w.cache(), "v2");
 
-    // The same node checkouts (same inodes behind the links), one model file.
+    // The same node checkouts (same inodes behind the links), one model file;
+    // the pack whose install.py runs has one copy per home of that checkout.
     for n in nodes {
         let (l1, l2) = (
             h1.join("custom_nodes").join(n),
             h2.join("custom_nodes").join(n),
         );
         assert_eq!(
-            std::fs::read_link(&l1).unwrap(),
-            std::fs::read_link(&l2).unwrap()
+            comfyver_nodes::node_source(&l1).unwrap(),
+            comfyver_nodes::node_source(&l2).unwrap()
         );
-        assert_eq!(
-            inode(&l1.join("__init__.py")),
-            inode(&l2.join("__init__.py"))
-        );
+        let same = inode(&l1.join("__init__.py")) == inode(&l2.join("__init__.py"));
+        assert_eq!(same, n != "script_pack", "{n}");
     }
     let model = w.cache().join("models/checkpoints/m1.safetensors");
     assert_eq!(
@@ -663,7 +705,7 @@ fn a_second_version_shares_everything_then_remove_and_gc_keep_what_is_referenced
     let checkouts: Vec<(PathBuf, u64)> = nodes
         .iter()
         .map(|n| {
-            let t = std::fs::read_link(h2.join("custom_nodes").join(n)).unwrap();
+            let t = comfyver_nodes::node_source(&h2.join("custom_nodes").join(n)).unwrap();
             let ino = inode(&t.join("__init__.py"));
             (t, ino)
         })

@@ -49,6 +49,10 @@ registry! {
     COMFYVER_URL_REWRITES,
     /// Seconds allowed for one git remote operation (default 120).
     COMFYVER_GIT_TIMEOUT,
+    /// Seconds one uv or pip run may take (default 3600).
+    COMFYVER_PIP_TIMEOUT,
+    /// Seconds one node pack's install.py may take (default 1800).
+    COMFYVER_INSTALL_SCRIPT_TIMEOUT,
     /// Seconds to wait for another process's cache lock (default 3600).
     COMFYVER_LOCK_TIMEOUT,
     /// Seconds one job may run before its prompt is interrupted (default 3600).

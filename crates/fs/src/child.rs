@@ -9,7 +9,9 @@
 //! - while it runs it is registered: on SIGINT/SIGTERM a watcher thread stops
 //!   every registered group (SIGINT, SIGKILL after a grace period), reaps it,
 //!   then re-raises the signal so comfyver exits as the signal asks;
-//! - [`run_contained`] bounds it by a timeout and, once the leader has exited
+//! - [`enable_graceful_stop`]: a server (`serve`) takes the first signal as a
+//!   request ([`stop_requested`]) and the second as the order;
+//! - [`run_contained`] and [`run_bounded`] bound it by a timeout and, once the leader has exited
 //!   (or the timeout passed), kills whatever is left of its group before the
 //!   leader is reaped, so no grandchild keeps writing after we return.
 #![allow(unsafe_code)]
@@ -18,8 +20,8 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::fd::IntoRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,6 +35,10 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// The signal that woke the watcher.
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 static INSTALL: Once = Once::new();
+/// Whether the first SIGINT/SIGTERM only asks for a graceful stop (`serve`).
+static GRACEFUL: AtomicBool = AtomicBool::new(false);
+/// The signal that asked for a graceful stop (0: none yet).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// How long the signal watcher waits after SIGINT before it sends SIGKILL.
 const SIGNAL_GRACE: Duration = Duration::from_secs(3);
@@ -119,29 +125,132 @@ pub fn run_contained(
     })
 }
 
+/// How a bounded run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit status; `None` when the time limit was reached and the
+    /// process group was killed.
+    pub status: Option<ExitStatus>,
+    /// What the child wrote to a piped stdout (empty when not piped).
+    pub stdout: Vec<u8>,
+    /// What the child wrote to a piped stderr (empty when not piped).
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `cmd` to completion in its own process group with the parent-death
+/// signal set ([`contain`]), registered so that SIGINT/SIGTERM to
+/// comfyver stop it, and killed (the whole group) after `timeout`. stdin is
+/// null unless the caller configured it; stdout/stderr are captured when the
+/// caller set them to [`Stdio::piped`]. Whatever the child left running in its
+/// group is killed when it exits, so no grandchild keeps writing after we
+/// return.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Finished> {
+    cmd.stdin(Stdio::null());
+    contain(cmd);
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    register(pid);
+    let readers = (
+        child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            })
+        }),
+        child.stderr.take().map(|mut err| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = err.read_to_end(&mut buf);
+                buf
+            })
+        }),
+    );
+    let status = wait_until(&mut child, Instant::now() + timeout);
+    // The leader is gone (exited or killed): nothing of its group stays.
+    signal_group(pid, libc::SIGKILL);
+    unregister(pid);
+    let status = status?;
+    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    };
+    Ok(Finished {
+        status,
+        stdout: join(readers.0),
+        stderr: join(readers.1),
+    })
+}
+
+/// Waits for `child` until `deadline`; then kills its group and reaps it
+/// (`Ok(None)`).
+fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            signal_group(child.id(), libc::SIGKILL);
+            let _ = child.kill();
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
 /// Keeps a child's pid in the registry the signal watcher stops; removes it on drop.
 #[derive(Debug)]
 pub struct Registered {
-    pid: i32,
+    pid: u32,
 }
 
 impl Registered {
     /// Registers `pid` (the leader of its own process group, see [`contain`]).
     pub fn new(pid: u32) -> Registered {
-        install_handlers();
-        let pid = i32::try_from(pid).unwrap_or(-1);
-        if pid > 0 {
-            LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
-        }
+        register(pid);
         Registered { pid }
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.pid);
+        unregister(self.pid);
+    }
+}
+
+/// Remembers a live child (the leader of its own group) so that SIGINT and
+/// SIGTERM stop it; [`Registered`] does this for a scope.
+pub fn register(pid: u32) {
+    install_handlers();
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 0
+    {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
+    }
+}
+
+/// Forgets a child that has been stopped and reaped.
+pub fn unregister(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
+    }
+}
+
+/// From now on the first SIGINT/SIGTERM only sets [`stop_requested`] (a
+/// long-running server finishes its work first); a second one stops every
+/// child and exits as before.
+pub fn enable_graceful_stop() {
+    GRACEFUL.store(true, Ordering::SeqCst);
+    install_handlers();
+}
+
+/// The signal that asked for a graceful stop, if one has.
+pub fn stop_requested() -> Option<i32> {
+    match STOP_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
     }
 }
 
@@ -258,8 +367,13 @@ fn install_handlers() {
             .name("comfyver-child-signals".into())
             .spawn(move || {
                 let mut byte = [0u8; 1];
-                if reader.read_exact(&mut byte).is_ok() {
-                    stop_all_and_reraise(CAUGHT.load(Ordering::SeqCst));
+                while reader.read_exact(&mut byte).is_ok() {
+                    let sig = CAUGHT.load(Ordering::SeqCst);
+                    if GRACEFUL.load(Ordering::SeqCst) && STOP_SIGNAL.load(Ordering::SeqCst) == 0 {
+                        STOP_SIGNAL.store(sig, Ordering::SeqCst);
+                        continue;
+                    }
+                    stop_all_and_reraise(sig);
                 }
             });
         if spawned.is_err() {
@@ -383,6 +497,47 @@ mod tests {
         assert!(
             err.to_string().contains("comfyver-no-such-program"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bounded_run_captures_output_and_status() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let done = run_bounded(&mut cmd, Duration::from_secs(30)).unwrap();
+        assert_eq!(done.status.and_then(|s| s.code()), Some(3));
+        assert_eq!(done.stdout, b"out\n");
+        assert_eq!(done.stderr, b"err\n");
+    }
+
+    #[test]
+    fn a_run_past_its_limit_is_killed_with_its_grandchildren() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild");
+        let mut cmd = Command::new("sh");
+        // The grandchild inherits the pipe: without the group kill the
+        // readers (and this test) would wait for it for a minute.
+        cmd.arg("-c")
+            .arg(format!("sleep 60 & echo $! > {}; wait", pid_file.display()))
+            .stdout(Stdio::piped());
+        let t0 = Instant::now();
+        let done = run_bounded(&mut cmd, Duration::from_millis(300)).unwrap();
+        assert!(done.status.is_none(), "the limit was reached");
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        let grandchild: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while process_alive(grandchild) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !process_alive(grandchild),
+            "the grandchild {grandchild} must be gone"
         );
     }
 }

@@ -10,6 +10,9 @@
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
+//! - [`isolate_node`]: a per-home copy instead of the link, for a pack whose
+//!   `install.py` runs (it writes into its directory); [`checkout_changes`]
+//!   tells whether a shared checkout was changed after it was published.
 //! - [`ensure_nodes`] / [`fill_caches`]: entry points for realize and for
 //!   `comfyver nodes fetch` (parallel, offline-aware), with progress through
 //!   [`Reporter`].
@@ -23,6 +26,7 @@ mod cache;
 mod checkout;
 mod ensure;
 mod error;
+mod isolate;
 mod link;
 mod mirror;
 mod pause;
@@ -36,6 +40,7 @@ pub use cache::{
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
+pub use isolate::{checkout_changes, isolate_node, node_source};
 pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use report::{NoReporter, Reporter};

@@ -58,6 +58,14 @@ pub fn link_nodes(
                     continue;
                 }
             }
+            // A per-home copy of the same checkout (its install.py ran here): kept.
+            Ok(_) if crate::isolate::copy_source(&link).as_deref() == Some(target.as_path()) => {
+                continue;
+            }
+            // A per-home copy of another commit: replaced by the link.
+            Ok(_) if crate::isolate::copy_source(&link).is_some_and(|t| ours(&t)) => {
+                discard_copy(&link)?;
+            }
             Ok(_) => {
                 errors.push(NodesError::ForeignEntry {
                     name: name.clone(),
@@ -94,6 +102,14 @@ pub fn link_nodes(
         Some(e) => Err(e),
         None => Ok(outcome),
     }
+}
+
+/// Moves a per-home copy out of the way by a rename, then deletes it.
+fn discard_copy(copy: &Path) -> Result<(), NodesError> {
+    let trash = comfyver_fs::TempDir::beside(copy)?;
+    std::fs::rename(copy, trash.path().join("old"))
+        .map_err(|e| NodesError::io("could not move away the old copy", copy, e))?;
+    Ok(())
 }
 
 fn replace_link(dir: &Path, name: &str, target: &Path) -> Result<(), NodesError> {

@@ -4,6 +4,15 @@ use std::path::PathBuf;
 /// Why the Python environment could not be planned, built or frozen.
 #[derive(Debug, thiserror::Error)]
 pub enum PythonError {
+    /// A file comfyver wrote itself (the resolution) could not be read back.
+    #[error("could not read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A requirement line comfyver will not pass on (editable, nested file,
     /// local path, unknown option, ...).
     #[error("{origin} line {line_no}: `{line}` {reason}")]
@@ -102,6 +111,49 @@ pub enum PythonError {
         log: PathBuf,
         /// The last lines of the output.
         tail: String,
+    },
+    /// A pack asks for a torch-family version below the core's.
+    #[error(
+        "{origin} line {line_no}: `{line}` would downgrade {package} below the core's {package} \
+         {core}, which breaks ComfyUI; use a version of the pack that supports {package} {core}, \
+         or, to force it, pin {package} in the spec's python.overrides"
+    )]
+    TorchDowngrade {
+        /// The pack's requirements file.
+        origin: String,
+        /// 1-based line number.
+        line_no: usize,
+        /// The requirement.
+        line: String,
+        /// `torch`, `torchvision` or `torchaudio`.
+        package: String,
+        /// The core's version.
+        core: String,
+    },
+    /// A time-limit variable does not hold a number of seconds.
+    #[error(
+        "{variable}=`{value}` is not a time limit; set it to a whole number of seconds above 0, or unset it for the default"
+    )]
+    BadLimit {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// uv, pip or an install script ran past its time limit and was stopped.
+    #[error(
+        "{what} did not finish within {seconds} s and was stopped (with everything it started): \
+         {command}; if it needs longer, raise {variable}"
+    )]
+    TimedOut {
+        /// What was being done.
+        what: String,
+        /// The command line, redacted.
+        command: String,
+        /// The limit in seconds.
+        seconds: u64,
+        /// The variable that sets the limit.
+        variable: &'static str,
     },
     /// A file in the home could not be written or locked.
     #[error(transparent)]

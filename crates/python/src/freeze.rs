@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::error::PythonError;
+use super::limits::Limits;
 use super::requirements::normalize_name;
 use super::tool::{hermetic, run};
 
@@ -16,6 +17,7 @@ pub fn freeze(venv: &Path) -> Result<Vec<String>, PythonError> {
     let out = run(
         hermetic(&python).arg("-I").arg("-c").arg(SCRIPT),
         "listing the installed Python packages",
+        Limits::default().tool_limit(),
     )?;
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()

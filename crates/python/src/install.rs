@@ -13,6 +13,7 @@ use super::error::PythonError;
 use super::freeze::freeze;
 use super::requirements::Requirements;
 use super::tool::{Installer, hermetic, run};
+use super::torch;
 use super::venv::{self, state_dir, venv_dir, work_dir};
 
 /// The file (inside a home) that records the installed set: `.comfyver/python-freeze.txt`.
@@ -56,6 +57,7 @@ pub fn build_env(
         path: work.clone(),
         source,
     })?;
+    comfyver_fs::write_atomic(&work.join(SEED_FILE), lines(&seeded).as_bytes())?;
     match replay {
         Some(l) => install_exact(home, layout, reqs, &l.packages, installer)?,
         None => resolve_and_install(home, layout, reqs, installer)?,
@@ -73,11 +75,45 @@ pub fn build_env(
         inputs_digest,
         packages,
     };
-    let mut text = env.packages.join("\n");
-    text.push('\n');
-    comfyver_fs::write_atomic(&home.join(FREEZE_FILE), text.as_bytes())?;
-    venv::mark_complete(home, &env)?;
+    record(home, &env)?;
     Ok(env)
+}
+
+/// What the venv held right after its creation (pip/setuptools of `python -m
+/// venv`), in the work directory.
+const SEED_FILE: &str = "seed.txt";
+
+/// Freezes the venv again after install scripts ran (they may `pip install`
+/// things) and records the result: the freeze file, the completion marker
+/// and the returned set (which goes into the lock) then hold what the
+/// scripts installed too.
+pub fn record_after_scripts(home: &Path, env: &LockedPython) -> Result<LockedPython, PythonError> {
+    let seeded: Vec<String> = std::fs::read_to_string(work_dir(home).join(SEED_FILE))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let packages = without_seed(freeze(&venv_dir(home))?, &seeded);
+    if packages == env.packages {
+        return Ok(env.clone());
+    }
+    let env = LockedPython {
+        inputs_digest: env.inputs_digest.clone(),
+        packages,
+    };
+    record(home, &env)?;
+    Ok(env)
+}
+
+fn record(home: &Path, env: &LockedPython) -> Result<(), PythonError> {
+    comfyver_fs::write_atomic(&home.join(FREEZE_FILE), lines(&env.packages).as_bytes())?;
+    venv::mark_complete(home, env)
+}
+
+fn lines(items: &[String]) -> String {
+    let mut text = items.join("\n");
+    text.push('\n');
+    text
 }
 
 /// What `python -m venv` put there itself (pip, setuptools) is not part of
@@ -111,28 +147,62 @@ fn resolve_and_install(
     let python = venv::venv_python(home);
     let result = match installer {
         Installer::Uv { uv } => {
+            // With a pinned torch index the inputs go in as a pyproject.toml
+            // (its sources pin the torch family), else as requirements.in.
+            let pin = torch::pinned_index(reqs);
+            let input = match &pin {
+                Some(index) => {
+                    let lines: Vec<String> =
+                        reqs.requirements.iter().map(|r| r.line.clone()).collect();
+                    comfyver_fs::write_atomic(
+                        &work.join("pyproject.toml"),
+                        torch::pyproject(&lines, index).as_bytes(),
+                    )?;
+                    "pyproject.toml"
+                }
+                None => "requirements.in",
+            };
             let mut compile = uv_command(uv, layout, &work);
             compile
                 .args(["pip", "compile", "--no-config", "--quiet", "--no-header"])
                 .arg("--python")
                 .arg(&python)
-                .args(["requirements.in", "-o", "resolved.txt"])
-                .args(source_args(reqs, installer));
+                .args([input, "-o", "resolved.txt"])
+                .args(source_args(reqs, installer))
+                .args(torch::uv_args(reqs));
             if constraints {
                 compile.args(["-c", "constraints.txt"]);
             }
             run(
                 &mut compile,
                 "resolving the Python requirements (uv pip compile)",
+                reqs.limits.tool_limit(),
             )
             .and_then(|_| {
+                let target = match &pin {
+                    Some(index) => {
+                        let resolved = std::fs::read_to_string(work.join("resolved.txt")).map_err(
+                            |source| PythonError::Read {
+                                path: work.join("resolved.txt"),
+                                source,
+                            },
+                        )?;
+                        pinned_pyproject(&work, "sync", &torch::resolved_lines(&resolved), index)?
+                    }
+                    None => "resolved.txt".into(),
+                };
                 let mut sync = uv_command(uv, layout, &work);
                 sync.args(["pip", "sync", "--no-config", "--quiet"])
                     .args(["--link-mode", "hardlink", "--python"])
                     .arg(&python)
-                    .arg("resolved.txt")
-                    .args(source_args(reqs, installer));
-                run(&mut sync, "installing the Python packages (uv pip sync)")
+                    .arg(target)
+                    .args(source_args(reqs, installer))
+                    .args(torch::uv_args(reqs));
+                run(
+                    &mut sync,
+                    "installing the Python packages (uv pip sync)",
+                    reqs.limits.tool_limit(),
+                )
             })
         }
         Installer::Pip { .. } => {
@@ -143,7 +213,11 @@ fn resolve_and_install(
             if constraints {
                 install.args(["-c", "constraints.txt"]);
             }
-            run(&mut install, "installing the Python packages (pip install)")
+            run(
+                &mut install,
+                "installing the Python packages (pip install)",
+                reqs.limits.tool_limit(),
+            )
         }
     };
     match result {
@@ -172,6 +246,10 @@ fn install_exact(
     let python = venv::venv_python(home);
     let mut cmd = match installer {
         Installer::Uv { uv } => {
+            let target = match torch::pinned_index(reqs) {
+                Some(index) => pinned_pyproject(&work, "locked", packages, &index)?,
+                None => "locked.txt".into(),
+            };
             let mut c = uv_command(uv, layout, &work);
             c.args([
                 "pip",
@@ -182,7 +260,8 @@ fn install_exact(
             ])
             .args(["--link-mode", "hardlink", "--python"])
             .arg(&python)
-            .arg("locked.txt");
+            .arg(target)
+            .args(torch::uv_args(reqs));
             c
         }
         Installer::Pip { .. } => {
@@ -192,8 +271,30 @@ fn install_exact(
         }
     };
     cmd.args(source_args(reqs, installer));
-    run(&mut cmd, "installing the locked Python packages")?;
+    run(
+        &mut cmd,
+        "installing the locked Python packages",
+        reqs.limits.tool_limit(),
+    )?;
     Ok(())
+}
+
+/// Writes `<work>/<dir>/pyproject.toml` listing the exact `pins` with the
+/// torch family pinned to `index`; returns its path relative to `work`.
+fn pinned_pyproject(
+    work: &Path,
+    dir: &str,
+    pins: &[String],
+    index: &str,
+) -> Result<std::path::PathBuf, PythonError> {
+    let rel = Path::new(dir).join("pyproject.toml");
+    let path = work.join(&rel);
+    std::fs::create_dir_all(work.join(dir)).map_err(|source| comfyver_fs::FsError::CreateDir {
+        path: work.join(dir),
+        source,
+    })?;
+    comfyver_fs::write_atomic(&path, torch::pyproject(pins, index).as_bytes())?;
+    Ok(rel)
 }
 
 fn uv_command(uv: &Path, layout: &CacheLayout, cwd: &Path) -> Command {
@@ -216,15 +317,19 @@ fn pip_command(python: &Path, cwd: &Path) -> Command {
     c
 }
 
-/// Where packages come from: offline, no index at all (uv also `--offline`);
-/// else the spec's indexes. The wheel directory and find-links always
-/// (URL find-links are dropped offline).
+/// Where packages come from. Offline, uv gets `--offline` and keeps the
+/// spec's indexes: it then resolves from what its cache holds for them (a new
+/// version whose packages were all installed before realizes offline);
+/// `--no-index` would also stop it from reading that cache. pip has no such
+/// cache, so offline it gets `--no-index`. Online, the spec's indexes. The
+/// wheel directory and find-links always (URL find-links are dropped offline).
 pub(crate) fn source_args(reqs: &Requirements, installer: &Installer) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
-    if reqs.offline {
-        if matches!(installer, Installer::Uv { .. }) {
-            args.push("--offline".into());
-        }
+    let uv = matches!(installer, Installer::Uv { .. });
+    if reqs.offline && uv {
+        args.push("--offline".into());
+    }
+    if reqs.offline && !uv {
         args.push("--no-index".into());
     } else {
         if let Some(url) = &reqs.index_url {
@@ -234,6 +339,12 @@ pub(crate) fn source_args(reqs: &Requirements, installer: &Installer) -> Vec<OsS
         for url in &reqs.extra_index_urls {
             args.push("--extra-index-url".into());
             args.push(url.into());
+        }
+        // pip cannot pin packages to an index: the torch index is an extra
+        // index there (with the capture problem uv's pin avoids).
+        if let (false, Some(pin)) = (uv, &reqs.torch_pin) {
+            args.push("--extra-index-url".into());
+            args.push(pin.into());
         }
     }
     if let Some(dir) = &reqs.wheels_dir {

@@ -1,16 +1,77 @@
-//! Running custom nodes' `install.py` once per version and node commit.
+//! Running custom nodes' `install.py` once per version and node commit, the
+//! way ComfyUI-Manager runs it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
+use comfyver_fs::CacheLayout;
 use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
-use super::tool::hermetic;
+use super::requirements::Requirements;
+use super::tool::{Installer, describe, hermetic};
 use super::venv::{scripts_dir, state_dir, venv_dir, venv_python};
+use super::{install, pip_shim};
+
+/// Variables holding credentials, never passed to an install script unless
+/// the spec's `env` sets them itself.
+const SECRETS: &[&str] = &[
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "CIVITAI_TOKEN",
+    "CIVITAI_API_KEY",
+    "RUNPOD_API_KEY",
+    "RUNPOD_AI_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+];
+
+/// Words in the output of a script that exited 0 which mean it failed anyway
+/// (Manager-style scripts print the error and carry on).
+const FAILURE_WORDS: &[&str] = &[
+    "Traceback (most recent call last)",
+    "ERROR",
+    "Error:",
+    "FAILED",
+    "failed",
+];
+
+/// Everything an install script runs with, besides its own directory.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptContext<'a> {
+    /// The spec's `env` (applied last: it may also pass a secret on purpose).
+    pub env: &'a BTreeMap<String, String>,
+    /// The model store (`COMFYUI_MODEL_PATH`); `None`: `<home>/models`.
+    pub models_dir: Option<&'a Path>,
+    /// The cache (uv's cache for the pip shim).
+    pub layout: &'a CacheLayout,
+    /// The installer that built the venv: with uv, `python -m pip` is a shim
+    /// that installs through uv into the same venv.
+    pub installer: &'a Installer,
+    /// The version's requirement inputs: package sources and time limits.
+    pub reqs: &'a Requirements,
+}
+
+/// What [`run_install_scripts`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptsRun {
+    /// Each node's script status, in order.
+    pub statuses: Vec<(String, ScriptStatus)>,
+    /// Scripts that exited 0 but printed a failure, with their log path.
+    pub warnings: Vec<String>,
+}
+
+impl ScriptsRun {
+    /// Whether any script ran (the venv may have changed: freeze again).
+    pub fn any_ran(&self) -> bool {
+        self.statuses.iter().any(|(_, s)| *s == ScriptStatus::Run)
+    }
+}
 
 /// A node pack whose `install.py` may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,29 +126,43 @@ pub(crate) fn status(home: &Path, script: &InstallScript) -> Result<ScriptStatus
 }
 
 /// Runs each enabled node's `install.py` that has not run for this home and
-/// commit, in order: `<venv>/bin/python install.py` with cwd = the node's
-/// directory, the venv activated (`VIRTUAL_ENV`, `PATH`) and `env` (the
-/// spec's `env`) set. Output goes to [`install_log`]; a done-marker
+/// commit, in order, as ComfyUI-Manager does: `<venv>/bin/python install.py`
+/// with cwd = the node's directory (the caller gives a per-home copy, never a
+/// shared checkout), `COMFYUI_PATH` and `COMFYUI_FOLDERS_BASE_PATH` = the
+/// home, `COMFYUI_MODEL_PATH` = the model store, `PYTHONPATH` = the home (so
+/// `import folder_paths` works as inside ComfyUI), the venv activated
+/// (`VIRTUAL_ENV`, `PATH`), `python -m pip` available, credentials removed
+/// and the spec's `env` set. Each runs in its own process group for at most
+/// the install-script limit. Output goes to [`install_log`]; a done-marker
 /// `<home>/.comfyver/install-scripts/<name>@<commit>.done` is written after
 /// success. Rebuilding the venv clears the markers, so scripts rerun then.
 pub fn run_install_scripts(
     home: &Path,
     scripts: &[InstallScript],
-    env: &BTreeMap<String, String>,
-) -> Result<Vec<(String, ScriptStatus)>, PythonError> {
-    let mut report = Vec::with_capacity(scripts.len());
+    ctx: &ScriptContext<'_>,
+) -> Result<ScriptsRun, PythonError> {
+    let mut run = ScriptsRun {
+        statuses: Vec::with_capacity(scripts.len()),
+        warnings: Vec::new(),
+    };
     for script in scripts {
         let status = status(home, script)?;
         if status == ScriptStatus::Run {
-            run_one(home, script, env)?;
+            if let Installer::Uv { uv } = ctx.installer {
+                let args = install::source_args(ctx.reqs, ctx.installer);
+                pip_shim::install(home, uv, &ctx.layout.uv_cache(), &args)?;
+            }
+            if let Some(warning) = run_one(home, script, ctx)? {
+                run.warnings.push(warning);
+            }
             comfyver_fs::write_atomic(
                 &done_marker(home, script),
                 format!("{}\n", script.commit).as_bytes(),
             )?;
         }
-        report.push((script.name.clone(), status));
+        run.statuses.push((script.name.clone(), status));
     }
-    Ok(report)
+    Ok(run)
 }
 
 fn check_name(script: &InstallScript) -> Result<(), PythonError> {
@@ -101,8 +176,8 @@ fn check_name(script: &InstallScript) -> Result<(), PythonError> {
 fn run_one(
     home: &Path,
     script: &InstallScript,
-    env: &BTreeMap<String, String>,
-) -> Result<(), PythonError> {
+    ctx: &ScriptContext<'_>,
+) -> Result<Option<String>, PythonError> {
     let log = install_log(home, &script.name);
     let partial = log.with_extension("log.partial");
     let logs_dir = log.parent().unwrap_or(home);
@@ -127,27 +202,57 @@ fn run_one(
         None => bin.clone().into_os_string(),
     };
     let python = venv_python(home);
-    let status = hermetic(&python)
-        .arg("install.py")
+    let models = ctx
+        .models_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| home.join("models"));
+    let mut cmd = hermetic(&python);
+    for name in SECRETS {
+        cmd.env_remove(name);
+    }
+    cmd.arg("install.py")
         .current_dir(&script.dir)
         .env("VIRTUAL_ENV", &venv)
         .env("PATH", path)
-        .envs(env)
-        .stdin(Stdio::null())
+        .env("COMFYUI_PATH", home)
+        .env("COMFYUI_FOLDERS_BASE_PATH", home)
+        .env("COMFYUI_MODEL_PATH", &models)
+        .env("PYTHONPATH", home)
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(ctx.env)
         .stdout(out)
-        .stderr(err)
-        .status()
-        .map_err(|source| PythonError::Spawn {
+        .stderr(err);
+    let limit = ctx.reqs.limits.script_limit();
+    let done = comfyver_fs::child::run_bounded(&mut cmd, limit.duration).map_err(|source| {
+        PythonError::Spawn {
             program: python.clone(),
             source,
-        })?;
+        }
+    })?;
     std::fs::rename(&partial, &log).map_err(|source| comfyver_fs::FsError::Publish {
         from: partial.clone(),
         to: log.clone(),
         source,
     })?;
+    let Some(status) = done.status else {
+        return Err(PythonError::TimedOut {
+            what: format!("install.py of custom node `{}`", script.name),
+            command: format!("{} (log: {})", describe(&cmd), log.display()),
+            seconds: limit.duration.as_secs(),
+            variable: limit.variable,
+        });
+    };
     if status.success() {
-        return Ok(());
+        let text = tail(&log, 200);
+        return Ok(FAILURE_WORDS.iter().any(|w| text.contains(w)).then(|| {
+            format!(
+                "install.py of custom node `{}` exited 0 but its output reports a failure; \
+                 check {} (last lines: {})",
+                script.name,
+                log.display(),
+                tail(&log, 3).replace('\n', " | ")
+            )
+        }));
     }
     Err(PythonError::InstallScript {
         name: script.name.clone(),

@@ -24,23 +24,30 @@
 
 mod conflict;
 mod error;
+mod fixups;
 mod freeze;
 mod install;
 mod install_script;
+mod limits;
+mod pip_shim;
 mod plan;
 mod pyproject;
 mod requirements;
 mod tool;
+mod torch;
 mod venv;
 
 pub use error::{PythonError, ToolOutput};
 pub use freeze::freeze;
-pub use install::{FREEZE_FILE, build_env};
-pub use install_script::{InstallScript, ScriptStatus, install_log, run_install_scripts};
+pub use install::{FREEZE_FILE, build_env, record_after_scripts};
+pub use install_script::{
+    InstallScript, ScriptContext, ScriptStatus, ScriptsRun, install_log, run_install_scripts,
+};
+pub use limits::{INSTALL_SCRIPT_TIMEOUT_ENV, Limits, PIP_TIMEOUT_ENV};
 pub use plan::{EnvState, PlannedInstall, PythonPlan, plan};
 pub use requirements::{
-    CONSTRAINTS_ORIGIN, CORE_ORIGIN, PythonInputs, Requirement, Requirements, SPEC_ORIGIN,
-    collect_requirements, normalize_name,
+    CONSTRAINTS_ORIGIN, CORE_ORIGIN, OVERRIDES_ORIGIN, PythonInputs, Requirement, Requirements,
+    SPEC_ORIGIN, collect_requirements, normalize_name,
 };
 pub use tool::Installer;
 pub use venv::{venv_dir, venv_python};

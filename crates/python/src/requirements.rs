@@ -6,6 +6,7 @@ use comfyver_spec::{Digest, PythonSettings, digest_json};
 use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
+use super::limits::Limits;
 use super::pyproject;
 
 /// Everything the Python environment of a version is built from.
@@ -19,8 +20,11 @@ pub struct PythonInputs {
     pub settings: PythonSettings,
     /// A local wheel directory used as find-links (`--wheels-dir`).
     pub wheels_dir: Option<PathBuf>,
-    /// Never use the network: no package index, only wheel directories.
+    /// Never use the network: packages come from uv's cache and wheel
+    /// directories only.
     pub offline: bool,
+    /// How long uv, pip and install scripts may run.
+    pub limits: Limits,
 }
 
 /// One requirement line and where it came from.
@@ -51,6 +55,10 @@ pub struct Requirements {
     pub find_links: Vec<String>,
     /// Interpreter version or path (`python.version`).
     pub python_version: Option<String>,
+    /// The PyTorch backend (`python.torch_backend`).
+    pub torch_backend: Option<String>,
+    /// The base of the PyTorch indexes (`python.torch_index_url`).
+    pub torch_index_url: Option<String>,
     /// Whether the venv sees the base interpreter's packages.
     pub system_site_packages: bool,
     /// A local wheel directory (not part of the inputs digest).
@@ -59,12 +67,22 @@ pub struct Requirements {
     pub offline: bool,
     /// Things the caller should tell the user (e.g. dynamic pyproject dependencies).
     pub warnings: Vec<String>,
+    /// Index lines of packs' files: `(origin, url)`, also in
+    /// `extra_index_urls` unless the torch pin took them.
+    pub pack_indexes: Vec<(String, String)>,
+    /// The index the torch family is pinned to (see `torch.rs`): the spec's
+    /// `<torch_index_url>/<torch_backend>`, or a pack's torch index.
+    pub torch_pin: Option<String>,
+    /// How long uv and pip may run (not part of the inputs digest).
+    pub limits: Limits,
 }
 
 /// Where the core's requirements come from, in origins and messages.
 pub const CORE_ORIGIN: &str = "ComfyUI requirements.txt";
 /// Origin of the spec's `python.requirements`.
 pub const SPEC_ORIGIN: &str = "spec python.requirements";
+/// Origin of the spec's `python.overrides`.
+pub const OVERRIDES_ORIGIN: &str = "spec python.overrides";
 /// Origin of the spec's `python.constraints`.
 pub const CONSTRAINTS_ORIGIN: &str = "spec python.constraints";
 
@@ -78,9 +96,12 @@ pub fn collect_requirements(inputs: &PythonInputs) -> Result<Requirements, Pytho
         extra_index_urls: s.extra_index_urls.clone(),
         find_links: s.find_links.clone(),
         python_version: s.version.clone(),
+        torch_backend: s.torch_backend.clone(),
+        torch_index_url: s.torch_index_url.clone(),
         system_site_packages: s.system_site_packages.unwrap_or(false),
         wheels_dir: inputs.wheels_dir.clone(),
         offline: inputs.offline,
+        limits: inputs.limits,
         ..Requirements::default()
     };
     let core_file = inputs.core_dir.join("requirements.txt");
@@ -129,6 +150,17 @@ pub fn collect_requirements(inputs: &PythonInputs) -> Result<Requirements, Pytho
         parse_line(line, CONSTRAINTS_ORIGIN, i + 1, false, &mut constraints)?;
     }
     reqs.constraints = constraints.requirements;
+    let mut overrides = Requirements::default();
+    for (i, line) in s.overrides.iter().enumerate() {
+        parse_line(line, OVERRIDES_ORIGIN, i + 1, false, &mut overrides)?;
+    }
+    for o in overrides.requirements {
+        reqs.requirements
+            .retain(|r| r.name.is_none() || r.name != o.name);
+        reqs.requirements.push(o);
+    }
+    super::fixups::apply(&mut reqs)?;
+    super::torch::choose_pin(&mut reqs);
     Ok(reqs)
 }
 
@@ -149,6 +181,12 @@ impl Requirements {
             find_links: Vec<String>,
             python_version: &'a Option<String>,
             system_site_packages: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            torch_backend: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            torch_index_url: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            torch_pin: Option<String>,
         }
         fn pairs(v: &[Requirement]) -> Vec<(&str, &str)> {
             v.iter()
@@ -172,6 +210,9 @@ impl Requirements {
                 .collect(),
             python_version: &self.python_version,
             system_site_packages: self.system_site_packages,
+            torch_backend: &self.torch_backend,
+            torch_index_url: self.torch_index_url.as_deref().map(comfyver_spec::redact),
+            torch_pin: self.torch_pin.as_deref().map(comfyver_spec::redact),
         })
     }
 
@@ -252,7 +293,26 @@ fn parse_line(
         reason: reason.to_string(),
     };
     if line.starts_with('-') {
-        return hoist_option(line, allow_options, reqs).map_err(|r| refuse(&r));
+        if allow_options && skippable_option(line) {
+            reqs.warnings.push(format!(
+                "{origin} line {line_no}: `{}` skipped: comfyver does not pass pip options \
+                 from packs on (only --index-url, --extra-index-url and --find-links)",
+                redact_text(line)
+            ));
+            return Ok(());
+        }
+        let before = reqs.extra_index_urls.len();
+        hoist_option(line, allow_options, reqs).map_err(|r| refuse(&r))?;
+        if let Some(url) = reqs.extra_index_urls.get(before).cloned() {
+            reqs.pack_indexes.push((origin.to_string(), url));
+        } else if let Some((_, url)) = line.split_once([' ', '=', '\t']) {
+            // Already listed by another pack: still this pack's index.
+            let url = url.trim().trim_start_matches('=').trim().to_string();
+            if reqs.extra_index_urls.contains(&url) {
+                reqs.pack_indexes.push((origin.to_string(), url));
+            }
+        }
+        return Ok(());
     }
     let lower = line.to_ascii_lowercase();
     if line.starts_with(['.', '/', '~']) || lower.starts_with("file:") || line.contains(" @ file:")
@@ -355,6 +415,27 @@ fn hoist_option(line: &str, allow: bool, reqs: &mut Requirements) -> Result<(), 
     }
 }
 
+/// Option lines of a pack's requirements file that are skipped with a
+/// warning rather than refused: everything except the hoisted index/links
+/// options and those that change what is installed (`-e`, `-r`, `-c`).
+fn skippable_option(line: &str) -> bool {
+    let opt = line.split([' ', '=', '\t']).next().unwrap_or(line);
+    !matches!(
+        opt,
+        "--extra-index-url"
+            | "--index-url"
+            | "-i"
+            | "--find-links"
+            | "-f"
+            | "-e"
+            | "--editable"
+            | "-r"
+            | "--requirement"
+            | "-c"
+            | "--constraint"
+    )
+}
+
 fn push_unique(v: &mut Vec<String>, value: &str) {
     if !v.iter().any(|x| x == value) {
         v.push(value.to_string());
@@ -416,6 +497,7 @@ mod tests {
             settings: PythonSettings::default(),
             wheels_dir: None,
             offline: false,
+            limits: Limits::default(),
         };
         let err = collect_requirements(&inputs).unwrap_err().to_string();
         assert!(
@@ -467,14 +549,7 @@ mod tests {
 
     #[test]
     fn editable_paths_and_nested_files_are_refused() {
-        for bad in [
-            "-e .",
-            "./local",
-            "-r other.txt",
-            "--no-binary :all:",
-            "file:///x.whl",
-            "==1",
-        ] {
+        for bad in ["-e .", "./local", "-r other.txt", "file:///x.whl", "==1"] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(
                 err.contains("custom_nodes/p/requirements.txt line 1"),

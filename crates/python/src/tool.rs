@@ -2,9 +2,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use super::error::{PythonError, ToolOutput, redact_text};
+use super::limits::Limit;
 
 /// The program that creates the venv and installs packages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,12 +137,30 @@ pub(crate) fn hermetic(program: &Path) -> Command {
     c
 }
 
-/// Runs `cmd`, capturing its output; a non-zero exit is a [`PythonError::Tool`].
-pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<Output, PythonError> {
-    let out = cmd.output().map_err(|source| PythonError::Spawn {
-        program: cmd.get_program().into(),
-        source,
+/// Runs `cmd` in its own process group (killed if comfyver dies, stopped on
+/// SIGINT/SIGTERM), capturing its output, for at most `limit`. A non-zero
+/// exit is a [`PythonError::Tool`], the limit a [`PythonError::TimedOut`].
+pub(crate) fn run(cmd: &mut Command, what: &str, limit: Limit) -> Result<Output, PythonError> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let done = comfyver_fs::child::run_bounded(cmd, limit.duration).map_err(|source| {
+        PythonError::Spawn {
+            program: cmd.get_program().into(),
+            source,
+        }
     })?;
+    let Some(status) = done.status else {
+        return Err(PythonError::TimedOut {
+            what: what.to_string(),
+            command: describe(cmd),
+            seconds: limit.duration.as_secs(),
+            variable: limit.variable,
+        });
+    };
+    let out = Output {
+        status,
+        stdout: done.stdout,
+        stderr: done.stderr,
+    };
     if out.status.success() {
         Ok(out)
     } else {

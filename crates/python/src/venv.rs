@@ -65,12 +65,12 @@ pub(crate) fn recreate(
 ) -> Result<(), PythonError> {
     let venv = venv_dir(home);
     remove_file_if_exists(&marker(home))?;
-    remove_dir_if_exists(&venv)?;
-    remove_dir_if_exists(&scripts_dir(home))?;
     std::fs::create_dir_all(home).map_err(|source| comfyver_fs::FsError::CreateDir {
         path: home.to_path_buf(),
         source,
     })?;
+    discard(&venv)?;
+    remove_dir_if_exists(&scripts_dir(home))?;
     let mut cmd = match installer {
         Installer::Uv { uv } => {
             let mut c = hermetic(uv);
@@ -99,7 +99,39 @@ pub(crate) fn recreate(
         }
     };
     cmd.current_dir(home);
-    run(&mut cmd, "creating the Python environment")?;
+    run(
+        &mut cmd,
+        "creating the Python environment",
+        reqs.limits.tool_limit(),
+    )?;
+    Ok(())
+}
+
+/// Moves an old or half-built venv out of the way by one rename, then deletes
+/// it. A venv left by a killed build may still be written to for a moment (its
+/// uv child dying after it); deleting it in place then fails with "Directory
+/// not empty", and a `.venv` that exists makes `uv venv` refuse. After the
+/// rename `.venv` is free whatever happens to the old tree; a tree that
+/// cannot be deleted now stays in a `.tmp-` sibling that the stale-temp
+/// cleanup removes later.
+fn discard(venv: &Path) -> Result<(), PythonError> {
+    // Trees an earlier discard could not delete (we hold the home's python
+    // lock, so none belongs to a live build). Best effort: a tree that still
+    // cannot be deleted must not stop this build.
+    if let Some(home) = venv.parent() {
+        let _ = comfyver_fs::remove_stale_temps(home, Some(".venv"));
+    }
+    if std::fs::symlink_metadata(venv).is_err() {
+        return Ok(());
+    }
+    let trash = comfyver_fs::TempDir::beside(venv)?;
+    std::fs::rename(venv, trash.path().join("old")).map_err(|source| {
+        comfyver_fs::FsError::Remove {
+            path: venv.to_path_buf(),
+            source,
+        }
+    })?;
+    drop(trash);
     Ok(())
 }
 

@@ -9,14 +9,14 @@ use std::process::Command;
 
 use comfyver_fs::CacheLayout;
 use comfyver_python::{
-    self as python, EnvState, InstallScript, Installer, PlannedInstall, PythonError, PythonInputs,
-    Requirements, ScriptStatus,
+    self as python, EnvState, InstallScript, Installer, Limits, PlannedInstall, PythonError,
+    PythonInputs, Requirements, ScriptContext, ScriptStatus,
 };
 use comfyver_spec::PythonSettings;
 use comfyver_testkit::wheels;
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
     root: PathBuf,
     wheels: PathBuf,
     layout: CacheLayout,
@@ -30,11 +30,39 @@ impl Fixture {
         wheels::standard_wheels(&wheels_dir);
         let layout = CacheLayout::new(root.join("cache"));
         Fixture {
-            _tmp: tmp,
+            _tmp: Some(tmp),
             root,
             wheels: wheels_dir,
             layout,
         }
+    }
+
+    /// The fixture of a parent test, at its root (the helper process).
+    fn at(root: PathBuf) -> Fixture {
+        Fixture {
+            _tmp: None,
+            wheels: root.join("wheels"),
+            layout: CacheLayout::new(root.join("cache")),
+            root,
+        }
+    }
+
+    /// The standard inputs plus every `bulkdep<N>` wheel of the directory: a
+    /// build that takes a while, to be killed mid-way.
+    fn kill_inputs(&self) -> PythonInputs {
+        let mut inputs = self.standard_inputs();
+        let mut bulk: Vec<String> = std::fs::read_dir(&self.wheels)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("bulkdep")
+                    .then(|| n.split('-').next().unwrap().to_string())
+            })
+            .collect();
+        bulk.sort();
+        inputs.settings.requirements.extend(bulk);
+        inputs
     }
 
     fn home(&self, name: &str) -> PathBuf {
@@ -73,6 +101,23 @@ impl Fixture {
             },
             wheels_dir: Some(self.wheels.clone()),
             offline: true,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The context install scripts run with in these tests.
+    fn script_ctx<'a>(
+        &'a self,
+        env: &'a BTreeMap<String, String>,
+        installer: &'a Installer,
+        reqs: &'a Requirements,
+    ) -> ScriptContext<'a> {
+        ScriptContext {
+            env,
+            models_dir: None,
+            layout: &self.layout,
+            installer,
+            reqs,
         }
     }
 }
@@ -290,17 +335,19 @@ fn install_script_runs_once_per_commit_logs_and_can_be_disabled() {
         ("pack_script".into(), ScriptStatus::Run)
     );
 
-    let report = python::run_install_scripts(&home, &scripts, &env).unwrap();
+    let ctx = fx.script_ctx(&env, &installer, &reqs);
+    let report = python::run_install_scripts(&home, &scripts, &ctx).unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_eq!(
-        report,
+        report.statuses,
         [
             ("pack_a".into(), ScriptStatus::Absent),
             ("pack_pyproj".into(), ScriptStatus::Absent),
             ("pack_script".into(), ScriptStatus::Run),
         ]
     );
-    let again = python::run_install_scripts(&home, &scripts, &env).unwrap();
-    assert_eq!(again[2].1, ScriptStatus::Done);
+    let again = python::run_install_scripts(&home, &scripts, &ctx).unwrap();
+    assert_eq!(again.statuses[2].1, ScriptStatus::Done);
     let ran = std::fs::read_to_string(&side_effect).unwrap();
     assert_eq!(ran.lines().count(), 1, "install.py must run once: {ran}");
     let venv = std::fs::canonicalize(python::venv_dir(&home)).unwrap();
@@ -321,11 +368,11 @@ fn install_script_runs_once_per_commit_logs_and_can_be_disabled() {
     // A new commit runs it again; disabled, it does not run.
     let mut next = scripts.clone();
     next[2].commit = "b".repeat(40);
-    python::run_install_scripts(&home, &next, &env).unwrap();
+    python::run_install_scripts(&home, &next, &ctx).unwrap();
     next[2].commit = "c".repeat(40);
     next[2].enabled = false;
-    let off = python::run_install_scripts(&home, &next, &env).unwrap();
-    assert_eq!(off[2].1, ScriptStatus::Disabled);
+    let off = python::run_install_scripts(&home, &next, &ctx).unwrap();
+    assert_eq!(off.statuses[2].1, ScriptStatus::Disabled);
     assert_eq!(
         std::fs::read_to_string(&side_effect)
             .unwrap()
@@ -349,14 +396,17 @@ fn failing_install_script_names_the_node_and_its_log() {
     inputs.nodes = vec![broken.clone()];
     let reqs = collect(&inputs);
     let home = fx.home("b");
-    python::build_env(&home, &fx.layout, &reqs, None, &uv()).unwrap();
+    let installer = uv();
+    python::build_env(&home, &fx.layout, &reqs, None, &installer).unwrap();
     let script = InstallScript {
         name: broken.0,
         dir: broken.1,
         commit: "d".repeat(40),
         enabled: true,
     };
-    let err = python::run_install_scripts(&home, &[script], &BTreeMap::new()).unwrap_err();
+    let env = BTreeMap::new();
+    let ctx = fx.script_ctx(&env, &installer, &reqs);
+    let err = python::run_install_scripts(&home, &[script], &ctx).unwrap_err();
     let text = err.to_string();
     let log = python::install_log(&home, "broken_pack");
     assert!(
@@ -479,4 +529,544 @@ fn tokens_in_index_urls_never_reach_errors() {
         "the index should be named: {text}"
     );
     assert!(!text.contains("s3cret-token"), "{text}");
+}
+
+/// Copies a directory tree (the stand-in core into a home, a fixture pack).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), &dst).unwrap();
+        }
+    }
+}
+
+fn fixture_pack(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testkit/fixtures/node-packs")
+        .join(name)
+}
+
+/// A home holding the stand-in core (so `folder_paths` is importable from it)
+/// with a built venv, and one pack with the given install.py.
+fn home_with_script(
+    fx: &Fixture,
+    home_name: &str,
+    pack: (String, PathBuf),
+) -> (PathBuf, Requirements, InstallScript) {
+    let home = fx.home(home_name);
+    copy_dir(&core_dir(), &home);
+    let mut inputs = fx.standard_inputs();
+    inputs.core_dir = home.clone();
+    inputs.nodes = vec![pack.clone()];
+    let reqs = collect(&inputs);
+    python::build_env(&home, &fx.layout, &reqs, None, &uv()).unwrap();
+    let script = InstallScript {
+        name: pack.0,
+        dir: pack.1,
+        commit: "e".repeat(40),
+        enabled: true,
+    };
+    (home, reqs, script)
+}
+
+#[test]
+fn install_py_runs_with_managers_environment_and_what_it_installs_is_recorded() {
+    let fx = Fixture::new();
+    let pack = fx.root.join("packs/manager_style_pack");
+    copy_dir(&fixture_pack("manager_style_pack"), &pack);
+    let (home, reqs, script) =
+        home_with_script(&fx, "mgr", ("manager_style_pack".into(), pack.clone()));
+    // A wheel only the script installs (not in the wheels directory).
+    let wheel = wheels::build_wheel(&fx.root.join("script-wheels"), "scriptdep", "1.0", &[]);
+    let env = BTreeMap::from([("PACK_WHEEL".to_string(), wheel.display().to_string())]);
+    let models = fx.root.join("model-store");
+    let installer = uv();
+    let mut ctx = fx.script_ctx(&env, &installer, &reqs);
+    ctx.models_dir = Some(&models);
+    let before = python::build_env(&home, &fx.layout, &reqs, None, &installer).unwrap();
+    let run = python::run_install_scripts(&home, &[script], &ctx).unwrap();
+    assert_eq!(run.statuses[0].1, ScriptStatus::Run);
+    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pack.join("install-report.json")).unwrap())
+            .unwrap();
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    assert_eq!(report["comfy_path"], home.display().to_string());
+    assert_eq!(report["model_path"], models.display().to_string());
+    assert_eq!(report["folder_paths"], canon(&home));
+    assert_eq!(report["cwd"], canon(&pack));
+
+    // Frozen after the script: its package is in the recorded set.
+    assert!(!before.packages.iter().any(|p| p.starts_with("scriptdep")));
+    let after = python::record_after_scripts(&home, &before).unwrap();
+    // Installed from a file by the stand-in, so frozen as a direct reference.
+    assert!(
+        after
+            .packages
+            .iter()
+            .any(|p| p.starts_with("scriptdep @ file://")),
+        "{:?}",
+        after.packages
+    );
+    assert_eq!(after.inputs_digest, before.inputs_digest);
+    let freeze = std::fs::read_to_string(home.join(python::FREEZE_FILE)).unwrap();
+    assert!(freeze.contains("scriptdep @ file://"), "{freeze}");
+    assert_eq!(
+        venv_run(&home, "import scriptdep; print(scriptdep.__version__)"),
+        "1.0"
+    );
+    // The completion marker holds the new set: the venv is up to date for it.
+    let plan = python::plan(&home, &reqs, Some(&after), &installer, &[]).unwrap();
+    assert_eq!(plan.state, EnvState::UpToDate);
+}
+
+#[test]
+fn a_sleeping_install_py_is_stopped_at_its_limit_with_an_error_naming_the_variable() {
+    let fx = Fixture::new();
+    let pack = fx.pack(
+        "sleepy_pack",
+        &[(
+            "install.py",
+            "import os, time\nopen('pid', 'w').write(str(os.getpid()))\nprint('waiting', flush=True)\ntime.sleep(120)\n",
+        )],
+    );
+    let pid_file = pack.1.join("pid");
+    let (home, mut reqs, script) = home_with_script(&fx, "sleepy", pack);
+    reqs.limits.install_script = std::time::Duration::from_secs(2);
+    let env = BTreeMap::new();
+    let installer = uv();
+    let ctx = fx.script_ctx(&env, &installer, &reqs);
+    let t0 = std::time::Instant::now();
+    let err = python::run_install_scripts(&home, &[script], &ctx).unwrap_err();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(60));
+    assert!(matches!(err, PythonError::TimedOut { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("install.py of custom node `sleepy_pack`"),
+        "{text}"
+    );
+    assert!(text.contains("within 2 s"), "{text}");
+    assert!(text.contains(python::INSTALL_SCRIPT_TIMEOUT_ENV), "{text}");
+    assert!(
+        text.contains(
+            &python::install_log(&home, "sleepy_pack")
+                .display()
+                .to_string()
+        ),
+        "{text}"
+    );
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the script's process must be gone"
+    );
+}
+
+#[test]
+fn an_install_py_that_prints_a_failure_but_exits_0_is_a_warning_with_its_log() {
+    let fx = Fixture::new();
+    let pack = fx.pack(
+        "quiet_fail_pack",
+        &[(
+            "install.py",
+            "print('Installing dependencies')\nprint('ERROR: could not install ultralytics')\n",
+        )],
+    );
+    let (home, reqs, script) = home_with_script(&fx, "quiet", pack);
+    let env = BTreeMap::new();
+    let installer = uv();
+    let ctx = fx.script_ctx(&env, &installer, &reqs);
+    let run = python::run_install_scripts(&home, &[script], &ctx).unwrap();
+    assert_eq!(run.statuses[0].1, ScriptStatus::Run);
+    let log = python::install_log(&home, "quiet_fail_pack");
+    assert_eq!(run.warnings.len(), 1, "{:?}", run.warnings);
+    assert!(
+        run.warnings[0].contains("`quiet_fail_pack` exited 0"),
+        "{}",
+        run.warnings[0]
+    );
+    assert!(
+        run.warnings[0].contains(&log.display().to_string()),
+        "{}",
+        run.warnings[0]
+    );
+}
+
+#[test]
+fn offline_a_new_version_resolves_from_uvs_cache() {
+    let fx = Fixture::new();
+    let installer = uv();
+    let index = wheels::SimpleIndex::serve(&fx.root.join("index"));
+    for (name, version, requires) in wheels::STANDARD {
+        index.add_wheel(name, version, requires);
+    }
+    let mut online = fx.standard_inputs();
+    online.offline = false;
+    online.wheels_dir = None;
+    online.settings.index_url = Some(index.url());
+    let first = python::build_env(
+        &fx.home("online"),
+        &fx.layout,
+        &collect(&online),
+        None,
+        &installer,
+    )
+    .unwrap();
+    assert_eq!(first.packages, EXPECTED);
+    assert!(index.served("nodedep-a"), "the first build used the index");
+    drop(index);
+
+    // A new version (other inputs) whose packages are all in uv's cache.
+    let mut offline = online.clone();
+    offline.offline = true;
+    offline.nodes.retain(|(name, _)| name == "pack_a");
+    let reqs = collect(&offline);
+    assert_ne!(reqs.inputs_digest().to_string(), first.inputs_digest);
+    let env = python::build_env(&fx.home("offline"), &fx.layout, &reqs, None, &installer).unwrap();
+    assert_eq!(
+        env.packages,
+        [
+            "fakecomfydep==1.0",
+            "fakerequests==2.0",
+            "nodedep-a==1.0",
+            "nodedep-b==2.0"
+        ]
+    );
+    assert_eq!(
+        venv_run(&fx.home("offline"), "import nodedep_a; print('ok')"),
+        "ok"
+    );
+}
+
+/// Environment variable telling [`helper_build_env_for_kill`] its fixture root.
+const KILL_ROOT_ENV: &str = "COMFYVER_TEST_KILL_ROOT";
+
+#[test]
+#[ignore = "helper: run (and SIGKILLed) by a_killed_build_never_blocks_the_next_one"]
+fn helper_build_env_for_kill() {
+    let root = PathBuf::from(std::env::var_os(KILL_ROOT_ENV).expect("run by its parent test"));
+    let fx = Fixture::at(root);
+    let reqs = collect(&fx.kill_inputs());
+    python::build_env(&fx.home("killed"), &fx.layout, &reqs, None, &uv()).unwrap();
+}
+
+/// Every process whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .filter(|pid| {
+            // Zombies are dead.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_build_never_blocks_the_next_one() {
+    let fx = Fixture::new();
+    let wheel_names: Vec<String> = (0..40).map(|i| format!("bulkdep{i}")).collect();
+    for name in &wheel_names {
+        wheels::build_wheel(&fx.wheels, name, "1.0", &[]);
+    }
+    let reqs = collect(&fx.kill_inputs());
+    let home = fx.home("killed");
+    let needle = home.display().to_string();
+    // Seeded moments across the build: venv creation, resolution, install.
+    let mut seed: u64 = 0x5eed_2026;
+    for trial in 0..6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = std::time::Duration::from_millis(100 + seed % 1200);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_build_env_for_kill",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(KILL_ROOT_ENV, &fx.root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        // Odd trials: SIGTERM (the watcher stops the children, then comfyver
+        // dies of the signal); even trials: SIGKILL (the parent-death signal).
+        let signal = if trial % 2 == 1 { "-TERM" } else { "-KILL" };
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !processes_mentioning(&needle).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(
+            processes_mentioning(&needle),
+            Vec::<u32>::new(),
+            "trial {trial} ({signal} after {delay:?}): a child of the killed build is still running"
+        );
+        // One rerun succeeds.
+        let env = python::build_env(&home, &fx.layout, &reqs, None, &uv())
+            .unwrap_or_else(|e| panic!("trial {trial} ({delay:?}): the rerun failed: {e}"));
+        assert_eq!(env.packages.len(), EXPECTED.len() + wheel_names.len());
+        assert_eq!(venv_run(&home, "import bulkdep39; print('ok')"), "ok");
+        // Next trial starts from scratch again.
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+}
+
+/// A core whose requirements pin torch 2 (small fake wheels named torch).
+fn torch_core(fx: &Fixture) -> PathBuf {
+    let core = fx.root.join("torch-core");
+    std::fs::create_dir_all(&core).unwrap();
+    std::fs::write(
+        core.join("requirements.txt"),
+        "torch==2.1.0\nfakecomfydep>=1.0\n",
+    )
+    .unwrap();
+    for v in ["1.13.1", "2.1.0"] {
+        wheels::build_wheel(&fx.wheels, "torch", v, &[]);
+    }
+    core
+}
+
+#[test]
+fn a_pack_may_not_downgrade_torch_unless_the_spec_overrides_it() {
+    let fx = Fixture::new();
+    let mut inputs = fx.standard_inputs();
+    inputs.core_dir = torch_core(&fx);
+    inputs.nodes = vec![fx.pack(
+        "old_torch_pack",
+        &[("requirements.txt", "nodedep-a\ntorch<2\n")],
+    )];
+    let err = python::collect_requirements(&inputs).unwrap_err();
+    assert!(matches!(err, PythonError::TorchDowngrade { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "custom_nodes/old_torch_pack/requirements.txt line 2: `torch<2` would downgrade torch \
+         below the core's torch 2.1.0, which breaks ComfyUI; use a version of the pack that \
+         supports torch 2.1.0, or, to force it, pin torch in the spec's python.overrides"
+    );
+    // A pack that accepts the core's torch is fine, and installs it.
+    inputs.nodes = vec![fx.pack("new_torch_pack", &[("requirements.txt", "torch>=2.0,<3\n")])];
+    let env =
+        python::build_env(&fx.home("t2"), &fx.layout, &collect(&inputs), None, &uv()).unwrap();
+    assert!(
+        env.packages.contains(&"torch==2.1.0".to_string()),
+        "{:?}",
+        env.packages
+    );
+    // Forced by the spec: the override replaces every torch line.
+    inputs.nodes = vec![fx.pack("old_torch_pack", &[("requirements.txt", "torch<2\n")])];
+    inputs.settings.overrides = vec!["torch==1.13.1".into()];
+    let reqs = collect(&inputs);
+    let torch: Vec<_> = reqs
+        .requirements
+        .iter()
+        .filter(|r| r.name.as_deref() == Some("torch"))
+        .collect();
+    assert_eq!(torch.len(), 1);
+    assert_eq!(torch[0].origin, python::OVERRIDES_ORIGIN);
+    let env = python::build_env(&fx.home("t1"), &fx.layout, &reqs, None, &uv()).unwrap();
+    assert!(
+        env.packages.contains(&"torch==1.13.1".to_string()),
+        "{:?}",
+        env.packages
+    );
+}
+
+#[test]
+fn opencv_variants_of_two_packs_are_installed_as_one() {
+    let fx = Fixture::new();
+    for name in ["opencv-python", "opencv-python-headless"] {
+        wheels::build_wheel(&fx.wheels, name, "4.10.0", &[]);
+    }
+    let mut inputs = fx.standard_inputs();
+    inputs.nodes = vec![
+        fx.pack("gui_cv_pack", &[("requirements.txt", "opencv-python>=4\n")]),
+        fx.pack(
+            "headless_cv_pack",
+            &[("requirements.txt", "opencv-python-headless\n")],
+        ),
+    ];
+    let reqs = collect(&inputs);
+    assert!(
+        reqs.warnings
+            .iter()
+            .any(|w| w.contains("gui_cv_pack") && w.contains("opencv-python-headless")),
+        "{:?}",
+        reqs.warnings
+    );
+    let env = python::build_env(&fx.home("cv"), &fx.layout, &reqs, None, &uv()).unwrap();
+    let cv: Vec<_> = env
+        .packages
+        .iter()
+        .filter(|p| p.starts_with("opencv"))
+        .collect();
+    assert_eq!(cv, ["opencv-python-headless==4.10.0"]);
+}
+
+#[test]
+fn unsupported_pip_options_in_a_pack_are_warned_and_skipped() {
+    let fx = Fixture::new();
+    let mut inputs = fx.standard_inputs();
+    inputs.nodes = vec![fx.pack(
+        "nobinary_pack",
+        &[(
+            "requirements.txt",
+            "--no-binary :all:\n--prefer-binary\nnodedep-a\n",
+        )],
+    )];
+    let reqs = collect(&inputs);
+    let skipped: Vec<_> = reqs
+        .warnings
+        .iter()
+        .filter(|w| w.contains("skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{:?}", reqs.warnings);
+    assert!(
+        skipped[0]
+            .starts_with("custom_nodes/nobinary_pack/requirements.txt line 1: `--no-binary :all:`"),
+        "{}",
+        skipped[0]
+    );
+    let env = python::build_env(&fx.home("nb"), &fx.layout, &reqs, None, &uv()).unwrap();
+    assert!(env.packages.contains(&"nodedep-a==1.0".to_string()));
+}
+
+#[test]
+fn torch_backend_picks_its_build_and_other_packages_come_from_the_primary_index() {
+    let fx = Fixture::new();
+    let installer = uv();
+    // The primary index (PyPI's stand-in): the standard set, torch's plain
+    // build, numpy 2.0.0.
+    let pypi = wheels::SimpleIndex::serve(&fx.root.join("pypi"));
+    for (name, version, requires) in wheels::STANDARD {
+        pypi.add_wheel(name, version, requires);
+    }
+    pypi.add_wheel("torch", "2.5.1", &[]);
+    pypi.add_wheel("numpy", "2.0.0", &[]);
+    // The PyTorch indexes, one per backend; the cu128 one also hosts numpy,
+    // the same version and a newer one, which must not be taken from it.
+    let torch = wheels::SimpleIndex::serve(&fx.root.join("torch"));
+    torch.add_wheel_at("cpu", "torch", "2.5.1+cpu", &[]);
+    torch.add_wheel_at("cu128", "torch", "2.5.1+cu128", &[]);
+    torch.add_wheel_at("cu128", "numpy", "2.0.0", &[]);
+    torch.add_wheel_at("cu128", "numpy", "2.1.0", &[]);
+
+    let inputs = |backend: &str| {
+        let mut i = fx.standard_inputs();
+        i.offline = false;
+        i.wheels_dir = None;
+        i.settings.index_url = Some(pypi.url());
+        i.settings
+            .requirements
+            .extend(["torch".to_string(), "numpy".to_string()]);
+        i.settings.torch_backend = Some(backend.to_string());
+        i.settings.torch_index_url = Some(torch.base_url());
+        i
+    };
+    let cu = collect(&inputs("cu128"));
+    let cpu = collect(&inputs("cpu"));
+    assert_ne!(
+        cu.inputs_digest(),
+        cpu.inputs_digest(),
+        "the backend is an input"
+    );
+
+    let env = python::build_env(&fx.home("cu128"), &fx.layout, &cu, None, &installer).unwrap();
+    assert!(
+        env.packages.contains(&"torch==2.5.1+cu128".to_string()),
+        "{:?}",
+        env.packages
+    );
+    assert!(
+        env.packages.contains(&"numpy==2.0.0".to_string()),
+        "{:?}",
+        env.packages
+    );
+    assert!(pypi.served("numpy"), "numpy comes from the primary index");
+    assert!(
+        !torch.served_at("cu128", "numpy"),
+        "the torch index did not capture numpy"
+    );
+    assert!(torch.served_at("cu128", "torch"));
+    assert_eq!(
+        venv_run(&fx.home("cu128"), "import torch; print(torch.__version__)"),
+        "2.5.1+cu128"
+    );
+
+    let env_cpu = python::build_env(&fx.home("cpu"), &fx.layout, &cpu, None, &installer).unwrap();
+    assert!(
+        env_cpu.packages.contains(&"torch==2.5.1+cpu".to_string()),
+        "{:?}",
+        env_cpu.packages
+    );
+
+    // A lock replays the same builds.
+    let replay =
+        python::build_env(&fx.home("replay"), &fx.layout, &cu, Some(&env), &installer).unwrap();
+    assert_eq!(replay, env);
+}
+
+#[test]
+fn a_packs_torch_index_serves_only_the_torch_family() {
+    let fx = Fixture::new();
+    let pypi = wheels::SimpleIndex::serve(&fx.root.join("pypi"));
+    for (name, version, requires) in wheels::STANDARD {
+        pypi.add_wheel(name, version, requires);
+    }
+    pypi.add_wheel("torch", "2.5.1", &[]);
+    pypi.add_wheel("numpy", "2.0.0", &[]);
+    let torch = wheels::SimpleIndex::serve(&fx.root.join("torch"));
+    torch.add_wheel_at("cu128", "torch", "2.5.1+cu128", &[]);
+    torch.add_wheel_at("cu128", "numpy", "2.1.0", &[]);
+
+    let mut inputs = fx.standard_inputs();
+    inputs.offline = false;
+    inputs.wheels_dir = None;
+    inputs.settings.index_url = Some(pypi.url());
+    let file = format!("--index-url {}/cu128\ntorch\nnumpy\n", torch.base_url());
+    inputs.nodes = vec![fx.pack("gpu_pack", &[("requirements.txt", file.as_str())])];
+    let reqs = collect(&inputs);
+    assert!(
+        reqs.warnings
+            .iter()
+            .any(|w| w.contains("gpu_pack") && w.contains("torch family only")),
+        "{:?}",
+        reqs.warnings
+    );
+    let env = python::build_env(&fx.home("g"), &fx.layout, &reqs, None, &uv()).unwrap();
+    assert!(
+        env.packages.contains(&"torch==2.5.1+cu128".to_string()),
+        "{:?}",
+        env.packages
+    );
+    assert!(
+        env.packages.contains(&"numpy==2.0.0".to_string()),
+        "numpy must come from the primary index, not the pack's torch index: {:?}",
+        env.packages
+    );
+    assert!(!torch.served_at("cu128", "numpy"));
 }

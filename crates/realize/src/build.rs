@@ -109,6 +109,15 @@ pub fn realize(
         .map(|c| (c.name.clone(), c.path.clone()))
         .collect();
     comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
+    // A pack whose install.py runs gets its own copy: the script writes into
+    // its directory, and the shared checkout must stay as checked out.
+    let mut scripts = install_scripts(req.spec, &checkouts);
+    for script in scripts
+        .iter_mut()
+        .filter(|s| s.enabled && s.dir.join("install.py").is_file())
+    {
+        script.dir = comfyver_nodes::isolate_node(home.root(), &script.name, &script.dir)?;
+    }
 
     reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
     let fetched = comfyver_models::fetch_models(
@@ -148,6 +157,7 @@ pub fn realize(
         settings: req.spec.python.clone().unwrap_or_default(),
         wheels_dir: req.wheels_dir.clone(),
         offline: req.offline,
+        limits: python::Limits::from_env()?,
     };
     let reqs = python::collect_requirements(&inputs)?;
     warnings.extend(reqs.warnings.iter().cloned());
@@ -164,8 +174,24 @@ pub fn realize(
     )?;
 
     reporter.step("install scripts", "");
-    let scripts = install_scripts(req.spec, &checkouts);
-    python::run_install_scripts(home.root(), &scripts, &req.spec.env)?;
+    let ran = python::run_install_scripts(
+        home.root(),
+        &scripts,
+        &python::ScriptContext {
+            env: &req.spec.env,
+            models_dir: Some(req.layout.models_dir()),
+            layout: req.layout,
+            installer: &installer,
+            reqs: &reqs,
+        },
+    )?;
+    warnings.extend(ran.warnings.iter().cloned());
+    // Freeze after the scripts: what they installed is part of the set.
+    let installed = if ran.any_ran() {
+        python::record_after_scripts(home.root(), &installed)?
+    } else {
+        installed
+    };
 
     let mut used = req.lock.clone();
     used.python = Some(installed.clone());

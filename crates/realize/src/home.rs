@@ -9,7 +9,8 @@ use crate::RealizeError;
 
 /// A version home. It *is* the core checkout (ComfyUI writes into its own
 /// tree, so every version has its own), with:
-/// `custom_nodes/<name>` → links into the node cache, `.venv/`,
+/// `custom_nodes/<name>` → links into the node cache (or per-home copies of
+/// packs whose install.py runs), `.venv/`,
 /// `extra_model_paths.yaml`, and `.comfyver/` (stamp, recorded lock, logs, python freeze,
 /// per-run data directories).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,8 +74,8 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
         let dir = req.layout.node_checkout(&slug, &n.commit);
         let cached = comfyver_nodes::is_checkout_complete(&dir);
         all_nodes_cached &= cached;
-        let linked =
-            std::fs::read_link(home.custom_nodes_dir().join(&name)).is_ok_and(|t| t == dir);
+        let linked = comfyver_nodes::node_source(&home.custom_nodes_dir().join(&name))
+            .is_some_and(|t| t == dir);
         let action = match (cached, linked) {
             (true, true) => "cached, linked".to_string(),
             (true, false) => "cached; link into custom_nodes/".to_string(),
@@ -129,6 +129,7 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
             settings: req.spec.python.clone().unwrap_or_default(),
             wheels_dir: req.wheels_dir.clone(),
             offline: req.offline,
+            limits: python::Limits::default(),
         };
         let reqs = python::collect_requirements(&inputs)?;
         let installer = match &req.installer {

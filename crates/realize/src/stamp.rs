@@ -96,7 +96,8 @@ fn warm_check(
     let links_ok = lock.custom_nodes.iter().all(|n| {
         let Some(name) = &n.name else { return false };
         let link = home.custom_nodes_dir().join(name);
-        std::fs::read_link(&link).is_ok_and(|target| comfyver_nodes::is_checkout_complete(&target))
+        comfyver_nodes::node_source(&link)
+            .is_some_and(|target| comfyver_nodes::is_checkout_complete(&target))
     });
     let may_miss_models = stamp.skip_models && skip_models.unwrap_or(true);
     links_ok && (may_miss_models || models_present(&lock.models, layout))

@@ -70,9 +70,28 @@ pub fn verify(
         let name = node.name.clone().unwrap_or_default();
         let what = format!("custom_nodes/{name}");
         let link = home.custom_nodes_dir().join(&name);
-        match std::fs::read_link(&link) {
-            Err(_) => add(&what, "missing or not a link into the node cache".into()),
-            Ok(target) => {
+        match comfyver_nodes::node_source(&link) {
+            None => add(&what, "missing or not a link into the node cache".into()),
+            Some(target) => {
+                match comfyver_nodes::checkout_changes(&target) {
+                    Ok(changed) if changed.is_empty() => {}
+                    Ok(changed) => add(
+                        &what,
+                        format!(
+                            "the shared checkout {} was changed after it was checked out \
+                             ({}); every version using it sees the change: delete that \
+                             directory and run `comfyver realize` to check it out again",
+                            target.display(),
+                            changed
+                                .iter()
+                                .take(5)
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                    Err(_) => {}
+                }
                 if !comfyver_nodes::is_checkout_complete(&target) {
                     add(
                         &what,

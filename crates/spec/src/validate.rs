@@ -37,6 +37,9 @@ const PYTHON: &[&str] = &[
     "extra_index_urls",
     "find_links",
     "system_site_packages",
+    "overrides",
+    "torch_backend",
+    "torch_index_url",
 ];
 const OPTIONS: &[&str] = &["offline", "skip_models"];
 
@@ -417,6 +420,7 @@ fn python(top: &Map<String, Value>, r: &mut Report) {
     for key in [
         "requirements",
         "constraints",
+        "overrides",
         "extra_index_urls",
         "find_links",
     ] {
@@ -443,6 +447,42 @@ fn python(top: &Map<String, Value>, r: &mut Report) {
     {
         index_url(s, "python.index_url", r);
     }
+    let backend = obj
+        .get("torch_backend")
+        .and_then(|v| string(v, "python.torch_backend", r));
+    if let Some(b) = backend
+        && !is_torch_backend(b)
+    {
+        r.error(
+            "python.torch_backend",
+            format!(
+                "`{b}` is not a PyTorch backend: expected auto, cpu, cu<version> (e.g. cu128), \
+                 rocm<version> (e.g. rocm6.3) or xpu"
+            ),
+        );
+    }
+    if let Some(v) = obj.get("torch_index_url")
+        && let Some(s) = string(v, "python.torch_index_url", r)
+    {
+        index_url(s, "python.torch_index_url", r);
+        if backend.is_none_or(|b| b == "auto") {
+            r.error(
+                "python.torch_index_url",
+                "needs an explicit python.torch_backend (cpu, cu128, ...): `<torch_index_url>/<backend>` \
+                 is the index used, and `auto` is only known to uv's built-in indexes",
+            );
+        }
+    }
+}
+
+/// `auto`, `cpu`, `xpu`, `cu<digits>` or `rocm<digits and dots>`.
+fn is_torch_backend(b: &str) -> bool {
+    let digits = |s: &str, dots: bool| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || (dots && c == '.'))
+    };
+    matches!(b, "auto" | "cpu" | "xpu")
+        || b.strip_prefix("cu").is_some_and(|v| digits(v, false))
+        || b.strip_prefix("rocm").is_some_and(|v| digits(v, true))
 }
 
 fn index_url(s: &str, at: &str, r: &mut Report) {

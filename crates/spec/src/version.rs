@@ -150,6 +150,11 @@ pub struct PythonSettings {
     /// Constraint lines (e.g. `torch==2.5.1`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
+    /// Requirement lines that replace every requirement on the same package,
+    /// from the core, the packs or `requirements` (e.g. `torch==1.13.1` to let
+    /// a pack downgrade torch on purpose).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The primary package index URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_url: Option<String>,
@@ -159,6 +164,20 @@ pub struct PythonSettings {
     /// Local directories or URLs with wheels (find-links).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub find_links: Vec<String>,
+    /// The PyTorch build: `auto` (uv detects the machine's GPU driver), `cpu`,
+    /// `cu126`, `cu128`, … (CUDA), `rocm6.3`, … or `xpu`. Unset: torch comes
+    /// from the primary index like any package (on Linux x86_64 PyPI's torch
+    /// is a CUDA build), which suits a GPU worker whose image was built
+    /// without a GPU. The torch family (torch, torchvision, torchaudio, …)
+    /// comes from the backend's index; every other package from the primary
+    /// index, even when the torch index also hosts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_backend: Option<String>,
+    /// Base URL of the PyTorch indexes (`<base>/<backend>` is the index of one
+    /// backend), for a mirror or a local copy; needs an explicit
+    /// `torch_backend` (not `auto`). Unset: uv's built-in PyTorch indexes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_index_url: Option<String>,
     /// Let the venv see the base interpreter's packages (reuse a torch baked into an image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_site_packages: Option<bool>,

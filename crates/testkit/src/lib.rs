@@ -5,7 +5,8 @@
 //!   binary, and [`git::GitDaemon`], git's own daemon serving them over the
 //!   `git://` protocol on loopback.
 //! - [`wheels`]: real pure-Python wheels (and a standard set) that uv and pip
-//!   install offline from a local find-links directory.
+//!   install offline from a local find-links directory, and
+//!   [`wheels::SimpleIndex`], a PEP 503 index on loopback serving them.
 //! - [`http`]: a real HTTP/1.1 file server on loopback with Range, ETag,
 //!   byte counting and fault injection (dropped connections, 5xx, 401, ...).
 //! - [`comfy`]: a temp ComfyUI home (a copy of the stand-in ComfyUI with node-pack

@@ -5,8 +5,9 @@
 //! keeps this fixture free of a zip dependency; every test machine that runs
 //! the Python tests has `python3` anyway.
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 /// The standard set of wheels used by the realize and handler tests:
 /// `(name, version, Requires-Dist lines)`.
@@ -67,6 +68,112 @@ pub fn build_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) -> 
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A PEP 503 "simple" package index on loopback, served by python's own
+/// `http.server` from a directory: `<root>/simple/<name>/<wheel>` (the
+/// server's directory listing is the project page uv and pip read). Each
+/// request is logged, so a test can tell which index served a package.
+pub struct SimpleIndex {
+    root: PathBuf,
+    port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl SimpleIndex {
+    /// Starts serving `root` (created when missing) on a free loopback port.
+    pub fn serve(root: &Path) -> SimpleIndex {
+        std::fs::create_dir_all(root.join("simple")).unwrap();
+        let log = root.with_extension("requests.log");
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(root)
+            .env_remove("PYTHONPATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("python3 must be installed for the index fixture");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected http.server banner: {line:?}"));
+        SimpleIndex {
+            root: root.to_path_buf(),
+            port,
+            child,
+            log,
+        }
+    }
+
+    /// The index URL to give uv or pip: `http://127.0.0.1:<port>/simple`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/simple", self.port)
+    }
+
+    /// The server's root URL: `http://127.0.0.1:<port>` (for several
+    /// indexes side by side, `<root>/<index>/<name>/`).
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Builds a wheel (see [`build_wheel`]) into the project's page.
+    pub fn add_wheel(&self, name: &str, version: &str, requires: &[&str]) -> PathBuf {
+        self.add_wheel_at("simple", name, version, requires)
+    }
+
+    /// Builds a wheel into the project's page of the index `<root>/<index>`.
+    pub fn add_wheel_at(
+        &self,
+        index: &str,
+        name: &str,
+        version: &str,
+        requires: &[&str],
+    ) -> PathBuf {
+        let dir = self.root.join(index).join(normalize(name));
+        build_wheel(&dir, name, version, requires)
+    }
+
+    /// Whether any request fetched a file of project `name` from this index.
+    pub fn served(&self, name: &str) -> bool {
+        self.served_at("simple", name)
+    }
+
+    /// Whether any request fetched a file of project `name` from `<root>/<index>`.
+    pub fn served_at(&self, index: &str, name: &str) -> bool {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let needle = format!("GET /{index}/{}/", normalize(name));
+        text.lines()
+            .any(|l| l.contains(&needle) && l.contains(".whl"))
+    }
+}
+
+impl Drop for SimpleIndex {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// PEP 503 project name normalization.
+fn normalize(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
 const SCRIPT: &str = r#"
