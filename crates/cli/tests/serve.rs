@@ -720,7 +720,8 @@ fn comfyui_logs(home: &Path) -> usize {
 
 #[test]
 fn local_job_api_end_to_end() {
-    let w = World::new(&[]);
+    // broken_pack fails to import: every job's result names it, as `run`'s does.
+    let w = World::new(&["broken_pack"]);
     let mut v2 = w.spec("v2");
     v2["version_id"] = json!("v2");
     w.write_spec("v2", &v2);
@@ -774,6 +775,7 @@ fn local_job_api_end_to_end() {
         .unwrap();
     assert_eq!(&png[1..4], b"PNG");
     assert_eq!(r["output"]["version_id"], "v1");
+    assert_eq!(r["output"]["failed_packs"][0]["name"], "broken_pack", "{r}");
 
     // 2. /run + /status: queued, then done; still the same ComfyUI.
     let (s, r) = api.post("/run", &job(&smoke_workflow(false), None));

@@ -475,7 +475,7 @@ fn rejected(
 
 /// The spec's packs that failed to load; without a spec list, every pack the
 /// log marks `(IMPORT FAILED)`.
-fn failed_packs(comfy: &ComfyProcess, opts: &JobOptions) -> Vec<FailedPack> {
+pub(crate) fn failed_packs(comfy: &ComfyProcess, opts: &JobOptions) -> Vec<FailedPack> {
     let expected = if opts.expected_packs.is_empty() {
         comfy
             .log_text()

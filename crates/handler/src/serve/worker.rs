@@ -279,7 +279,19 @@ pub(crate) struct Worker<'a> {
     opts: &'a ServeOptions,
     log: &'a dyn ServeLog,
     current: Option<ComfyProcess>,
+    /// The packs the running ComfyUI failed to import (`failed_packs` of
+    /// every job's result while it runs).
+    failed_packs: Vec<Value>,
     live: Arc<Live>,
+}
+
+/// `result` with `failed_packs: [{"name", "error", "log"}]` when the running
+/// ComfyUI failed to import some of its packs (as `run` reports them).
+fn with_packs(mut result: Value, failed: &[Value]) -> Value {
+    if !failed.is_empty() && result.is_object() {
+        result["failed_packs"] = json!(failed);
+    }
+    result
 }
 
 impl<'a> Worker<'a> {
@@ -297,6 +309,7 @@ impl<'a> Worker<'a> {
             opts,
             log,
             current: None,
+            failed_packs: Vec::new(),
             live,
         }
     }
@@ -351,6 +364,16 @@ impl<'a> Worker<'a> {
                 process.pid(),
                 process.port()
             ));
+            self.failed_packs = crate::client::failed_packs(&process, &self.opts.job)
+                .iter()
+                .map(|p| p.to_json())
+                .collect();
+            for pack in &self.failed_packs {
+                self.log.event(&format!(
+                    "warning: custom node pack `{}` of version {version} failed to import",
+                    pack["name"].as_str().unwrap_or_default()
+                ));
+            }
             self.live.lock().comfy = Some((process.port(), process.pid(), version.to_string()));
             self.current = Some(process);
         }
@@ -417,6 +440,11 @@ impl<'a> Worker<'a> {
             }
         };
         self.live.end_job();
+        let outcome = match outcome {
+            Outcome::Completed(v) => Outcome::Completed(with_packs(v, &self.failed_packs)),
+            Outcome::Failed(v) => Outcome::Failed(with_packs(v, &self.failed_packs)),
+            other => other,
+        };
         let dead = self
             .current
             .as_ref()
