@@ -210,3 +210,67 @@ fn run_uploads_outputs_to_gcs_and_s3_and_bad_credentials_fail_first() {
     assert_eq!(proxy.pending(), 0);
     assert_eq!(proxy.heads().len(), 2, "one pre-check, one refused upload");
 }
+
+/// A `serve` job returns `gcs_url` outputs: the worker prepares the sink once,
+/// before its first job, and names objects by the job id.
+#[test]
+fn a_serve_job_uploads_its_outputs_to_gcs() {
+    use std::time::{Duration, Instant};
+    let w = World::new(&[]);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _pem) = service_account_key(
+        keys.path(),
+        "serve@comfyver-test.iam.gserviceaccount.com",
+        "http://127.0.0.1:9/token",
+    );
+    let gcs = GcsEmulator::start("serve-out");
+    let port = comfyver_testkit::git::free_port();
+    let mut cmd = comfyver_testkit::cli::comfyver_command(
+        Path::new(env!("CARGO_BIN_EXE_comfyver")),
+        &w.root.join("cache"),
+        &w.root.join("versions"),
+    );
+    cmd.args(["serve", "v1", "--listen", &format!("127.0.0.1:{port}")])
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
+        .env("GCS_BUCKET", "serve-out")
+        .env("GCS_PREFIX", "jobs")
+        .env("STORAGE_EMULATOR_HOST", format!("127.0.0.1:{}", gcs.port()))
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut serve = cmd.spawn().unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let base = format!("http://127.0.0.1:{port}");
+    let until = Instant::now() + Duration::from_secs(180);
+    while agent.get(&format!("{base}/health")).call().is_err() {
+        assert!(serve.try_wait().unwrap().is_none(), "serve exited early");
+        assert!(Instant::now() < until, "serve never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = serde_json::json!({"input": {"workflow": smoke_workflow(false)}}).to_string();
+    let mut resp = agent
+        .post(&format!("{base}/runsync"))
+        .header("Content-Type", "application/json")
+        .send(body.as_str())
+        .unwrap();
+    let r: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    let img = &r["output"]["images"][0];
+    assert_eq!(img["type"], "gcs_url", "{r}");
+    let job_id = r["id"].as_str().unwrap();
+    let name = img["uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("gs://serve-out/")
+        .unwrap();
+    assert!(name.starts_with(&format!("jobs/{job_id}/")), "{name}");
+    let stored = gcs.object("serve-out", name).expect("the object exists");
+    assert_smoke_png(&stored);
+    assert_eq!(get(img["url"].as_str().unwrap()).unwrap(), (200, stored));
+}

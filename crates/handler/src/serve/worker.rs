@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{EnvProvider, ServeError, ServeLog, ServeOptions};
-use crate::client::{JobReporter, run_job};
+use crate::client::{JobOptions, JobReporter, run_job};
 use crate::http::ComfyHttp;
 use crate::job::Job;
 use crate::process::ComfyProcess;
@@ -419,7 +419,12 @@ impl<'a> Worker<'a> {
                     inner: reporter,
                     live: &live,
                 };
-                let result = run_job(comfy, &req.job, &opts.job, &tracking);
+                // Cloud objects are named by this job's id (RunPod's), not the prompt's.
+                let job_opts = JobOptions {
+                    job_id: Some(req.id.clone()),
+                    ..opts.job.clone()
+                };
+                let result = run_job(comfy, &req.job, &job_opts, &tracking);
                 let (cancelled, stopped_by) = live.end_job();
                 match result {
                     Ok(out) => Outcome::Completed(out.to_json()),
