@@ -10,7 +10,7 @@ use crate::commands;
 /// Reproducible, fast ComfyUI environments from small version files.
 #[derive(Debug, Parser)]
 #[command(name = "comfyver", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -19,7 +19,7 @@ pub struct Cli {
 
 /// Flags every command takes.
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Directory holding the version specs (`<id>.json`).
     #[arg(long, global = true, env = comfyver_env::COMFY_VERSIONS_DIR, value_name = "DIR")]
     pub versions_dir: Option<PathBuf>,
@@ -61,7 +61,7 @@ pub struct GlobalArgs {
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     /// Colors when stderr is a terminal and NO_COLOR is unset.
     Auto,
     /// Always.
@@ -72,7 +72,7 @@ pub enum ColorChoice {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check version specs and report every problem with its JSON path.
     Validate(commands::validate::ValidateArgs),
     /// List the versions in the versions directory.

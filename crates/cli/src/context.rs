@@ -11,7 +11,7 @@ use crate::cli::GlobalArgs;
 use crate::output::Printer;
 
 /// Paths, connectivity and output settings resolved from flags and env.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The versions directory.
     pub versions_dir: PathBuf,
     /// The cache layout.
@@ -29,7 +29,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn from_args(g: &GlobalArgs) -> anyhow::Result<Ctx> {
+    pub(crate) fn from_args(g: &GlobalArgs) -> anyhow::Result<Ctx> {
         let root = match &g.cache_dir {
             Some(p) => absolute(p)?,
             None => comfyver_fs::default_cache_root(),
@@ -53,7 +53,7 @@ impl Ctx {
     }
 
     /// The spec file of a version id (validated so it cannot escape the directory).
-    pub fn spec_path(&self, id: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn spec_path(&self, id: &str) -> anyhow::Result<PathBuf> {
         if let Some(reason) = comfyver_spec::names::version_id_reason(id) {
             anyhow::bail!("`{id}` is not a version id: {reason}");
         }
@@ -61,7 +61,7 @@ impl Ctx {
     }
 
     /// Loads a version by id, or by path when the argument names a `.json` file.
-    pub fn load(&self, id_or_path: &str) -> anyhow::Result<Loaded> {
+    pub(crate) fn load(&self, id_or_path: &str) -> anyhow::Result<Loaded> {
         let path = if id_or_path.ends_with(".json") || id_or_path.contains('/') {
             PathBuf::from(id_or_path)
         } else {
@@ -84,7 +84,7 @@ impl Ctx {
 
     /// The specs a command works on: `ids` as given, or with `all` every
     /// spec file of the versions directory (an error when there is none).
-    pub fn targets(&self, ids: &[String], all: bool) -> anyhow::Result<Vec<String>> {
+    pub(crate) fn targets(&self, ids: &[String], all: bool) -> anyhow::Result<Vec<String>> {
         if !all {
             return Ok(ids.to_vec());
         }
@@ -96,7 +96,7 @@ impl Ctx {
     }
 
     /// Every spec file in the versions directory, sorted by id.
-    pub fn all_spec_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+    pub(crate) fn all_spec_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
         Ok(comfyver_spec::spec_files(&self.versions_dir)?)
     }
 
@@ -104,7 +104,7 @@ impl Ctx {
     /// one place that turns flags, the spec's `offline` and the environment
     /// into [`ResolveOptions`]; commands change only what is theirs
     /// (`locked`, `dry_run`, `update`).
-    pub fn resolve_options(
+    pub(crate) fn resolve_options(
         &self,
         spec: Option<&comfyver_spec::VersionSpec>,
     ) -> anyhow::Result<ResolveOptions> {
@@ -140,7 +140,7 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 impl Ctx {
     /// URL rewrite rules: `COMFYVER_URL_REWRITES` first, then the cache's
     /// `config.json` (`{"url_rewrites": [{"prefix", "replacement"}]}`).
-    pub fn rewrites(&self) -> anyhow::Result<comfyver_spec::UrlRewrites> {
+    pub(crate) fn rewrites(&self) -> anyhow::Result<comfyver_spec::UrlRewrites> {
         use comfyver_env::COMFYVER_URL_REWRITES as VAR;
         use comfyver_spec::UrlRewrites;
         let from_env = match std::env::var(VAR) {

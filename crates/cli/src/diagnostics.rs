@@ -38,7 +38,7 @@ impl From<Exit> for ExitCode {
 /// Several independent failures of one command (e.g. one per version of
 /// `resolve --all`), each with its subject.
 #[derive(Debug)]
-pub struct Failures {
+pub(crate) struct Failures {
     /// The summary line.
     pub summary: String,
     /// `(subject, error)` pairs.
@@ -50,7 +50,7 @@ impl Failures {
     /// failed; with `--json` (`json`), exit 1 and no error (the report was
     /// printed); the one error itself when one target was given; else all of
     /// them, summarised by `summary(failed, targets)`.
-    pub fn finish(
+    pub(crate) fn finish(
         mut failures: Vec<(String, anyhow::Error)>,
         targets: usize,
         json: bool,
@@ -79,7 +79,7 @@ impl StdError for Failures {}
 
 /// Prints `err` with its causes and hints; returns [`Exit::Failure`] (bugs
 /// panic and are reported by `main` as [`Exit::Bug`]).
-pub fn report(err: &anyhow::Error, color: ColorChoice) -> Exit {
+pub(crate) fn report(err: &anyhow::Error, color: ColorChoice) -> Exit {
     if err.chain().any(is_broken_pipe) {
         return Exit::Success;
     }
@@ -108,12 +108,12 @@ pub fn report(err: &anyhow::Error, color: ColorChoice) -> Exit {
 
 /// Prints the reason a command refuses to go on without making it an error
 /// chain (e.g. `verify`'s problems), in the same layout.
-pub fn problem(subject: &str, message: &str) {
+pub(crate) fn problem(subject: &str, message: &str) {
     eprintln!("problem: {subject}: {message}");
 }
 
 /// Prints a hint line in the same layout as [`report`]'s.
-pub fn hint(text: &str) {
+pub(crate) fn hint(text: &str) {
     eprintln!("hint: {text}");
 }
 

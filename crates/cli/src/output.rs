@@ -5,14 +5,14 @@ use std::io::IsTerminal;
 use crate::cli::ColorChoice;
 
 /// Writes messages according to `-q`/`-v` and `--color`.
-pub struct Printer {
+pub(crate) struct Printer {
     verbose: u8,
     quiet: bool,
     color: bool,
 }
 
 impl Printer {
-    pub fn new(verbose: u8, quiet: bool, color: ColorChoice) -> Printer {
+    pub(crate) fn new(verbose: u8, quiet: bool, color: ColorChoice) -> Printer {
         Printer {
             verbose,
             quiet,
@@ -21,38 +21,38 @@ impl Printer {
     }
 
     /// A progress or status line (hidden by `-q`).
-    pub fn info(&self, msg: &str) {
+    pub(crate) fn info(&self, msg: &str) {
         if !self.quiet {
             eprintln!("{msg}");
         }
     }
 
     /// A detail shown with `-v`.
-    pub fn debug(&self, msg: &str) {
+    pub(crate) fn debug(&self, msg: &str) {
         if self.verbose > 0 && !self.quiet {
             eprintln!("{msg}");
         }
     }
 
     /// A warning (shown unless `-q`).
-    pub fn warn(&self, msg: &str) {
+    pub(crate) fn warn(&self, msg: &str) {
         if !self.quiet {
             eprintln!("{}: {msg}", self.paint("warning", "33"));
         }
     }
 
     /// Whether progress bars may be drawn.
-    pub fn progress_enabled(&self) -> bool {
+    pub(crate) fn progress_enabled(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()
     }
 
     /// Data on stdout.
-    pub fn data(&self, text: &str) {
+    pub(crate) fn data(&self, text: &str) {
         println!("{text}");
     }
 
     /// `value` as pretty JSON on stdout.
-    pub fn json(&self, value: &serde_json::Value) {
+    pub(crate) fn json(&self, value: &serde_json::Value) {
         println!(
             "{}",
             serde_json::to_string_pretty(value).expect("JSON values serialize")
@@ -69,7 +69,7 @@ impl Printer {
 }
 
 /// Whether to color stderr.
-pub fn use_color(choice: ColorChoice) -> bool {
+pub(crate) fn use_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -80,7 +80,7 @@ pub fn use_color(choice: ColorChoice) -> bool {
 }
 
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

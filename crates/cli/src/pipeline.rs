@@ -12,7 +12,7 @@ use crate::diagnostics::Failures;
 
 /// Flags of every command that realizes a version.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RealizeFlags {
+pub(crate) struct RealizeFlags {
     /// Install Python packages from this wheel directory (find-links); with
     /// --offline no index is used at all.
     #[arg(long, value_name = "DIR", env = comfyver_env::COMFYVER_WHEELS_DIR)]
@@ -33,7 +33,7 @@ pub struct RealizeFlags {
 }
 
 /// Loads the spec named by `id` or `--spec`.
-pub fn load(ctx: &Ctx, id: Option<&str>, flags: &RealizeFlags) -> anyhow::Result<Loaded> {
+pub(crate) fn load(ctx: &Ctx, id: Option<&str>, flags: &RealizeFlags) -> anyhow::Result<Loaded> {
     match (&flags.spec, id) {
         (Some(file), _) => ctx.load(&file.to_string_lossy()),
         (None, Some(id)) => ctx.load(id),
@@ -43,7 +43,7 @@ pub fn load(ctx: &Ctx, id: Option<&str>, flags: &RealizeFlags) -> anyhow::Result
 
 /// The version's lock: reused when it matches the spec (no network), else
 /// resolved and written.
-pub fn lock_for(ctx: &Ctx, loaded: &Loaded) -> anyhow::Result<ResolvedLock> {
+pub(crate) fn lock_for(ctx: &Ctx, loaded: &Loaded) -> anyhow::Result<ResolvedLock> {
     let spec = &loaded.spec;
     let opts = ctx.resolve_options(Some(spec))?;
     let outcome =
@@ -64,7 +64,7 @@ pub fn lock_for(ctx: &Ctx, loaded: &Loaded) -> anyhow::Result<ResolvedLock> {
 /// only the lock: resolved from the spec when missing or stale, or, when
 /// there is no spec but a lock (a cache pre-warmed from locks alone), that
 /// lock as it is.
-pub fn lock_for_id(ctx: &Ctx, id: &str) -> anyhow::Result<ResolvedLock> {
+pub(crate) fn lock_for_id(ctx: &Ctx, id: &str) -> anyhow::Result<ResolvedLock> {
     let is_path = id.ends_with(".json") || id.contains('/');
     if !is_path
         && !ctx.spec_path(id)?.exists()
@@ -81,7 +81,7 @@ pub fn lock_for_id(ctx: &Ctx, id: &str) -> anyhow::Result<ResolvedLock> {
 /// deleted, since what it references is unknown: the error names each file
 /// and its reason. With `force` those files are ignored, each with a warning
 /// that says so.
-pub fn references(ctx: &Ctx, force: bool) -> anyhow::Result<References> {
+pub(crate) fn references(ctx: &Ctx, force: bool) -> anyhow::Result<References> {
     let locks = comfyver_resolver::locks(&ctx.layout)?;
     let homes = comfyver_realize::recorded_locks(&ctx.layout);
     let specs = comfyver_spec::load_specs(&ctx.versions_dir)?;
@@ -129,7 +129,7 @@ pub fn references(ctx: &Ctx, force: bool) -> anyhow::Result<References> {
 }
 
 /// The home of a version: `--home`/`COMFY_HOME`, else the default.
-pub fn home_for(ctx: &Ctx, version_id: &str, home: Option<&PathBuf>) -> Home {
+pub(crate) fn home_for(ctx: &Ctx, version_id: &str, home: Option<&PathBuf>) -> Home {
     match home {
         Some(h) => Home::new(std::path::absolute(h).unwrap_or_else(|_| h.clone())),
         None => comfyver_realize::default_home(&ctx.layout, version_id),
@@ -137,7 +137,7 @@ pub fn home_for(ctx: &Ctx, version_id: &str, home: Option<&PathBuf>) -> Home {
 }
 
 /// A realize request for `loaded` with `lock`.
-pub fn request<'a>(
+pub(crate) fn request<'a>(
     ctx: &'a Ctx,
     loaded: &'a Loaded,
     lock: &'a ResolvedLock,
@@ -163,7 +163,7 @@ pub fn request<'a>(
 }
 
 /// Realizes the version and records the installed Python set in its lock.
-pub fn realize(
+pub(crate) fn realize(
     ctx: &Ctx,
     req: &RealizeRequest<'_>,
     reporter: &dyn comfyver_realize::RealizeReporter,
@@ -175,7 +175,7 @@ pub fn realize(
 
 /// [`realize`], then holds the home in use (shared) until the guard drops:
 /// for `run`, `test` and `serve`, whose ComfyUI must not see its home change.
-pub fn realize_for_use(
+pub(crate) fn realize_for_use(
     ctx: &Ctx,
     req: &RealizeRequest<'_>,
     reporter: &dyn comfyver_realize::RealizeReporter,
@@ -215,7 +215,7 @@ fn after_realize(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) -> an
 /// The environment ComfyUI runs in for version `id` (or `--spec`): resolved
 /// (cached lock), realized (the warm path when it is), ready to start, and
 /// its home held in use until the guard drops.
-pub fn comfy_env(
+pub(crate) fn comfy_env(
     ctx: &Ctx,
     id: Option<&str>,
     flags: &RealizeFlags,

@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::output::Printer;
 
 /// Node-cache events as status lines on stderr.
-pub struct StatusLines<'a>(pub &'a Printer);
+pub(crate) struct StatusLines<'a>(pub &'a Printer);
 
 impl comfyver_nodes::Reporter for StatusLines<'_> {
     fn fetching(&self, repo: &str, what: &str) {
@@ -33,7 +33,7 @@ impl comfyver_nodes::Reporter for StatusLines<'_> {
 }
 
 /// Download progress bars (bytes, rate, ETA) on a terminal; notes otherwise.
-pub struct Bars<'a> {
+pub(crate) struct Bars<'a> {
     out: &'a Printer,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
@@ -41,7 +41,7 @@ pub struct Bars<'a> {
 
 impl<'a> Bars<'a> {
     /// Bars drawn only when stderr is a terminal and `-q` is not given.
-    pub fn new(out: &'a Printer) -> Bars<'a> {
+    pub(crate) fn new(out: &'a Printer) -> Bars<'a> {
         Bars {
             out,
             multi: out.progress_enabled().then(MultiProgress::new),
@@ -110,7 +110,7 @@ impl comfyver_models::Reporter for Bars<'_> {
 }
 
 /// A realize's progress: step lines, node lines and download bars.
-pub struct RealizeProgress<'a> {
+pub(crate) struct RealizeProgress<'a> {
     out: &'a Printer,
     nodes: StatusLines<'a>,
     bars: Bars<'a>,
@@ -118,7 +118,7 @@ pub struct RealizeProgress<'a> {
 
 impl<'a> RealizeProgress<'a> {
     /// Progress written through `out`.
-    pub fn new(out: &'a Printer) -> RealizeProgress<'a> {
+    pub(crate) fn new(out: &'a Printer) -> RealizeProgress<'a> {
         RealizeProgress {
             out,
             nodes: StatusLines(out),
@@ -145,14 +145,14 @@ impl comfyver_realize::RealizeReporter for RealizeProgress<'_> {
 
 /// A job's progress: a line per node and, on a terminal, a bar for nodes
 /// that report steps.
-pub struct JobProgress<'a> {
+pub(crate) struct JobProgress<'a> {
     out: &'a Printer,
     bar: Option<ProgressBar>,
 }
 
 impl<'a> JobProgress<'a> {
     /// Progress written through `out`.
-    pub fn new(out: &'a Printer) -> JobProgress<'a> {
+    pub(crate) fn new(out: &'a Printer) -> JobProgress<'a> {
         let bar = out.progress_enabled().then(|| {
             let style = ProgressStyle::with_template("{msg:24!} {bar:40} {pos}/{len} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -197,7 +197,7 @@ impl comfyver_handler::JobReporter for JobProgress<'_> {
 }
 
 /// The first 12 hex digits of a commit.
-pub fn short(commit: &str) -> &str {
+pub(crate) fn short(commit: &str) -> &str {
     if commit.len() > 12 {
         &commit[..12]
     } else {

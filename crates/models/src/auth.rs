@@ -32,7 +32,7 @@ fn env_token(name: &str) -> Option<String> {
 }
 
 impl Tokens {
-    pub fn from_env() -> Tokens {
+    pub(crate) fn from_env() -> Tokens {
         let hf_host = host_of(&comfyver_spec::hf_endpoint()).unwrap_or_default();
         Tokens {
             hf_host,
@@ -53,7 +53,7 @@ impl Tokens {
 
     /// The bearer token for `url`, if any: by host, and never over plain
     /// `http://` except to loopback.
-    pub fn for_url(&self, url: &str) -> Option<&str> {
+    pub(crate) fn for_url(&self, url: &str) -> Option<&str> {
         let host = host_of(url)?;
         if !is_secure(url, &host) {
             return None;
@@ -68,7 +68,7 @@ impl Tokens {
     }
 
     /// Removes every token from `text` (for error details from libraries).
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         for t in [&self.hf, &self.civitai].into_iter().flatten() {
             out = out.replace(t.as_str(), "***");

@@ -38,7 +38,7 @@ pub(crate) struct Sidecar {
 
 impl Sidecar {
     /// The validator for `If-Range`: a strong ETag, else Last-Modified.
-    pub fn validator(&self) -> Option<String> {
+    pub(crate) fn validator(&self) -> Option<String> {
         self.etag
             .clone()
             .filter(|e| !e.starts_with("W/"))
@@ -66,7 +66,7 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub fn new(opts: &FetchOptions) -> Client {
+    pub(crate) fn new(opts: &FetchOptions) -> Client {
         Client::with_tokens(opts, Tokens::from_env())
     }
 

@@ -27,7 +27,7 @@ pub(crate) struct Digests {
 }
 
 impl Hashers {
-    pub fn new(with_sha256: bool) -> Hashers {
+    pub(crate) fn new(with_sha256: bool) -> Hashers {
         Hashers {
             blake3: blake3::Hasher::new(),
             sha256: with_sha256.then(sha2::Sha256::new),
@@ -35,7 +35,7 @@ impl Hashers {
         }
     }
 
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.blake3.update(bytes);
         if let Some(s) = &mut self.sha256 {
             s.update(bytes);
@@ -43,11 +43,11 @@ impl Hashers {
         self.len += bytes.len() as u64;
     }
 
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
-    pub fn finish(self) -> Digests {
+    pub(crate) fn finish(self) -> Digests {
         Digests {
             blake3: self.blake3.finalize().to_hex().to_string(),
             sha256: self.sha256.map(|s| hex::encode(s.finalize())),
@@ -56,7 +56,11 @@ impl Hashers {
     }
 
     /// Feeds up to `limit` bytes of `reader` (all when `None`).
-    pub fn feed(&mut self, reader: &mut impl Read, limit: Option<u64>) -> std::io::Result<()> {
+    pub(crate) fn feed(
+        &mut self,
+        reader: &mut impl Read,
+        limit: Option<u64>,
+    ) -> std::io::Result<()> {
         let mut buf = vec![0u8; BUF];
         let mut left = limit.unwrap_or(u64::MAX);
         while left > 0 {

@@ -33,5 +33,4 @@ pub use in_use::{HomeInUse, realize_for_use};
 pub use plan::{Item, RealizePlan, plan};
 pub use remove::remove_home;
 pub use report::{NoReporter, RealizeReporter};
-pub use stamp::{Stamp, is_warm, lock_key, read_stamp};
 pub use verify::{Problem, verify};

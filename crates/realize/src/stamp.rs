@@ -10,7 +10,7 @@ use crate::Home;
 /// What `.comfyver/realized.json` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     /// Digest of the lock's commits and models (its `python` part excluded,
     /// since realize itself records that).
     pub lock_digest: String,
@@ -26,14 +26,14 @@ pub struct Stamp {
 }
 
 /// The digest a stamp records for `lock`: everything but its `python` part.
-pub fn lock_key(lock: &ResolvedLock) -> Digest {
+pub(crate) fn lock_key(lock: &ResolvedLock) -> Digest {
     let mut l = lock.clone();
     l.python = None;
     l.digest()
 }
 
 /// Reads the stamp of `home`, if there is a readable one.
-pub fn read_stamp(home: &Home) -> Option<Stamp> {
+pub(crate) fn read_stamp(home: &Home) -> Option<Stamp> {
     let bytes = std::fs::read(home.stamp_file()).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
@@ -59,7 +59,7 @@ pub(crate) fn clear_stamp(home: &Home) -> Result<(), comfyver_fs::FsError> {
 /// The warm path: whether `home` is complete for `lock`. Reads the stamp and
 /// stats the core marker, the venv's interpreter, each node link and its
 /// cache entry, and each model; runs nothing and hashes no model file.
-pub fn is_warm(home: &Home, lock: &ResolvedLock, layout: &CacheLayout) -> bool {
+pub(crate) fn is_warm(home: &Home, lock: &ResolvedLock, layout: &CacheLayout) -> bool {
     warm_check(home, lock, layout, None)
 }
 

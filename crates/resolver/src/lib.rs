@@ -17,7 +17,6 @@
 //!   the files that could not be read; [`replace_lock`] writes it back only if
 //!   it is still the one the caller read (compare-and-swap: locks only move
 //!   forward).
-//! - [`list_remote_refs`]: `git ls-remote` for one URL.
 
 mod error;
 mod lockfile;
@@ -34,6 +33,6 @@ pub use error::{RemoteCause, ResolveError};
 pub use lockfile::{LockScan, LockWrite, locks, read_lock, replace_lock, write_lock};
 pub use options::{ResolveOptions, UpdatePolicy};
 pub use outcome::{ChangeKind, EntryOutcome, LockChange, ResolveOutcome, Source};
-pub use remote::{DEFAULT_TIMEOUT, RemoteRef, list_remote_refs};
+pub use remote::DEFAULT_TIMEOUT;
 pub use report::{NoReporter, Reporter};
 pub use resolve::resolve;

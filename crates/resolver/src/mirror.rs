@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::RemoteRef;
+use crate::remote::RemoteRef;
 
 /// The mirror's branches and tags in the shape a remote advertises them
 /// (remote-tracking `refs/remotes/origin/x` counted as `refs/heads/x`).

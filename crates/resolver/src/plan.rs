@@ -24,7 +24,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// The lock record of this entry at `commit`.
-    pub fn locked(&self, commit: &str) -> LockedRepo {
+    pub(crate) fn locked(&self, commit: &str) -> LockedRepo {
         LockedRepo {
             name: self.name.clone(),
             repo: self.repo.clone(),
@@ -35,14 +35,14 @@ impl Entry {
     }
 
     /// Whether `l` was resolved from exactly this request.
-    pub fn same_request(&self, l: &LockedRepo) -> bool {
+    pub(crate) fn same_request(&self, l: &LockedRepo) -> bool {
         (l.repo == comfyver_spec::redact(&self.repo) || l.repo == self.repo)
             && l.git_ref == self.git_ref
             && l.requested_commit == self.commit
     }
 
     /// The commit the spec pins itself: `commit`, or a `ref` of 40 hex digits.
-    pub fn pinned(&self) -> Option<String> {
+    pub(crate) fn pinned(&self) -> Option<String> {
         self.commit
             .clone()
             .or_else(|| {
@@ -54,7 +54,7 @@ impl Entry {
     }
 
     /// The repository for messages (credentials redacted).
-    pub fn repo_redacted(&self) -> String {
+    pub(crate) fn repo_redacted(&self) -> String {
         comfyver_spec::redact(&self.repo)
     }
 }

@@ -1,6 +1,6 @@
 //! Matching a spec's `ref` against a list of refs, the way git does.
 
-use crate::RemoteRef;
+use crate::remote::RemoteRef;
 
 /// What a `ref` designates among a set of refs.
 #[derive(Debug, PartialEq, Eq)]

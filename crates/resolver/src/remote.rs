@@ -15,7 +15,7 @@ pub const DEFAULT_TIMEOUT: Duration = comfyver_nodes::DEFAULT_GIT_TIMEOUT;
 
 /// One ref advertised by a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteRef {
+pub(crate) struct RemoteRef {
     /// Full name: `HEAD`, `refs/heads/main`, `refs/tags/v1`, ...
     pub name: String,
     /// The object the ref points at (a tag object for annotated tags).
@@ -28,18 +28,9 @@ pub struct RemoteRef {
 
 impl RemoteRef {
     /// The commit this ref designates (annotated tags peeled).
-    pub fn commit(&self) -> &str {
+    pub(crate) fn commit(&self) -> &str {
         self.peeled.as_deref().unwrap_or(&self.target)
     }
-}
-
-/// Lists the branches, tags and HEAD of the repository at `url` (no URL
-/// rewriting; credentials in `url` are used but never shown in errors).
-pub fn list_remote_refs(url: &str) -> Result<Vec<RemoteRef>, ResolveError> {
-    let lister = Lister::new(DEFAULT_TIMEOUT)?;
-    lister
-        .list(url, None)
-        .map_err(|f| f.into_error("remote".to_string(), comfyver_spec::redact(url)))
 }
 
 /// How listing a remote failed, before it is attributed to an entry.

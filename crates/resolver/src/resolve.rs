@@ -10,9 +10,9 @@ use crate::lockfile::{self, read_lock};
 use crate::plan::{self, Entry, Step};
 use crate::refs::{RefMatch, match_ref};
 use crate::remote::Lister;
+use crate::remote::RemoteRef;
 use crate::{
-    EntryOutcome, RemoteRef, Reporter, ResolveError, ResolveOptions, ResolveOutcome, Source,
-    UpdatePolicy,
+    EntryOutcome, Reporter, ResolveError, ResolveOptions, ResolveOutcome, Source, UpdatePolicy,
 };
 
 /// Resolves every repository of `spec` to a full commit and keeps

@@ -11,14 +11,14 @@ use crate::context::Ctx;
 use crate::diagnostics::Exit;
 
 #[derive(Debug, Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The left side: a version id, a lock file or a realized home directory.
     pub left: String,
     /// The right side: a version id, a lock file or a realized home directory.
     pub right: String,
 }
 
-pub fn run(ctx: &Ctx, args: DiffArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: DiffArgs) -> anyhow::Result<Exit> {
     let left = side(ctx, &args.left)?;
     let right = side(ctx, &args.right)?;
     let diff = lock_diff(&left, &right);
@@ -83,7 +83,7 @@ fn side(ctx: &Ctx, arg: &str) -> anyhow::Result<ResolvedLock> {
 }
 
 /// Reads a lock file the user named.
-pub fn read_lock_file(path: &Path) -> anyhow::Result<ResolvedLock> {
+pub(crate) fn read_lock_file(path: &Path) -> anyhow::Result<ResolvedLock> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::Error::new(e).context(format!("could not read {}", path.display())))?;
     Ok(ResolvedLock::from_json(&bytes, path)?)

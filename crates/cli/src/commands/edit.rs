@@ -10,7 +10,7 @@ use crate::context::Ctx;
 use crate::diagnostics::Exit;
 
 #[derive(Debug, Args)]
-pub struct NewArgs {
+pub(crate) struct NewArgs {
     /// The new version's id.
     pub id: String,
     /// The ComfyUI core as REPO[@REF] [default: the upstream ComfyUI repository].
@@ -22,13 +22,13 @@ pub struct NewArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AddArgs {
+pub(crate) struct AddArgs {
     #[command(subcommand)]
     pub what: AddWhat,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AddWhat {
+pub(crate) enum AddWhat {
     /// Add a custom node pack: `add node ID REPO[@REF]`.
     Node {
         /// The version id.
@@ -61,7 +61,7 @@ pub enum AddWhat {
 /// `remove <id>` deletes a version's home; `remove node|model` edits a spec.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct RemoveCommand {
+pub(crate) struct RemoveCommand {
     #[command(subcommand)]
     pub what: Option<RemoveWhat>,
     /// The version id whose home to delete.
@@ -73,7 +73,7 @@ pub struct RemoveCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RemoveWhat {
+pub(crate) enum RemoveWhat {
     /// Remove a custom node from a spec: `remove node ID NAME`.
     Node {
         /// The version id.
@@ -91,7 +91,7 @@ pub enum RemoveWhat {
 }
 
 #[derive(Debug, Args)]
-pub struct CopyArgs {
+pub(crate) struct CopyArgs {
     /// The version to copy.
     pub id: String,
     /// The new version's id.
@@ -107,7 +107,7 @@ pub(crate) fn workspace(ctx: &Ctx) -> anyhow::Result<Workspace> {
     })
 }
 
-pub fn new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Exit> {
+pub(crate) fn new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Exit> {
     let w = comfyver_import::new_version(
         &workspace(ctx)?,
         &args.id,
@@ -118,7 +118,7 @@ pub fn new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<Exit> {
+pub(crate) fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<Exit> {
     let ws = workspace(ctx)?;
     let w = match args.what {
         AddWhat::Node { id, repo, name } => {
@@ -143,7 +143,7 @@ pub fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn remove(ctx: &Ctx, args: RemoveCommand) -> anyhow::Result<Exit> {
+pub(crate) fn remove(ctx: &Ctx, args: RemoveCommand) -> anyhow::Result<Exit> {
     let w = match (args.what, args.id) {
         (Some(RemoveWhat::Node { id, name }), _) => {
             comfyver_import::remove_node(&workspace(ctx)?, &id, &name)?
@@ -163,7 +163,7 @@ pub fn remove(ctx: &Ctx, args: RemoveCommand) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn copy(ctx: &Ctx, args: CopyArgs) -> anyhow::Result<Exit> {
+pub(crate) fn copy(ctx: &Ctx, args: CopyArgs) -> anyhow::Result<Exit> {
     let w = comfyver_import::copy_version(&workspace(ctx)?, &args.id, &args.new)?;
     print_written(ctx, &w);
     Ok(Exit::Success)

@@ -11,13 +11,13 @@ use crate::context::Ctx;
 use crate::diagnostics::Exit;
 
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     #[command(subcommand)]
     pub what: ImportWhat,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ImportWhat {
+pub(crate) enum ImportWhat {
     /// A ComfyUI-Manager snapshot → a new version pinned to the same commits.
     Snapshot {
         /// The snapshot (JSON, as `save-snapshot` writes it).
@@ -53,7 +53,7 @@ pub enum ImportWhat {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PipsArg {
+pub(crate) enum PipsArg {
     /// `name==version` pins become python.constraints (URLs become requirements).
     Constraints,
     /// Every entry becomes a python requirement.
@@ -63,13 +63,13 @@ pub enum PipsArg {
 }
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     #[command(subcommand)]
     pub what: ExportWhat,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ExportWhat {
+pub(crate) enum ExportWhat {
     /// A ComfyUI-Manager snapshot of a version's lock, on stdout.
     Snapshot {
         /// The version id (resolved).
@@ -78,7 +78,7 @@ pub enum ExportWhat {
 }
 
 #[derive(Debug, Args)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     /// A schema 1 spec or an old `lockfiles/comfy-<tag>.lock.json`.
     pub file: PathBuf,
     /// The new version's id [default: the file's version_id, else its tag or stem].
@@ -89,7 +89,7 @@ pub struct MigrateArgs {
     pub comfy: Option<String>,
 }
 
-pub fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
+pub(crate) fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
     let ws = workspace(ctx)?;
     match args.what {
         ImportWhat::Snapshot {
@@ -146,14 +146,14 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<Exit> {
+pub(crate) fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<Exit> {
     let ExportWhat::Snapshot { id } = args.what;
     let snapshot = comfyver_import::export_snapshot(&workspace(ctx)?, &id)?;
     ctx.out.json(&snapshot);
     Ok(Exit::Success)
 }
 
-pub fn migrate(ctx: &Ctx, args: MigrateArgs) -> anyhow::Result<Exit> {
+pub(crate) fn migrate(ctx: &Ctx, args: MigrateArgs) -> anyhow::Result<Exit> {
     let w = comfyver_import::migrate(
         &workspace(ctx)?,
         &args.file,

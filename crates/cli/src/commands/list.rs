@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::context::Ctx;
 use crate::diagnostics::Exit;
 
-pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
     let mut rows = Vec::new();
     let mut invalid = 0;
     for path in ctx.all_spec_paths()? {

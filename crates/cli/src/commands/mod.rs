@@ -1,25 +1,25 @@
 //! One module per command group.
 
-pub mod diff;
-pub mod edit;
-pub mod import;
-pub mod list;
-pub mod models;
-pub mod nodes;
-pub mod realize;
-pub mod resolve;
-pub mod run;
-pub mod schema;
-pub mod serve;
-pub mod show;
-pub mod validate;
+pub(crate) mod diff;
+pub(crate) mod edit;
+pub(crate) mod import;
+pub(crate) mod list;
+pub(crate) mod models;
+pub(crate) mod nodes;
+pub(crate) mod realize;
+pub(crate) mod resolve;
+pub(crate) mod run;
+pub(crate) mod schema;
+pub(crate) mod serve;
+pub(crate) mod show;
+pub(crate) mod validate;
 
 use crate::cli::Command;
 use crate::context::Ctx;
 use crate::diagnostics::Exit;
 
 /// Runs one command.
-pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Validate(args) => validate::run(ctx, args),
         Command::List => list::run(ctx),

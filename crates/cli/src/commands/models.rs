@@ -17,14 +17,14 @@ use crate::progress::Bars;
 
 /// `comfyver models`.
 #[derive(Debug, Args)]
-pub struct ModelsArgs {
+pub(crate) struct ModelsArgs {
     #[command(subcommand)]
     pub command: ModelsCommand,
 }
 
 /// The `models` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ModelsCommand {
+pub(crate) enum ModelsCommand {
     /// Download a version's models into the shared store (to pre-warm a
     /// network volume). Interrupted downloads resume on the next run.
     Fetch(FetchArgs),
@@ -38,7 +38,7 @@ pub enum ModelsCommand {
 
 /// `comfyver models fetch`.
 #[derive(Debug, Args)]
-pub struct FetchArgs {
+pub(crate) struct FetchArgs {
     /// The version id (or a path to a spec file).
     pub id: String,
     /// Retries after a transient failure without progress (reset by progress).
@@ -55,7 +55,7 @@ pub struct FetchArgs {
 
 /// `comfyver models verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The version id (or a path to a spec file).
     pub id: String,
     /// Hash every file again, even when the index says it is unchanged.
@@ -65,7 +65,7 @@ pub struct VerifyArgs {
 
 /// `comfyver models gc`.
 #[derive(Debug, Args)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     /// Really remove the files (without it, only print what would go).
     #[arg(long)]
     pub yes: bool,
@@ -75,7 +75,7 @@ pub struct GcArgs {
     pub force: bool,
 }
 
-pub fn run(ctx: &Ctx, args: ModelsArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: ModelsArgs) -> anyhow::Result<Exit> {
     match args.command {
         ModelsCommand::Fetch(a) => fetch(ctx, a),
         ModelsCommand::Verify(a) => verify(ctx, a),

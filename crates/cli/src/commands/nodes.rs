@@ -15,14 +15,14 @@ use crate::progress::{StatusLines, short};
 
 /// `comfyver nodes`.
 #[derive(Debug, Args)]
-pub struct NodesArgs {
+pub(crate) struct NodesArgs {
     #[command(subcommand)]
     pub command: NodesCommand,
 }
 
 /// The `nodes` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum NodesCommand {
+pub(crate) enum NodesCommand {
     /// Fill the git mirrors and node checkouts of a version without realizing
     /// it (to pre-warm a shared cache); resolves the version first if needed.
     Fetch(FetchArgs),
@@ -32,12 +32,12 @@ pub enum NodesCommand {
 
 /// `comfyver nodes fetch`.
 #[derive(Debug, Args)]
-pub struct FetchArgs {
+pub(crate) struct FetchArgs {
     /// The version id (or a path to a spec file).
     pub id: String,
 }
 
-pub fn run(ctx: &Ctx, args: NodesArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: NodesArgs) -> anyhow::Result<Exit> {
     match args.command {
         NodesCommand::Fetch(a) => fetch(ctx, a),
         NodesCommand::List => list(ctx),

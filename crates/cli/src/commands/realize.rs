@@ -11,7 +11,7 @@ use crate::pipeline::{self, RealizeFlags};
 use crate::progress::{RealizeProgress, short};
 
 #[derive(Debug, Args)]
-pub struct RealizeArgs {
+pub(crate) struct RealizeArgs {
     /// The version id (or use --spec FILE).
     #[arg(required_unless_present = "spec")]
     pub id: Option<String>,
@@ -23,7 +23,7 @@ pub struct RealizeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The version id.
     pub id: String,
     /// Hash model files again instead of trusting the store's index.
@@ -38,7 +38,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RemoveArgs {
+pub(crate) struct RemoveArgs {
     /// The version id.
     pub id: String,
     /// The version's home (default as for `realize`).
@@ -47,7 +47,7 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     /// Really delete (without it, only print what would be freed).
     #[arg(long)]
     pub yes: bool,
@@ -57,7 +57,7 @@ pub struct GcArgs {
     pub force: bool,
 }
 
-pub fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<Exit> {
+pub(crate) fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<Exit> {
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
     if args.dry_run {
         return dry_run(ctx, &loaded, &args.flags);
@@ -189,7 +189,7 @@ fn dry_run(
     Ok(Exit::Success)
 }
 
-pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
+pub(crate) fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
     let loaded = ctx.load(&args.id)?;
     let lock = match &args.against {
         Some(file) => crate::commands::diff::read_lock_file(file)?,
@@ -230,7 +230,7 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<Exit> {
     })
 }
 
-pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<Exit> {
+pub(crate) fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<Exit> {
     if let Some(reason) = comfyver_spec::names::version_id_reason(&args.id) {
         anyhow::bail!("`{}` is not a version id: {reason}", args.id);
     }
@@ -246,7 +246,7 @@ pub fn remove(ctx: &Ctx, args: RemoveArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<Exit> {
+pub(crate) fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<Exit> {
     let refs = pipeline::references(ctx, args.force)?;
     let plan = comfyver_realize::gc_plan(&ctx.layout, &refs)?;
     for e in &plan.nodes.unused {

@@ -12,7 +12,7 @@ use crate::diagnostics::Failures;
 use crate::output::Printer;
 
 #[derive(Debug, Args)]
-pub struct ResolveArgs {
+pub(crate) struct ResolveArgs {
     /// Version ids (or paths to spec files).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub ids: Vec<String>,
@@ -51,7 +51,7 @@ impl Reporter for Progress<'_> {
     }
 }
 
-pub fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<Exit> {
     let targets = ctx.targets(&args.ids, args.all)?;
     let update = match &args.update {
         None => UpdatePolicy::None,

@@ -18,7 +18,7 @@ use crate::progress::{JobProgress, RealizeProgress};
 
 /// What the job is and how it runs.
 #[derive(Debug, Clone, Args)]
-pub struct JobFlags {
+pub(crate) struct JobFlags {
     /// An API-format workflow (ComfyUI: Workflow → Export (API)).
     #[arg(
         long,
@@ -70,7 +70,7 @@ pub struct JobFlags {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The version id (or use --spec FILE).
     #[arg(required_unless_present = "spec")]
     pub id: Option<String>,
@@ -81,7 +81,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Fail unless the job produces at least this many outputs.
@@ -98,13 +98,13 @@ pub struct TestArgs {
 
 /// `handler run --version-id <id> --workflow <wf>`: the original plan's spelling.
 #[derive(Debug, Args)]
-pub struct HandlerArgs {
+pub(crate) struct HandlerArgs {
     #[command(subcommand)]
     pub command: HandlerCommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum HandlerCommand {
+pub(crate) enum HandlerCommand {
     /// The same as `comfyver run <id>`.
     Run {
         /// The version id.
@@ -117,7 +117,7 @@ pub enum HandlerCommand {
     },
 }
 
-pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
     let invoked = Instant::now();
     let outcome = match execute(ctx, &args, invoked, false) {
         Ok(outcome) => outcome,
@@ -140,7 +140,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
     }
 }
 
-pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
+pub(crate) fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
     let invoked = Instant::now();
     let hashing = args.record.is_some() || args.expect.is_some();
     // Read before anything runs: a bad file fails at once.
@@ -241,7 +241,7 @@ pub fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<Exit> {
+pub(crate) fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<Exit> {
     match args.command {
         HandlerCommand::Run {
             version_id,

@@ -16,7 +16,7 @@ use crate::pipeline::{self, RealizeFlags};
 use crate::progress::RealizeProgress;
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The version of jobs that name no `input.version_id` (started before the first job).
     #[arg(env = comfyver_env::COMFYVER_VERSION_ID, required_unless_present = "spec")]
     pub id: Option<String>,
@@ -72,7 +72,7 @@ pub struct ServeArgs {
     pub flags: RealizeFlags,
 }
 
-pub fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
     let default_id = match (&args.flags.spec, &args.id) {
         (Some(spec), _) => ctx.load(&spec.to_string_lossy())?.spec.version_id,
         (None, Some(id)) => id.clone(),

@@ -7,12 +7,12 @@ use crate::context::Ctx;
 use crate::diagnostics::Exit;
 
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The version id (or a path to a spec file).
     pub id: String,
 }
 
-pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<Exit> {
     let loaded = ctx.load(&args.id)?;
     let spec = &loaded.spec;
     let lock = comfyver_resolver::read_lock(&ctx.layout, &spec.version_id)?;

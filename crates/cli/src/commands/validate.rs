@@ -8,7 +8,7 @@ use crate::diagnostics::Exit;
 use crate::diagnostics::Failures;
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Version ids (or paths to spec files).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub ids: Vec<String>,
@@ -17,7 +17,7 @@ pub struct ValidateArgs {
     pub all: bool,
 }
 
-pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<Exit> {
     let targets = ctx.targets(&args.ids, args.all)?;
     let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
     let mut reports = Vec::new();
