@@ -74,6 +74,7 @@ pub fn build_env(
     let env = LockedPython {
         inputs_digest,
         packages,
+        torch_backend: reqs.torch_backend.clone(),
     };
     record(home, &env)?;
     Ok(env)
@@ -100,6 +101,7 @@ pub fn record_after_scripts(home: &Path, env: &LockedPython) -> Result<LockedPyt
     let env = LockedPython {
         inputs_digest: env.inputs_digest.clone(),
         packages,
+        torch_backend: env.torch_backend.clone(),
     };
     record(home, &env)?;
     Ok(env)

@@ -996,6 +996,11 @@ fn torch_backend_picks_its_build_and_other_packages_come_from_the_primary_index(
     );
 
     let env = python::build_env(&fx.home("cu128"), &fx.layout, &cu, None, &installer).unwrap();
+    assert_eq!(
+        env.torch_backend.as_deref(),
+        Some("cu128"),
+        "the lock records the backend"
+    );
     assert!(
         env.packages.contains(&"torch==2.5.1+cu128".to_string()),
         "{:?}",

@@ -52,6 +52,7 @@ pub fn describe_home(home: &Home, layout: &CacheLayout) -> Result<ResolvedLock, 
         let mut p = recorded.python.clone().unwrap_or(LockedPython {
             inputs_digest: String::new(),
             packages: Vec::new(),
+            torch_backend: None,
         });
         p.packages = packages;
         Some(p)

@@ -377,6 +377,7 @@ fn removing_and_adding_nodes_shows_in_changes_and_python_is_kept_or_dropped() {
     lock.python = Some(LockedPython {
         inputs_digest: "blake3:00".into(),
         packages: vec!["x==1".into()],
+        torch_backend: None,
     });
     write_lock(&layout, &lock).unwrap();
 
@@ -809,6 +810,7 @@ fn writing_back_the_lock_is_a_compare_and_swap_so_locks_only_move_forward() {
     with_python.python = Some(LockedPython {
         inputs_digest: "blake3:00".into(),
         packages: vec!["x==1".into()],
+        torch_backend: None,
     });
     let outcome = replace_lock(&layout, &started_from, &with_python).unwrap();
     assert_eq!(outcome, LockWrite::Superseded);

@@ -81,6 +81,10 @@ pub struct LockedPython {
     pub inputs_digest: String,
     /// `name==version` for every installed distribution, sorted.
     pub packages: Vec<String>,
+    /// The PyTorch backend the set was resolved for (`python.torch_backend`),
+    /// when the spec names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_backend: Option<String>,
 }
 
 /// Why a lock file could not be read.

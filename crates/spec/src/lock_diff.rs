@@ -292,6 +292,7 @@ mod tests {
             python: Some(LockedPython {
                 inputs_digest: "blake3:2".into(),
                 packages: vec!["foo==1.0".into(), "bar==2.0".into()],
+                torch_backend: None,
             }),
         }
     }
@@ -347,6 +348,17 @@ mod tests {
         b.models[0].sha256 = None;
         b.models[0].size = None;
         assert!(lock_diff(&lock(), &b).is_empty());
+    }
+
+    #[test]
+    fn a_changed_torch_backend_is_one_python_change() {
+        let mut b = lock();
+        b.python.as_mut().unwrap().torch_backend = Some("cu128".into());
+        let d = lock_diff(&lock(), &b);
+        assert_eq!(d.changes.len(), 1, "{d:?}");
+        let c = &d.changes[0];
+        assert_eq!((c.section, c.name.as_str()), ("python", "torch_backend"));
+        assert_eq!(c.right.as_deref(), Some("cu128"));
     }
 
     #[test]
