@@ -1225,3 +1225,37 @@ fn remove_and_realize_refuse_the_store_the_cache_root_and_home_dir() {
     }
     assert_same(&before, &snapshot(&[w.cache(), user_home.clone()]));
 }
+
+#[test]
+fn two_lock_blind_workers_realize_one_version_and_both_succeed() {
+    // As on a network volume that passes no flock between hosts: neither
+    // process takes any lock; the home's build lease (O_EXCL) keeps them apart.
+    let w = World::new();
+    w.spec(
+        "shared",
+        &["req_pack", "script_pack"],
+        &["m1.safetensors"],
+        &[],
+    );
+    ok(&w.run(&["resolve", "shared"]));
+    let spawn = || {
+        w.realize_cmd(&w.cache(), "shared", &[])
+            .env("COMFYVER_TEST_NO_LOCKS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        ok(&child.wait_with_output().unwrap());
+    }
+    w.assert_verified(&w.cache(), "shared");
+    assert_eq!(w.side_effect_runs(), 1, "the home was built once");
+    let leftovers: Vec<String> = std::fs::read_dir(w.cache().join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no lease or temp left: {leftovers:?}");
+}

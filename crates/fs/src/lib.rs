@@ -19,5 +19,5 @@ pub use atomic::{write_atomic, write_atomic_if_changed};
 pub use error::FsError;
 pub use inside::read_inside;
 pub use layout::{CacheLayout, RUNPOD_VOLUME, default_cache_root};
-pub use lock::{FileLock, TEST_NO_LOCKS_ENV};
+pub use lock::{FileLock, TEST_NO_LOCKS_ENV, lock_timeout};
 pub use tempdir::{STALE_TEMP_AGE, TempDir, discard, host_id, remove_stale_temps, temp_sibling};

@@ -149,8 +149,9 @@ impl Drop for FileLock {
     }
 }
 
-/// `COMFYVER_LOCK_TIMEOUT` seconds (default one hour).
-fn lock_timeout() -> Duration {
+/// How long to wait for another process's lock: `COMFYVER_LOCK_TIMEOUT`
+/// seconds (default one hour).
+pub fn lock_timeout() -> Duration {
     let seconds = std::env::var(comfyver_env::COMFYVER_LOCK_TIMEOUT)
         .ok()
         .and_then(|v| v.parse().ok())

@@ -89,6 +89,12 @@ pub fn realize(
     if !req.repair && is_warm_for(home, req.lock, req.layout, skip) {
         return warm(home, req.lock);
     }
+    // The lock may not have been seen by a builder on another host: the
+    // lease (O_EXCL, beside the home) is what keeps two builders apart.
+    let (_lease, waited) = crate::lease::take(home, comfyver_fs::lock_timeout())?;
+    if waited && !req.repair && is_warm_for(home, req.lock, req.layout, skip) {
+        return warm(home, req.lock);
+    }
     let mut warnings = Vec::new();
     let nodes_opts = NodesOptions {
         jobs: req.jobs.max(1),

@@ -65,6 +65,17 @@ pub enum RealizeError {
         #[source]
         source: comfyver_spec::LockParseError,
     },
+    /// Another process (maybe on another host) kept building the home.
+    #[error(
+        "another comfyver has been building this home for over {seconds} s (its lease {} is fresh); wait for it, or raise COMFYVER_LOCK_TIMEOUT",
+        .lease.display()
+    )]
+    BuildLeaseHeld {
+        /// The lease file.
+        lease: PathBuf,
+        /// How long we waited.
+        seconds: u64,
+    },
     /// An I/O error on a path.
     #[error("{what} {path}")]
     Io {

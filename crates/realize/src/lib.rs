@@ -18,6 +18,7 @@ mod error;
 mod gc;
 mod home;
 mod in_use;
+mod lease;
 mod plan;
 mod remove;
 mod report;
