@@ -812,7 +812,11 @@ mod tests {
         a.write(&[7u8; 1000]).unwrap();
         // B (whose lock A did not see) finds no resumable sidecar: it starts over.
         let b = Partial::open(dir.path(), "k", url, false).unwrap();
-        assert_eq!(a.file.metadata().unwrap().len(), 1000, "A's bytes are intact");
+        assert_eq!(
+            a.file.metadata().unwrap().len(),
+            1000,
+            "A's bytes are intact"
+        );
         assert_eq!(b.file.metadata().unwrap().len(), 0);
         // A may not publish what its name now leads to (B's file).
         let m = LockedModel {

@@ -237,7 +237,13 @@ fn an_http_server_that_stalls_ends_in_a_timeout_naming_the_setting() {
         );
         assert!(err.to_string().contains("COMFYVER_GIT_TIMEOUT"), "{err}");
         // Two fetches (by id, then all refs), each bounded by the 2 s limit.
-        assert!(took < Duration::from_secs(15), "headers={headers}: took {took:?}");
-        assert!(free, "headers={headers}: the stalled fetch released the mirror lock");
+        assert!(
+            took < Duration::from_secs(15),
+            "headers={headers}: took {took:?}"
+        );
+        assert!(
+            free,
+            "headers={headers}: the stalled fetch released the mirror lock"
+        );
     }
 }
