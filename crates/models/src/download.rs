@@ -311,6 +311,8 @@ impl Partial {
         let dir = partial_dir(models_dir);
         std::fs::create_dir_all(&dir).map_err(|e| ModelsError::io("create", &dir, e))?;
         let part = dir.join(format!("{key}.part"));
+        // Replacement files of `restart` left by killed writers.
+        comfyver_fs::remove_stale_temps(&dir, Some(&format!("{key}.part")))?;
         let side = dir.join(format!("{key}.json"));
         let sidecar: Option<Sidecar> = std::fs::read(&side)
             .ok()
@@ -372,12 +374,26 @@ impl Partial {
         }
     }
 
-    /// Empties the partial file to start from byte 0 (as a single stream).
+    /// Starts from byte 0 (as a single stream) in a fresh, empty partial
+    /// file. The old file is never truncated in place: it may be another
+    /// worker's whose lock we did not see, so an empty file is made beside
+    /// it and renamed over its name, and that worker keeps its own bytes
+    /// (and [`finish`] then refuses to publish a file that is not its own).
     pub(crate) fn restart(&mut self) -> Result<(), ModelsError> {
-        self.file
-            .set_len(0)
-            .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(|_| ()))
-            .map_err(|e| ModelsError::io("truncate", &self.part, e))?;
+        let tmp = comfyver_fs::temp_sibling(&self.part);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| ModelsError::io("create", &tmp, e))?;
+        if let Err(e) = std::fs::rename(&tmp, &self.part) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ModelsError::io("replace", &self.part, e));
+        }
+        self.flusher.stop();
+        self.flusher = Flusher::new(file.try_clone().ok());
+        self.file = file;
         self.hashers = Hashers::new(self.with_sha256);
         if self.sidecar.chunks.take().is_some() {
             self.save_sidecar()?;
@@ -404,9 +420,23 @@ impl Partial {
         &self.side
     }
 
+    /// Whether the partial file's name still leads to the file this writer
+    /// wrote (a lock-blind second worker may have replaced it, see
+    /// [`Partial::restart`]).
+    fn is_still_at_its_name(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::metadata(&self.part)) {
+            (Ok(ours), Ok(named)) => ours.dev() == named.dev() && ours.ino() == named.ino(),
+            _ => false,
+        }
+    }
+
     /// Deletes the partial file and its sidecar.
+    /// The file is left alone when its name now leads to another worker's.
     fn discard(self) {
-        let _ = std::fs::remove_file(&self.part);
+        if self.is_still_at_its_name() {
+            let _ = std::fs::remove_file(&self.part);
+        }
         let _ = std::fs::remove_file(&self.side);
     }
 }
@@ -553,6 +583,12 @@ fn finish(
             what,
             expected,
             actual,
+        });
+    }
+    if !partial.is_still_at_its_name() {
+        return Err(ModelsError::PartialReplaced {
+            path: model.path.clone(),
+            file: partial.part.clone(),
         });
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
@@ -767,6 +803,35 @@ mod tests {
     }
 
     use comfyver_testkit::http::{Fault, HttpServer, non_loopback_ip};
+
+    #[test]
+    fn a_second_lock_blind_writer_never_truncates_a_partial_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "http://127.0.0.1:9/m.bin";
+        let mut a = Partial::open(dir.path(), "k", url, false).unwrap();
+        a.write(&[7u8; 1000]).unwrap();
+        // B (whose lock A did not see) finds no resumable sidecar: it starts over.
+        let b = Partial::open(dir.path(), "k", url, false).unwrap();
+        assert_eq!(
+            a.file.metadata().unwrap().len(),
+            1000,
+            "A's bytes are intact"
+        );
+        assert_eq!(b.file.metadata().unwrap().len(), 0);
+        // A may not publish what its name now leads to (B's file).
+        let m = LockedModel {
+            source: url.into(),
+            path: "vae/m.bin".into(),
+            sha256: None,
+            blake3: None,
+            size: Some(1000),
+        };
+        let dest = dir.path().join("vae/m.bin");
+        let err = finish(a, &m, url, &dest, 0, 1000).err().unwrap();
+        assert!(matches!(err, ModelsError::PartialReplaced { .. }), "{err}");
+        assert!(!dest.exists());
+        assert!(b.is_still_at_its_name(), "B's partial is still in place");
+    }
 
     fn fetch_with(tokens: Tokens, url: &str) -> Result<Downloaded, ModelsError> {
         let dir = tempfile::tempdir().unwrap();

@@ -151,6 +151,17 @@ pub enum ModelsError {
         #[source]
         source: std::io::Error,
     },
+    /// A second worker whose lock was not seen restarted the same partial
+    /// download under its name; this worker's bytes are not published.
+    #[error(
+        "model {path}: another worker restarted its partial download {file} meanwhile, so this copy was not published; run again (the other worker's download goes on)"
+    )]
+    PartialReplaced {
+        /// The store path.
+        path: String,
+        /// The partial file.
+        file: PathBuf,
+    },
     /// The store index is unreadable.
     #[error(
         "the model index {file} is not valid ({message}); delete it, it is rebuilt on the next fetch"

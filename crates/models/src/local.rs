@@ -4,24 +4,12 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use comfyver_spec::{LockedModel, redact};
 
 use crate::hash::{BUF, Digests, Hashers, first_mismatch, hash_file};
 use crate::{ModelsError, Reporter};
-
-/// A temporary sibling of `dest` (`.tmp-` prefix, cleaned by `remove_stale_temps`).
-fn temp_beside(dest: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    dest.with_file_name(format!(".tmp-{name}-{}-{n}", std::process::id()))
-}
 
 /// Places `src` at `dest`; returns whether it was hard-linked, and its digests.
 pub(crate) fn place(
@@ -53,7 +41,8 @@ pub(crate) fn place(
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| ModelsError::io("create", parent, e))?;
-    let tmp = temp_beside(dest);
+    // Host id + pid + random: unique across hosts whose locks we may not see.
+    let tmp = comfyver_fs::temp_sibling(dest);
     reporter.start(&m.path, 0, Some(meta.len()));
     let linked = std::fs::hard_link(src, &tmp).is_ok();
     let result = if linked {
@@ -102,7 +91,11 @@ fn copy_hashing(
         file: src.to_path_buf(),
         source,
     })?;
-    let mut out = File::create(tmp).map_err(|e| ModelsError::io("create", tmp, e))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|e| ModelsError::io("create", tmp, e))?;
     let mut h = Hashers::new(m.sha256.is_some());
     let mut buf = vec![0u8; BUF];
     loop {

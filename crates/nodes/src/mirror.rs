@@ -260,7 +260,17 @@ impl Mirror {
                 r
             }
             Ok(None) => match remote.connect(Direction::Fetch) {
-                Ok(conn) => self.receive(conn),
+                Ok(conn) => {
+                    let conn = match transport::http_options(&repo, &self.fetch_url, limit) {
+                        Some(opts) => conn.with_transport_options(opts),
+                        None => conn,
+                    };
+                    let r = self.receive(conn);
+                    if let Err(NodesError::Git { source, .. }) = &r {
+                        stalled = transport::chain_timed_out(source);
+                    }
+                    r
+                }
                 Err(e) => Err(err(e)),
             },
             Err(e) => {

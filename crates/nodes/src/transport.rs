@@ -2,8 +2,9 @@
 //! and write timeouts, and local repositories (`file://`, absolute paths)
 //! through a `git upload-pack` child that is contained (own process group,
 //! killed with us, see `comfyver_fs::child`) and killed by a watchdog when it
-//! sends nothing for the limit. Other schemes use gix's own transports:
-//! http(s) is bounded by its HTTP client's per-operation timeout (30 s).
+//! sends nothing for the limit. http(s) uses gix's reqwest transport with its
+//! client's connect, request and per-read timeouts set to the same limit
+//! ([`http_options`]); ssh uses gix's own transport.
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -87,6 +88,59 @@ pub fn bounded_transport(url: &str, limit: Duration) -> std::io::Result<Option<B
         }
         Route::Gix => Ok(None),
     }
+}
+
+/// Transport options for an http(s) `url` that bound every connect, request
+/// and body read by `limit`, built on `repo`'s own options for it; `None`
+/// for other schemes (or when gix has no options for the URL).
+///
+/// gix's reqwest backend ignores `http.lowSpeedLimit`/`http.lowSpeedTime`
+/// and always connects with a 20 s limit and the client's default 30 s
+/// timeout, so the limit is applied to the reqwest client itself. The
+/// low-speed fields are set too, for a backend that reads them.
+pub(crate) fn http_options(
+    repo: &gix::Repository,
+    url: &str,
+    limit: Duration,
+) -> Option<Box<dyn std::any::Any>> {
+    use gix::protocol::transport::client::blocking_io::http;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return None;
+    }
+    let mut opts = match repo.transport_options(url, None).ok().flatten() {
+        Some(any) => *any.downcast::<http::Options>().ok()?,
+        None => http::Options::default(),
+    };
+    opts.connect_timeout = Some(limit);
+    opts.low_speed_limit_bytes_per_second = 1;
+    opts.low_speed_time_seconds = limit.as_secs().max(1);
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(move |builder| {
+            // Blocking reqwest: `timeout` bounds sending a request until its
+            // response head arrives and then each read of the body.
+            Ok(builder.connect_timeout(limit).timeout(limit))
+        })),
+        configure_request: None,
+    };
+    opts.backend = Some(Arc::new(std::sync::Mutex::new(backend)));
+    Some(Box::new(opts))
+}
+
+/// Whether an error, or any error in its chain of causes, is a timeout: an
+/// I/O error of a timeout kind, or a cause that says it timed out (how the
+/// HTTP client reports its own limits).
+pub(crate) fn chain_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>().is_some_and(is_timeout) {
+            return true;
+        }
+        if c.to_string().contains("timed out") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether a read or write ran into the limit.

@@ -175,3 +175,75 @@ fn fetch_errors_never_show_the_credentials_of_the_url() {
         assert!(!text.contains("s3cret"), "{url}: {text}");
     }
 }
+
+/// A loopback HTTP server that accepts every connection, reads the request
+/// and then stalls: with `headers`, after sending a response head that
+/// promises a body it never sends; without, before answering at all.
+fn stalling_http_server(headers: bool) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+            let _ = conn.read(&mut [0u8; 4096]);
+            if headers {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\n\
+                      Content-Type: application/x-git-upload-pack-advertisement\r\n\
+                      Content-Length: 4096\r\n\r\n001e# service=git-upload-pack\n",
+                );
+            }
+            held.push(conn);
+        }
+    });
+    port
+}
+
+#[test]
+fn an_http_server_that_stalls_ends_in_a_timeout_naming_the_setting() {
+    for headers in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = CacheLayout::new(tmp.path().join("cache"));
+        let port = stalling_http_server(headers);
+        let url = format!("http://127.0.0.1:{port}/o/stall.git");
+        // The watchdog: the fetch must end on its own, long before this.
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let repo = RepoUrl::parse(&url).unwrap();
+            let m = Mirror::open(&layout, &repo, &UrlRewrites::default())
+                .unwrap()
+                .with_git_timeout(Duration::from_secs(2));
+            let t0 = Instant::now();
+            let err = m
+                .ensure_commit("4444444444444444444444444444444444444444", false)
+                .unwrap_err();
+            let took = t0.elapsed();
+            let lock = layout.lock_path("git", &repo.slug());
+            let free = comfyver_fs::FileLock::try_acquire(&lock).unwrap().is_some();
+            let _ = done.send(());
+            (err, took, free)
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "headers={headers}: the fetch still hangs after 60 s"
+        );
+        let (err, took, free) = worker.join().unwrap();
+        assert!(
+            matches!(err, NodesError::FetchTimeout { seconds: 2, .. }),
+            "headers={headers}: {err}"
+        );
+        assert!(err.to_string().contains("COMFYVER_GIT_TIMEOUT"), "{err}");
+        // Two fetches (by id, then all refs), each bounded by the 2 s limit.
+        assert!(
+            took < Duration::from_secs(15),
+            "headers={headers}: took {took:?}"
+        );
+        assert!(
+            free,
+            "headers={headers}: the stalled fetch released the mirror lock"
+        );
+    }
+}
