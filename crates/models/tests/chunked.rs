@@ -87,8 +87,11 @@ fn a_large_file_comes_over_four_connections_each_byte_about_once() {
             .all(|r| r.if_range.is_some() || r.range.is_none())
     );
     let sent = server.bytes_sent("/big.bin");
+    // Uncut, the first response alone would send the whole file again on top
+    // of the ranges (about 1.75x); what the socket buffers held when it was
+    // cut comes on top of 1x, more on a loaded machine.
     assert!(
-        sent <= (4 << 20) + (512 << 10),
+        sent < (4 << 20) * 3 / 2,
         "the first response is cut at its chunk's end: {sent}"
     );
 }
