@@ -19,7 +19,7 @@ fn bin() -> &'static Path {
 /// The standard world (core `ComfyUI`, `hello_pack`) plus `pack_b`,
 /// `cnr_pack` (tagged `1.0.5`), `mapped_pack` and `someone/aux_pack`, and
 /// `someone/hello_pack` as another path to `hello_pack` (for `aux_id`s).
-struct Env {
+struct ImportWorld {
     world: World,
     repos: Vec<(String, String)>,
 }
@@ -31,8 +31,8 @@ fn plain_pack(remotes: &Path, name: &str) -> Repo {
     r
 }
 
-impl Env {
-    fn new() -> Env {
+impl ImportWorld {
+    fn new() -> ImportWorld {
         let world = World::new(&["hello_pack"]);
         let remotes = world.root.join("remotes");
         let mut repos = vec![
@@ -60,7 +60,7 @@ impl Env {
             remotes.join("someone/hello_pack"),
         )
         .unwrap();
-        Env { world, repos }
+        ImportWorld { world, repos }
     }
 
     fn remotes(&self) -> PathBuf {
@@ -129,7 +129,7 @@ fn node_commits(lock: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn snapshot_import_pins_commits_resolves_realizes_and_exports_back() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let snap = env.fixture("snapshot.json");
     let list = env.fixture("custom-node-list.json");
     let comfy = format!("file://{}/ComfyUI.git", env.remotes().display());
@@ -257,7 +257,7 @@ fn snapshot_import_pins_commits_resolves_realizes_and_exports_back() {
 
 #[test]
 fn bad_snapshots_name_the_json_path_and_write_nothing() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let dir = env.world.root.join("inputs");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, body, expected) in [
@@ -288,7 +288,7 @@ fn bad_snapshots_name_the_json_path_and_write_nothing() {
 
 #[test]
 fn workflow_import_adds_the_packs_it_names_and_lists_missing_models() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let remotes = env.remotes();
     // The target version already has hello_pack (by another path) and the checkpoint.
     let spec = json!({
@@ -391,7 +391,7 @@ fn workflow_import_adds_the_packs_it_names_and_lists_missing_models() {
 
 #[test]
 fn migrate_schema1_and_old_lockfile() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let old = env.fixture("schema1.json");
     // validate names the command.
     let (_, err) = fails(&env.run(&["validate", old.to_str().unwrap()]));
@@ -517,7 +517,7 @@ const HAND: &str = r#"{
 
 #[test]
 fn edits_keep_formatting_validate_and_refuse_bad_input_untouched() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let remotes = env.remotes();
     let core = format!("file://{}/ComfyUI.git", remotes.display());
     let hello = format!("file://{}/hello_pack.git", remotes.display());
