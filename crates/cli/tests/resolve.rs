@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use comfyver_testkit::cli::{Sandbox, fails, ok};
-use comfyver_testkit::git::{GitDaemon, Repo, git, standard_repo};
+use comfyver_testkit::git::{GitDaemon, git, standard_repo};
 use serde_json::{Value, json};
 
 fn sandbox() -> Sandbox {
@@ -12,8 +12,7 @@ fn sandbox() -> Sandbox {
 }
 
 fn write_spec(env: &Sandbox, id: &str, comfy: Value, nodes: Value) {
-    write_spec(
-        &env,
+    env.write_spec(
         id,
         &json!({"schema_version": 2, "version_id": id, "comfy": comfy, "custom_nodes": nodes}),
     );
