@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use comfyver_testkit::cli::{fails, lock_path, ok, read_json};
 use comfyver_testkit::git::Repo;
 use comfyver_testkit::world::World;
 use serde_json::{Value, json};
@@ -18,7 +19,7 @@ fn bin() -> &'static Path {
 /// The standard world (core `ComfyUI`, `hello_pack`) plus `pack_b`,
 /// `cnr_pack` (tagged `1.0.5`), `mapped_pack` and `someone/aux_pack`, and
 /// `someone/hello_pack` as another path to `hello_pack` (for `aux_id`s).
-struct Env {
+struct ImportWorld {
     world: World,
     repos: Vec<(String, String)>,
 }
@@ -30,8 +31,8 @@ fn plain_pack(remotes: &Path, name: &str) -> Repo {
     r
 }
 
-impl Env {
-    fn new() -> Env {
+impl ImportWorld {
+    fn new() -> ImportWorld {
         let world = World::new(&["hello_pack"]);
         let remotes = world.root.join("remotes");
         let mut repos = vec![
@@ -59,7 +60,7 @@ impl Env {
             remotes.join("someone/hello_pack"),
         )
         .unwrap();
-        Env { world, repos }
+        ImportWorld { world, repos }
     }
 
     fn remotes(&self) -> PathBuf {
@@ -104,33 +105,12 @@ impl Env {
     }
 
     fn spec(&self, id: &str) -> Value {
-        serde_json::from_slice(&std::fs::read(self.spec_path(id)).unwrap()).unwrap()
+        read_json(&self.spec_path(id))
     }
 
     fn lock(&self, id: &str) -> Value {
-        let p = self
-            .world
-            .root
-            .join(format!("cache/resolved/{id}.lock.json"));
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+        read_json(&lock_path(&self.world.root.join("cache"), id))
     }
-}
-
-fn ok(out: &Output) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status.code()
-    );
-    (stdout, stderr)
-}
-
-fn fails(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    stderr
 }
 
 fn node_commits(lock: &Value) -> Vec<(String, String)> {
@@ -149,7 +129,7 @@ fn node_commits(lock: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn snapshot_import_pins_commits_resolves_realizes_and_exports_back() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let snap = env.fixture("snapshot.json");
     let list = env.fixture("custom-node-list.json");
     let comfy = format!("file://{}/ComfyUI.git", env.remotes().display());
@@ -270,14 +250,14 @@ fn snapshot_import_pins_commits_resolves_realizes_and_exports_back() {
 
     // An existing id is refused and left alone.
     let before = std::fs::read(env.spec_path("snap")).unwrap();
-    let err = fails(&env.run(&["import", "snapshot", snap.to_str().unwrap(), "--id", "snap"]));
+    let (_, err) = fails(&env.run(&["import", "snapshot", snap.to_str().unwrap(), "--id", "snap"]));
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(env.spec_path("snap")).unwrap(), before);
 }
 
 #[test]
 fn bad_snapshots_name_the_json_path_and_write_nothing() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let dir = env.world.root.join("inputs");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, body, expected) in [
@@ -300,7 +280,7 @@ fn bad_snapshots_name_the_json_path_and_write_nothing() {
     ] {
         let p = dir.join(name);
         std::fs::write(&p, body).unwrap();
-        let err = fails(&env.run(&["import", "snapshot", p.to_str().unwrap(), "--id", "x"]));
+        let (_, err) = fails(&env.run(&["import", "snapshot", p.to_str().unwrap(), "--id", "x"]));
         assert!(err.contains(expected), "{name}: {err}");
         assert!(!env.spec_path("x").exists(), "{name} left a spec behind");
     }
@@ -308,7 +288,7 @@ fn bad_snapshots_name_the_json_path_and_write_nothing() {
 
 #[test]
 fn workflow_import_adds_the_packs_it_names_and_lists_missing_models() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let remotes = env.remotes();
     // The target version already has hello_pack (by another path) and the checkpoint.
     let spec = json!({
@@ -405,16 +385,16 @@ fn workflow_import_adds_the_packs_it_names_and_lists_missing_models() {
         "api",
         &json!({"1": {"class_type": "EmptyImage", "inputs": {}}}),
     );
-    let err = fails(&env.run(&["import", "workflow", api.to_str().unwrap(), "--into", "wf"]));
+    let (_, err) = fails(&env.run(&["import", "workflow", api.to_str().unwrap(), "--into", "wf"]));
     assert!(err.contains("API-format workflow"), "{err}");
 }
 
 #[test]
 fn migrate_schema1_and_old_lockfile() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let old = env.fixture("schema1.json");
     // validate names the command.
-    let err = fails(&env.run(&["validate", old.to_str().unwrap()]));
+    let (_, err) = fails(&env.run(&["validate", old.to_str().unwrap()]));
     assert!(err.contains("comfyver migrate"), "{err}");
 
     let (_, stderr) = ok(&env.run(&["migrate", old.to_str().unwrap()]));
@@ -466,7 +446,7 @@ fn migrate_schema1_and_old_lockfile() {
 
     // The id comes from the file name's tag; `v1` is taken in this world.
     let lockfile = env.fixture("comfy-v1.lock.json");
-    let err = fails(&env.run(&["migrate", lockfile.to_str().unwrap()]));
+    let (_, err) = fails(&env.run(&["migrate", lockfile.to_str().unwrap()]));
     assert!(err.contains("version `v1` already exists"), "{err}");
     let (_, stderr) = ok(&env.run(&["migrate", lockfile.to_str().unwrap(), "--id", "old-v1"]));
     assert!(
@@ -503,7 +483,7 @@ fn migrate_schema1_and_old_lockfile() {
     // A file that cannot be migrated writes neither a spec nor a lock.
     let bad = env.world.root.join("inputs/comfy-bad.lock.json");
     std::fs::write(&bad, r#"{"custom_nodes": [{"commit": "0123"}]}"#).unwrap();
-    let err = fails(&env.run(&["migrate", bad.to_str().unwrap()]));
+    let (_, err) = fails(&env.run(&["migrate", bad.to_str().unwrap()]));
     assert!(err.contains("expected the ComfyUI core"), "{err}");
     std::fs::write(
         &bad,
@@ -513,7 +493,7 @@ fn migrate_schema1_and_old_lockfile() {
         ),
     )
     .unwrap();
-    let err = fails(&env.run(&["migrate", bad.to_str().unwrap()]));
+    let (_, err) = fails(&env.run(&["migrate", bad.to_str().unwrap()]));
     assert!(err.contains("no-such-tag"), "{err}");
     assert!(!env.spec_path("bad").exists());
     assert!(!env.world.root.join("cache/resolved/bad.lock.json").exists());
@@ -537,7 +517,7 @@ const HAND: &str = r#"{
 
 #[test]
 fn edits_keep_formatting_validate_and_refuse_bad_input_untouched() {
-    let env = Env::new();
+    let env = ImportWorld::new();
     let remotes = env.remotes();
     let core = format!("file://{}/ComfyUI.git", remotes.display());
     let hello = format!("file://{}/hello_pack.git", remotes.display());
@@ -617,7 +597,7 @@ fn edits_keep_formatting_validate_and_refuse_bad_input_untouched() {
             "no version `missing`",
         ),
     ] {
-        let err = fails(&env.run(&args));
+        let (_, err) = fails(&env.run(&args));
         assert!(err.contains(expected), "{args:?}: {err}");
         assert_eq!(
             std::fs::read(&path).unwrap(),
@@ -648,9 +628,9 @@ fn edits_keep_formatting_validate_and_refuse_bad_input_untouched() {
         now.replace("\"version_id\": \"hand\"", "\"version_id\": \"hand2\"")
     );
     ok(&env.run(&["validate", "hand2"]));
-    let err = fails(&env.run(&["copy", "hand", "hand2"]));
+    let (_, err) = fails(&env.run(&["copy", "hand", "hand2"]));
     assert!(err.contains("already exists"), "{err}");
-    let err = fails(&env.run(&["copy", "hand", "../escape"]));
+    let (_, err) = fails(&env.run(&["copy", "hand", "../escape"]));
     assert!(err.contains("is not a version id"), "{err}");
 
     // new: a valid skeleton that resolves.
@@ -664,7 +644,7 @@ fn edits_keep_formatting_validate_and_refuse_bad_input_untouched() {
     ok(&env.run(&["validate", "fresh"]));
     ok(&env.run(&["resolve", "fresh"]));
     assert_eq!(env.lock("fresh")["comfy"]["commit"], env.commit("ComfyUI"));
-    let err = fails(&env.run(&["new", "fresh"]));
+    let (_, err) = fails(&env.run(&["new", "fresh"]));
     assert!(err.contains("already exists"), "{err}");
 
     // A worker's COMFY_HOME does not get in the way of `remove node`.

@@ -3,54 +3,32 @@
 //! at once, tokens that never leak, checksum failures, offline warnings.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use comfyver_testkit::cli::Sandbox;
 use comfyver_testkit::http::{Fault, HttpServer, blake3_hex, pseudo_random, sha256_hex};
 
-struct Env {
-    tmp: tempfile::TempDir,
+fn sandbox() -> Sandbox {
+    Sandbox::new(Path::new(env!("CARGO_BIN_EXE_comfyver")))
 }
 
-impl Env {
-    fn new() -> Env {
-        Env {
-            tmp: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-    fn cache(&self) -> PathBuf {
-        self.root().join("cache")
-    }
-    fn models(&self) -> PathBuf {
-        self.cache().join("models")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = comfyver_testkit::cli::comfyver_command(
-            Path::new(env!("CARGO_BIN_EXE_comfyver")),
-            &self.cache(),
-            &self.root().join("versions"),
-        );
-        c.args(args);
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    /// Writes `versions/<id>.json` with these models (JSON objects).
-    fn spec(&self, id: &str, models: serde_json::Value) {
-        let spec = serde_json::json!({
+/// The shared model store under the sandbox's cache.
+fn store(e: &Sandbox) -> PathBuf {
+    e.cache().join("models")
+}
+
+/// Writes `versions/<id>.json` with these models (JSON objects).
+fn spec(e: &Sandbox, id: &str, models: serde_json::Value) {
+    e.write_spec(
+        id,
+        &serde_json::json!({
             "schema_version": 2,
             "version_id": id,
             "comfy": {"repo": "https://example.invalid/ComfyUI", "ref": "v1"},
             "models": models,
-        });
-        let dir = self.root().join("versions");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{id}.json")), spec.to_string()).unwrap();
-    }
+        }),
+    );
 }
 
 fn text(b: &[u8]) -> String {
@@ -72,8 +50,9 @@ fn fetch_verify_list_and_gc() {
     let b = data(50_000, 2);
     server.add_file("/a.safetensors", a.clone());
     server.add_file("/dl/b.pt", b.clone());
-    let e = Env::new();
-    e.spec(
+    let e = sandbox();
+    spec(
+        &e,
         "v1",
         serde_json::json!([
             {"source": server.url("/a.safetensors"), "blake3": b3(&a), "size": a.len()},
@@ -83,10 +62,10 @@ fn fetch_verify_list_and_gc() {
     let out = e.run(&["models", "fetch", "v1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
-        std::fs::read(e.models().join("checkpoints/a.safetensors")).unwrap(),
+        std::fs::read(store(&e).join("checkpoints/a.safetensors")).unwrap(),
         a
     );
-    assert_eq!(std::fs::read(e.models().join("loras/bee.pt")).unwrap(), b);
+    assert_eq!(std::fs::read(store(&e).join("loras/bee.pt")).unwrap(), b);
     assert!(
         text(&out.stdout).contains("downloaded"),
         "{}",
@@ -113,11 +92,11 @@ fn fetch_verify_list_and_gc() {
     assert_eq!(v["models"].as_array().unwrap().len(), 2);
 
     // A file nobody references goes with gc --yes only.
-    std::fs::write(e.models().join("loras/old.pt"), vec![0u8; 1234]).unwrap();
+    std::fs::write(store(&e).join("loras/old.pt"), vec![0u8; 1234]).unwrap();
     let dry = e.run(&["models", "gc"]);
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     assert!(text(&dry.stdout).contains("loras/old.pt"));
-    assert!(e.models().join("loras/old.pt").exists());
+    assert!(store(&e).join("loras/old.pt").exists());
     let gc = e.run(&["models", "gc", "--yes"]);
     assert!(gc.status.success(), "{}", text(&gc.stderr));
     assert!(
@@ -125,13 +104,13 @@ fn fetch_verify_list_and_gc() {
         "{}",
         text(&gc.stderr)
     );
-    assert!(!e.models().join("loras/old.pt").exists());
-    assert!(e.models().join("loras/bee.pt").exists());
+    assert!(!store(&e).join("loras/old.pt").exists());
+    assert!(store(&e).join("loras/bee.pt").exists());
 
     // A damaged file fails verification with exit 1.
     let mut bad = a.clone();
     bad[10] ^= 1;
-    std::fs::write(e.models().join("checkpoints/a.safetensors"), bad).unwrap();
+    std::fs::write(store(&e).join("checkpoints/a.safetensors"), bad).unwrap();
     let verify = e.run(&["models", "verify", "v1", "--rehash"]);
     assert_eq!(verify.status.code(), Some(1));
     assert!(
@@ -157,8 +136,9 @@ fn sigkill_midway_then_rerun_sends_only_the_remainder() {
             delay: Duration::from_millis(15),
         },
     );
-    let e = Env::new();
-    e.spec(
+    let e = sandbox();
+    spec(
+        &e,
         "big",
         serde_json::json!([{"source": server.url("/big.safetensors"), "blake3": b3(&bytes)}]),
     );
@@ -168,7 +148,7 @@ fn sigkill_midway_then_rerun_sends_only_the_remainder() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let partial_dir = e.models().join(".comfyver/partial");
+    let partial_dir = store(&e).join(".comfyver/partial");
     let part_len = || -> u64 {
         std::fs::read_dir(&partial_dir)
             .map(|d| {
@@ -193,7 +173,7 @@ fn sigkill_midway_then_rerun_sends_only_the_remainder() {
     child.wait().unwrap();
     let kept = part_len();
     assert!(kept >= (LEN / 2) as u64 && kept < LEN as u64, "{kept}");
-    assert!(!e.models().join("checkpoints/big.safetensors").exists());
+    assert!(!store(&e).join("checkpoints/big.safetensors").exists());
 
     server.clear_faults("/big.safetensors");
     let out = e.run(&["models", "fetch", "big"]);
@@ -211,7 +191,7 @@ fn sigkill_midway_then_rerun_sends_only_the_remainder() {
         "only the remainder was sent again"
     );
     assert_eq!(server.full_gets("/big.safetensors"), 1);
-    let got = std::fs::read(e.models().join("checkpoints/big.safetensors")).unwrap();
+    let got = std::fs::read(store(&e).join("checkpoints/big.safetensors")).unwrap();
     assert!(got == bytes, "the resumed file is whole");
 }
 
@@ -227,8 +207,9 @@ fn two_processes_fetching_one_model_download_it_once() {
             delay: Duration::from_millis(20),
         },
     );
-    let e = Env::new();
-    e.spec(
+    let e = sandbox();
+    spec(
+        &e,
         "s",
         serde_json::json!([{"source": server.url("/shared.bin"), "target_subdir": "vae", "blake3": b3(&bytes)}]),
     );
@@ -246,10 +227,10 @@ fn two_processes_fetching_one_model_download_it_once() {
     assert_eq!(server.full_gets("/shared.bin"), 1);
     assert_eq!(server.requests_for("/shared.bin").len(), 1);
     assert_eq!(
-        std::fs::read(e.models().join("vae/shared.bin")).unwrap(),
+        std::fs::read(store(&e).join("vae/shared.bin")).unwrap(),
         bytes
     );
-    let files: Vec<_> = std::fs::read_dir(e.models().join("vae")).unwrap().collect();
+    let files: Vec<_> = std::fs::read_dir(store(&e).join("vae")).unwrap().collect();
     assert_eq!(files.len(), 1, "one file");
 }
 
@@ -263,8 +244,9 @@ fn a_refused_token_gives_a_hint_and_never_leaks() {
         "/org/repo/resolve/main/gated.safetensors",
         Fault::RequireBearer("the-right-one".into()),
     );
-    let e = Env::new();
-    e.spec(
+    let e = sandbox();
+    spec(
+        &e,
         "g",
         serde_json::json!([{"source": "hf://org/repo/gated.safetensors"}]),
     );
@@ -290,7 +272,7 @@ fn a_refused_token_gives_a_hint_and_never_leaks() {
         reqs[0].authorization.as_deref(),
         Some(format!("Bearer {SECRET}").as_str())
     );
-    assert!(!e.models().join("checkpoints/gated.safetensors").exists());
+    assert!(!store(&e).join("checkpoints/gated.safetensors").exists());
 }
 
 #[test]
@@ -306,8 +288,9 @@ fn the_token_goes_to_its_host_only_and_stays_out_of_the_index() {
         "/redirect.bin",
         Fault::Redirect(format!("http://localhost:{}/cdn/x.bin", server.port())),
     );
-    let e = Env::new();
-    e.spec(
+    let e = sandbox();
+    spec(
+        &e,
         "t",
         serde_json::json!([
             {"source": "hf://org/repo/m.safetensors@v2", "blake3": b3(&bytes)},
@@ -322,7 +305,7 @@ fn the_token_goes_to_its_host_only_and_stays_out_of_the_index() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains(SECRET) && !text(&out.stdout).contains(SECRET));
-    let index = std::fs::read_to_string(e.models().join(".comfyver/index.json")).unwrap();
+    let index = std::fs::read_to_string(store(&e).join(".comfyver/index.json")).unwrap();
     assert!(!index.contains(SECRET), "{index}");
     assert!(index.contains("hf://org/repo/m.safetensors@v2"), "{index}");
     // The token went to the HF endpoint's host (127.0.0.1), and not after the
@@ -331,7 +314,7 @@ fn the_token_goes_to_its_host_only_and_stays_out_of_the_index() {
     assert_eq!(cdn.len(), 1);
     assert_eq!(cdn[0].authorization, None);
     assert_eq!(
-        std::fs::read(e.models().join("vae/redirect.bin")).unwrap(),
+        std::fs::read(store(&e).join("vae/redirect.bin")).unwrap(),
         bytes
     );
 }
@@ -341,9 +324,10 @@ fn a_checksum_mismatch_fails_with_both_values_and_leaves_nothing() {
     let server = HttpServer::start();
     let bytes = data(3000, 7);
     server.add_file("/m.bin", bytes.clone());
-    let e = Env::new();
+    let e = sandbox();
     let wrong = "ab".repeat(32);
-    e.spec(
+    spec(
+        &e,
         "c",
         serde_json::json!([{"source": server.url("/m.bin"), "sha256": wrong}]),
     );
@@ -352,8 +336,8 @@ fn a_checksum_mismatch_fails_with_both_values_and_leaves_nothing() {
     let err = text(&out.stderr);
     assert!(err.contains(&wrong), "{err}");
     assert!(err.contains(&sha256_hex(&bytes)), "{err}");
-    assert!(!e.models().join("checkpoints/m.bin").exists());
-    let partials: Vec<_> = std::fs::read_dir(e.models().join(".comfyver/partial"))
+    assert!(!store(&e).join("checkpoints/m.bin").exists());
+    let partials: Vec<_> = std::fs::read_dir(store(&e).join(".comfyver/partial"))
         .unwrap()
         .flatten()
         .filter(|f| f.file_name().to_string_lossy().ends_with(".part"))
@@ -365,8 +349,12 @@ fn a_checksum_mismatch_fails_with_both_values_and_leaves_nothing() {
 fn offline_lists_missing_models_as_warnings() {
     let server = HttpServer::start();
     server.add_file("/m.bin", data(100, 8));
-    let e = Env::new();
-    e.spec("o", serde_json::json!([{"source": server.url("/m.bin")}]));
+    let e = sandbox();
+    spec(
+        &e,
+        "o",
+        serde_json::json!([{"source": server.url("/m.bin")}]),
+    );
     let out = e.run(&["models", "fetch", "o", "--offline"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -384,8 +372,9 @@ fn offline_lists_missing_models_as_warnings() {
 fn a_traversing_name_is_rejected_before_anything_is_written() {
     let server = HttpServer::start();
     server.add_file("/m.bin", data(100, 9));
-    let e = Env::new();
-    e.spec(
+    let e = sandbox();
+    spec(
+        &e,
         "p",
         serde_json::json!([{"source": server.url("/m.bin"), "name": "../../escape.bin"}]),
     );

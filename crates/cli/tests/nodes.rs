@@ -5,67 +5,42 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
+use comfyver_testkit::cli::Sandbox;
 use comfyver_testkit::git::{GitDaemon, Repo, git};
 
-struct Env {
-    tmp: tempfile::TempDir,
+fn sandbox() -> Sandbox {
+    Sandbox::new(Path::new(env!("CARGO_BIN_EXE_comfyver")))
 }
 
-impl Env {
-    fn new() -> Env {
-        Env {
-            tmp: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-    fn cache(&self) -> PathBuf {
-        self.root().join("cache")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = comfyver_testkit::cli::comfyver_command(
-            Path::new(env!("CARGO_BIN_EXE_comfyver")),
-            &self.cache(),
-            &self.root().join("versions"),
-        );
-        c.args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null");
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn write_lock(&self, id: &str, core: (&str, &str), nodes: &[(&str, &str, &str)]) {
-        let repo = |name: Option<&str>, url: &str, commit: &str| LockedRepo {
-            name: name.map(str::to_string),
-            repo: url.to_string(),
-            git_ref: None,
-            requested_commit: None,
-            commit: commit.to_string(),
-        };
-        let lock = ResolvedLock {
-            lock_version: LOCK_VERSION,
-            version_id: id.into(),
-            spec_digest: "blake3:00".into(),
-            tool_version: "0".into(),
-            comfy: repo(None, core.0, core.1),
-            custom_nodes: nodes.iter().map(|(n, u, c)| repo(Some(n), u, c)).collect(),
-            models: vec![],
-            python: None,
-        };
-        let path = self.cache().join(format!("resolved/{id}.lock.json"));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, lock.to_json()).unwrap();
-    }
-    fn entry(&self, url: &str, commit: &str) -> PathBuf {
-        let slug = RepoUrl::parse(url).unwrap().slug();
-        self.cache().join(format!("custom_nodes/{slug}@{commit}"))
-    }
+fn write_lock(env: &Sandbox, id: &str, core: (&str, &str), nodes: &[(&str, &str, &str)]) {
+    let repo = |name: Option<&str>, url: &str, commit: &str| LockedRepo {
+        name: name.map(str::to_string),
+        repo: url.to_string(),
+        git_ref: None,
+        requested_commit: None,
+        commit: commit.to_string(),
+    };
+    let lock = ResolvedLock {
+        lock_version: LOCK_VERSION,
+        version_id: id.into(),
+        spec_digest: "blake3:00".into(),
+        tool_version: "0".into(),
+        comfy: repo(None, core.0, core.1),
+        custom_nodes: nodes.iter().map(|(n, u, c)| repo(Some(n), u, c)).collect(),
+        models: vec![],
+        python: None,
+    };
+    let path = env.lock_path(id);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, lock.to_json()).unwrap();
+}
+
+fn entry(env: &Sandbox, url: &str, commit: &str) -> PathBuf {
+    let slug = RepoUrl::parse(url).unwrap().slug();
+    env.cache().join(format!("custom_nodes/{slug}@{commit}"))
 }
 
 fn stderr(o: &Output) -> String {
@@ -101,8 +76,9 @@ fn fixture(root: &Path) -> Fixture {
     }
 }
 
-fn lock_fixture(env: &Env, f: &Fixture, id: &str) {
-    env.write_lock(
+fn lock_fixture(env: &Sandbox, f: &Fixture, id: &str) {
+    write_lock(
+        &env,
         id,
         (&f.core.file_url(), &f.core.head()),
         &[
@@ -112,9 +88,9 @@ fn lock_fixture(env: &Env, f: &Fixture, id: &str) {
     );
 }
 
-fn assert_whole(env: &Env, f: &Fixture) {
+fn assert_whole(env: &Sandbox, f: &Fixture) {
     for r in [&f.plain, &f.with_sub] {
-        let e = env.entry(&r.file_url(), &r.head());
+        let e = entry(&env, &r.file_url(), &r.head());
         assert!(
             e.join(".git/comfyver-complete").is_file(),
             "{}",
@@ -122,7 +98,7 @@ fn assert_whole(env: &Env, f: &Fixture) {
         );
         assert_eq!(git(&e, &["rev-parse", "HEAD"]), r.head());
     }
-    let e = env.entry(&f.with_sub.file_url(), &f.with_sub.head());
+    let e = entry(&env, &f.with_sub.file_url(), &f.with_sub.head());
     assert!(e.join("lib/sub/__init__.py").is_file());
     // No temporaries left next to the entries or the mirrors.
     for dir in ["custom_nodes", "git"] {
@@ -138,7 +114,7 @@ fn assert_whole(env: &Env, f: &Fixture) {
 
 #[test]
 fn fetch_of_a_version_with_neither_spec_nor_lock_names_the_missing_spec() {
-    let env = Env::new();
+    let env = sandbox();
     let out = env.run(&["nodes", "fetch", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -150,10 +126,11 @@ fn fetch_of_a_version_with_neither_spec_nor_lock_names_the_missing_spec() {
 
 #[test]
 fn fetch_then_list_shows_entries_and_their_versions() {
-    let env = Env::new();
+    let env = sandbox();
     let f = fixture(env.root());
     lock_fixture(&env, &f, "one");
-    env.write_lock(
+    write_lock(
+        &env,
         "two",
         (&f.core.file_url(), &f.core.head()),
         &[("plain", &f.plain.file_url(), &f.plain.head())],
@@ -174,7 +151,7 @@ fn fetch_then_list_shows_entries_and_their_versions() {
     let out = env.run(&["--json", "nodes", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let plain_entry = env.entry(&f.plain.file_url(), &f.plain.head());
+    let plain_entry = entry(&env, &f.plain.file_url(), &f.plain.head());
     let name = plain_entry.file_name().unwrap().to_str().unwrap();
     let row = rows
         .as_array()
@@ -190,7 +167,7 @@ fn fetch_then_list_shows_entries_and_their_versions() {
 }
 
 /// Runs `nodes fetch` until it pauses at `point`, SIGKILLs it, returns its stderr.
-fn kill_at(env: &Env, id: &str, point: &str) {
+fn kill_at(env: &Sandbox, id: &str, point: &str) {
     let mut child = env
         .cmd(&["nodes", "fetch", id, "--jobs", "1"])
         .env("COMFYVER_TEST_PAUSE_AT", point)
@@ -216,7 +193,7 @@ fn kill_at(env: &Env, id: &str, point: &str) {
 
 #[test]
 fn sigkill_at_every_point_then_rerun_succeeds() {
-    let env = Env::new();
+    let env = sandbox();
     let f = fixture(env.root());
     lock_fixture(&env, &f, "v");
     for point in [
@@ -233,7 +210,7 @@ fn sigkill_at_every_point_then_rerun_succeeds() {
         kill_at(&env, "v", point);
         // An interrupted entry is never taken for a whole one.
         for r in [&f.plain, &f.with_sub] {
-            let e = env.entry(&r.file_url(), &r.head());
+            let e = entry(&env, &r.file_url(), &r.head());
             assert!(
                 !e.exists() || e.join(".git/comfyver-complete").is_file(),
                 "{point}: half entry visible at {}",
@@ -248,7 +225,7 @@ fn sigkill_at_every_point_then_rerun_succeeds() {
 
 #[test]
 fn stale_git_lock_files_from_a_killed_fetch_do_not_block() {
-    let env = Env::new();
+    let env = sandbox();
     let f = fixture(env.root());
     lock_fixture(&env, &f, "v");
     kill_at(&env, "v", "fetch-before-receive");
@@ -274,11 +251,12 @@ fn stale_git_lock_files_from_a_killed_fetch_do_not_block() {
 
 #[test]
 fn two_processes_at_once_fetch_each_repository_once() {
-    let env = Env::new();
+    let env = sandbox();
     let f = fixture(env.root());
     let daemon = GitDaemon::start(env.root());
     let url = |r: &Repo| daemon.url(r.bare().file_name().unwrap().to_str().unwrap());
-    env.write_lock(
+    write_lock(
+        &env,
         "v",
         (&url(&f.core), &f.core.head()),
         &[
@@ -302,25 +280,27 @@ fn two_processes_at_once_fetch_each_repository_once() {
     // core, plain, with_sub and its submodule (by file://): one fetch each.
     assert_eq!(fetches.len(), 4, "{all}");
     for r in [&f.plain, &f.with_sub] {
-        let e = env.entry(&url(r), &r.head());
+        let e = entry(&env, &url(r), &r.head());
         assert_eq!(git(&e, &["rev-parse", "HEAD"]), r.head());
     }
 }
 
 #[test]
 fn offline_lists_every_missing_commit() {
-    let env = Env::new();
+    let env = sandbox();
     let f = fixture(env.root());
     let mut daemon = GitDaemon::start(env.root());
     let url = |r: &Repo| daemon.url(r.bare().file_name().unwrap().to_str().unwrap());
     let (core_url, plain_url, sub_url) = (url(&f.core), url(&f.plain), url(&f.with_sub));
-    env.write_lock(
+    write_lock(
+        &env,
         "v",
         (&core_url, &f.core.head()),
         &[("plain", &plain_url, &f.plain.head())],
     );
     assert!(env.run(&["nodes", "fetch", "v"]).status.success());
-    env.write_lock(
+    write_lock(
+        &env,
         "v",
         (&core_url, &f.core.head()),
         &[
@@ -345,7 +325,7 @@ fn two_lock_blind_workers_fill_the_same_caches_and_both_succeed() {
     // As on a network volume whose flock does not cross hosts: neither
     // worker sees the other's locks (COMFYVER_TEST_NO_LOCKS, test only).
     for round in 0..3 {
-        let env = Env::new();
+        let env = sandbox();
         let f = fixture(env.root());
         lock_fixture(&env, &f, "v");
         let spawn = || {
@@ -376,7 +356,7 @@ fn two_lock_blind_workers_fill_the_same_caches_and_both_succeed() {
 
 #[test]
 fn a_local_git_child_that_stalls_is_killed_at_the_git_timeout() {
-    let env = Env::new();
+    let env = sandbox();
     let f = fixture(env.root());
     lock_fixture(&env, &f, "v");
     // A `git` that records its pid and hangs, first on PATH.

@@ -533,7 +533,13 @@ fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
         &[],
     );
     ok(&w.realize("v1"));
-    assert!(std::fs::symlink_metadata(home.join("custom_nodes/pyproj_pack")).is_err());
+    assert_eq!(
+        std::fs::symlink_metadata(home.join("custom_nodes/pyproj_pack"))
+            .err()
+            .map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound),
+        "the dropped node's link is gone"
+    );
     let import = Command::new(home.join(".venv/bin/python"))
         .args(["-c", "import pyprojdep"])
         .output()

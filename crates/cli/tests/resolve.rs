@@ -2,103 +2,20 @@
 //! processes against bare repositories built at test time (file:// and git://).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use comfyver_testkit::git::{GitDaemon, Repo, git};
+use comfyver_testkit::cli::{Sandbox, fails, ok};
+use comfyver_testkit::git::{GitDaemon, git, standard_repo};
 use serde_json::{Value, json};
 
-struct Env {
-    root: tempfile::TempDir,
-    versions: PathBuf,
-    cache: PathBuf,
+fn sandbox() -> Sandbox {
+    Sandbox::new(Path::new(env!("CARGO_BIN_EXE_comfyver")))
 }
 
-impl Env {
-    fn new() -> Env {
-        let root = tempfile::tempdir().unwrap();
-        let versions = root.path().join("versions");
-        let cache = root.path().join("cache");
-        std::fs::create_dir_all(&versions).unwrap();
-        Env {
-            root,
-            versions,
-            cache,
-        }
-    }
-
-    fn repos(&self) -> PathBuf {
-        let p = self.root.path().join("remotes");
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = comfyver_testkit::cli::comfyver_command(
-            Path::new(env!("CARGO_BIN_EXE_comfyver")),
-            &self.cache,
-            &self.versions,
-        );
-        c.args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn write_spec(&self, id: &str, comfy: Value, nodes: Value) {
-        let v =
-            json!({"schema_version": 2, "version_id": id, "comfy": comfy, "custom_nodes": nodes});
-        std::fs::write(self.versions.join(format!("{id}.json")), v.to_string()).unwrap();
-    }
-
-    fn lock_path(&self, id: &str) -> PathBuf {
-        self.cache.join("resolved").join(format!("{id}.lock.json"))
-    }
-
-    fn lock(&self, id: &str) -> Value {
-        serde_json::from_slice(&std::fs::read(self.lock_path(id)).unwrap()).unwrap()
-    }
-}
-
-fn ok(out: &Output) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status.code()
+fn write_spec(env: &Sandbox, id: &str, comfy: Value, nodes: Value) {
+    env.write_spec(
+        id,
+        &json!({"schema_version": 2, "version_id": id, "comfy": comfy, "custom_nodes": nodes}),
     );
-    (stdout, stderr)
-}
-
-fn fails(out: &Output) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    (stdout, stderr)
-}
-
-/// main (3 commits), dev, tag `light`, annotated tag `v2`; returns
-/// [light, v2, main, dev, root commit].
-fn repo(root: &Path, name: &str) -> (Repo, Vec<String>) {
-    let mut r = Repo::new(root, name);
-    r.write(&[("__init__.py", "X = 1\n")]);
-    let c0 = r.commit("zero");
-    let c1 = r.commit("one");
-    r.tag("light");
-    let c2 = r.commit("two");
-    r.annotated_tag("v2");
-    r.branch("dev");
-    let cd = r.commit("dev");
-    r.checkout("main");
-    let c3 = r.commit("three");
-    r.push();
-    (r, vec![c1, c2, c3, cd, c0])
 }
 
 fn mtime(p: &Path) -> std::time::SystemTime {
@@ -128,11 +45,12 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
 
 #[test]
 fn resolve_over_git_daemon_then_unchanged_without_network() {
-    let env = Env::new();
-    let (_core, cc) = repo(&env.repos(), "core");
-    let (_pack, pc) = repo(&env.repos(), "pack");
-    let mut daemon = GitDaemon::start(&env.repos());
-    env.write_spec(
+    let env = sandbox();
+    let (_core, cc) = standard_repo(&env.remotes(), "core");
+    let (_pack, pc) = standard_repo(&env.remotes(), "pack");
+    let mut daemon = GitDaemon::start(&env.remotes());
+    write_spec(
+        &env,
         "v1",
         json!({"repo": daemon.url("core.git")}),
         json!([{"repo": daemon.url("pack.git"), "ref": "v2"}]),
@@ -168,10 +86,10 @@ fn resolve_over_git_daemon_then_unchanged_without_network() {
 
 #[test]
 fn update_flags_and_spec_edits_change_only_what_they_should() {
-    let env = Env::new();
-    let (mut core, cc) = repo(&env.repos(), "core");
-    let (mut a, _) = repo(&env.repos(), "a");
-    let (mut b, bc) = repo(&env.repos(), "b");
+    let env = sandbox();
+    let (mut core, cc) = standard_repo(&env.remotes(), "core");
+    let (mut a, _) = standard_repo(&env.remotes(), "a");
+    let (mut b, bc) = standard_repo(&env.remotes(), "b");
     let (core_url, a_url, b_url) = (core.file_url(), a.file_url(), b.file_url());
     let spec = |a_ref: &str| {
         (
@@ -183,7 +101,7 @@ fn update_flags_and_spec_edits_change_only_what_they_should() {
         )
     };
     let (c, n) = spec("main");
-    env.write_spec("u", c, n);
+    write_spec(&env, "u", c, n);
     ok(&env.run(&["resolve", "u"]));
     for r in [&mut core, &mut a, &mut b] {
         r.checkout("dev");
@@ -198,7 +116,7 @@ fn update_flags_and_spec_edits_change_only_what_they_should() {
 
     // Editing one node re-resolves only that node.
     let (c, n) = spec("dev");
-    env.write_spec("u", c, n);
+    write_spec(&env, "u", c, n);
     let (_, stderr) = ok(&env.run(&["resolve", "u"]));
     assert_eq!(stderr.matches("resolving").count(), 1, "{stderr}");
     let lock = env.lock("u");
@@ -225,21 +143,23 @@ fn update_flags_and_spec_edits_change_only_what_they_should() {
 
 #[test]
 fn locked_fails_with_the_diff() {
-    let env = Env::new();
-    let (core, _) = repo(&env.repos(), "core");
-    env.write_spec(
+    let env = sandbox();
+    let (core, _) = standard_repo(&env.remotes(), "core");
+    write_spec(
+        &env,
         "l",
         json!({"repo": core.file_url(), "ref": "main"}),
         json!([]),
     );
     let (_, stderr) = fails(&env.run(&["resolve", "l", "--locked"]));
     assert!(stderr.contains("has no lock"), "{stderr}");
-    assert!(!env.cache.exists(), "nothing written");
+    assert!(!env.cache().exists(), "nothing written");
 
     ok(&env.run(&["resolve", "l"]));
     ok(&env.run(&["resolve", "l", "--locked"]));
     let before = std::fs::read(env.lock_path("l")).unwrap();
-    env.write_spec(
+    write_spec(
+        &env,
         "l",
         json!({"repo": core.file_url(), "ref": "v2"}),
         json!([]),
@@ -255,10 +175,11 @@ fn locked_fails_with_the_diff() {
 
 #[test]
 fn offline_names_what_it_cannot_resolve_and_works_from_the_lock() {
-    let env = Env::new();
-    let (core, cc) = repo(&env.repos(), "core");
-    let (pack, _) = repo(&env.repos(), "pack");
-    env.write_spec(
+    let env = sandbox();
+    let (core, cc) = standard_repo(&env.remotes(), "core");
+    let (pack, _) = standard_repo(&env.remotes(), "pack");
+    write_spec(
+        &env,
         "o",
         json!({"repo": core.file_url(), "ref": "main"}),
         json!([{"repo": pack.file_url(), "ref": "dev", "name": "pack"}]),
@@ -276,20 +197,21 @@ fn offline_names_what_it_cannot_resolve_and_works_from_the_lock() {
 
 #[test]
 fn dry_run_prints_the_plan_and_writes_nothing() {
-    let env = Env::new();
-    let (core, cc) = repo(&env.repos(), "core");
-    let (pack, pc) = repo(&env.repos(), "pack");
+    let env = sandbox();
+    let (core, cc) = standard_repo(&env.remotes(), "core");
+    let (pack, pc) = standard_repo(&env.remotes(), "pack");
     let cred_url = pack.file_url();
-    env.write_spec(
+    write_spec(
+        &env,
         "d",
         json!({"repo": core.file_url(), "ref": "light"}),
         json!([{"repo": cred_url, "ref": &pc[4][..8], "name": "pack"}]),
     );
     let (stdout, stderr) = ok(&env.run(&["resolve", "d", "--dry-run"]));
     assert!(
-        !env.cache.exists(),
+        !env.cache().exists(),
         "dry run created {:?}",
-        tree(&env.cache)
+        tree(&env.cache())
     );
     assert!(
         stdout.contains(&format!(
@@ -304,14 +226,16 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert!(stderr.contains("nothing written"), "{stderr}");
 
     // With a lock in place the cache tree stays byte-for-byte the same.
-    env.write_spec(
+    write_spec(
+        &env,
         "d",
         json!({"repo": core.file_url(), "ref": "light"}),
         json!([]),
     );
     ok(&env.run(&["resolve", "d"]));
-    let snapshot = tree(&env.cache);
-    env.write_spec(
+    let snapshot = tree(&env.cache());
+    write_spec(
+        &env,
         "d",
         json!({"repo": core.file_url(), "ref": "dev"}),
         json!([]),
@@ -321,14 +245,15 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         stdout.contains(&format!("~ comfy  light {}", &cc[0][..12])),
         "{stdout}"
     );
-    assert_eq!(tree(&env.cache), snapshot);
+    assert_eq!(tree(&env.cache()), snapshot);
 }
 
 #[test]
 fn unknown_ref_and_unreachable_repo_exit_1_with_clear_messages() {
-    let env = Env::new();
-    let (core, _) = repo(&env.repos(), "core");
-    env.write_spec(
+    let env = sandbox();
+    let (core, _) = standard_repo(&env.remotes(), "core");
+    write_spec(
+        &env,
         "bad",
         json!({"repo": core.file_url(), "ref": "mian"}),
         json!([]),
@@ -341,7 +266,8 @@ fn unknown_ref_and_unreachable_repo_exit_1_with_clear_messages() {
     assert!(stderr.contains("did you mean `main`"), "{stderr}");
 
     let port = comfyver_testkit::git::free_port();
-    env.write_spec(
+    write_spec(
+        &env,
         "down",
         json!({"repo": format!("https://bot:ghp_SECRET123@127.0.0.1:{port}/o/r.git")}),
         json!([]),
@@ -360,17 +286,22 @@ fn unknown_ref_and_unreachable_repo_exit_1_with_clear_messages() {
 
 #[test]
 fn url_rewrite_reaches_the_fixture_and_the_lock_keeps_the_spec_url() {
-    let env = Env::new();
-    let (_core, cc) = repo(&env.repos(), "core");
+    let env = sandbox();
+    let (_core, cc) = standard_repo(&env.remotes(), "core");
     let spec_url = "https://git.example.invalid/org/core.git";
-    env.write_spec("rw", json!({"repo": spec_url, "ref": "v2"}), json!([]));
+    write_spec(
+        &env,
+        "rw",
+        json!({"repo": spec_url, "ref": "v2"}),
+        json!([]),
+    );
     let out = env
         .cmd(&["resolve", "rw"])
         .env(
             "COMFYVER_URL_REWRITES",
             format!(
                 "https://git.example.invalid/org/=file://{}/",
-                env.repos().display()
+                env.remotes().display()
             ),
         )
         .output()
@@ -382,10 +313,11 @@ fn url_rewrite_reaches_the_fixture_and_the_lock_keeps_the_spec_url() {
 
 #[test]
 fn two_processes_resolving_one_id_both_succeed() {
-    let env = Env::new();
-    let (core, cc) = repo(&env.repos(), "core");
-    let (pack, _) = repo(&env.repos(), "pack");
-    env.write_spec(
+    let env = sandbox();
+    let (core, cc) = standard_repo(&env.remotes(), "core");
+    let (pack, _) = standard_repo(&env.remotes(), "pack");
+    write_spec(
+        &env,
         "par",
         json!({"repo": core.file_url()}),
         json!([{"repo": pack.file_url(), "ref": "dev"}]),
@@ -411,9 +343,10 @@ fn two_processes_resolving_one_id_both_succeed() {
 
 #[test]
 fn json_output_and_show() {
-    let env = Env::new();
-    let (core, cc) = repo(&env.repos(), "core");
-    env.write_spec(
+    let env = sandbox();
+    let (core, cc) = standard_repo(&env.remotes(), "core");
+    write_spec(
+        &env,
         "j",
         json!({"repo": core.file_url(), "ref": "main"}),
         json!([]),
@@ -441,14 +374,16 @@ fn json_output_and_show() {
 
 #[test]
 fn all_resolves_every_version() {
-    let env = Env::new();
-    let (core, _) = repo(&env.repos(), "core");
-    env.write_spec(
+    let env = sandbox();
+    let (core, _) = standard_repo(&env.remotes(), "core");
+    write_spec(
+        &env,
         "a1",
         json!({"repo": core.file_url(), "ref": "main"}),
         json!([]),
     );
-    env.write_spec(
+    write_spec(
+        &env,
         "a2",
         json!({"repo": core.file_url(), "ref": "dev"}),
         json!([]),
@@ -483,9 +418,9 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 #[test]
 fn no_secret_reaches_the_lock_the_cache_stdout_or_stderr() {
-    let env = Env::new();
-    let (_core, cc) = repo(&env.repos(), "core");
-    let (_pack, pc) = repo(&env.repos(), "pack");
+    let env = sandbox();
+    let (_core, cc) = standard_repo(&env.remotes(), "core");
+    let (_pack, pc) = standard_repo(&env.remotes(), "pack");
     let server = comfyver_testkit::http::HttpServer::start();
     let model = comfyver_testkit::http::pseudo_random(4096, 7);
     server.add_file("/m/model.bin", model.clone());
@@ -504,8 +439,8 @@ fn no_secret_reaches_the_lock_the_cache_stdout_or_stderr() {
             "blake3": comfyver_testkit::http::blake3_hex(&model),
         }],
     });
-    std::fs::write(env.versions.join("sec.json"), spec.to_string()).unwrap();
-    let rewrite = format!("{host}=file://{}/", env.repos().display());
+    std::fs::write(env.versions().join("sec.json"), spec.to_string()).unwrap();
+    let rewrite = format!("{host}=file://{}/", env.remotes().display());
     let mut outputs = String::new();
     for args in [
         &["resolve", "sec"][..],
@@ -539,12 +474,12 @@ fn no_secret_reaches_the_lock_the_cache_stdout_or_stderr() {
         "{lock}"
     );
     assert!(
-        std::fs::read(env.cache.join("models/checkpoints/model.bin")).unwrap() == model,
+        std::fs::read(env.cache().join("models/checkpoints/model.bin")).unwrap() == model,
         "the model was fetched with its token"
     );
     for secret in [password, token] {
         assert!(!outputs.contains(secret), "{secret} printed:\n{outputs}");
-        let leaked = files_containing(&env.cache, secret);
+        let leaked = files_containing(&env.cache(), secret);
         assert!(leaked.is_empty(), "{secret} stored in {leaked:?}");
     }
     assert!(outputs.contains("bot:***@"), "{outputs}");

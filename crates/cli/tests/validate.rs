@@ -1,14 +1,11 @@
 //! `comfyver validate`, `list`, `show`, `schema` through the real binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-fn comfyver(cache: &Path, versions: &Path, args: &[&str]) -> Output {
-    let bin = Path::new(env!("CARGO_BIN_EXE_comfyver"));
-    comfyver_testkit::cli::comfyver_command(bin, cache, versions)
-        .args(args)
-        .output()
-        .unwrap()
+use comfyver_testkit::cli::Sandbox;
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(Path::new(env!("CARGO_BIN_EXE_comfyver")))
 }
 
 fn corpus() -> PathBuf {
@@ -33,10 +30,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 
 #[test]
 fn bad_specs_exit_1_name_the_path_and_write_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache");
-    let versions = tmp.path().join("versions");
-    std::fs::create_dir_all(&versions).unwrap();
+    let env = sandbox();
     let expected = std::fs::read_to_string(corpus().join("EXPECTED.tsv")).unwrap();
     let before = snapshot(&corpus());
     let mut checked = 0;
@@ -46,7 +40,7 @@ fn bad_specs_exit_1_name_the_path_and_write_nothing() {
     {
         let (file, needle) = line.split_once('\t').unwrap();
         let path = corpus().join(file);
-        let out = comfyver(&cache, &versions, &["validate", path.to_str().unwrap()]);
+        let out = env.run(&["validate", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
         assert!(
@@ -57,23 +51,26 @@ fn bad_specs_exit_1_name_the_path_and_write_nothing() {
         checked += 1;
     }
     assert!(checked >= 30);
-    assert!(!cache.exists(), "validate created the cache directory");
-    assert_eq!(snapshot(&versions), vec![], "versions dir untouched");
+    assert!(
+        !env.cache().exists(),
+        "validate created the cache directory"
+    );
+    assert_eq!(snapshot(env.versions()), vec![], "versions dir untouched");
     assert_eq!(snapshot(&corpus()), before, "fixtures untouched");
 }
 
 #[test]
 fn validate_all_list_show_and_json() {
-    let tmp = tempfile::tempdir().unwrap();
-    let versions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../versions");
-    let out = comfyver(tmp.path(), &versions, &["validate", "--all"]);
+    let env =
+        sandbox().with_versions(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../versions"));
+    let out = env.run(&["validate", "--all"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = comfyver(tmp.path(), &versions, &["list", "--json"]);
+    let out = env.run(&["list", "--json"]);
     assert!(out.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
@@ -84,29 +81,25 @@ fn validate_all_list_show_and_json() {
     );
 
     // Global flags are accepted after the subcommand too.
-    let out = comfyver(tmp.path(), &versions, &["show", "example", "--json"]);
+    let out = env.run(&["show", "example", "--json"]);
     assert!(out.status.success());
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["spec"]["version_id"], "example");
 
-    let out = comfyver(tmp.path(), &versions, &["show", "../etc/passwd"]);
+    let out = env.run(&["show", "../etc/passwd"]);
     assert_eq!(out.status.code(), Some(1));
 
-    let out = comfyver(tmp.path(), &versions, &["show", "nope"]);
+    let out = env.run(&["show", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no version `nope`"));
-    assert!(!tmp.path().join("resolved").exists());
+    assert!(!env.cache().join("resolved").exists());
 }
 
 #[test]
 fn validate_json_reports_every_issue() {
-    let tmp = tempfile::tempdir().unwrap();
+    let env = sandbox();
     let path = corpus().join("many-problems.json");
-    let out = comfyver(
-        tmp.path(),
-        tmp.path(),
-        &["--json", "validate", path.to_str().unwrap()],
-    );
+    let out = env.run(&["--json", "validate", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let paths: Vec<&str> = report[0]["errors"]
@@ -120,8 +113,7 @@ fn validate_json_reports_every_issue() {
 
 #[test]
 fn schema_prints_the_committed_schema() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = comfyver(tmp.path(), tmp.path(), &["schema"]);
+    let out = sandbox().run(&["schema"]);
     assert!(out.status.success());
     let committed =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/version.schema.json"))

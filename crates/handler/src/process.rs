@@ -595,7 +595,19 @@ mod tests {
         let ours = json!({"system": {"argv": ["main.py", "--temp-directory", "/d/temp/abc"]}});
         assert!(identity(Some(ours), "/d/temp/abc").is_ok());
         let other = json!({"system": {"argv": ["main.py", "--temp-directory", "/d/temp/xyz"]}});
-        assert!(identity(Some(other), "/d/temp/abc").is_err());
-        assert!(identity(None, "/d/temp/abc").is_err());
+        assert_eq!(
+            identity(Some(other), "/d/temp/abc"),
+            Err("its command line does not hold our instance marker: \
+                 main.py --temp-directory /d/temp/xyz"
+                .into())
+        );
+        assert_eq!(
+            identity(Some(json!({"system": {}})), "/d/temp/abc"),
+            Err("its /system_stats has no system.argv".into())
+        );
+        assert_eq!(
+            identity(None, "/d/temp/abc"),
+            Err("its /system_stats is not JSON".into())
+        );
     }
 }

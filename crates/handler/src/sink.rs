@@ -386,6 +386,13 @@ mod tests {
         );
         assert_eq!("gcs".parse::<OutputSink>(), Ok(OutputSink::Gcs));
         assert_eq!("s3".parse::<OutputSink>(), Ok(OutputSink::S3));
-        assert!("gcs:x".parse::<OutputSink>().is_err());
+        for bad in ["gcs:x", "dir:", "S3"] {
+            assert_eq!(
+                bad.parse::<OutputSink>(),
+                Err(format!(
+                    "unknown output sink `{bad}`: use `base64`, `dir:PATH`, `gcs` or `s3`"
+                ))
+            );
+        }
     }
 }

@@ -209,8 +209,22 @@ dependencies = ["not-this"]
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(project_dependencies("[project]\ndependencies = [1, 2]\n").is_err());
-        assert!(project_dependencies("[project]\ndependencies = [\"a\"\n").is_err());
-        assert!(project_dependencies("[project]\ndependencies = [\"\"\"a\"\"\"]\n").is_err());
+        let err = |text: &str| project_dependencies(text).unwrap_err();
+        assert_eq!(
+            err("[project]\ndependencies = [1, 2]\n"),
+            "unexpected `1` in the array (only strings are allowed)"
+        );
+        assert_eq!(
+            err("[project]\ndependencies = [\"a\"\n"),
+            "unterminated `dependencies` array"
+        );
+        assert_eq!(
+            err("[project]\ndependencies = [\"\"\"a\"\"\"]\n"),
+            "multi-line strings are not supported"
+        );
+        assert_eq!(
+            err("[project]\ndependencies = \"a\"\n"),
+            "expected an array `[...]`"
+        );
     }
 }

@@ -12,7 +12,7 @@ use comfyver_resolver::{
     ResolveOutcome, Source, UpdatePolicy, read_lock, replace_lock, resolve, write_lock,
 };
 use comfyver_spec::{LockedPython, RewriteRule, UrlRewrites, VersionSpec};
-use comfyver_testkit::git::{GitDaemon, Repo, git, git_command};
+use comfyver_testkit::git::{GitDaemon, Repo, git, git_command, standard_repo};
 use serde_json::{Value, json};
 
 /// A node (or the core) in a test spec: (name, url, ref).
@@ -41,25 +41,6 @@ fn spec_from(v: Value) -> VersionSpec {
     comfyver_spec::parse_spec(&v.to_string(), Path::new("test.json"), None)
         .expect("valid test spec")
         .spec
-}
-
-/// A repository with main (4 commits), dev, a lightweight tag `light` and an
-/// annotated tag `v2`. Returns [light, v2's commit, main, dev, the root
-/// commit (no ref points at it)].
-fn standard_repo(root: &Path, name: &str) -> (Repo, Vec<String>) {
-    let mut r = Repo::new(root, name);
-    r.write(&[("__init__.py", "X = 1\n")]);
-    let c0 = r.commit("zero");
-    let c1 = r.commit("one");
-    r.tag("light");
-    let c2 = r.commit("two");
-    r.annotated_tag("v2");
-    r.branch("dev");
-    let c_dev = r.commit("dev work");
-    r.checkout("main");
-    let c3 = r.commit("three");
-    r.push();
-    (r, vec![c1, c2, c3, c_dev, c0])
 }
 
 struct Fixture {

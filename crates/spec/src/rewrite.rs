@@ -174,8 +174,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.apply("https://h/x"), "/srv/x");
-        assert!(UrlRewrites::parse_list("nonsense", "env").is_err());
-        assert!(UrlRewrites::parse_list("=x", "env").is_err());
+        // The bad item is named alone, not the whole list.
+        let bad = |rule: &str| RewriteError {
+            origin: "env".into(),
+            rule: rule.into(),
+        };
+        assert_eq!(
+            UrlRewrites::parse_list("https://a/=/b/;nonsense", "env").unwrap_err(),
+            bad("nonsense")
+        );
+        assert_eq!(UrlRewrites::parse_list("=x", "env").unwrap_err(), bad("=x"));
+        assert_eq!(
+            UrlRewrites::parse_config(
+                r#"{"url_rewrites": [{"prefix": "", "replacement": "/srv/"}]}"#,
+                "config.json"
+            )
+            .unwrap_err(),
+            RewriteError {
+                origin: "config.json".into(),
+                rule: "=/srv/".into()
+            }
+        );
     }
 
     #[test]

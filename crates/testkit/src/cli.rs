@@ -1,8 +1,8 @@
 //! Running the `comfyver` binary hermetically: the test's own cache and
 //! versions directories, and none of the caller's comfyver settings.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// Variables comfyver does not read itself but that change what its
 /// children (uv, pip, Python) do, so a test must not inherit them either.
@@ -39,4 +39,136 @@ pub fn scrub(cmd: &mut Command) {
     {
         cmd.env_remove(var);
     }
+}
+
+/// One CLI test's world: a temp root holding `cache/`, `versions/` (created)
+/// and `remotes/`, and the `comfyver` binary run in it hermetically.
+pub struct Sandbox {
+    bin: PathBuf,
+    root: tempfile::TempDir,
+    cache: PathBuf,
+    versions: PathBuf,
+}
+
+impl Sandbox {
+    /// A fresh temp root for `bin` (the `comfyver` binary under test) with an
+    /// empty `versions/` directory; `cache/` is left for comfyver to create.
+    pub fn new(bin: &Path) -> Sandbox {
+        let root = tempfile::tempdir().expect("temp dir");
+        let cache = root.path().join("cache");
+        let versions = root.path().join("versions");
+        std::fs::create_dir_all(&versions).expect("versions dir");
+        Sandbox {
+            bin: bin.to_path_buf(),
+            root,
+            cache,
+            versions,
+        }
+    }
+
+    /// This sandbox reading its versions from `dir` (a committed versions
+    /// directory, say) instead of its own empty one.
+    pub fn with_versions(mut self, dir: &Path) -> Sandbox {
+        self.versions = dir.to_path_buf();
+        self
+    }
+
+    /// The temp root.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The cache directory (`<root>/cache`), passed as `--cache-dir`.
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    /// The versions directory (`<root>/versions`), passed as `--versions-dir`.
+    pub fn versions(&self) -> &Path {
+        &self.versions
+    }
+
+    /// `<root>/remotes`, created, for the test's git repositories.
+    pub fn remotes(&self) -> PathBuf {
+        let p = self.root().join("remotes");
+        std::fs::create_dir_all(&p).expect("remotes dir");
+        p
+    }
+
+    /// [`comfyver_command`] for this sandbox with `args`, and git's own
+    /// system and global configuration ignored.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = comfyver_command(&self.bin, &self.cache, &self.versions);
+        c.args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        c
+    }
+
+    /// Runs [`Sandbox::cmd`] to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("comfyver runs")
+    }
+
+    /// Writes `spec` as `versions/<id>.json`.
+    pub fn write_spec(&self, id: &str, spec: &serde_json::Value) {
+        std::fs::write(self.spec_path(id), spec.to_string()).expect("spec written");
+    }
+
+    /// `versions/<id>.json`.
+    pub fn spec_path(&self, id: &str) -> PathBuf {
+        self.versions.join(format!("{id}.json"))
+    }
+
+    /// Where comfyver writes the lock of version `id`.
+    pub fn lock_path(&self, id: &str) -> PathBuf {
+        lock_path(&self.cache, id)
+    }
+
+    /// The lock of version `id`, parsed; panics when it is missing.
+    pub fn lock(&self, id: &str) -> serde_json::Value {
+        read_json(&self.lock_path(id))
+    }
+}
+
+/// Where comfyver writes the lock of version `id` under `cache`.
+pub fn lock_path(cache: &Path, id: &str) -> PathBuf {
+    cache.join("resolved").join(format!("{id}.lock.json"))
+}
+
+/// A JSON file, parsed; panics naming the file when it is missing or bad.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Asserts that comfyver succeeded; returns (stdout, stderr).
+#[track_caller]
+pub fn ok(out: &Output) -> (String, String) {
+    let (stdout, stderr) = texts(out);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status.code()
+    );
+    (stdout, stderr)
+}
+
+/// Asserts that comfyver exited with 1 (a user error); returns (stdout, stderr).
+#[track_caller]
+pub fn fails(out: &Output) -> (String, String) {
+    let (stdout, stderr) = texts(out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+fn texts(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

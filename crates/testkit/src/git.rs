@@ -192,6 +192,28 @@ impl Repo {
     }
 }
 
+/// The standard fixture repository of the resolve tests, pushed to
+/// `<root>/<name>.git`: `main` with commits zero, one (lightweight tag
+/// `light`), two (annotated tag `v2`) and three, and branch `dev` forked at
+/// two with one commit of its own. Returns the repository and the commits
+/// `[light, v2, main, dev, root]` (what each ref resolves to; `root` is the
+/// first commit).
+pub fn standard_repo(root: &Path, name: &str) -> (Repo, Vec<String>) {
+    let mut r = Repo::new(root, name);
+    r.write(&[("__init__.py", "X = 1\n")]);
+    let c0 = r.commit("zero");
+    let c1 = r.commit("one");
+    r.tag("light");
+    let c2 = r.commit("two");
+    r.annotated_tag("v2");
+    r.branch("dev");
+    let c_dev = r.commit("dev work");
+    r.checkout("main");
+    let c3 = r.commit("three");
+    r.push();
+    (r, vec![c1, c2, c3, c_dev, c0])
+}
+
 /// Copies a directory recursively (files and directories only).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -11,7 +11,8 @@
 //!   byte counting and fault injection (dropped connections, 5xx, 401, ...).
 //! - [`comfy`]: a temp ComfyUI home (a copy of the stand-in ComfyUI with node-pack
 //!   fixtures linked into `custom_nodes/`) and a bare stand-in server on a port.
-//! - [`cli`]: the `comfyver` binary run hermetically.
+//! - [`cli`]: the `comfyver` binary run hermetically, and [`cli::Sandbox`],
+//!   one CLI test's temp cache and versions directories.
 //! - [`cloud`]: GCS and S3 emulators, a fault proxy, throwaway service-account keys.
 //! - [`world`]: a whole version to realize and run (core and node-pack
 //!   repositories, wheels, a model server, a spec).
