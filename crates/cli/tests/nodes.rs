@@ -78,7 +78,7 @@ fn fixture(root: &Path) -> Fixture {
 
 fn lock_fixture(env: &Sandbox, f: &Fixture, id: &str) {
     write_lock(
-        &env,
+        env,
         id,
         (&f.core.file_url(), &f.core.head()),
         &[
@@ -90,7 +90,7 @@ fn lock_fixture(env: &Sandbox, f: &Fixture, id: &str) {
 
 fn assert_whole(env: &Sandbox, f: &Fixture) {
     for r in [&f.plain, &f.with_sub] {
-        let e = entry(&env, &r.file_url(), &r.head());
+        let e = entry(env, &r.file_url(), &r.head());
         assert!(
             e.join(".git/comfyver-complete").is_file(),
             "{}",
@@ -98,7 +98,7 @@ fn assert_whole(env: &Sandbox, f: &Fixture) {
         );
         assert_eq!(git(&e, &["rev-parse", "HEAD"]), r.head());
     }
-    let e = entry(&env, &f.with_sub.file_url(), &f.with_sub.head());
+    let e = entry(env, &f.with_sub.file_url(), &f.with_sub.head());
     assert!(e.join("lib/sub/__init__.py").is_file());
     // No temporaries left next to the entries or the mirrors.
     for dir in ["custom_nodes", "git"] {

@@ -211,7 +211,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert!(
         !env.cache().exists(),
         "dry run created {:?}",
-        tree(&env.cache())
+        tree(env.cache())
     );
     assert!(
         stdout.contains(&format!(
@@ -233,7 +233,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         json!([]),
     );
     ok(&env.run(&["resolve", "d"]));
-    let snapshot = tree(&env.cache());
+    let snapshot = tree(env.cache());
     write_spec(
         &env,
         "d",
@@ -245,7 +245,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         stdout.contains(&format!("~ comfy  light {}", &cc[0][..12])),
         "{stdout}"
     );
-    assert_eq!(tree(&env.cache()), snapshot);
+    assert_eq!(tree(env.cache()), snapshot);
 }
 
 #[test]
@@ -479,7 +479,7 @@ fn no_secret_reaches_the_lock_the_cache_stdout_or_stderr() {
     );
     for secret in [password, token] {
         assert!(!outputs.contains(secret), "{secret} printed:\n{outputs}");
-        let leaked = files_containing(&env.cache(), secret);
+        let leaked = files_containing(env.cache(), secret);
         assert!(leaked.is_empty(), "{secret} stored in {leaked:?}");
     }
     assert!(outputs.contains("bot:***@"), "{outputs}");
