@@ -16,11 +16,14 @@ export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.invalid
 export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.invalid
 unset COMFY_CACHE COMFY_VERSIONS_DIR COMFY_HOME COMFYVER_OFFLINE COMFYVER_WHEELS_DIR \
   MODELS_DIR CUSTOM_NODES_CACHE UV VIRTUAL_ENV || true
-# comfyver runs uv several times; a pyenv shim in front of it costs about
-# 0.3 s per call (bash scripts), which would be measured as comfyver's time.
+# comfyver runs uv several times, and uv looks for a Python on PATH; a pyenv
+# shim in front of either costs about 0.3 s per call (bash scripts), which
+# would be measured as comfyver's time. The real interpreter's directory goes
+# first on PATH, and UV names the real uv.
+PATH="$(dirname "$(python3 -c 'import sys; print(sys.executable)')"):$PATH"
 UV="$(command -v uv)"
 if [[ "$UV" == */shims/* ]] && command -v pyenv >/dev/null; then UV="$(pyenv which uv)"; fi
-export UV
+export PATH UV
 
 echo "building the core, $NODES node repositories, $MODELS models, wheels..." >&2
 mkdir -p "$work/srv" "$work/build" "$work/models" "$work/wheels" "$work/index" "$work/versions"
