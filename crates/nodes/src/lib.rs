@@ -6,7 +6,11 @@
 //!   built in a temporary sibling and renamed into place with a completion
 //!   marker ([`COMPLETE_MARKER`], `.git/comfyver-complete`) under a per-entry
 //!   cross-process lock; submodules are checked out inside, recursively.
-//! - [`checkout_core`]: a version home's own ComfyUI core checkout.
+//! - Shared cores: `<cache>/core/<slug>@<commit>`, one ComfyUI core checkout
+//!   per commit ([`ensure_shared_core`]), linked as `<home>/core`
+//!   ([`link_core`]) for cores that take `--base-directory`
+//!   ([`supports_base_directory`]); [`checkout_core`] gives a home its own
+//!   copy for older cores.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
@@ -24,6 +28,7 @@
 
 mod cache;
 mod checkout;
+mod shared_core;
 mod ensure;
 mod error;
 mod isolate;
@@ -38,6 +43,7 @@ pub use cache::{
     gc_plan, referenced,
 };
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
+pub use shared_core::{core_cache_dir, core_link, ensure_shared_core, link_core, supports_base_directory};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
 pub use isolate::{checkout_changes, isolate_node, node_source};
