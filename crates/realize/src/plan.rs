@@ -49,7 +49,7 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
     let home = &req.home;
     let skip = req.skip_models || req.spec.skip_models();
     let warm = is_warm_for(home, req.lock, req.layout, skip);
-    let marker = home.root().join(comfyver_nodes::COMPLETE_MARKER);
+    let marker = home.core_dir().join(comfyver_nodes::COMPLETE_MARKER);
     let core_here = std::fs::read_to_string(&marker)
         .is_ok_and(|c| c.trim().eq_ignore_ascii_case(&req.lock.comfy.commit));
     let core = Item {
@@ -58,7 +58,9 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
         action: if core_here {
             "checked out".into()
         } else {
-            "fetch into the mirror if missing, check out into the home".into()
+            "fetch into the mirror if missing, check out once into the core cache, link it \
+             into the home (a core without --base-directory is copied into the home)"
+                .into()
         },
         bytes: None,
     };
@@ -124,7 +126,7 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
         .collect();
     let (python, python_note) = if core_here && all_nodes_cached {
         let inputs = PythonInputs {
-            core_dir: home.root().to_path_buf(),
+            core_dir: home.core_dir(),
             nodes: node_dirs,
             settings: req.spec.python.clone().unwrap_or_default(),
             wheels_dir: req.wheels_dir.clone(),
