@@ -1075,7 +1075,10 @@ fn a_rewrite_to_a_directory_of_bare_mirrors_resolves_and_realizes() {
     );
     let home = w.home("mirrors");
     assert!(home.join("custom_nodes/req_pack/__init__.py").is_file());
-    assert!(home.join("core/main.py").is_file(), "the core was checked out");
+    assert!(
+        home.join("core/main.py").is_file(),
+        "the core was checked out"
+    );
 }
 
 /// The spec file of `id` as the user keeps it.

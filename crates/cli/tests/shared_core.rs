@@ -65,9 +65,13 @@ fn two_versions() -> World {
     let w = World::new(&["hello_pack", "paths_pack", "models_dir_pack"]);
     let server = w.server.as_ref().unwrap();
     server.add_file("/m/face.pt", b"a face detector, of sorts".to_vec());
-    let tiny = json!([{"source": server.url("/m/tiny.safetensors"), "target_subdir": "checkpoints"}]);
+    let tiny =
+        json!([{"source": server.url("/m/tiny.safetensors"), "target_subdir": "checkpoints"}]);
     let face = json!([{"source": server.url("/m/face.pt"), "target_subdir": "ultralytics/bbox"}]);
-    w.write_spec("v1", &spec_with(&w, "v1", &["hello_pack", "paths_pack"], tiny));
+    w.write_spec(
+        "v1",
+        &spec_with(&w, "v1", &["hello_pack", "paths_pack"], tiny),
+    );
     w.write_spec(
         "v2",
         &spec_with(&w, "v2", &["paths_pack", "models_dir_pack"], face),
@@ -124,13 +128,21 @@ fn two_versions_on_one_core_commit_share_the_checkout_and_keep_their_own_parts()
     // core cache, and no copy of it in either home.
     let core = std::fs::read_link(h1.join("core")).expect("v1's core is a link");
     assert_eq!(std::fs::read_link(h2.join("core")).unwrap(), core);
-    assert!(core.starts_with(w.root.join("cache/core")), "{}", core.display());
+    assert!(
+        core.starts_with(w.root.join("cache/core")),
+        "{}",
+        core.display()
+    );
     assert_eq!(
         file_id(&h1.join("core/main.py")),
         file_id(&h2.join("core/main.py"))
     );
     for h in [&h1, &h2] {
-        assert!(!h.join("main.py").exists(), "{} holds no core copy", h.display());
+        assert!(
+            !h.join("main.py").exists(),
+            "{} holds no core copy",
+            h.display()
+        );
         assert!(h.join("extra_model_paths.yaml").is_file());
     }
     assert!(
@@ -145,7 +157,11 @@ fn two_versions_on_one_core_commit_share_the_checkout_and_keep_their_own_parts()
     wf["5"] = json!({"class_type": "WhereAmI", "inputs": {}});
     wf["6"] = json!({"class_type": "ModelsDirList", "inputs": {"subdir": "ultralytics/bbox"}});
     let result = stdout_json(&run(&w, "v2", &wf));
-    assert_eq!(result["images"].as_array().map(Vec::len), Some(1), "{result}");
+    assert_eq!(
+        result["images"].as_array().map(Vec::len),
+        Some(1),
+        "{result}"
+    );
     let text = result.to_string();
     assert!(
         text.contains("models_dir/ultralytics/bbox: face.pt"),
@@ -226,7 +242,10 @@ fn a_core_without_base_directory_gets_its_own_copy_then_a_shared_one() {
     ok(&comfyver(&w, &["realize", "v1"]));
     let home = w.home("v1");
     assert!(!home.join("core").exists(), "no link to a shared core");
-    assert!(home.join("main.py").is_file(), "the home is its own core copy");
+    assert!(
+        home.join("main.py").is_file(),
+        "the home is its own core copy"
+    );
     assert_eq!(
         std::fs::read_to_string(home.join(".git/comfyver-complete"))
             .unwrap()
@@ -248,7 +267,10 @@ fn a_core_without_base_directory_gets_its_own_copy_then_a_shared_one() {
     assert!(std::fs::read_link(home.join("core")).is_ok());
     assert!(!home.join("main.py").exists(), "the old copy is gone");
     let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
-    assert!(result.to_string().contains("hello from hello_pack"), "{result}");
+    assert!(
+        result.to_string().contains("hello from hello_pack"),
+        "{result}"
+    );
     ok(&comfyver(&w, &["verify", "v1"]));
 }
 
@@ -268,7 +290,10 @@ fn gc_keeps_a_shared_core_while_a_lock_names_it_and_remove_leaves_it_alone() {
     assert_eq!(file_id(&core.join("main.py")), main_id);
     ok(&comfyver(&w, &["verify", "v1"]));
     let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
-    assert!(result.to_string().contains("hello from hello_pack"), "{result}");
+    assert!(
+        result.to_string().contains("hello from hello_pack"),
+        "{result}"
+    );
 
     // v1's lock names the core commit: gc keeps it.
     let (listed, _) = ok(&comfyver(&w, &["gc"]));

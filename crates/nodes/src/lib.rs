@@ -28,7 +28,6 @@
 
 mod cache;
 mod checkout;
-mod shared_core;
 mod ensure;
 mod error;
 mod isolate;
@@ -36,6 +35,7 @@ mod link;
 mod mirror;
 mod pause;
 mod report;
+mod shared_core;
 mod transport;
 
 pub use cache::{
@@ -43,13 +43,15 @@ pub use cache::{
     gc_plan, referenced,
 };
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
-pub use shared_core::{core_cache_dir, core_link, ensure_shared_core, link_core, supports_base_directory};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
 pub use isolate::{checkout_changes, isolate_node, node_source};
 pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use report::{NoReporter, Reporter};
+pub use shared_core::{
+    core_cache_dir, core_link, ensure_shared_core, link_core, supports_base_directory,
+};
 pub use transport::{
     BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,
     git_timeout,

@@ -112,8 +112,8 @@ pub fn link_core(home: &Path, core: &Path) -> Result<(), NodesError> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        let stale = std::fs::read_link(&path).is_ok_and(|t| t.starts_with(&via))
-            && !own.contains(&name);
+        let stale =
+            std::fs::read_link(&path).is_ok_and(|t| t.starts_with(&via)) && !own.contains(&name);
         if stale {
             std::fs::remove_file(&path)
                 .map_err(|e| NodesError::io("could not remove the stale link", &path, e))?;

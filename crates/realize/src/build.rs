@@ -271,8 +271,13 @@ fn prepare_home(
             std::io::Error::other(e.to_string()),
         )
     })?;
-    let shared =
-        comfyver_nodes::ensure_shared_core(req.layout, &repo, &commit, nodes_opts, reporter.nodes())?;
+    let shared = comfyver_nodes::ensure_shared_core(
+        req.layout,
+        &repo,
+        &commit,
+        nodes_opts,
+        reporter.nodes(),
+    )?;
     let share = comfyver_nodes::supports_base_directory(&shared);
     if root.exists() {
         let empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());

@@ -177,7 +177,10 @@ impl Home {
             (layout.models_dir().to_path_buf(), "the model store"),
             (layout.custom_nodes_dir().to_path_buf(), "the node cache"),
             (layout.git_dir(), "the git mirror cache"),
-            (comfyver_nodes::core_cache_dir(layout), "the shared core cache"),
+            (
+                comfyver_nodes::core_cache_dir(layout),
+                "the shared core cache",
+            ),
             (layout.resolved_dir(), "the lock directory"),
         ] {
             if me.starts_with(canonical(&inside)) {

@@ -90,7 +90,12 @@ fn warm_check(
     {
         return false;
     }
-    if !home.core_dir().join(comfyver_nodes::COMPLETE_MARKER).is_file() || !home.python().exists() {
+    if !home
+        .core_dir()
+        .join(comfyver_nodes::COMPLETE_MARKER)
+        .is_file()
+        || !home.python().exists()
+    {
         return false;
     }
     let links_ok = lock.custom_nodes.iter().all(|n| {
