@@ -324,3 +324,58 @@ fn gc_keeps_a_shared_core_while_a_lock_names_it_and_remove_leaves_it_alone() {
     assert!(new_core.join("NEW_IN_V2.txt").is_file());
     ok(&comfyver(&w, &["verify", "v1"]));
 }
+
+/// Bytes on disk (allocated blocks) under `dirs`, each inode counted once
+/// across calls that share `seen` (hard links into the uv cache, links).
+fn disk_use(dirs: &[PathBuf], seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
+        let mut bytes = 0;
+        if seen.insert((m.dev(), m.ino())) {
+            bytes += m.blocks() * 512;
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(p).unwrap().flatten() {
+                bytes += walk(&e.path(), seen);
+            }
+        }
+        bytes
+    }
+    dirs.iter().map(|d| walk(d, seen)).sum()
+}
+
+#[test]
+fn a_second_version_on_a_40_mb_core_adds_less_than_5_mb() {
+    let mut w = World::new(&["hello_pack"]);
+    // A core the size of ComfyUI's checkout: 40 MB in 1,000 files that git
+    // cannot compress.
+    for i in 0..1000u64 {
+        let p = w.core.work().join(format!("filler/{:02}/f{i}.bin", i % 50));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, comfyver_testkit::http::pseudo_random(40 << 10, i)).unwrap();
+    }
+    w.core.commit("a core of ComfyUI's size");
+    w.core.tag("big");
+    w.core.push();
+    let mut spec = w.spec("v1");
+    spec["comfy"]["ref"] = json!("big");
+    w.write_spec("v1", &spec);
+    spec["version_id"] = json!("v2");
+    w.write_spec("v2", &spec);
+    ok(&comfyver(&w, &["realize", "v1"]));
+    let everything = [w.root.join("cache")];
+    let mut seen = std::collections::HashSet::new();
+    let first = disk_use(&everything, &mut seen);
+    let started = std::time::Instant::now();
+    ok(&comfyver(&w, &["realize", "v2"]));
+    let took = started.elapsed();
+    let added = disk_use(&everything, &mut seen);
+    eprintln!(
+        "cache + homes after v1: {first} bytes; v2 adds {added} bytes in {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(first > 40 << 20, "the core is in the cache ({first} bytes)");
+    assert!(added < 5 << 20, "the second version adds {added} bytes");
+}
