@@ -379,3 +379,43 @@ fn a_second_version_on_a_40_mb_core_adds_less_than_5_mb() {
     assert!(first > 40 << 20, "the core is in the cache ({first} bytes)");
     assert!(added < 5 << 20, "the second version adds {added} bytes");
 }
+
+#[test]
+fn an_install_script_on_a_shared_core_sees_the_home_and_writes_nothing_into_the_core() {
+    let w = World::new(&["manager_style_pack"]);
+    // A wheel only the script installs (not in the wheels directory).
+    let wheel = comfyver_testkit::wheels::build_wheel(
+        &w.root.join("script-wheels"),
+        "scriptdep",
+        "1.0",
+        &[],
+    );
+    let mut spec = w.spec("v1");
+    spec["env"] = json!({"PACK_WHEEL": wheel.to_str().unwrap()});
+    w.write_spec("v1", &spec);
+    ok(&comfyver(&w, &["realize", "v1"]));
+    let home = w.home("v1");
+    let core = std::fs::read_link(home.join("core")).unwrap();
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(home.join("custom_nodes/manager_style_pack/install-report.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    // ComfyUI-Manager's COMFYUI_PATH is the base directory, whose
+    // custom_nodes/ it installs into; folder_paths comes from the core.
+    assert_eq!(report["comfy_path"], home.to_str().unwrap(), "{report}");
+    assert_eq!(
+        report["folder_paths"],
+        home.join("core").to_str().unwrap(),
+        "{report}"
+    );
+    assert!(
+        !walkdir_has(&core, "__pycache__"),
+        "no bytecode in the shared core"
+    );
+    assert!(
+        comfyver_nodes::checkout_changes(&core).unwrap().is_empty(),
+        "the shared core is as checked out"
+    );
+    ok(&comfyver(&w, &["verify", "v1"]));
+}

@@ -43,6 +43,7 @@ pub(crate) fn ensure_node_checkout(
         commit,
         &dest,
         crate::cache::CHECKOUT_LOCK,
+        &[],
         opts,
         reporter,
         label,
@@ -51,7 +52,8 @@ pub(crate) fn ensure_node_checkout(
 }
 
 /// Makes sure the cache entry `dest` is the complete checkout of `commit`,
-/// built beside it and renamed in under the lock `<lock_kind>/<entry name>`;
+/// built beside it (with the directories `empty_dirs` made inside, before
+/// the marker) and renamed in under the lock `<lock_kind>/<entry name>`;
 /// returns whether it was already there.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn ensure_cached_checkout(
@@ -60,6 +62,7 @@ pub(crate) fn ensure_cached_checkout(
     commit: &str,
     dest: &Path,
     lock_kind: &str,
+    empty_dirs: &[&str],
     opts: &NodesOptions,
     reporter: &dyn Reporter,
     label: &str,
@@ -83,7 +86,9 @@ pub(crate) fn ensure_cached_checkout(
         std::fs::remove_dir_all(&dest)
             .map_err(|e| NodesError::io("could not remove the incomplete checkout", &dest, e))?;
     }
-    build_and_publish(layout, repo, &mirror, commit, &dest, opts, reporter)?;
+    build_and_publish(
+        layout, repo, &mirror, commit, &dest, empty_dirs, opts, reporter,
+    )?;
     Ok(false)
 }
 
@@ -129,7 +134,7 @@ pub fn checkout_core(
             .map_err(|e| NodesError::io("could not remove the empty directory", dest, e))?;
     }
     reporter.checking_out("comfy", &commit);
-    build_and_publish(layout, repo, &mirror, &commit, dest, opts, reporter)?;
+    build_and_publish(layout, repo, &mirror, &commit, dest, &[], opts, reporter)?;
     Ok(false)
 }
 
@@ -156,18 +161,24 @@ pub(crate) fn marker_commit(dir: &Path) -> Option<String> {
         .map(|c| c.trim().to_string())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_and_publish(
     layout: &CacheLayout,
     repo: &RepoUrl,
     mirror: &Mirror,
     commit: &str,
     dest: &Path,
+    empty_dirs: &[&str],
     opts: &NodesOptions,
     reporter: &dyn Reporter,
 ) -> Result<(), NodesError> {
     let tmp = TempDir::beside(dest)?;
     let work = tmp.path().join("tree");
     build_tree(layout, repo, mirror, commit, &work, opts, reporter, 0)?;
+    for dir in empty_dirs {
+        let d = work.join(dir);
+        std::fs::create_dir_all(&d).map_err(|e| NodesError::io("could not create", &d, e))?;
+    }
     pause::point("checkout-before-marker");
     let marker = work.join(COMPLETE_MARKER);
     comfyver_fs::write_atomic(&marker, format!("{commit}\n").as_bytes())?;

@@ -20,6 +20,12 @@ pub(crate) const CORE_LOCK: &str = "core-checkout";
 /// `<home>/core`: the link from a home to its shared core checkout.
 const CORE_LINK: &str = "core";
 
+/// Directories ComfyUI's `folder_paths` makes in its base at import (the
+/// default `input/`, before `--input-directory` applies). A process that
+/// imports it without a base directory (an install script) would make them
+/// in the shared checkout: they are made before the checkout is published.
+const IMPORT_MADE_DIRS: &[&str] = &["input"];
+
 /// The flag a core must define to be shared (`comfy/cli_args.py`).
 const BASE_DIRECTORY_FLAG: &str = "\"--base-directory\"";
 
@@ -45,6 +51,7 @@ pub fn ensure_shared_core(
         &commit.to_ascii_lowercase(),
         &dest,
         CORE_LOCK,
+        IMPORT_MADE_DIRS,
         opts,
         reporter,
         "comfy",
