@@ -193,11 +193,31 @@ fn two_versions_on_one_core_commit_share_the_checkout_and_keep_their_own_parts()
         let (stdout, _) = ok(&out);
         let report: Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["ok"], true, "{id}: {report}");
+        // The home read back (its core's commit through the link) is its lock.
+        let home = w.home(id);
+        let (_, stderr) = ok(&comfyver(&w, &["diff", id, home.to_str().unwrap()]));
+        assert!(stderr.contains("are equal"), "{stderr}");
     }
     assert!(
         !walkdir_has(&core, "__pycache__"),
         "no bytecode in the shared core"
     );
+
+    // Something writes into the shared core: verify says so, for each home.
+    std::fs::write(core.join("comfy/patched.py"), "x = 1\n").unwrap();
+    for id in ["v1", "v2"] {
+        let out = comfyver(&w, &["verify", id]);
+        assert_eq!(out.status.code(), Some(1), "{id}");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            said.contains("was changed after it was checked out") && said.contains("patched.py"),
+            "{id}: {said}"
+        );
+    }
 }
 
 fn walkdir_has(dir: &Path, name: &str) -> bool {
