@@ -266,6 +266,10 @@ fn a_core_without_base_directory_gets_its_own_copy_then_a_shared_one() {
         home.join("main.py").is_file(),
         "the home is its own core copy"
     );
+    assert!(
+        !w.root.join("cache/core").exists(),
+        "an older core is not checked out into the core cache too"
+    );
     assert_eq!(
         std::fs::read_to_string(home.join(".git/comfyver-complete"))
             .unwrap()

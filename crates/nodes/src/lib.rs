@@ -9,7 +9,7 @@
 //! - Shared cores: `<cache>/core/<slug>@<commit>`, one ComfyUI core checkout
 //!   per commit ([`ensure_shared_core`]), linked as `<home>/core`
 //!   ([`link_core`]) for cores that take `--base-directory`
-//!   ([`supports_base_directory`]); [`checkout_core`] gives a home its own
+//!   ([`core_takes_base_directory`]); [`checkout_core`] gives a home its own
 //!   copy for older cores.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
@@ -50,7 +50,7 @@ pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use report::{NoReporter, Reporter};
 pub use shared_core::{
-    core_cache_dir, core_link, ensure_shared_core, link_core, supports_base_directory,
+    core_cache_dir, core_link, core_takes_base_directory, ensure_shared_core, link_core,
 };
 pub use transport::{
     BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,

@@ -11,8 +11,8 @@ use comfyver_fs::CacheLayout;
 use comfyver_spec::RepoUrl;
 
 use crate::cache::entry_name;
-use crate::checkout::ensure_cached_checkout;
-use crate::{NodesError, NodesOptions, Reporter};
+use crate::checkout::{ensure_cached_checkout, is_checkout_complete};
+use crate::{Mirror, NodesError, NodesOptions, Reporter};
 
 /// The cross-process lock kind of a shared core checkout (key: `<slug>@<commit>`).
 pub(crate) const CORE_LOCK: &str = "core-checkout";
@@ -26,7 +26,9 @@ const CORE_LINK: &str = "core";
 /// in the shared checkout: they are made before the checkout is published.
 const IMPORT_MADE_DIRS: &[&str] = &["input"];
 
-/// The flag a core must define to be shared (`comfy/cli_args.py`).
+/// Where a core declares its command-line flags.
+const CLI_ARGS: &str = "comfy/cli_args.py";
+/// The flag a core must define there to be shared.
 const BASE_DIRECTORY_FLAG: &str = "\"--base-directory\"";
 
 /// `<cache>/core`: the shared core checkouts.
@@ -44,7 +46,7 @@ pub fn ensure_shared_core(
     opts: &NodesOptions,
     reporter: &dyn Reporter,
 ) -> Result<PathBuf, NodesError> {
-    let dest = core_cache_dir(layout).join(entry_name(repo, commit));
+    let dest = shared_core_path(layout, repo, commit);
     ensure_cached_checkout(
         layout,
         repo,
@@ -59,12 +61,36 @@ pub fn ensure_shared_core(
     Ok(dest)
 }
 
-/// Whether the core checked out at `core` can run from a shared checkout: its
+/// Whether the core at `commit` can run from a shared checkout: its
 /// `comfy/cli_args.py` defines `--base-directory` (older pins do not; their
-/// homes get their own copy of the core).
-pub fn supports_base_directory(core: &Path) -> bool {
-    std::fs::read_to_string(core.join("comfy").join("cli_args.py"))
-        .is_ok_and(|text| text.contains(BASE_DIRECTORY_FLAG))
+/// homes get their own copy of the core). Read from the shared checkout when
+/// it is there, else from the core's mirror (the commit is fetched into it
+/// first), so an older core is never checked out into the core cache.
+pub fn core_takes_base_directory(
+    layout: &CacheLayout,
+    repo: &RepoUrl,
+    commit: &str,
+    opts: &NodesOptions,
+    reporter: &dyn Reporter,
+) -> Result<bool, NodesError> {
+    let dest = shared_core_path(layout, repo, commit);
+    if is_checkout_complete(&dest) {
+        return Ok(std::fs::read(dest.join(CLI_ARGS)).is_ok_and(|b| defines_base_directory(&b)));
+    }
+    let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
+    let commit = commit.to_ascii_lowercase();
+    mirror.ensure_commit_with(&commit, opts.offline, reporter)?;
+    Ok(mirror
+        .read_file(&commit, CLI_ARGS)?
+        .is_some_and(|b| defines_base_directory(&b)))
+}
+
+fn defines_base_directory(cli_args: &[u8]) -> bool {
+    String::from_utf8_lossy(cli_args).contains(BASE_DIRECTORY_FLAG)
+}
+
+fn shared_core_path(layout: &CacheLayout, repo: &RepoUrl, commit: &str) -> PathBuf {
+    core_cache_dir(layout).join(entry_name(repo, commit))
 }
 
 /// `<home>/core` when it is a link (a home on a shared core), else `None`

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
 use comfyver_nodes::{
-    NoReporter, NodesError, NodesOptions, checkout_core, core_cache_dir, core_link, ensure_nodes,
-    ensure_shared_core, fill_caches, is_checkout_complete, link_core, link_nodes,
-    supports_base_directory,
+    NoReporter, NodesError, NodesOptions, checkout_core, core_cache_dir, core_link,
+    core_takes_base_directory, ensure_nodes, ensure_shared_core, fill_caches, is_checkout_complete,
+    link_core, link_nodes,
 };
 use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
 use comfyver_testkit::git::{GitDaemon, Repo, git};
@@ -523,10 +523,16 @@ fn a_shared_core_is_checked_out_once_and_linked_into_homes() {
     let layout = CacheLayout::new(tmp.path().join("cache"));
     let url = RepoUrl::parse(&core.file_url()).unwrap();
     let opts = NodesOptions::default();
+    let takes = |c: &str| core_takes_base_directory(&layout, &url, c, &opts, &NoReporter).unwrap();
+    assert!(takes(&c1), "read from the mirror");
+    assert!(
+        !core_cache_dir(&layout).exists(),
+        "nothing checked out to tell"
+    );
     let shared = ensure_shared_core(&layout, &url, &c1, &opts, &NoReporter).unwrap();
     assert!(shared.starts_with(core_cache_dir(&layout)));
     assert!(is_checkout_complete(&shared));
-    assert!(supports_base_directory(&shared));
+    assert!(takes(&c1), "read from the shared checkout");
     assert_eq!(
         ensure_shared_core(&layout, &url, &c1, &opts, &NoReporter).unwrap(),
         shared
@@ -551,8 +557,9 @@ fn a_shared_core_is_checked_out_once_and_linked_into_homes() {
     git(core.work(), &["rm", "-q", "custom_nodes/gone_later.py"]);
     let c2 = core.commit("core 2, no --base-directory");
     core.push();
+    assert!(!takes(&c2));
     let newer = ensure_shared_core(&layout, &url, &c2, &opts, &NoReporter).unwrap();
-    assert!(!supports_base_directory(&newer));
+    assert!(!takes(&c2));
     std::fs::remove_file(h1.join("custom_nodes/websocket_image_save.py")).unwrap();
     std::fs::write(h1.join("custom_nodes/websocket_image_save.py"), "mine").unwrap();
     link_core(&h1, &newer).unwrap();

@@ -250,9 +250,9 @@ pub(crate) fn home_lock(layout: &CacheLayout, home: &Home) -> PathBuf {
 }
 
 /// Gives the home its core at the locked commit and comfyver's `.comfyver/`
-/// directory. The core is checked out once per commit in the cache; a core
-/// that takes `--base-directory` is linked as `<home>/core` (shared mode),
-/// an older one is copied: the home becomes its own checkout (copy mode). A
+/// directory. A core that takes `--base-directory` is checked out once per
+/// commit in the cache and linked as `<home>/core` (shared mode); an older
+/// one is checked out into the home, which becomes its own core (copy mode). A
 /// home in the other layout, or a copy at another commit, is replaced (its
 /// venv would not match anyway); a directory comfyver did not make is refused.
 fn prepare_home(
@@ -271,14 +271,13 @@ fn prepare_home(
             std::io::Error::other(e.to_string()),
         )
     })?;
-    let shared = comfyver_nodes::ensure_shared_core(
+    let share = comfyver_nodes::core_takes_base_directory(
         req.layout,
         &repo,
         &commit,
         nodes_opts,
         reporter.nodes(),
     )?;
-    let share = comfyver_nodes::supports_base_directory(&shared);
     if root.exists() {
         let empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
         if !empty && !home.is_ours() {
@@ -306,6 +305,13 @@ fn prepare_home(
         std::fs::create_dir_all(&meta)
             .map_err(|e| RealizeError::io("could not create", &meta, e))?;
         home.mark(&req.spec.version_id)?;
+        let shared = comfyver_nodes::ensure_shared_core(
+            req.layout,
+            &repo,
+            &commit,
+            nodes_opts,
+            reporter.nodes(),
+        )?;
         comfyver_nodes::link_core(root, &shared)?;
     } else {
         comfyver_nodes::checkout_core(
