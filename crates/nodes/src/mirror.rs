@@ -136,11 +136,7 @@ impl Mirror {
         let id = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| err(gix::Error::from_error(e)))?;
         let repo = self.repo()?;
-        let tree = repo
-            .find_commit(id)
-            .map_err(|e| err(e.into()))?
-            .tree()
-            .map_err(|e| err(e.into()))?;
+        let tree = repo.find_commit(id).map_err(err)?.tree().map_err(err)?;
         let Some(entry) = tree
             .lookup_entry_by_path(path)
             .map_err(|e| err(gix::Error::from_error(e)))?
@@ -150,7 +146,7 @@ impl Mirror {
         if !entry.mode().is_blob() {
             return Ok(None);
         }
-        let blob = entry.object().map_err(|e| err(e.into()))?;
+        let blob = entry.object().map_err(err)?;
         Ok(Some(blob.data.clone()))
     }
 
