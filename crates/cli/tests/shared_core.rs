@@ -121,6 +121,11 @@ fn assert_runs_from(given: &Path, core: &Path, seen: &Value) {
 fn two_versions_on_one_core_commit_share_the_checkout_and_keep_their_own_parts() {
     let w = two_versions();
     ok(&comfyver(&w, &["realize", "v1"]));
+    let (plan, _) = ok(&comfyver(&w, &["realize", "v2", "--dry-run"]));
+    assert!(
+        plan.contains("checked out in the core cache: link it into the home"),
+        "{plan}"
+    );
     ok(&comfyver(&w, &["realize", "v2"]));
     let (h1, h2) = (w.home("v1"), w.home("v2"));
 

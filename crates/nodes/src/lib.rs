@@ -51,6 +51,7 @@ pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use report::{NoReporter, Reporter};
 pub use shared_core::{
     core_cache_dir, core_link, core_takes_base_directory, ensure_shared_core, link_core,
+    shared_core_path,
 };
 pub use transport::{
     BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,

@@ -89,7 +89,9 @@ fn defines_base_directory(cli_args: &[u8]) -> bool {
     String::from_utf8_lossy(cli_args).contains(BASE_DIRECTORY_FLAG)
 }
 
-fn shared_core_path(layout: &CacheLayout, repo: &RepoUrl, commit: &str) -> PathBuf {
+/// `<cache>/core/<slug>@<commit>`: where the shared checkout of `commit` is
+/// (or would be). Pure: it creates nothing.
+pub fn shared_core_path(layout: &CacheLayout, repo: &RepoUrl, commit: &str) -> PathBuf {
     core_cache_dir(layout).join(entry_name(repo, commit))
 }
 
