@@ -448,3 +448,42 @@ fn an_install_script_on_a_shared_core_sees_the_home_and_writes_nothing_into_the_
     );
     ok(&comfyver(&w, &["verify", "v1"]));
 }
+
+#[test]
+fn a_home_made_as_a_core_copy_stays_warm_and_runs_then_is_rebuilt_shared() {
+    let w = World::new(&["hello_pack"]);
+    ok(&comfyver(&w, &["realize", "v1"]));
+    let home = w.home("v1");
+    // The layout of earlier comfyver: the home is its own core checkout.
+    let core = std::fs::read_link(home.join("core")).unwrap();
+    std::fs::remove_file(home.join("core")).unwrap();
+    for f in ["websocket_image_save.py", "example_node.py.example"] {
+        std::fs::remove_file(home.join("custom_nodes").join(f)).unwrap();
+    }
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", core.display()))
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+
+    // Still warm, and it runs from its own core (the yaml in its root).
+    let (_, stderr) = ok(&comfyver(&w, &["realize", "v1"]));
+    assert!(stderr.contains("already realized"), "{stderr}");
+    let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
+    let text = result.to_string();
+    assert!(text.contains("hello from hello_pack"), "{result}");
+    assert!(text.contains("tiny.safetensors"), "{result}");
+
+    // A realize that is not warm rebuilds it in the shared layout.
+    ok(&comfyver(&w, &["realize", "v1", "--repair"]));
+    assert_eq!(std::fs::read_link(home.join("core")).unwrap(), core);
+    assert!(!home.join("main.py").exists(), "the copy is gone");
+    let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
+    assert!(
+        result.to_string().contains("hello from hello_pack"),
+        "{result}"
+    );
+    ok(&comfyver(&w, &["verify", "v1"]));
+}
