@@ -225,15 +225,25 @@ pub(crate) fn comfy_env(
     let lock = lock_for(ctx, &loaded)?;
     let req = request(ctx, &loaded, &lock, flags)?;
     let (realized, in_use) = realize_for_use(ctx, &req, reporter)?;
-    let home = &realized.home;
-    let env = ComfyEnv {
+    Ok((env_of(&realized.home, &loaded.spec), in_use))
+}
+
+/// How ComfyUI starts from `home`: from its core (`<home>/core` on a shared
+/// core, with `--base-directory <home>` and the home's
+/// `extra_model_paths.yaml`; a copied core loads that file by itself), with
+/// the home's Python environment under the spec's `env`.
+pub(crate) fn env_of(home: &Home, spec: &comfyver_spec::VersionSpec) -> ComfyEnv {
+    let mut env: std::collections::BTreeMap<String, String> =
+        home.python_env().into_iter().collect();
+    env.extend(spec.env.clone());
+    ComfyEnv {
         python: home.python(),
-        core_dir: home.root().to_path_buf(),
-        extra_model_paths: Some(home.extra_model_paths()),
-        env: loaded.spec.env.clone(),
+        core_dir: home.core_dir(),
+        base_dir: home.base_dir(),
+        extra_model_paths: home.model_paths_config(),
+        env,
         logs_dir: home.logs_dir(),
         data_dir: home.data_dir(),
-        version_id: loaded.spec.version_id.clone(),
-    };
-    Ok((env, in_use))
+        version_id: spec.version_id.clone(),
+    }
 }

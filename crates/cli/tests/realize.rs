@@ -413,8 +413,8 @@ fn realize_from_real_repositories_then_warm_with_no_remote_and_no_tool() {
     }
     assert_eq!(lock["comfy"]["commit"].as_str().unwrap(), w.core.head());
     assert!(
-        home.join("main.py").is_file(),
-        "the home is the core checkout"
+        home.join("core/main.py").is_file() && !home.join("main.py").exists(),
+        "the home links the shared core checkout"
     );
 
     // The models are in the store, and extra_model_paths.yaml points at it.
@@ -1020,7 +1020,14 @@ fn a_new_core_commit_replaces_the_home_and_keeps_the_node_cache() {
         stderr.contains(&format!("== core: {}", &v2[..12])),
         "{stderr}"
     );
-    assert!(home.join("NEW_IN_V2.txt").is_file());
+    // The home links the shared checkout of the new commit.
+    assert!(home.join("core/NEW_IN_V2.txt").is_file());
+    assert!(
+        std::fs::read_link(home.join("core"))
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(&format!("@{v2}"))
+    );
     assert_eq!(w.lock("up")["comfy"]["commit"], json!(v2));
     assert_eq!(
         inode(&checkout.join("__init__.py")),
@@ -1068,7 +1075,10 @@ fn a_rewrite_to_a_directory_of_bare_mirrors_resolves_and_realizes() {
     );
     let home = w.home("mirrors");
     assert!(home.join("custom_nodes/req_pack/__init__.py").is_file());
-    assert!(home.join("main.py").is_file(), "the core was checked out");
+    assert!(
+        home.join("core/main.py").is_file(),
+        "the core was checked out"
+    );
 }
 
 /// The spec file of `id` as the user keeps it.

@@ -297,7 +297,7 @@ fn a_running_job_keeps_its_home_while_realize_remove_and_gc_run_elsewhere() {
     );
     for part in [
         ".venv/bin/python",
-        "main.py",
+        "core/main.py",
         "custom_nodes/hello_pack/__init__.py",
     ] {
         assert!(

@@ -25,6 +25,7 @@ fn main() {
     let env = ComfyEnv {
         python: python(),
         core_dir: home.core_dir.clone(),
+        base_dir: None,
         extra_model_paths: Some(home.extra_model_paths.clone()),
         env: Default::default(),
         logs_dir: home.logs_dir.clone(),

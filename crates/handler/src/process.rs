@@ -22,6 +22,9 @@ pub struct ComfyEnv {
     pub python: PathBuf,
     /// The ComfyUI checkout (holds `main.py`; the working directory).
     pub core_dir: PathBuf,
+    /// ComfyUI's `--base-directory` (its `models/` and `custom_nodes/`), when
+    /// the checkout is shared between versions; `None`: the checkout itself.
+    pub base_dir: Option<PathBuf>,
     /// The generated `extra_model_paths.yaml`, if any.
     pub extra_model_paths: Option<PathBuf>,
     /// Extra environment of the version (applied after PYTHONPATH/VIRTUAL_ENV are scrubbed).
@@ -265,6 +268,9 @@ impl ComfyProcess {
         let mut cmd = Command::new(&env.python);
         cmd.arg("main.py")
             .args(["--listen", "127.0.0.1", "--port", &port.to_string()]);
+        if let Some(base) = &env.base_dir {
+            cmd.arg("--base-directory").arg(base);
+        }
         if let Some(yaml) = &env.extra_model_paths {
             cmd.arg("--extra-model-paths-config").arg(yaml);
         }
@@ -576,6 +582,7 @@ mod tests {
         let env = |core_dir: std::path::PathBuf| ComfyEnv {
             python: "python3".into(),
             core_dir,
+            base_dir: None,
             extra_model_paths: None,
             env: Default::default(),
             logs_dir: "logs".into(),

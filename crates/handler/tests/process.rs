@@ -60,6 +60,7 @@ fn hold_helper() {
     let env = ComfyEnv {
         python: python(),
         core_dir: root.join("ComfyUI"),
+        base_dir: None,
         extra_model_paths: Some(root.join("extra_model_paths.yaml")),
         env: Default::default(),
         logs_dir: root.join("logs"),

@@ -1,7 +1,7 @@
 //! The node cache as a whole: its entries, what they use on disk, and which
 //! of them (checkouts and mirrors) no lock references any more.
 //!
-//! This crate owns `<custom_nodes>/<slug>@<commit>` and `<cache>/git/`: the
+//! This crate owns `<custom_nodes>/<slug>@<commit>`, `<cache>/core/` and `<cache>/git/`: the
 //! names of its entries, their completion markers and their lock names are
 //! decided here, and every other crate lists or removes them through these
 //! functions.
@@ -85,6 +85,8 @@ pub enum EntryKind {
     Checkout,
     /// A bare mirror `<cache>/git/<slug>.git`.
     Mirror,
+    /// A shared core checkout `<cache>/core/<slug>@<commit>`.
+    Core,
 }
 
 impl EntryKind {
@@ -93,6 +95,7 @@ impl EntryKind {
         match self {
             EntryKind::Checkout => "checkout",
             EntryKind::Mirror => "mirror",
+            EntryKind::Core => "core",
         }
     }
 }
@@ -100,7 +103,7 @@ impl EntryKind {
 /// An entry no lock references.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unused {
-    /// Checkout or mirror.
+    /// Checkout, mirror or shared core.
     pub kind: EntryKind,
     /// Its name in its directory (`<slug>@<commit>` or `<slug>.git`).
     pub name: String,
@@ -125,8 +128,9 @@ impl NodesGcPlan {
 }
 
 /// The checkouts and mirrors that `locks` reference: the core's and every
-/// node's mirror, every node's checkout, and the mirrors of their submodules
-/// (nested and relative ones included).
+/// node's mirror, every node's checkout, the core's shared checkout (the same
+/// `<slug>@<commit>` name in `<cache>/core`), and the mirrors of their
+/// submodules (nested and relative ones included).
 pub fn referenced(layout: &CacheLayout, locks: &[ResolvedLock]) -> BTreeSet<String> {
     let mut keep = BTreeSet::new();
     for lock in locks {
@@ -137,8 +141,12 @@ pub fn referenced(layout: &CacheLayout, locks: &[ResolvedLock]) -> BTreeSet<Stri
             keep.insert(format!("{}.git", url.slug()));
             let name = entry_name(&url, &repo.commit);
             let dir = layout.custom_nodes_dir().join(&name);
+            let core_dir = crate::core_cache_dir(layout).join(&name);
             keep.insert(name);
-            for sub in submodule_repos(&dir, &url, 0) {
+            for sub in submodule_repos(&dir, &url, 0)
+                .into_iter()
+                .chain(submodule_repos(&core_dir, &url, 0))
+            {
                 keep.insert(format!("{}.git", sub.slug()));
             }
         }
@@ -146,7 +154,8 @@ pub fn referenced(layout: &CacheLayout, locks: &[ResolvedLock]) -> BTreeSet<Stri
     keep
 }
 
-/// Lists the checkouts and mirrors that no lock in `locks` references. Reads only.
+/// Lists the checkouts, shared cores and mirrors that no lock in `locks`
+/// references. Reads only.
 pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPlan, NodesError> {
     let keep = referenced(layout, locks);
     let mut unused = Vec::new();
@@ -157,6 +166,19 @@ pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPl
                 bytes: disk_usage(&entry.path),
                 name: entry.name,
                 path: entry.path,
+            });
+        }
+    }
+    for (name, path) in subdirs(&crate::core_cache_dir(layout))? {
+        let is_entry = name
+            .rsplit_once('@')
+            .is_some_and(|(_, c)| comfyver_spec::is_full_commit(c));
+        if is_entry && !keep.contains(&name) {
+            unused.push(Unused {
+                kind: EntryKind::Core,
+                bytes: disk_usage(&path),
+                name,
+                path,
             });
         }
     }
@@ -187,6 +209,7 @@ pub fn gc_apply(
     for entry in &plan.unused {
         let key = match entry.kind {
             EntryKind::Checkout => layout.lock_path(CHECKOUT_LOCK, &entry.name),
+            EntryKind::Core => layout.lock_path(crate::shared_core::CORE_LOCK, &entry.name),
             EntryKind::Mirror => layout.lock_path(MIRROR_LOCK, entry.name.trim_end_matches(".git")),
         };
         let _guard = FileLock::acquire(&key)?;

@@ -36,17 +36,47 @@ pub(crate) fn ensure_node_checkout(
     label: &str,
 ) -> Result<(PathBuf, bool), NodesError> {
     check_commit(commit)?;
-    let slug = repo.slug();
-    let dest = layout.node_checkout(&slug, commit);
+    let dest = layout.node_checkout(&repo.slug(), commit);
+    let existed = ensure_cached_checkout(
+        layout,
+        repo,
+        commit,
+        &dest,
+        crate::cache::CHECKOUT_LOCK,
+        &[],
+        opts,
+        reporter,
+        label,
+    )?;
+    Ok((dest, existed))
+}
+
+/// Makes sure the cache entry `dest` is the complete checkout of `commit`,
+/// built beside it (with the directories `empty_dirs` made inside, before
+/// the marker) and renamed in under the lock `<lock_kind>/<entry name>`;
+/// returns whether it was already there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn ensure_cached_checkout(
+    layout: &CacheLayout,
+    repo: &RepoUrl,
+    commit: &str,
+    dest: &Path,
+    lock_kind: &str,
+    empty_dirs: &[&str],
+    opts: &NodesOptions,
+    reporter: &dyn Reporter,
+    label: &str,
+) -> Result<bool, NodesError> {
+    check_commit(commit)?;
+    let dest = dest.to_path_buf();
     if is_checkout_complete(&dest) {
-        return Ok((dest, true));
+        return Ok(true);
     }
     let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
     mirror.ensure_commit_with(commit, opts.offline, reporter)?;
-    let _lock =
-        FileLock::acquire(&layout.lock_path(crate::cache::CHECKOUT_LOCK, &file_name(&dest)))?;
+    let _lock = FileLock::acquire(&layout.lock_path(lock_kind, &file_name(&dest)))?;
     if is_checkout_complete(&dest) {
-        return Ok((dest, true));
+        return Ok(true);
     }
     reporter.checking_out(label, commit);
     let parent = dest.parent().unwrap_or(Path::new("."));
@@ -56,8 +86,10 @@ pub(crate) fn ensure_node_checkout(
         std::fs::remove_dir_all(&dest)
             .map_err(|e| NodesError::io("could not remove the incomplete checkout", &dest, e))?;
     }
-    build_and_publish(layout, repo, &mirror, commit, &dest, opts, reporter)?;
-    Ok((dest, false))
+    build_and_publish(
+        layout, repo, &mirror, commit, &dest, empty_dirs, opts, reporter,
+    )?;
+    Ok(false)
 }
 
 /// Gives a version its own checkout of the ComfyUI core at `commit` in `dest`
@@ -102,7 +134,7 @@ pub fn checkout_core(
             .map_err(|e| NodesError::io("could not remove the empty directory", dest, e))?;
     }
     reporter.checking_out("comfy", &commit);
-    build_and_publish(layout, repo, &mirror, &commit, dest, opts, reporter)?;
+    build_and_publish(layout, repo, &mirror, &commit, dest, &[], opts, reporter)?;
     Ok(false)
 }
 
@@ -119,21 +151,34 @@ fn check_commit(commit: &str) -> Result<(), NodesError> {
 }
 
 fn core_is_at(dest: &Path, commit: &str) -> bool {
-    std::fs::read_to_string(dest.join(COMPLETE_MARKER)).is_ok_and(|c| c.trim() == commit)
+    marker_commit(dest).is_some_and(|c| c == commit)
 }
 
+/// The commit a complete checkout's marker records.
+pub(crate) fn marker_commit(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(COMPLETE_MARKER))
+        .ok()
+        .map(|c| c.trim().to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build_and_publish(
     layout: &CacheLayout,
     repo: &RepoUrl,
     mirror: &Mirror,
     commit: &str,
     dest: &Path,
+    empty_dirs: &[&str],
     opts: &NodesOptions,
     reporter: &dyn Reporter,
 ) -> Result<(), NodesError> {
     let tmp = TempDir::beside(dest)?;
     let work = tmp.path().join("tree");
     build_tree(layout, repo, mirror, commit, &work, opts, reporter, 0)?;
+    for dir in empty_dirs {
+        let d = work.join(dir);
+        std::fs::create_dir_all(&d).map_err(|e| NodesError::io("could not create", &d, e))?;
+    }
     pause::point("checkout-before-marker");
     let marker = work.join(COMPLETE_MARKER);
     comfyver_fs::write_atomic(&marker, format!("{commit}\n").as_bytes())?;

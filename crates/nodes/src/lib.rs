@@ -6,7 +6,11 @@
 //!   built in a temporary sibling and renamed into place with a completion
 //!   marker ([`COMPLETE_MARKER`], `.git/comfyver-complete`) under a per-entry
 //!   cross-process lock; submodules are checked out inside, recursively.
-//! - [`checkout_core`]: a version home's own ComfyUI core checkout.
+//! - Shared cores: `<cache>/core/<slug>@<commit>`, one ComfyUI core checkout
+//!   per commit ([`ensure_shared_core`]), linked as `<home>/core`
+//!   ([`link_core`]) for cores that take `--base-directory`
+//!   ([`core_takes_base_directory`]); [`checkout_core`] gives a home its own
+//!   copy for older cores.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
@@ -31,6 +35,7 @@ mod link;
 mod mirror;
 mod pause;
 mod report;
+mod shared_core;
 mod transport;
 
 pub use cache::{
@@ -44,6 +49,10 @@ pub use isolate::{checkout_changes, isolate_node, node_source};
 pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
 pub use report::{NoReporter, Reporter};
+pub use shared_core::{
+    core_cache_dir, core_link, core_takes_base_directory, ensure_shared_core, link_core,
+    shared_core_path,
+};
 pub use transport::{
     BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,
     git_timeout,

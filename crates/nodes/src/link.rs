@@ -112,7 +112,9 @@ fn discard_copy(copy: &Path) -> Result<(), NodesError> {
     Ok(())
 }
 
-fn replace_link(dir: &Path, name: &str, target: &Path) -> Result<(), NodesError> {
+/// Makes `dir/name` a link to `target`: created at a temporary name, renamed
+/// over whatever link was there.
+pub(crate) fn replace_link(dir: &Path, name: &str, target: &Path) -> Result<(), NodesError> {
     let tmp = comfyver_fs::temp_sibling(&dir.join(name));
     std::os::unix::fs::symlink(target, &tmp)
         .map_err(|e| NodesError::io("could not create the link", &tmp, e))?;

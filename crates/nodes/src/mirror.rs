@@ -125,6 +125,31 @@ impl Mirror {
         Ok(out)
     }
 
+    /// The bytes of the file at `path` in the tree of `commit` (which must be
+    /// in the mirror), or `None` when the tree has no such file.
+    pub(crate) fn read_file(
+        &self,
+        commit: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, NodesError> {
+        let err = |e: gix::Error| NodesError::git("reading a file of a commit", &self.shown_url, e);
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| err(gix::Error::from_error(e)))?;
+        let repo = self.repo()?;
+        let tree = repo.find_commit(id).map_err(err)?.tree().map_err(err)?;
+        let Some(entry) = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| err(gix::Error::from_error(e)))?
+        else {
+            return Ok(None);
+        };
+        if !entry.mode().is_blob() {
+            return Ok(None);
+        }
+        let blob = entry.object().map_err(err)?;
+        Ok(Some(blob.data.clone()))
+    }
+
     /// Whether the mirror holds `commit` (a full hex id) as a commit object.
     pub fn has_commit(&self, commit: &str) -> bool {
         let Ok(id) = gix::ObjectId::from_hex(commit.as_bytes()) else {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
 use comfyver_nodes::{
-    NoReporter, NodesError, NodesOptions, checkout_core, ensure_nodes, fill_caches,
-    is_checkout_complete, link_nodes,
+    NoReporter, NodesError, NodesOptions, checkout_core, core_cache_dir, core_link,
+    core_takes_base_directory, ensure_nodes, ensure_shared_core, fill_caches, is_checkout_complete,
+    link_core, link_nodes,
 };
 use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
 use comfyver_testkit::git::{GitDaemon, Repo, git};
@@ -499,4 +500,87 @@ fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "git {args:?} failed");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_shared_core_is_checked_out_once_and_linked_into_homes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut core = Repo::new(tmp.path(), "ComfyUI");
+    core.write(&[
+        ("main.py", "print('core')\n"),
+        (
+            "comfy/cli_args.py",
+            "parser.add_argument(\"--base-directory\")\n",
+        ),
+        (
+            "custom_nodes/websocket_image_save.py",
+            "NODE_CLASS_MAPPINGS = {}\n",
+        ),
+        ("custom_nodes/gone_later.py", "NODE_CLASS_MAPPINGS = {}\n"),
+    ]);
+    let c1 = core.commit("core 1");
+    core.push();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let url = RepoUrl::parse(&core.file_url()).unwrap();
+    let opts = NodesOptions::default();
+    let takes = |c: &str| core_takes_base_directory(&layout, &url, c, &opts, &NoReporter).unwrap();
+    assert!(takes(&c1), "read from the mirror");
+    assert!(
+        !core_cache_dir(&layout).exists(),
+        "nothing checked out to tell"
+    );
+    let shared = ensure_shared_core(&layout, &url, &c1, &opts, &NoReporter).unwrap();
+    assert!(shared.starts_with(core_cache_dir(&layout)));
+    assert!(is_checkout_complete(&shared));
+    assert!(takes(&c1), "read from the shared checkout");
+    assert_eq!(
+        ensure_shared_core(&layout, &url, &c1, &opts, &NoReporter).unwrap(),
+        shared
+    );
+
+    // Two homes link the one checkout; each gets the core's own node files.
+    let (h1, h2) = (tmp.path().join("comfy-a"), tmp.path().join("comfy-b"));
+    for h in [&h1, &h2] {
+        std::fs::create_dir_all(h).unwrap();
+        link_core(h, &shared).unwrap();
+        assert_eq!(core_link(h), Some(h.join("core")));
+        assert!(h.join("custom_nodes/websocket_image_save.py").is_file());
+    }
+    assert_eq!(
+        std::fs::metadata(h1.join("core/main.py")).unwrap().ino(),
+        std::fs::metadata(h2.join("core/main.py")).unwrap().ino()
+    );
+
+    // Another core commit: the link is re-pointed, a core file it no longer
+    // has loses its link, a pack's entry of the same name is kept.
+    core.write(&[("comfy/cli_args.py", "parser.add_argument(\"--cpu\")\n")]);
+    git(core.work(), &["rm", "-q", "custom_nodes/gone_later.py"]);
+    let c2 = core.commit("core 2, no --base-directory");
+    core.push();
+    assert!(!takes(&c2));
+    let newer = ensure_shared_core(&layout, &url, &c2, &opts, &NoReporter).unwrap();
+    assert!(!takes(&c2));
+    std::fs::remove_file(h1.join("custom_nodes/websocket_image_save.py")).unwrap();
+    std::fs::write(h1.join("custom_nodes/websocket_image_save.py"), "mine").unwrap();
+    link_core(&h1, &newer).unwrap();
+    assert_eq!(std::fs::read_link(h1.join("core")).unwrap(), newer);
+    assert!(!h1.join("custom_nodes/gone_later.py").exists());
+    assert!(
+        std::fs::symlink_metadata(h1.join("custom_nodes/gone_later.py")).is_err(),
+        "the stale link is removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h1.join("custom_nodes/websocket_image_save.py")).unwrap(),
+        "mine"
+    );
+    assert!(is_checkout_complete(&shared), "the first core is untouched");
+
+    // A real directory where the link goes is not replaced.
+    let h3 = tmp.path().join("comfy-c");
+    std::fs::create_dir_all(h3.join("core")).unwrap();
+    std::fs::write(h3.join("core/precious"), "x").unwrap();
+    let err = link_core(&h3, &shared).unwrap_err();
+    assert!(matches!(err, NodesError::CoreInTheWay { .. }), "{err}");
+    assert!(h3.join("core/precious").is_file());
+    assert_eq!(core_link(&h3), None);
 }

@@ -1,6 +1,7 @@
 //! `realize`: a version on disk in one call, and a warm path that costs a
 //! handful of stats.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::{CacheLayout, FileLock};
@@ -158,7 +159,7 @@ pub fn realize(
 
     reporter.step("python", "");
     let inputs = PythonInputs {
-        core_dir: home.root().to_path_buf(),
+        core_dir: home.core_dir(),
         nodes: links.clone(),
         settings: req.spec.python.clone().unwrap_or_default(),
         wheels_dir: req.wheels_dir.clone(),
@@ -184,7 +185,7 @@ pub fn realize(
         home.root(),
         &scripts,
         &python::ScriptContext {
-            env: &req.spec.env,
+            env: &script_env(home, req.spec),
             models_dir: Some(req.layout.models_dir()),
             layout: req.layout,
             installer: &installer,
@@ -248,8 +249,11 @@ pub(crate) fn home_lock(layout: &CacheLayout, home: &Home) -> PathBuf {
     layout.lock_path("home", &format!("{name}-{}", &key[..12]))
 }
 
-/// Makes the home the core checkout at the locked commit, with comfyver's
-/// `.comfyver/` directory. A home at another core commit is replaced (its
+/// Gives the home its core at the locked commit and comfyver's `.comfyver/`
+/// directory. A core that takes `--base-directory` is checked out once per
+/// commit in the cache and linked as `<home>/core` (shared mode); an older
+/// one is checked out into the home, which becomes its own core (copy mode). A
+/// home in the other layout, or a copy at another commit, is replaced (its
 /// venv would not match anyway); a directory comfyver did not make is refused.
 fn prepare_home(
     home: &Home,
@@ -258,6 +262,7 @@ fn prepare_home(
     reporter: &dyn RealizeReporter,
 ) -> Result<(), RealizeError> {
     let root = home.root();
+    let commit = req.lock.comfy.commit.to_ascii_lowercase();
     // The stored lock is redacted; fetches take credentials from the spec.
     let repo = RepoUrl::parse(&req.lock.with_secrets_from(req.spec).comfy.repo).map_err(|e| {
         RealizeError::io(
@@ -266,6 +271,13 @@ fn prepare_home(
             std::io::Error::other(e.to_string()),
         )
     })?;
+    let share = comfyver_nodes::core_takes_base_directory(
+        req.layout,
+        &repo,
+        &commit,
+        nodes_opts,
+        reporter.nodes(),
+    )?;
     if root.exists() {
         let empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
         if !empty && !home.is_ours() {
@@ -274,25 +286,46 @@ fn prepare_home(
             });
         }
         clear_stamp(home)?;
-        let core_ok = std::fs::read_to_string(root.join(comfyver_nodes::COMPLETE_MARKER))
-            .is_ok_and(|c| c.trim().eq_ignore_ascii_case(&req.lock.comfy.commit));
-        if !empty && !core_ok {
-            // Another core commit, or an interrupted first build: start over,
-            // removing the old home by rename first so it never looks whole.
+        let copy_at = std::fs::read_to_string(root.join(comfyver_nodes::COMPLETE_MARKER))
+            .ok()
+            .map(|c| c.trim().to_ascii_lowercase());
+        let keep = match &copy_at {
+            None => share,
+            Some(at) => !share && *at == commit,
+        };
+        if !empty && !keep {
+            // Start over, removing the old home by rename first so it never
+            // looks whole.
             discard(root)?;
         }
     }
-    comfyver_nodes::checkout_core(
-        req.layout,
-        &repo,
-        &req.lock.comfy.commit,
-        root,
-        nodes_opts,
-        reporter.nodes(),
-    )?;
     let meta = home.meta_dir();
-    std::fs::create_dir_all(&meta).map_err(|e| RealizeError::io("could not create", &meta, e))?;
-    home.mark(&req.spec.version_id)?;
+    if share {
+        // The marker first: from here on the directory is provably ours.
+        std::fs::create_dir_all(&meta)
+            .map_err(|e| RealizeError::io("could not create", &meta, e))?;
+        home.mark(&req.spec.version_id)?;
+        let shared = comfyver_nodes::ensure_shared_core(
+            req.layout,
+            &repo,
+            &commit,
+            nodes_opts,
+            reporter.nodes(),
+        )?;
+        comfyver_nodes::link_core(root, &shared)?;
+    } else {
+        comfyver_nodes::checkout_core(
+            req.layout,
+            &repo,
+            &commit,
+            root,
+            nodes_opts,
+            reporter.nodes(),
+        )?;
+        std::fs::create_dir_all(&meta)
+            .map_err(|e| RealizeError::io("could not create", &meta, e))?;
+        home.mark(&req.spec.version_id)?;
+    }
     for sub in ["input", "output", "temp", "user"] {
         let d = home.data_dir().join(sub);
         std::fs::create_dir_all(&d).map_err(|e| RealizeError::io("could not create", &d, e))?;
@@ -306,9 +339,9 @@ pub(crate) fn discard(dir: &Path) -> Result<(), RealizeError> {
     Ok(comfyver_fs::discard(dir)?)
 }
 
-/// Writes `extra_model_paths.yaml` in the core root (ComfyUI loads it from
-/// there by itself; it is not passed again with `--extra-model-paths-config`,
-/// which would register every path twice) and links the home's
+/// Writes `<home>/extra_model_paths.yaml` (a copied core loads it from its
+/// root by itself; a shared core gets it with `--extra-model-paths-config`,
+/// see [`Home::model_paths_config`]) and links the home's
 /// `models/<top>` into the store for packs' own folders. Returns warnings.
 fn wire_model_folders(home: &Home, req: &RealizeRequest<'_>) -> Result<Vec<String>, RealizeError> {
     let mut custom: Vec<String> = req
@@ -327,6 +360,21 @@ fn wire_model_folders(home: &Home, req: &RealizeRequest<'_>) -> Result<Vec<Strin
         req.layout.models_dir(),
         &custom,
     )?)
+}
+
+/// The environment of install scripts: the home's Python environment, on a
+/// shared core `PYTHONPATH` = the core (so `import folder_paths` works as in
+/// ComfyUI), then the spec's `env` over both.
+fn script_env(home: &Home, spec: &VersionSpec) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = home.python_env().into_iter().collect();
+    if home.base_dir().is_some() {
+        env.insert(
+            "PYTHONPATH".into(),
+            home.core_dir().to_string_lossy().into_owned(),
+        );
+    }
+    env.extend(spec.env.clone());
+    env
 }
 
 fn install_scripts(spec: &VersionSpec, checkouts: &[NodeCheckout]) -> Vec<InstallScript> {

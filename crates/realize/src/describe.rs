@@ -39,7 +39,7 @@ pub fn describe_home(home: &Home, layout: &CacheLayout) -> Result<ResolvedLock, 
             source,
         })?;
     let mut actual = recorded.clone();
-    actual.comfy.commit = head_commit(home.root()).unwrap_or_else(|| NO_COMMIT.into());
+    actual.comfy.commit = head_commit(&home.core_dir()).unwrap_or_else(|| NO_COMMIT.into());
     actual.custom_nodes = node_entries(home, &recorded)?;
     let venv = python::venv_dir(home.root());
     actual.python = if venv.is_dir() {

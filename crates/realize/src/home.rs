@@ -1,5 +1,6 @@
-//! The layout of a version home: the core checkout with comfyver's own
-//! entries beside ComfyUI's files.
+//! The layout of a version home: a link to the shared core checkout (or, for
+//! cores without `--base-directory`, its own copy of the core) with the
+//! version's own parts beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -7,12 +8,16 @@ use comfyver_fs::CacheLayout;
 
 use crate::RealizeError;
 
-/// A version home. It *is* the core checkout (ComfyUI writes into its own
-/// tree, so every version has its own), with:
+/// A version home. On a core that takes `--base-directory` (shared mode):
+/// `core` → the shared checkout `<cache>/core/<slug>@<commit>`, and ComfyUI
+/// runs from there with `--base-directory <home>`. On an older core (copy
+/// mode) the home *is* its own core checkout. Both have:
 /// `custom_nodes/<name>` → links into the node cache (or per-home copies of
-/// packs whose install.py runs), `.venv/`,
-/// `extra_model_paths.yaml`, and `.comfyver/` (stamp, recorded lock, logs, python freeze,
-/// per-run data directories).
+/// packs whose install.py runs; in shared mode also links to the core's own
+/// `custom_nodes/` files), `models/<top>` links for packs' own folders,
+/// `.venv/`, `extra_model_paths.yaml`, and `.comfyver/` (marker, stamp,
+/// recorded lock, logs, python freeze, bytecode cache, per-run data
+/// directories).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
     root: PathBuf,
@@ -24,9 +29,41 @@ impl Home {
         Home { root: root.into() }
     }
 
-    /// The home's root (the core checkout).
+    /// The home's root (the base directory ComfyUI runs with).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where ComfyUI's own files are (`main.py`; its working directory):
+    /// `<home>/core` on a shared core, else the home itself. One `lstat`.
+    pub fn core_dir(&self) -> PathBuf {
+        comfyver_nodes::core_link(&self.root).unwrap_or_else(|| self.root.clone())
+    }
+
+    /// ComfyUI's `--base-directory`: the home, when its core is shared (a
+    /// copied core is its own base).
+    pub fn base_dir(&self) -> Option<PathBuf> {
+        comfyver_nodes::core_link(&self.root).map(|_| self.root.clone())
+    }
+
+    /// The `extra_model_paths.yaml` to pass with `--extra-model-paths-config`:
+    /// only on a shared core. A copied core loads the one in its root by
+    /// itself, and passing it again would register every path twice.
+    pub fn model_paths_config(&self) -> Option<PathBuf> {
+        self.base_dir().map(|_| self.extra_model_paths())
+    }
+
+    /// The environment every Python process of this home runs with (ComfyUI
+    /// and install scripts): `PYTHONPYCACHEPREFIX` = `.comfyver/pycache`, so
+    /// that no bytecode is written into the shared core or node checkouts.
+    pub fn python_env(&self) -> Vec<(String, String)> {
+        vec![(
+            "PYTHONPYCACHEPREFIX".to_string(),
+            self.meta_dir()
+                .join("pycache")
+                .to_string_lossy()
+                .into_owned(),
+        )]
     }
 
     /// `.comfyver/`: everything comfyver keeps about this home.
@@ -76,9 +113,10 @@ impl Home {
     }
 
     /// Whether this directory is a home comfyver made: it carries the home
-    /// marker, or (a realize killed between publishing the core checkout and
-    /// writing the marker, or a home made before markers existed) it is
-    /// comfyver's own core checkout. A `.comfyver/` directory alone proves
+    /// marker, or (a copy-mode realize killed between publishing the core
+    /// checkout and writing the marker, or a home made before markers
+    /// existed) it is comfyver's own core checkout. A shared-mode home writes
+    /// its marker before anything else. A `.comfyver/` directory alone proves
     /// nothing: the model store has one too.
     pub fn is_ours(&self) -> bool {
         let marked = std::fs::read(self.marker_file())
@@ -111,6 +149,10 @@ impl Home {
             (layout.custom_nodes_dir().to_path_buf(), "the node cache"),
             (layout.git_dir(), "the git mirror cache"),
             (
+                comfyver_nodes::core_cache_dir(layout),
+                "the shared core cache",
+            ),
+            (
                 layout.homes_dir().to_path_buf(),
                 "the directory of all homes",
             ),
@@ -135,6 +177,10 @@ impl Home {
             (layout.models_dir().to_path_buf(), "the model store"),
             (layout.custom_nodes_dir().to_path_buf(), "the node cache"),
             (layout.git_dir(), "the git mirror cache"),
+            (
+                comfyver_nodes::core_cache_dir(layout),
+                "the shared core cache",
+            ),
             (layout.resolved_dir(), "the lock directory"),
         ] {
             if me.starts_with(canonical(&inside)) {

@@ -49,16 +49,28 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
     let home = &req.home;
     let skip = req.skip_models || req.spec.skip_models();
     let warm = is_warm_for(home, req.lock, req.layout, skip);
-    let marker = home.root().join(comfyver_nodes::COMPLETE_MARKER);
-    let core_here = std::fs::read_to_string(&marker)
-        .is_ok_and(|c| c.trim().eq_ignore_ascii_case(&req.lock.comfy.commit));
+    let at_commit = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join(comfyver_nodes::COMPLETE_MARKER))
+            .is_ok_and(|c| c.trim().eq_ignore_ascii_case(&req.lock.comfy.commit))
+    };
+    let core_dir = Some(home.core_dir())
+        .filter(|dir| at_commit(dir))
+        .or_else(|| {
+            comfyver_spec::RepoUrl::parse(&req.lock.comfy.repo)
+                .map(|u| comfyver_nodes::shared_core_path(req.layout, &u, &req.lock.comfy.commit))
+                .ok()
+                .filter(|dir| at_commit(dir))
+        });
     let core = Item {
         name: "comfy".into(),
         what: req.lock.comfy.commit.clone(),
-        action: if core_here {
-            "checked out".into()
-        } else {
-            "fetch into the mirror if missing, check out into the home".into()
+        action: match &core_dir {
+            Some(dir) if *dir == home.core_dir() => "checked out".into(),
+            Some(_) => "checked out in the core cache: link it into the home".into(),
+            None => "fetch into the mirror if missing, check out once into the core cache and \
+                     link it into the home (a core without --base-directory is checked out \
+                     into the home)"
+                .into(),
         },
         bytes: None,
     };
@@ -122,9 +134,9 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
             }
         })
         .collect();
-    let (python, python_note) = if core_here && all_nodes_cached {
+    let (python, python_note) = if let Some(core_dir) = core_dir.filter(|_| all_nodes_cached) {
         let inputs = PythonInputs {
-            core_dir: home.root().to_path_buf(),
+            core_dir,
             nodes: node_dirs,
             settings: req.spec.python.clone().unwrap_or_default(),
             wheels_dir: req.wheels_dir.clone(),

@@ -57,7 +57,7 @@ pub(crate) fn clear_stamp(home: &Home) -> Result<(), comfyver_fs::FsError> {
 }
 
 /// The warm path: whether `home` is complete for `lock`. Reads the stamp and
-/// stats the core marker, the venv's interpreter, each node link and its
+/// stats the core marker (through `<home>/core` on a shared core), the venv's interpreter, each node link and its
 /// cache entry, and each model; runs nothing and hashes no model file.
 pub(crate) fn is_warm(home: &Home, lock: &ResolvedLock, layout: &CacheLayout) -> bool {
     warm_check(home, lock, layout, None)
@@ -90,7 +90,12 @@ fn warm_check(
     {
         return false;
     }
-    if !home.root().join(comfyver_nodes::COMPLETE_MARKER).is_file() || !home.python().exists() {
+    if !home
+        .core_dir()
+        .join(comfyver_nodes::COMPLETE_MARKER)
+        .is_file()
+        || !home.python().exists()
+    {
         return false;
     }
     let links_ok = lock.custom_nodes.iter().all(|n| {

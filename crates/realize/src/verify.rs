@@ -12,7 +12,7 @@ use crate::{Home, RealizeError};
 /// One thing found wrong with a home.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// What part: `core`, `custom_nodes/<name>`, `models/<path>`, `python`, `stamp`.
+    /// What part: `core` (its commit, or its shared checkout changed), `custom_nodes/<name>`, `models/<path>`, `python`, `stamp`.
     pub what: String,
     /// What is wrong and how to fix it.
     pub message: String,
@@ -58,13 +58,22 @@ pub fn verify(
         ),
         Some(_) => {}
     }
-    match head_commit(home.root()) {
+    let core = home.core_dir();
+    match head_commit(&core) {
         Some(c) if c.eq_ignore_ascii_case(&lock.comfy.commit) => {}
         Some(c) => add(
             "core",
             format!("checked out at {c}, the lock says {}", lock.comfy.commit),
         ),
         None => add("core", "no git HEAD in the home".into()),
+    }
+    if home.base_dir().is_some() {
+        let target = std::fs::canonicalize(&core).unwrap_or(core);
+        if let Ok(changed) = comfyver_nodes::checkout_changes(&target)
+            && !changed.is_empty()
+        {
+            add("core", changed_message(&target, &changed));
+        }
     }
     for node in &lock.custom_nodes {
         let name = node.name.clone().unwrap_or_default();
@@ -75,21 +84,7 @@ pub fn verify(
             Some(target) => {
                 match comfyver_nodes::checkout_changes(&target) {
                     Ok(changed) if changed.is_empty() => {}
-                    Ok(changed) => add(
-                        &what,
-                        format!(
-                            "the shared checkout {} was changed after it was checked out \
-                             ({}); every version using it sees the change: delete that \
-                             directory and run `comfyver realize` to check it out again",
-                            target.display(),
-                            changed
-                                .iter()
-                                .take(5)
-                                .map(|p| p.display().to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ),
+                    Ok(changed) => add(&what, changed_message(&target, &changed)),
                     Err(_) => {}
                 }
                 if !comfyver_nodes::is_checkout_complete(&target) {
@@ -162,6 +157,22 @@ pub fn verify(
         add("python", "no .venv".into());
     }
     Ok(problems)
+}
+
+/// The problem of a shared checkout (node or core) changed after it was published.
+fn changed_message(target: &std::path::Path, changed: &[std::path::PathBuf]) -> String {
+    format!(
+        "the shared checkout {} was changed after it was checked out ({}); every version \
+         using it sees the change: delete that directory and run `comfyver realize` to check \
+         it out again",
+        target.display(),
+        changed
+            .iter()
+            .take(5)
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// What `python -m venv` seeds a pip venv with (pip, setuptools, wheel) is

@@ -91,3 +91,52 @@ fn nothing_goes_when_the_references_cannot_be_read_at_apply_time() {
     assert_eq!(gc_apply(&layout, &plan, &unreadable).unwrap(), 0);
     assert!(a.join("__init__.py").is_file());
 }
+
+/// A complete shared core checkout of `CORE` at `commit` in `<cache>/core`.
+fn shared_core(layout: &CacheLayout, commit: &str) -> PathBuf {
+    let url = RepoUrl::parse(CORE).unwrap();
+    let dir = comfyver_nodes::core_cache_dir(layout).join(comfyver_nodes::entry_name(&url, commit));
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/comfyver-complete"), format!("{commit}\n")).unwrap();
+    std::fs::write(dir.join("main.py"), "print('core')\n").unwrap();
+    dir
+}
+
+#[test]
+fn a_shared_core_is_kept_while_a_lock_names_its_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let core_a = shared_core(&layout, COMMIT_A);
+    let core_b = shared_core(&layout, COMMIT_B);
+    checkout(&layout, A, COMMIT_A);
+    let on_a = lock("v1", A, COMMIT_A);
+    let mut on_b = lock("v2", A, COMMIT_A);
+    on_b.comfy.commit = COMMIT_B.into();
+
+    // Only core A is named: core B is listed as an unused shared core.
+    let refs = References {
+        locks: vec![on_a.clone()],
+        ..References::default()
+    };
+    let plan = gc_plan(&layout, &refs).unwrap();
+    let listed: Vec<(&str, &PathBuf)> = plan
+        .nodes
+        .unused
+        .iter()
+        .map(|u| (u.kind.as_str(), &u.path))
+        .collect();
+    assert_eq!(listed, vec![("core", &core_b)], "{listed:?}");
+
+    // A lock naming core B appears before the apply: it is kept.
+    let both = References {
+        locks: vec![on_a.clone(), on_b],
+        ..References::default()
+    };
+    assert_eq!(gc_apply(&layout, &plan, &|| Some(both.clone())).unwrap(), 0);
+    assert!(core_b.join("main.py").is_file());
+
+    // Nothing names it any more: it goes, core A stays.
+    assert!(gc_apply(&layout, &plan, &|| Some(refs.clone())).unwrap() > 0);
+    assert!(!core_b.exists());
+    assert!(core_a.join("main.py").is_file());
+}

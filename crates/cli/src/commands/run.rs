@@ -318,17 +318,7 @@ fn execute(
     // Held until this function returns, after ComfyUI has stopped.
     let (realized, _in_use) = pipeline::realize_for_use(ctx, &req, &progress)?;
     let home = &realized.home;
-    let env = ComfyEnv {
-        python: home.python(),
-        core_dir: home.root().to_path_buf(),
-        // ComfyUI loads `<core>/extra_model_paths.yaml` by itself; passing it
-        // again would register every path twice.
-        extra_model_paths: None,
-        env: loaded.spec.env.clone(),
-        logs_dir: home.logs_dir(),
-        data_dir: home.data_dir(),
-        version_id: loaded.spec.version_id.clone(),
-    };
+    let env = pipeline::env_of(home, &loaded.spec);
     let before_start = invoked.elapsed();
     let mut extra_args = args.job.comfy_args.clone();
     if reproducible {

@@ -1,0 +1,158 @@
+//! The shared core checkouts: `<cache>/core/<slug>@<commit>`, one checkout of
+//! the ComfyUI core per commit, which every home on that commit links to as
+//! `<home>/core` and starts with `--base-directory <home>`. Nothing writes
+//! into it after it is published (ComfyUI gets its own directories through the
+//! base directory, Python's bytecode goes to a per-home prefix), so
+//! [`crate::checkout_changes`] reports any change.
+
+use std::path::{Path, PathBuf};
+
+use comfyver_fs::CacheLayout;
+use comfyver_spec::RepoUrl;
+
+use crate::cache::entry_name;
+use crate::checkout::{ensure_cached_checkout, is_checkout_complete};
+use crate::{Mirror, NodesError, NodesOptions, Reporter};
+
+/// The cross-process lock kind of a shared core checkout (key: `<slug>@<commit>`).
+pub(crate) const CORE_LOCK: &str = "core-checkout";
+
+/// `<home>/core`: the link from a home to its shared core checkout.
+const CORE_LINK: &str = "core";
+
+/// Directories ComfyUI's `folder_paths` makes in its base at import (the
+/// default `input/`, before `--input-directory` applies). A process that
+/// imports it without a base directory (an install script) would make them
+/// in the shared checkout: they are made before the checkout is published.
+const IMPORT_MADE_DIRS: &[&str] = &["input"];
+
+/// Where a core declares its command-line flags.
+const CLI_ARGS: &str = "comfy/cli_args.py";
+/// The flag a core must define there to be shared.
+const BASE_DIRECTORY_FLAG: &str = "\"--base-directory\"";
+
+/// `<cache>/core`: the shared core checkouts.
+pub fn core_cache_dir(layout: &CacheLayout) -> PathBuf {
+    layout.root().join("core")
+}
+
+/// Makes sure `<cache>/core/<slug>@<commit>` is the complete checkout of the
+/// core at `commit` (built beside and renamed in, with its completion
+/// marker, like a node checkout) and returns its path.
+pub fn ensure_shared_core(
+    layout: &CacheLayout,
+    repo: &RepoUrl,
+    commit: &str,
+    opts: &NodesOptions,
+    reporter: &dyn Reporter,
+) -> Result<PathBuf, NodesError> {
+    let dest = shared_core_path(layout, repo, commit);
+    ensure_cached_checkout(
+        layout,
+        repo,
+        &commit.to_ascii_lowercase(),
+        &dest,
+        CORE_LOCK,
+        IMPORT_MADE_DIRS,
+        opts,
+        reporter,
+        "comfy",
+    )?;
+    Ok(dest)
+}
+
+/// Whether the core at `commit` can run from a shared checkout: its
+/// `comfy/cli_args.py` defines `--base-directory` (older pins do not; their
+/// homes get their own copy of the core). Read from the shared checkout when
+/// it is there, else from the core's mirror (the commit is fetched into it
+/// first), so an older core is never checked out into the core cache.
+pub fn core_takes_base_directory(
+    layout: &CacheLayout,
+    repo: &RepoUrl,
+    commit: &str,
+    opts: &NodesOptions,
+    reporter: &dyn Reporter,
+) -> Result<bool, NodesError> {
+    let dest = shared_core_path(layout, repo, commit);
+    if is_checkout_complete(&dest) {
+        return Ok(std::fs::read(dest.join(CLI_ARGS)).is_ok_and(|b| defines_base_directory(&b)));
+    }
+    let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
+    let commit = commit.to_ascii_lowercase();
+    mirror.ensure_commit_with(&commit, opts.offline, reporter)?;
+    Ok(mirror
+        .read_file(&commit, CLI_ARGS)?
+        .is_some_and(|b| defines_base_directory(&b)))
+}
+
+fn defines_base_directory(cli_args: &[u8]) -> bool {
+    String::from_utf8_lossy(cli_args).contains(BASE_DIRECTORY_FLAG)
+}
+
+/// `<cache>/core/<slug>@<commit>`: where the shared checkout of `commit` is
+/// (or would be). Pure: it creates nothing.
+pub fn shared_core_path(layout: &CacheLayout, repo: &RepoUrl, commit: &str) -> PathBuf {
+    core_cache_dir(layout).join(entry_name(repo, commit))
+}
+
+/// `<home>/core` when it is a link (a home on a shared core), else `None`
+/// (one `lstat`).
+pub fn core_link(home: &Path) -> Option<PathBuf> {
+    let link = home.join(CORE_LINK);
+    std::fs::symlink_metadata(&link)
+        .is_ok_and(|m| m.file_type().is_symlink())
+        .then_some(link)
+}
+
+/// Points `<home>/core` at the shared checkout `core` (a link made at a
+/// temporary name and renamed over the old one), and gives the home's
+/// `custom_nodes/` the core's own entries (such as `websocket_image_save.py`)
+/// as relative links through `core/`, since ComfyUI with a base directory
+/// looks for custom nodes only there. Links of core entries the core no
+/// longer has are removed; nothing else in `custom_nodes/` is touched.
+pub fn link_core(home: &Path, core: &Path) -> Result<(), NodesError> {
+    let link = home.join(CORE_LINK);
+    if std::fs::read_link(&link).ok().as_deref() != Some(core) {
+        if std::fs::symlink_metadata(&link).is_ok_and(|m| !m.file_type().is_symlink()) {
+            return Err(NodesError::CoreInTheWay {
+                path: link,
+                commit: crate::checkout::marker_commit(core).unwrap_or_default(),
+            });
+        }
+        crate::link::replace_link(home, CORE_LINK, core)?;
+    }
+    let nodes = home.join("custom_nodes");
+    std::fs::create_dir_all(&nodes)
+        .map_err(|e| NodesError::io("could not create directory", &nodes, e))?;
+    let via = Path::new("..").join(CORE_LINK).join("custom_nodes");
+    let own: Vec<String> = std::fs::read_dir(core.join("custom_nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "__pycache__" && !n.starts_with('.'))
+        .collect();
+    for name in &own {
+        let entry = nodes.join(name);
+        let target = via.join(name);
+        match std::fs::read_link(&entry) {
+            Ok(current) if current == target => {}
+            // A pack of the same name wins: the version asked for it.
+            _ if std::fs::symlink_metadata(&entry).is_ok() => {}
+            _ => crate::link::replace_link(&nodes, name, &target)?,
+        }
+    }
+    let entries = std::fs::read_dir(&nodes)
+        .map_err(|e| NodesError::io("could not read directory", &nodes, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let stale =
+            std::fs::read_link(&path).is_ok_and(|t| t.starts_with(&via)) && !own.contains(&name);
+        if stale {
+            std::fs::remove_file(&path)
+                .map_err(|e| NodesError::io("could not remove the stale link", &path, e))?;
+        }
+    }
+    Ok(())
+}
