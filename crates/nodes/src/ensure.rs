@@ -71,8 +71,10 @@ pub fn ensure_nodes(
 }
 
 /// Like [`ensure_nodes`], and also brings the core's locked commit into its
-/// mirror so that a later [`crate::checkout_core`] needs no network: fills
-/// the caches for a version without realizing it (`comfyver nodes fetch`).
+/// mirror so that a later [`crate::checkout_core`] needs no network, and
+/// checks a core that takes `--base-directory` out into the core cache
+/// ([`crate::ensure_shared_core`]): fills the caches for a version without
+/// realizing it (`comfyver nodes fetch`).
 pub fn fill_caches(
     lock: &ResolvedLock,
     layout: &CacheLayout,
@@ -138,6 +140,15 @@ fn fill(
         }
     }
     run_parallel(&jobs, opts.jobs, |job| run_job(job, layout, opts, reporter))?;
+    if with_core {
+        // A core homes will share is checked out now, so that realizing
+        // from the filled caches only links it.
+        let repo = parse_url(&lock.comfy.repo, "the core")?;
+        let commit = lock.comfy.commit.to_ascii_lowercase();
+        if crate::core_takes_base_directory(layout, &repo, &commit, opts, reporter)? {
+            crate::ensure_shared_core(layout, &repo, &commit, opts, reporter)?;
+        }
+    }
     Ok(result)
 }
 

@@ -8,7 +8,7 @@ use comfyver_fs::CacheLayout;
 use comfyver_nodes::{
     NoReporter, NodesError, NodesOptions, checkout_core, core_cache_dir, core_link,
     core_takes_base_directory, ensure_nodes, ensure_shared_core, fill_caches, is_checkout_complete,
-    link_core, link_nodes,
+    link_core, link_nodes, shared_core_path,
 };
 use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
 use comfyver_testkit::git::{GitDaemon, Repo, git};
@@ -529,7 +529,10 @@ fn a_shared_core_is_checked_out_once_and_linked_into_homes() {
         !core_cache_dir(&layout).exists(),
         "nothing checked out to tell"
     );
-    let shared = ensure_shared_core(&layout, &url, &c1, &opts, &NoReporter).unwrap();
+    // Filling the caches for a version checks its shared core out.
+    let filled = lock(locked(None, &core.file_url(), &c1), vec![]);
+    fill_caches(&filled, &layout, &opts, &NoReporter).unwrap();
+    let shared = shared_core_path(&layout, &url, &c1);
     assert!(shared.starts_with(core_cache_dir(&layout)));
     assert!(is_checkout_complete(&shared));
     assert!(takes(&c1), "read from the shared checkout");
