@@ -283,6 +283,50 @@ fn locked_set_is_replayed_exactly_even_when_a_newer_wheel_appears() {
     assert!(!replay_home.join(".comfyver/python/resolved.txt").exists());
 }
 
+/// A `uv` that appends its first two arguments to `log` and runs the real uv.
+fn logging_uv(root: &Path, log: &Path) -> Installer {
+    let Installer::Uv { uv: real } = uv() else {
+        unreachable!()
+    };
+    let shim = root.join("logging-uv");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"$1 $2\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Installer::Uv { uv: shim }
+}
+
+fn take_lines(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    std::fs::remove_file(log).ok();
+    text.lines().map(|l| l.trim().to_string()).collect()
+}
+
+#[test]
+fn a_fresh_build_resolves_and_installs_in_one_uv_run_and_a_replay_syncs_the_lock() {
+    let fx = Fixture::new();
+    let log = fx.root.join("uv-calls.txt");
+    let installer = logging_uv(&fx.root, &log);
+    let reqs = collect(&fx.standard_inputs());
+    let env = python::build_env(&fx.home("fresh"), &fx.layout, &reqs, None, &installer).unwrap();
+    assert_eq!(env.packages, EXPECTED);
+    // No `pip compile` before the install: one uv run resolves, downloads
+    // and installs.
+    assert_eq!(take_lines(&log), ["venv --no-config", "pip install"]);
+    let replayed =
+        python::build_env(&fx.home("replay"), &fx.layout, &reqs, Some(&env), &installer).unwrap();
+    assert_eq!(replayed, env);
+    assert_eq!(take_lines(&log), ["venv --no-config", "pip sync"]);
+    assert_eq!(venv_run(&fx.home("replay"), IMPORT_ALL), "2.0");
+}
+
 #[test]
 fn uv_cache_shares_package_files_between_venvs_by_hard_links() {
     let fx = Fixture::new();

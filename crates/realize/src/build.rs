@@ -107,77 +107,60 @@ pub fn realize(
     reporter.step("core", &short(&req.lock.comfy.commit));
     prepare_home(home, req, &nodes_opts, reporter)?;
 
-    reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
-    let checkouts =
-        comfyver_nodes::ensure_nodes(&with_secrets, req.layout, &nodes_opts, reporter.nodes())?;
-    let links: Vec<(String, PathBuf)> = checkouts
-        .iter()
-        .map(|c| (c.name.clone(), c.path.clone()))
-        .collect();
-    comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
-    // A pack whose install.py runs gets its own copy: the script writes into
-    // its directory, and the shared checkout must stay as checked out.
-    let mut scripts = install_scripts(req.spec, &checkouts);
-    for script in scripts
-        .iter_mut()
-        .filter(|s| s.enabled && s.dir.join("install.py").is_file())
-    {
-        script.dir = comfyver_nodes::isolate_node(home.root(), &script.name, &script.dir)?;
-    }
-
-    reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
-    let fetched = comfyver_models::fetch_models(
-        &with_secrets.models,
-        req.layout,
-        &FetchOptions {
-            jobs: req.jobs.max(1),
-            offline: req.offline,
-            skip,
-            repair: req.repair,
-            ..FetchOptions::default()
-        },
-        reporter.models(),
-    )?;
-    let missing_models: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
-    for m in &fetched.models {
-        if let Some(aside) = &m.moved_aside {
-            warnings.push(format!(
-                "{} did not verify: moved it to {} and fetched it again",
-                m.path,
-                aside.display()
-            ));
-        }
-    }
-    for m in fetched.unverified() {
-        warnings.push(format!(
-            "kept the existing file {} without verifying it (the spec gives no checksum)",
-            m.path
-        ));
-    }
-    warnings.extend(wire_model_folders(home, req)?);
-
-    reporter.step("python", "");
-    let inputs = PythonInputs {
+    // The venv needs only the spec's settings: it is made while the node
+    // packs check out, and the Python packages are installed while the
+    // models download (each step's children in its own thread, which lives
+    // as long as they do).
+    let early = PythonInputs {
         core_dir: home.root().to_path_buf(),
-        nodes: links.clone(),
+        nodes: Vec::new(),
         settings: req.spec.python.clone().unwrap_or_default(),
         wheels_dir: req.wheels_dir.clone(),
         offline: req.offline,
         limits: python::Limits::from_env()?,
     };
-    let reqs = python::collect_requirements(&inputs)?;
-    warnings.extend(reqs.warnings.iter().cloned());
     let installer = match &req.installer {
         Some(i) => i.clone(),
-        None => Installer::detect(reqs.python_version.as_deref())?,
+        None => Installer::detect(early.settings.version.as_deref())?,
     };
-    let installed = python::build_env(
-        home.root(),
-        req.layout,
-        &reqs,
-        req.lock.python.as_ref(),
-        &installer,
-    )?;
+    reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
+    let (nodes, venv) = std::thread::scope(|s| {
+        let venv = s.spawn(|| python::prepare_venv(home.root(), req.layout, &early, &installer));
+        let nodes = nodes_step(home, req, &with_secrets, &nodes_opts, reporter);
+        (nodes, joined(venv))
+    });
+    let (checkouts, scripts) = nodes?;
+    venv?;
+    let links: Vec<(String, PathBuf)> = checkouts
+        .iter()
+        .map(|c| (c.name.clone(), c.path.clone()))
+        .collect();
+
+    reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
+    reporter.step("python", "");
+    let inputs = PythonInputs {
+        nodes: links,
+        ..early
+    };
+    let (models, python) = std::thread::scope(|s| {
+        let python = s.spawn(|| -> Result<_, RealizeError> {
+            let reqs = python::collect_requirements(&inputs)?;
+            let installed = python::build_env(
+                home.root(),
+                req.layout,
+                &reqs,
+                req.lock.python.as_ref(),
+                &installer,
+            )?;
+            Ok((reqs, installed))
+        });
+        let models = models_step(home, req, &with_secrets, skip, reporter);
+        (models, joined(python))
+    });
+    let (missing_models, model_warnings) = models?;
+    warnings.extend(model_warnings);
+    let (reqs, installed) = python?;
+    warnings.extend(reqs.warnings.iter().cloned());
 
     reporter.step("install scripts", "");
     let ran = python::run_install_scripts(
@@ -219,6 +202,82 @@ pub fn realize(
         missing_models,
         warnings,
     })
+}
+
+/// A scoped thread's result; its panic goes on in the caller.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Node packs fetched into the node cache and linked into the home; a pack
+/// whose install.py runs gets its own copy (the script writes into its
+/// directory, and the shared checkout must stay as checked out).
+fn nodes_step(
+    home: &Home,
+    req: &RealizeRequest<'_>,
+    with_secrets: &ResolvedLock,
+    nodes_opts: &NodesOptions,
+    reporter: &dyn RealizeReporter,
+) -> Result<(Vec<NodeCheckout>, Vec<InstallScript>), RealizeError> {
+    let checkouts =
+        comfyver_nodes::ensure_nodes(with_secrets, req.layout, nodes_opts, reporter.nodes())?;
+    let links: Vec<(String, PathBuf)> = checkouts
+        .iter()
+        .map(|c| (c.name.clone(), c.path.clone()))
+        .collect();
+    comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
+    let mut scripts = install_scripts(req.spec, &checkouts);
+    for script in scripts
+        .iter_mut()
+        .filter(|s| s.enabled && s.dir.join("install.py").is_file())
+    {
+        script.dir = comfyver_nodes::isolate_node(home.root(), &script.name, &script.dir)?;
+    }
+    Ok((checkouts, scripts))
+}
+
+/// The models fetched into the store and wired into the home; returns the
+/// missing ones (store paths) and warnings.
+fn models_step(
+    home: &Home,
+    req: &RealizeRequest<'_>,
+    with_secrets: &ResolvedLock,
+    skip: bool,
+    reporter: &dyn RealizeReporter,
+) -> Result<(Vec<String>, Vec<String>), RealizeError> {
+    let fetched = comfyver_models::fetch_models(
+        &with_secrets.models,
+        req.layout,
+        &FetchOptions {
+            jobs: req.jobs.max(1),
+            offline: req.offline,
+            skip,
+            repair: req.repair,
+            ..FetchOptions::default()
+        },
+        reporter.models(),
+    )?;
+    let missing: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
+    let mut warnings = Vec::new();
+    for m in &fetched.models {
+        if let Some(aside) = &m.moved_aside {
+            warnings.push(format!(
+                "{} did not verify: moved it to {} and fetched it again",
+                m.path,
+                aside.display()
+            ));
+        }
+    }
+    for m in fetched.unverified() {
+        warnings.push(format!(
+            "kept the existing file {} without verifying it (the spec gives no checksum)",
+            m.path
+        ));
+    }
+    warnings.extend(wire_model_folders(home, req)?);
+    Ok((missing, warnings))
 }
 
 /// The warm answer. A home realized before homes recorded their lock gets
