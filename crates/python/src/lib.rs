@@ -15,7 +15,9 @@
 //!   [`LockedPython`] exactly (`uv pip sync`). A clash becomes one
 //!   [`PythonError::Conflict`] naming the packs involved.
 //! - [`prepare_venv`] creates the venv early (from the spec's settings
-//!   alone), so a caller can overlap it with checking out node packs.
+//!   alone), so a caller can overlap it with checking out node packs;
+//!   [`warm_cache`] downloads a locked set into uv's cache before the home
+//!   exists, so a replay's downloads overlap the git work.
 //! - [`run_install_scripts`] runs nodes' `install.py` once per home and commit.
 //! - [`freeze`] lists what a venv holds; [`plan`] says what would happen.
 //!
@@ -39,6 +41,7 @@ mod requirements;
 mod tool;
 mod torch;
 mod venv;
+mod warm;
 
 pub use error::{PythonError, ToolOutput};
 pub use freeze::freeze;
@@ -54,3 +57,4 @@ pub use requirements::{
 };
 pub use tool::Installer;
 pub use venv::{venv_dir, venv_python};
+pub use warm::warm_cache;

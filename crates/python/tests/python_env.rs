@@ -320,11 +320,120 @@ fn a_fresh_build_resolves_and_installs_in_one_uv_run_and_a_replay_syncs_the_lock
     // No `pip compile` before the install: one uv run resolves, downloads
     // and installs.
     assert_eq!(take_lines(&log), ["venv --no-config", "pip install"]);
-    let replayed =
-        python::build_env(&fx.home("replay"), &fx.layout, &reqs, Some(&env), &installer).unwrap();
+    let replayed = python::build_env(
+        &fx.home("replay"),
+        &fx.layout,
+        &reqs,
+        Some(&env),
+        &installer,
+    )
+    .unwrap();
     assert_eq!(replayed, env);
     assert_eq!(take_lines(&log), ["venv --no-config", "pip sync"]);
     assert_eq!(venv_run(&fx.home("replay"), IMPORT_ALL), "2.0");
+}
+
+#[test]
+fn a_venv_made_early_is_taken_by_the_build_and_never_made_twice() {
+    let fx = Fixture::new();
+    let log = fx.root.join("uv-calls.txt");
+    let installer = logging_uv(&fx.root, &log);
+    let inputs = fx.standard_inputs();
+    let home = fx.home("early");
+    python::prepare_venv(&home, &fx.layout, &inputs, &installer).unwrap();
+    assert!(python::venv_python(&home).exists());
+    python::prepare_venv(&home, &fx.layout, &inputs, &installer).unwrap();
+    assert_eq!(take_lines(&log), ["venv --no-config"], "made once");
+    let env = python::build_env(&home, &fx.layout, &collect(&inputs), None, &installer).unwrap();
+    assert_eq!(env.packages, EXPECTED);
+    assert_eq!(
+        take_lines(&log),
+        ["pip install"],
+        "the early venv was taken"
+    );
+    python::prepare_venv(&home, &fx.layout, &inputs, &installer).unwrap();
+    assert_eq!(
+        take_lines(&log),
+        Vec::<String>::new(),
+        "a complete venv is kept"
+    );
+    assert_eq!(venv_run(&home, IMPORT_ALL), "2.0");
+
+    // Made for other settings: not taken.
+    let other = fx.home("other");
+    python::prepare_venv(&other, &fx.layout, &inputs, &installer).unwrap();
+    let mut system = inputs.clone();
+    system.settings.system_site_packages = Some(true);
+    python::build_env(&other, &fx.layout, &collect(&system), None, &installer).unwrap();
+    assert_eq!(
+        take_lines(&log),
+        ["venv --no-config", "venv --no-config", "pip install"]
+    );
+
+    // An install into the early venv that was cut short (its empty marker is
+    // removed before anything is installed): the venv is made again.
+    let cut = fx.home("cut");
+    python::prepare_venv(&cut, &fx.layout, &inputs, &installer).unwrap();
+    std::fs::remove_file(python::venv_dir(&cut).join("comfyver-empty.json")).unwrap();
+    python::build_env(&cut, &fx.layout, &collect(&inputs), None, &installer).unwrap();
+    assert_eq!(
+        take_lines(&log),
+        ["venv --no-config", "venv --no-config", "pip install"]
+    );
+}
+
+#[test]
+fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
+    let fx = Fixture::new();
+    let installer = uv();
+    let index = wheels::SimpleIndex::serve(&fx.root.join("index"));
+    for (name, version, requires) in wheels::STANDARD {
+        index.add_wheel(name, version, requires);
+    }
+    let mut inputs = fx.standard_inputs();
+    inputs.offline = false;
+    inputs.wheels_dir = None;
+    inputs.settings.index_url = Some(index.url());
+    let locked = python::build_env(
+        &fx.home("first"),
+        &fx.layout,
+        &collect(&inputs),
+        None,
+        &installer,
+    )
+    .unwrap();
+    assert_eq!(locked.packages, EXPECTED);
+
+    // Another machine's empty cache, warmed from the lock alone.
+    let warmed = CacheLayout::new(fx.root.join("warmed"));
+    std::fs::create_dir_all(warmed.root()).unwrap();
+    python::warm_cache(&warmed, &locked, &inputs, &installer).unwrap();
+    let left: Vec<String> = std::fs::read_dir(warmed.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["uv"], "only uv's cache, no home and no temp left");
+
+    // Offline, a replay then installs from that cache alone ...
+    let offline = collect(&PythonInputs {
+        offline: true,
+        ..inputs.clone()
+    });
+    let home = warmed.version_home("w");
+    let replayed = python::build_env(&home, &warmed, &offline, Some(&locked), &installer).unwrap();
+    assert_eq!(replayed, locked);
+    assert_eq!(venv_run(&home, IMPORT_ALL), "2.0");
+    // ... which an empty cache cannot.
+    let empty = CacheLayout::new(fx.root.join("empty"));
+    let err = python::build_env(
+        &empty.version_home("e"),
+        &empty,
+        &offline,
+        Some(&locked),
+        &installer,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PythonError::Tool { .. }), "{err:?}");
 }
 
 #[test]

@@ -104,13 +104,13 @@ pub fn realize(
 
     // The stored lock is redacted; fetches take credentials from the spec.
     let with_secrets = req.lock.with_secrets_from(req.spec);
-    reporter.step("core", &short(&req.lock.comfy.commit));
-    prepare_home(home, req, &nodes_opts, reporter)?;
-
-    // The venv needs only the spec's settings: it is made while the node
-    // packs check out, and the Python packages are installed while the
-    // models download (each step's children in its own thread, which lives
-    // as long as they do).
+    // The venv needs only the spec's settings; with a lock that records the
+    // Python set, the packages are known before anything is checked out.
+    // So: uv's cache is filled with the locked set while the core and the
+    // node packs check out (side by side), the venv is made as soon as the
+    // core is there, and the packages are installed while the models
+    // download. Each step's children run in its own thread, which lives as
+    // long as they do; install scripts run after all of it.
     let early = PythonInputs {
         core_dir: home.root().to_path_buf(),
         nodes: Vec::new(),
@@ -123,43 +123,56 @@ pub fn realize(
         Some(i) => i.clone(),
         None => Installer::detect(early.settings.version.as_deref())?,
     };
-    reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
-    let (nodes, venv) = std::thread::scope(|s| {
-        let venv = s.spawn(|| python::prepare_venv(home.root(), req.layout, &early, &installer));
-        let nodes = nodes_step(home, req, &with_secrets, &nodes_opts, reporter);
-        (nodes, joined(venv))
-    });
-    let (checkouts, scripts) = nodes?;
-    venv?;
-    let links: Vec<(String, PathBuf)> = checkouts
-        .iter()
-        .map(|c| (c.name.clone(), c.path.clone()))
-        .collect();
+    let (scripts, missing_models, reqs, installed) = std::thread::scope(|s| {
+        let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
+        let warm = req.lock.python.as_ref().map(|locked| {
+            s.spawn(move || python::warm_cache(req.layout, locked, early, installer))
+        });
+        reporter.step("core", &short(&req.lock.comfy.commit));
+        reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
+        let nodes = s.spawn(|| {
+            comfyver_nodes::ensure_nodes(with_secrets, req.layout, &nodes_opts, reporter.nodes())
+        });
+        let core = prepare_home(home, req, &nodes_opts, reporter).and_then(|()| {
+            Ok(python::prepare_venv(
+                home.root(),
+                req.layout,
+                early,
+                installer,
+            )?)
+        });
+        let checkouts = joined(nodes);
+        core?;
+        let (links, scripts) = link_step(home, req, &checkouts?)?;
 
-    reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
-    reporter.step("python", "");
-    let inputs = PythonInputs {
-        nodes: links,
-        ..early
-    };
-    let (models, python) = std::thread::scope(|s| {
-        let python = s.spawn(|| -> Result<_, RealizeError> {
+        reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
+        reporter.step("python", "");
+        let inputs = PythonInputs {
+            nodes: links,
+            ..early.clone()
+        };
+        let python = s.spawn(move || -> Result<_, RealizeError> {
+            if let Some(warm) = warm {
+                // Best effort: what it could not fetch, the install reports.
+                let _ = joined(warm);
+            }
             let reqs = python::collect_requirements(&inputs)?;
             let installed = python::build_env(
                 home.root(),
                 req.layout,
                 &reqs,
                 req.lock.python.as_ref(),
-                &installer,
+                installer,
             )?;
             Ok((reqs, installed))
         });
-        let models = models_step(home, req, &with_secrets, skip, reporter);
-        (models, joined(python))
-    });
-    let (missing_models, model_warnings) = models?;
-    warnings.extend(model_warnings);
-    let (reqs, installed) = python?;
+        let models = models_step(home, req, with_secrets, skip, reporter);
+        let python = joined(python);
+        let (missing_models, model_warnings) = models?;
+        warnings.extend(model_warnings);
+        let (reqs, installed) = python?;
+        Ok::<_, RealizeError>((scripts, missing_models, reqs, installed))
+    })?;
     warnings.extend(reqs.warnings.iter().cloned());
 
     reporter.step("install scripts", "");
@@ -211,31 +224,30 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Node packs fetched into the node cache and linked into the home; a pack
-/// whose install.py runs gets its own copy (the script writes into its
-/// directory, and the shared checkout must stay as checked out).
-fn nodes_step(
+/// A node's name in `custom_nodes/` and its checkout.
+type NodeLink = (String, PathBuf);
+
+/// Node checkouts linked into the home; a pack whose install.py runs gets
+/// its own copy (the script writes into its directory, and the shared
+/// checkout must stay as checked out). Returns the links and the scripts.
+fn link_step(
     home: &Home,
     req: &RealizeRequest<'_>,
-    with_secrets: &ResolvedLock,
-    nodes_opts: &NodesOptions,
-    reporter: &dyn RealizeReporter,
-) -> Result<(Vec<NodeCheckout>, Vec<InstallScript>), RealizeError> {
-    let checkouts =
-        comfyver_nodes::ensure_nodes(with_secrets, req.layout, nodes_opts, reporter.nodes())?;
-    let links: Vec<(String, PathBuf)> = checkouts
+    checkouts: &[NodeCheckout],
+) -> Result<(Vec<NodeLink>, Vec<InstallScript>), RealizeError> {
+    let links: Vec<NodeLink> = checkouts
         .iter()
         .map(|c| (c.name.clone(), c.path.clone()))
         .collect();
     comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
-    let mut scripts = install_scripts(req.spec, &checkouts);
+    let mut scripts = install_scripts(req.spec, checkouts);
     for script in scripts
         .iter_mut()
         .filter(|s| s.enabled && s.dir.join("install.py").is_file())
     {
         script.dir = comfyver_nodes::isolate_node(home.root(), &script.name, &script.dir)?;
     }
-    Ok((checkouts, scripts))
+    Ok((links, scripts))
 }
 
 /// The models fetched into the store and wired into the home; returns the

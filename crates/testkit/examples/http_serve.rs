@@ -21,7 +21,9 @@ use comfyver_testkit::http::{Fault, HttpServer};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(first) = args.first() else {
-        return Err("usage: http_serve <file>|--dir DIR [--per-connection B/s] [--total B/s]".into());
+        return Err(
+            "usage: http_serve <file>|--dir DIR [--per-connection B/s] [--total B/s]".into(),
+        );
     };
     let server = HttpServer::start();
     let (paths, mut rest) = if first == "--dir" {
