@@ -25,7 +25,8 @@
 # and checks that the fresh home, the replayed home and uv alone hold exactly
 # the same package set (the script fails otherwise).
 #
-# Usage: bench/realize-cold.sh [COMFYVER_BIN]   (KEEP=1 keeps the work dir)
+# Usage: bench/realize-cold.sh [COMFYVER_BIN]   (KEEP=1 keeps the work dir;
+#        BASELINE_BIN=<another comfyver> also times that one in each round)
 # Needs git, python3, uv and a Rust toolchain. Not a test: it prints figures.
 set -euo pipefail
 
@@ -38,6 +39,9 @@ if [[ -z "$bin" ]]; then
   bin="$CARGO_TARGET_DIR/release/comfyver"
 fi
 serve="$CARGO_TARGET_DIR/release/examples/http_serve"
+# Another comfyver build (e.g. of the commit before a change), timed in the
+# same rounds for a before/after figure.
+base="${BASELINE_BIN:-}"
 PKGS="${PKGS:-80}"
 BIG_MB="${BIG_MB:-160}"
 LINK_MIB="${LINK_MIB:-100}"
@@ -248,11 +252,12 @@ cv() { # cache, args...
   "$bin" --cache-dir "$cache" --versions-dir "$work/versions" -q "$@"
 }
 
-uv_t=() fresh_t=() replay_t=()
+uv_t=() fresh_t=() replay_t=() bfresh_t=() breplay_t=()
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS: uv alone, comfyver realize (fresh), comfyver realize (replay)..." >&2
   rm -rf "$work/uv$r" "$work/fresh$r" "$work/replay$r"
   sync
+  # shellcheck disable=SC2016 # expanded by the inner bash
   uv_t+=("$(timed "$work/uv$r.log" bash -c 'uv_alone "$0"' "$work/uv$r")")
   sync
   fresh_t+=("$(timed "$work/fresh$r.log" "$bin" --cache-dir "$work/fresh$r" \
@@ -279,6 +284,18 @@ if sorted(locked) != sorted(frozen):
     sys.exit(f"the lock records {len(locked)} packages, the home holds {len(frozen)}")
 EOF
   cv "$work/replay$r" verify cold >/dev/null
+  if [[ -n "$base" ]]; then
+    rm -rf "$work/bfresh$r" "$work/breplay$r"
+    sync
+    bfresh_t+=("$(timed "$work/bfresh$r.log" "$base" --cache-dir "$work/bfresh$r" \
+      --versions-dir "$work/versions" -q realize cold)")
+    mkdir -p "$work/breplay$r/resolved"
+    cp "$work/bfresh$r/resolved/cold.lock.json" "$work/breplay$r/resolved/"
+    sync
+    breplay_t+=("$(timed "$work/breplay$r.log" "$base" --cache-dir "$work/breplay$r" \
+      --versions-dir "$work/versions" -q realize cold)")
+    rm -rf "$work/bfresh$r" "$work/breplay$r"
+  fi
   [[ $r -gt 1 ]] && rm -rf "$work/uv$r" "$work/fresh$r" "$work/replay$r"
 done
 
@@ -299,4 +316,15 @@ for i in $(seq 0 $((ROUNDS - 1))); do
 done
 echo "  fresh / uv alone: per round ${ru[*]}; median $(median "${ru[@]}") (goal <= 1.10)"
 echo "  replay / uv alone: per round ${rr[*]}; median $(median "${rr[@]}")"
+if [[ -n "$base" ]]; then
+  bu=() br=()
+  for i in $(seq 0 $((ROUNDS - 1))); do
+    bu+=("$(ratio "${bfresh_t[$i]}" "${uv_t[$i]}")")
+    br+=("$(ratio "${breplay_t[$i]}" "${uv_t[$i]}")")
+  done
+  printf '  %-34s %s\n' "baseline binary, fresh" "${bfresh_t[*]} s"
+  printf '  %-34s %s\n' "baseline binary, replay of lock" "${breplay_t[*]} s"
+  echo "  baseline fresh / uv alone: per round ${bu[*]}; median $(median "${bu[@]}")"
+  echo "  baseline replay / uv alone: per round ${br[*]}; median $(median "${br[@]}")"
+fi
 echo "  same package set in every round: uv alone = fresh home = replayed home = the lock's"

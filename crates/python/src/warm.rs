@@ -15,8 +15,10 @@ use super::torch;
 /// checkouts the venv's inputs are read from: realize runs it while the core
 /// and the node packs check out, so the downloads overlap the git work.
 ///
-/// The packages are installed with `--no-deps` into a directory beside the
-/// cache, deleted afterwards; nothing of it is part of any home. Only the
+/// The packages are installed with `--no-deps` into a temporary directory
+/// beside the cache (`<cache>/.tmp-uv.*`, deleted afterwards, or by a later
+/// warm-up once its writer is provably gone); nothing of it is part of any
+/// home. Only the
 /// spec's sources are known this early (a pack's index line is not), so a
 /// package this cannot find is simply left to the replay, which reports what
 /// it cannot install: callers may ignore the error. With pip, or with a torch
@@ -42,6 +44,8 @@ pub fn warm_cache(
         ..inputs.clone()
     };
     let reqs = collect_requirements(&spec_only)?;
+    // What a killed warm-up left (only when its writer is provably gone).
+    let _ = comfyver_fs::remove_stale_temps(layout.root(), Some("uv"));
     let tmp = TempDir::beside(&layout.uv_cache())?;
     let mut list = String::from("# comfyver: the locked set, to fill uv's cache\n");
     for p in &locked.packages {
