@@ -57,4 +57,4 @@ pub use requirements::{
 };
 pub use tool::Installer;
 pub use venv::{venv_dir, venv_python};
-pub use warm::warm_cache;
+pub use warm::{WarmedCache, warm_cache};

@@ -16,9 +16,9 @@ use super::torch;
 /// and the node packs check out, so the downloads overlap the git work.
 ///
 /// The packages are installed with `--no-deps` into a temporary directory
-/// beside the cache (`<cache>/.tmp-uv.*`, deleted afterwards, or by a later
-/// warm-up once its writer is provably gone); nothing of it is part of any
-/// home. Only the
+/// beside the cache (`<cache>/.tmp-uv.*`, deleted when the returned
+/// [`WarmedCache`] is dropped, or by a later warm-up once its writer is
+/// provably gone); nothing of it is part of any home. Only the
 /// spec's sources are known this early (a pack's index line is not), so a
 /// package this cannot find is simply left to the replay, which reports what
 /// it cannot install: callers may ignore the error. With pip, or with a torch
@@ -30,12 +30,12 @@ pub fn warm_cache(
     locked: &LockedPython,
     inputs: &PythonInputs,
     installer: &Installer,
-) -> Result<(), PythonError> {
+) -> Result<WarmedCache, PythonError> {
     let Installer::Uv { uv } = installer else {
-        return Ok(());
+        return Ok(WarmedCache { _throwaway: None });
     };
     if inputs.settings.torch_index_url.is_some() || locked.packages.is_empty() {
-        return Ok(());
+        return Ok(WarmedCache { _throwaway: None });
     }
     // The spec's settings only: no core or node files (they are not there yet).
     let spec_only = PythonInputs {
@@ -70,5 +70,16 @@ pub fn warm_cache(
         "filling uv's cache with the locked Python packages",
         reqs.limits.tool_limit(),
     )?;
-    Ok(())
+    Ok(WarmedCache {
+        _throwaway: Some(tmp),
+    })
+}
+
+/// The throwaway install of [`warm_cache`]; dropping it deletes it (thousands
+/// of files for a large set: drop it off the critical path, e.g. on a thread
+/// while the venv is installed).
+#[derive(Debug)]
+#[must_use = "dropping it deletes the throwaway install"]
+pub struct WarmedCache {
+    _throwaway: Option<TempDir>,
 }

@@ -407,7 +407,8 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
     // Another machine's empty cache, warmed from the lock alone.
     let warmed = CacheLayout::new(fx.root.join("warmed"));
     std::fs::create_dir_all(warmed.root()).unwrap();
-    python::warm_cache(&warmed, &locked, &inputs, &installer).unwrap();
+    let throwaway = python::warm_cache(&warmed, &locked, &inputs, &installer).unwrap();
+    drop(throwaway);
     let left: Vec<String> = std::fs::read_dir(warmed.root())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

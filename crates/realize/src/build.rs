@@ -152,10 +152,10 @@ pub fn realize(
             ..early.clone()
         };
         let python = s.spawn(move || -> Result<_, RealizeError> {
-            if let Some(warm) = warm {
-                // Best effort: what it could not fetch, the install reports.
-                let _ = joined(warm);
-            }
+            // Best effort: what the warm-up could not fetch, the install
+            // reports. Its throwaway tree is deleted beside the install.
+            let warmed = warm.and_then(|w| joined(w).ok());
+            s.spawn(move || drop(warmed));
             let reqs = python::collect_requirements(&inputs)?;
             let installed = python::build_env(
                 home.root(),
