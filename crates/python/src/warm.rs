@@ -1,5 +1,7 @@
 //! Filling uv's cache with a locked set before the home exists.
 
+use std::path::Path;
+
 use comfyver_fs::{CacheLayout, TempDir};
 use comfyver_spec::LockedPython;
 
@@ -8,6 +10,7 @@ use super::install::source_args;
 use super::requirements::{PythonInputs, collect_requirements};
 use super::tool::{Installer, hermetic, run};
 use super::torch;
+use super::venv;
 
 /// Downloads and unpacks the packages of `locked` into uv's cache
 /// (`<cache>/uv`), so that the replay of the same set by [`build_env`] that
@@ -22,20 +25,28 @@ use super::torch;
 /// spec's sources are known this early (a pack's index line is not), so a
 /// package this cannot find is simply left to the replay, which reports what
 /// it cannot install: callers may ignore the error. With pip, or with a torch
-/// index pinned by `python.torch_index_url`, this does nothing.
+/// index pinned by `python.torch_index_url`, or when `home` already has a
+/// complete venv, this does nothing.
 ///
 /// [`build_env`]: crate::build_env
 pub fn warm_cache(
     layout: &CacheLayout,
+    home: &Path,
     locked: &LockedPython,
     inputs: &PythonInputs,
     installer: &Installer,
 ) -> Result<WarmedCache, PythonError> {
+    let nothing = || Ok(WarmedCache { _throwaway: None });
     let Installer::Uv { uv } = installer else {
-        return Ok(WarmedCache { _throwaway: None });
+        return nothing();
     };
     if inputs.settings.torch_index_url.is_some() || locked.packages.is_empty() {
-        return Ok(WarmedCache { _throwaway: None });
+        return nothing();
+    }
+    // A home whose venv was completed on this cache: its packages are in
+    // uv's cache already (or the venv is kept as it is).
+    if venv::completed(home).is_some() {
+        return nothing();
     }
     // The spec's settings only: no core or node files (they are not there yet).
     let spec_only = PythonInputs {

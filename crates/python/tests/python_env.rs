@@ -407,7 +407,8 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
     // Another machine's empty cache, warmed from the lock alone.
     let warmed = CacheLayout::new(fx.root.join("warmed"));
     std::fs::create_dir_all(warmed.root()).unwrap();
-    let throwaway = python::warm_cache(&warmed, &locked, &inputs, &installer).unwrap();
+    let home = warmed.version_home("w");
+    let throwaway = python::warm_cache(&warmed, &home, &locked, &inputs, &installer).unwrap();
     drop(throwaway);
     let left: Vec<String> = std::fs::read_dir(warmed.root())
         .unwrap()
@@ -420,7 +421,6 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
         offline: true,
         ..inputs.clone()
     });
-    let home = warmed.version_home("w");
     let replayed = python::build_env(&home, &warmed, &offline, Some(&locked), &installer).unwrap();
     assert_eq!(replayed, locked);
     assert_eq!(venv_run(&home, IMPORT_ALL), "2.0");
@@ -435,6 +435,14 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
     )
     .unwrap_err();
     assert!(matches!(err, PythonError::Tool { .. }), "{err:?}");
+    // A home with a complete venv needs no warm-up: nothing runs (with the
+    // index gone, uv would fail).
+    drop(index);
+    let again = python::warm_cache(&warmed, &home, &locked, &inputs, &installer);
+    assert!(again.is_ok(), "{again:?}");
+    let other = warmed.version_home("other");
+    let cold = python::warm_cache(&warmed, &other, &locked, &inputs, &installer);
+    assert!(cold.is_err(), "a warm-up that runs needs the index");
 }
 
 #[test]

@@ -126,7 +126,7 @@ pub fn realize(
     let (scripts, missing_models, reqs, installed) = std::thread::scope(|s| {
         let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
         let warm = req.lock.python.as_ref().map(|locked| {
-            s.spawn(move || python::warm_cache(req.layout, locked, early, installer))
+            s.spawn(move || python::warm_cache(req.layout, home.root(), locked, early, installer))
         });
         reporter.step("core", &short(&req.lock.comfy.commit));
         reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
