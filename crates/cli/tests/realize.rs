@@ -1275,3 +1275,136 @@ fn two_lock_blind_workers_realize_one_version_and_both_succeed() {
         .collect();
     assert!(leftovers.is_empty(), "no lease or temp left: {leftovers:?}");
 }
+
+/// Serves every wheel of `dir` as a PEP 503 simple index on `server`:
+/// `/simple/<project>/` pages linking `/files/<wheel>`. Returns the wheel
+/// paths served, by project.
+fn serve_simple_index(server: &HttpServer, dir: &Path) -> BTreeMap<String, String> {
+    let mut pages: BTreeMap<String, String> = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".whl") {
+            continue;
+        }
+        let project = name.split('-').next().unwrap().replace('_', "-");
+        let bytes = std::fs::read(dir.join(&name)).unwrap();
+        let path = format!("/files/{name}");
+        pages
+            .entry(project.clone())
+            .or_default()
+            .push_str(&format!("<a href=\"{path}\">{name}</a>\n"));
+        server.add_file(&path, bytes);
+        files.insert(format!("{project}/{name}"), path);
+    }
+    for (project, links) in &pages {
+        server.add_file(
+            &format!("/simple/{project}/"),
+            format!("<!DOCTYPE html><html><body>\n{links}</body></html>\n").into_bytes(),
+        );
+    }
+    files
+}
+
+#[test]
+fn a_lock_with_a_python_set_fills_uvs_cache_during_the_git_work_and_downloads_each_wheel_once() {
+    let w = World::new();
+    let index = HttpServer::start();
+    let wheels_served = serve_simple_index(&index, &w.wheels());
+    w.spec("idx", &["req_pack", "extra_pack"], &[], &[]);
+    // The packages come from the index over HTTP (no wheel directory).
+    let spec_file = w.versions().join("idx.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&spec_file).unwrap()).unwrap();
+    spec["python"]["index_url"] = json!(index.url("/simple"));
+    std::fs::write(&spec_file, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    let calls = w.root().join("uv-calls.txt");
+    let shim = w.root().join("logging-uv");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            calls.display(),
+            which("uv").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uv_calls = || {
+        let text = std::fs::read_to_string(&calls).unwrap_or_default();
+        std::fs::remove_file(&calls).ok();
+        text.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let realize = |cache: &Path| {
+        ok(&w
+            .cmd_in(cache, &["realize", "idx"])
+            .env("UV", &shim)
+            .output()
+            .unwrap())
+    };
+
+    // A fresh resolution: no set to warm the cache with.
+    realize(&w.cache());
+    let fresh = uv_calls();
+    assert!(!fresh.iter().any(|c| c.contains("--target")), "{fresh:?}");
+    let locked: Vec<String> = w.lock("idx")["python"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        locked,
+        [
+            "fakecomfydep==1.0",
+            "fakerequests==2.0",
+            "nodedep-a==1.0",
+            "nodedep-b==2.0"
+        ]
+    );
+    let gets = |project: &str| -> usize {
+        wheels_served
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{project}/")))
+            .map(|(_, path)| index.full_gets(path))
+            .sum()
+    };
+    let before: Vec<usize> = locked
+        .iter()
+        .map(|p| gets(p.split("==").next().unwrap()))
+        .collect();
+
+    // Another machine's empty cache with that lock: the warm-up (a --target
+    // install into a throwaway directory) runs beside the checkouts, the
+    // replay syncs the home from uv's cache, and every wheel crosses the
+    // network once.
+    let other = w.root().join("other-cache");
+    std::fs::create_dir_all(other.join("resolved")).unwrap();
+    std::fs::copy(
+        w.cache().join("resolved/idx.lock.json"),
+        other.join("resolved/idx.lock.json"),
+    )
+    .unwrap();
+    realize(&other);
+    let replay = uv_calls();
+    assert_eq!(
+        replay.iter().filter(|c| c.contains("--target")).count(),
+        1,
+        "{replay:?}"
+    );
+    assert!(
+        replay.iter().any(|c| c.starts_with("pip sync")),
+        "{replay:?}"
+    );
+    for (package, was) in locked.iter().zip(before) {
+        let name = package.split("==").next().unwrap();
+        assert_eq!(gets(name) - was, 1, "{name}: one download for the replay");
+    }
+    w.assert_verified(&other, "idx");
+    let leftovers: Vec<String> = std::fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no throwaway left: {leftovers:?}");
+}

@@ -11,7 +11,7 @@ use comfyver_spec::LockedPython;
 use super::conflict;
 use super::error::PythonError;
 use super::freeze::freeze;
-use super::requirements::Requirements;
+use super::requirements::{PythonInputs, Requirements};
 use super::tool::{Installer, hermetic, run};
 use super::torch;
 use super::venv::{self, state_dir, venv_dir, work_dir};
@@ -50,8 +50,17 @@ pub fn build_env(
     {
         return Ok(done);
     }
-    venv::recreate(home, layout, reqs, installer)?;
-    let seeded = freeze(&venv_dir(home))?;
+    let settings = venv::VenvSettings::of(reqs, installer);
+    if !venv::is_empty_for(home, &settings) {
+        venv::recreate(home, layout, &settings)?;
+    }
+    let seeded = match installer {
+        // `uv venv` (without `--seed`) puts no package into the venv: no
+        // interpreter start is needed to learn that.
+        Installer::Uv { .. } => Vec::new(),
+        Installer::Pip { .. } => freeze(&venv_dir(home))?,
+    };
+    venv::take_empty(home)?;
     let work = work_dir(home);
     std::fs::create_dir_all(&work).map_err(|source| comfyver_fs::FsError::CreateDir {
         path: work.clone(),
@@ -118,6 +127,26 @@ fn lines(items: &[String]) -> String {
     text
 }
 
+/// Creates the home's venv ahead of [`build_env`], for a caller that knows
+/// the spec's settings before every requirement (the node packs may still be
+/// checking out): an empty venv made here, marked with the settings it was
+/// made with, is taken by the next `build_env` with the same settings instead
+/// of being made again. A complete venv, or an empty one for these settings,
+/// is left as it is; anything else there is deleted first.
+pub fn prepare_venv(
+    home: &Path,
+    layout: &CacheLayout,
+    inputs: &PythonInputs,
+    installer: &Installer,
+) -> Result<(), PythonError> {
+    let _guard = FileLock::acquire(&state_dir(home).join("python.lock"))?;
+    let settings = venv::VenvSettings::of_inputs(inputs, installer);
+    if venv::completed(home).is_some() || venv::is_empty_for(home, &settings) {
+        return Ok(());
+    }
+    venv::recreate(home, layout, &settings)
+}
+
 /// What `python -m venv` put there itself (pip, setuptools) is not part of
 /// the environment unless the install changed it.
 fn without_seed(frozen: Vec<String>, seeded: &[String]) -> Vec<String> {
@@ -164,48 +193,28 @@ fn resolve_and_install(
                 }
                 None => "requirements.in",
             };
-            let mut compile = uv_command(uv, layout, &work);
-            compile
-                .args(["pip", "compile", "--no-config", "--quiet", "--no-header"])
-                .arg("--python")
+            // One pass: one uv process resolves, downloads and installs
+            // (no second start, no second round of index requests, no
+            // resolved file in between). The freeze that follows records
+            // exactly what was installed, and a replay installs that set
+            // with `uv pip sync`. The venv was just created empty, so
+            // install leaves the set a sync of the resolution would.
+            let mut install = uv_command(uv, layout, &work);
+            install
+                .args(["pip", "install", "--no-config", "--quiet"])
+                .args(["--link-mode", "hardlink", "--python"])
                 .arg(&python)
-                .args([input, "-o", "resolved.txt"])
+                .args(["-r", input])
                 .args(source_args(reqs, installer))
                 .args(torch::uv_args(reqs));
             if constraints {
-                compile.args(["-c", "constraints.txt"]);
+                install.args(["-c", "constraints.txt"]);
             }
             run(
-                &mut compile,
-                "resolving the Python requirements (uv pip compile)",
+                &mut install,
+                "installing the Python packages (uv pip install)",
                 reqs.limits.tool_limit(),
             )
-            .and_then(|_| {
-                let target = match &pin {
-                    Some(index) => {
-                        let resolved = std::fs::read_to_string(work.join("resolved.txt")).map_err(
-                            |source| PythonError::Read {
-                                path: work.join("resolved.txt"),
-                                source,
-                            },
-                        )?;
-                        pinned_pyproject(&work, "sync", &torch::resolved_lines(&resolved), index)?
-                    }
-                    None => "resolved.txt".into(),
-                };
-                let mut sync = uv_command(uv, layout, &work);
-                sync.args(["pip", "sync", "--no-config", "--quiet"])
-                    .args(["--link-mode", "hardlink", "--python"])
-                    .arg(&python)
-                    .arg(target)
-                    .args(source_args(reqs, installer))
-                    .args(torch::uv_args(reqs));
-                run(
-                    &mut sync,
-                    "installing the Python packages (uv pip sync)",
-                    reqs.limits.tool_limit(),
-                )
-            })
         }
         Installer::Pip { .. } => {
             let mut install = pip_command(&python, &work);

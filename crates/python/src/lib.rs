@@ -9,10 +9,15 @@
 //!   [`Requirements`], every line annotated with its origin. Option lines in
 //!   node files are hoisted (`--extra-index-url`, `--find-links`) or refused
 //!   with a clear error (`-e`, `-r`, local paths, other pip options).
-//! - [`build_env`] installs them in ONE resolution (uv: `uv pip compile` +
-//!   `uv pip sync`, packages hard-linked from `<cache>/uv`; else
-//!   `python -m venv` + pip), or replays a [`LockedPython`] exactly. A clash
-//!   becomes one [`PythonError::Conflict`] naming the packs involved.
+//! - [`build_env`] installs them in ONE resolution (uv: one `uv pip install`
+//!   that resolves, downloads and installs, packages hard-linked from
+//!   `<cache>/uv`; else `python -m venv` + pip), or replays a
+//!   [`LockedPython`] exactly (`uv pip sync`). A clash becomes one
+//!   [`PythonError::Conflict`] naming the packs involved.
+//! - [`prepare_venv`] creates the venv early (from the spec's settings
+//!   alone), so a caller can overlap it with checking out node packs;
+//!   [`warm_cache`] downloads a locked set into uv's cache before the home
+//!   exists, so a replay's downloads overlap the git work.
 //! - [`run_install_scripts`] runs nodes' `install.py` once per home and commit.
 //! - [`freeze`] lists what a venv holds; [`plan`] says what would happen.
 //!
@@ -36,10 +41,11 @@ mod requirements;
 mod tool;
 mod torch;
 mod venv;
+mod warm;
 
 pub use error::{PythonError, ToolOutput};
 pub use freeze::freeze;
-pub use install::{FREEZE_FILE, build_env, record_after_scripts};
+pub use install::{FREEZE_FILE, build_env, prepare_venv, record_after_scripts};
 pub use install_script::{
     InstallScript, ScriptContext, ScriptStatus, ScriptsRun, install_log, run_install_scripts,
 };
@@ -51,3 +57,4 @@ pub use requirements::{
 };
 pub use tool::Installer;
 pub use venv::{venv_dir, venv_python};
+pub use warm::{WarmedCache, warm_cache};

@@ -10,7 +10,8 @@ use super::limits::Limit;
 /// The program that creates the venv and installs packages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installer {
-    /// uv: `uv venv` + `uv pip compile/sync`, packages linked from its cache.
+    /// uv: `uv venv` + `uv pip install` (a replay: `uv pip sync`), packages
+    /// linked from its cache.
     Uv {
         /// The uv binary.
         uv: PathBuf,

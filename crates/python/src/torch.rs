@@ -136,14 +136,6 @@ pub(crate) fn pyproject(lines: &[String], index: &str) -> String {
     out
 }
 
-/// The requirement lines of a `uv pip compile` output (pins, no comments).
-pub(crate) fn resolved_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| l.starts_with(|c: char| c.is_ascii_alphanumeric()))
-        .map(|l| l.split(" #").next().unwrap_or(l).trim().to_string())
-        .collect()
-}
-
 /// A requirement line as PEP 508: `--hash` options dropped, a bare
 /// `git+https://…#egg=name` URL written as `name @ url`.
 fn pep508(line: &str) -> String {
@@ -211,10 +203,6 @@ mod tests {
         assert!(
             text.contains("url = \"http://127.0.0.1:1/whl/cu128\"\nexplicit = true"),
             "{text}"
-        );
-        assert_eq!(
-            resolved_lines("numpy==2.0\n    # via x\ntorch==2.5.1+cu128\n"),
-            ["numpy==2.0", "torch==2.5.1+cu128"]
         );
     }
 }

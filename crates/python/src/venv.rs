@@ -6,7 +6,8 @@ use comfyver_fs::CacheLayout;
 use comfyver_spec::LockedPython;
 
 use super::error::PythonError;
-use super::requirements::Requirements;
+use super::limits::Limits;
+use super::requirements::{PythonInputs, Requirements};
 use super::tool::{Installer, hermetic, run};
 
 /// The venv directory of a home: `<home>/.venv`.
@@ -40,6 +41,78 @@ fn marker(home: &Path) -> PathBuf {
     venv_dir(home).join("comfyver-complete.json")
 }
 
+/// The marker of a venv created empty and not installed into yet, holding
+/// the [`VenvSettings`] it was made with (see [`prepare`]). Removed before
+/// anything is installed, so a half-installed venv never passes for empty.
+fn empty_marker(home: &Path) -> PathBuf {
+    venv_dir(home).join("comfyver-empty.json")
+}
+
+/// What the venv itself is made from (not what is installed into it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VenvSettings {
+    /// `python.version`.
+    pub(crate) python_version: Option<String>,
+    /// `python.system_site_packages`.
+    pub(crate) system_site_packages: bool,
+    /// The installer (uv or the base interpreter of pip).
+    pub(crate) installer: Installer,
+    /// Offline (uv may not download an interpreter).
+    pub(crate) offline: bool,
+    /// How long creating it may take.
+    pub(crate) limits: Limits,
+}
+
+impl VenvSettings {
+    pub(crate) fn of(reqs: &Requirements, installer: &Installer) -> VenvSettings {
+        VenvSettings {
+            python_version: reqs.python_version.clone(),
+            system_site_packages: reqs.system_site_packages,
+            installer: installer.clone(),
+            offline: reqs.offline,
+            limits: reqs.limits,
+        }
+    }
+
+    pub(crate) fn of_inputs(inputs: &PythonInputs, installer: &Installer) -> VenvSettings {
+        VenvSettings {
+            python_version: inputs.settings.version.clone(),
+            system_site_packages: inputs.settings.system_site_packages.unwrap_or(false),
+            installer: installer.clone(),
+            offline: inputs.offline,
+            limits: inputs.limits,
+        }
+    }
+
+    /// What the empty marker holds: the settings that shape the venv.
+    fn key(&self) -> String {
+        let (kind, program) = match &self.installer {
+            Installer::Uv { uv } => ("uv", uv),
+            Installer::Pip { python } => ("pip", python),
+        };
+        serde_json::json!({
+            "installer": kind,
+            "program": program.to_string_lossy(),
+            "python_version": self.python_version,
+            "system_site_packages": self.system_site_packages,
+        })
+        .to_string()
+    }
+}
+
+/// Whether the venv was created empty with these settings and nothing has
+/// been installed into it since.
+pub(crate) fn is_empty_for(home: &Path, settings: &VenvSettings) -> bool {
+    std::fs::read_to_string(empty_marker(home)).is_ok_and(|k| k == settings.key())
+        && venv_python(home).exists()
+        && !marker(home).exists()
+}
+
+/// Marks the venv as about to be installed into: it is no longer empty.
+pub(crate) fn take_empty(home: &Path) -> Result<(), PythonError> {
+    remove_file_if_exists(&empty_marker(home))
+}
+
 /// The environment recorded by the completion marker, when the venv is complete.
 pub(crate) fn completed(home: &Path) -> Option<LockedPython> {
     let bytes = std::fs::read(marker(home)).ok()?;
@@ -60,8 +133,7 @@ pub(crate) fn mark_complete(home: &Path, env: &LockedPython) -> Result<(), Pytho
 pub(crate) fn recreate(
     home: &Path,
     layout: &CacheLayout,
-    reqs: &Requirements,
-    installer: &Installer,
+    settings: &VenvSettings,
 ) -> Result<(), PythonError> {
     let venv = venv_dir(home);
     remove_file_if_exists(&marker(home))?;
@@ -71,18 +143,18 @@ pub(crate) fn recreate(
     })?;
     discard(&venv)?;
     remove_dir_if_exists(&scripts_dir(home))?;
-    let mut cmd = match installer {
+    let mut cmd = match &settings.installer {
         Installer::Uv { uv } => {
             let mut c = hermetic(uv);
             c.env("UV_CACHE_DIR", layout.uv_cache())
                 .args(["venv", "--no-config", "--quiet"]);
-            if let Some(v) = &reqs.python_version {
+            if let Some(v) = &settings.python_version {
                 c.arg("--python").arg(v);
             }
-            if reqs.offline {
+            if settings.offline {
                 c.args(["--offline", "--no-python-downloads"]);
             }
-            if reqs.system_site_packages {
+            if settings.system_site_packages {
                 c.arg("--system-site-packages");
             }
             c.arg(&venv);
@@ -91,7 +163,7 @@ pub(crate) fn recreate(
         Installer::Pip { python } => {
             let mut c = hermetic(python);
             c.args(["-I", "-m", "venv"]);
-            if reqs.system_site_packages {
+            if settings.system_site_packages {
                 c.arg("--system-site-packages");
             }
             c.arg(&venv);
@@ -102,8 +174,9 @@ pub(crate) fn recreate(
     run(
         &mut cmd,
         "creating the Python environment",
-        reqs.limits.tool_limit(),
+        settings.limits.tool_limit(),
     )?;
+    comfyver_fs::write_atomic(&empty_marker(home), settings.key().as_bytes())?;
     Ok(())
 }
 

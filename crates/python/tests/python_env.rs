@@ -283,6 +283,168 @@ fn locked_set_is_replayed_exactly_even_when_a_newer_wheel_appears() {
     assert!(!replay_home.join(".comfyver/python/resolved.txt").exists());
 }
 
+/// A `uv` that appends its first two arguments to `log` and runs the real uv.
+fn logging_uv(root: &Path, log: &Path) -> Installer {
+    let Installer::Uv { uv: real } = uv() else {
+        unreachable!()
+    };
+    let shim = root.join("logging-uv");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"$1 $2\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Installer::Uv { uv: shim }
+}
+
+fn take_lines(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    std::fs::remove_file(log).ok();
+    text.lines().map(|l| l.trim().to_string()).collect()
+}
+
+#[test]
+fn a_fresh_build_resolves_and_installs_in_one_uv_run_and_a_replay_syncs_the_lock() {
+    let fx = Fixture::new();
+    let log = fx.root.join("uv-calls.txt");
+    let installer = logging_uv(&fx.root, &log);
+    let reqs = collect(&fx.standard_inputs());
+    let env = python::build_env(&fx.home("fresh"), &fx.layout, &reqs, None, &installer).unwrap();
+    assert_eq!(env.packages, EXPECTED);
+    // No `pip compile` before the install: one uv run resolves, downloads
+    // and installs.
+    assert_eq!(take_lines(&log), ["venv --no-config", "pip install"]);
+    let replayed = python::build_env(
+        &fx.home("replay"),
+        &fx.layout,
+        &reqs,
+        Some(&env),
+        &installer,
+    )
+    .unwrap();
+    assert_eq!(replayed, env);
+    assert_eq!(take_lines(&log), ["venv --no-config", "pip sync"]);
+    assert_eq!(venv_run(&fx.home("replay"), IMPORT_ALL), "2.0");
+}
+
+#[test]
+fn a_venv_made_early_is_taken_by_the_build_and_never_made_twice() {
+    let fx = Fixture::new();
+    let log = fx.root.join("uv-calls.txt");
+    let installer = logging_uv(&fx.root, &log);
+    let inputs = fx.standard_inputs();
+    let home = fx.home("early");
+    python::prepare_venv(&home, &fx.layout, &inputs, &installer).unwrap();
+    assert!(python::venv_python(&home).exists());
+    python::prepare_venv(&home, &fx.layout, &inputs, &installer).unwrap();
+    assert_eq!(take_lines(&log), ["venv --no-config"], "made once");
+    let env = python::build_env(&home, &fx.layout, &collect(&inputs), None, &installer).unwrap();
+    assert_eq!(env.packages, EXPECTED);
+    assert_eq!(
+        take_lines(&log),
+        ["pip install"],
+        "the early venv was taken"
+    );
+    python::prepare_venv(&home, &fx.layout, &inputs, &installer).unwrap();
+    assert_eq!(
+        take_lines(&log),
+        Vec::<String>::new(),
+        "a complete venv is kept"
+    );
+    assert_eq!(venv_run(&home, IMPORT_ALL), "2.0");
+
+    // Made for other settings: not taken.
+    let other = fx.home("other");
+    python::prepare_venv(&other, &fx.layout, &inputs, &installer).unwrap();
+    let mut system = inputs.clone();
+    system.settings.system_site_packages = Some(true);
+    python::build_env(&other, &fx.layout, &collect(&system), None, &installer).unwrap();
+    assert_eq!(
+        take_lines(&log),
+        ["venv --no-config", "venv --no-config", "pip install"]
+    );
+
+    // An install into the early venv that was cut short (its empty marker is
+    // removed before anything is installed): the venv is made again.
+    let cut = fx.home("cut");
+    python::prepare_venv(&cut, &fx.layout, &inputs, &installer).unwrap();
+    std::fs::remove_file(python::venv_dir(&cut).join("comfyver-empty.json")).unwrap();
+    python::build_env(&cut, &fx.layout, &collect(&inputs), None, &installer).unwrap();
+    assert_eq!(
+        take_lines(&log),
+        ["venv --no-config", "venv --no-config", "pip install"]
+    );
+}
+
+#[test]
+fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
+    let fx = Fixture::new();
+    let installer = uv();
+    let index = wheels::SimpleIndex::serve(&fx.root.join("index"));
+    for (name, version, requires) in wheels::STANDARD {
+        index.add_wheel(name, version, requires);
+    }
+    let mut inputs = fx.standard_inputs();
+    inputs.offline = false;
+    inputs.wheels_dir = None;
+    inputs.settings.index_url = Some(index.url());
+    let locked = python::build_env(
+        &fx.home("first"),
+        &fx.layout,
+        &collect(&inputs),
+        None,
+        &installer,
+    )
+    .unwrap();
+    assert_eq!(locked.packages, EXPECTED);
+
+    // Another machine's empty cache, warmed from the lock alone.
+    let warmed = CacheLayout::new(fx.root.join("warmed"));
+    std::fs::create_dir_all(warmed.root()).unwrap();
+    let home = warmed.version_home("w");
+    let throwaway = python::warm_cache(&warmed, &home, &locked, &inputs, &installer).unwrap();
+    drop(throwaway);
+    let left: Vec<String> = std::fs::read_dir(warmed.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["uv"], "only uv's cache, no home and no temp left");
+
+    // Offline, a replay then installs from that cache alone ...
+    let offline = collect(&PythonInputs {
+        offline: true,
+        ..inputs.clone()
+    });
+    let replayed = python::build_env(&home, &warmed, &offline, Some(&locked), &installer).unwrap();
+    assert_eq!(replayed, locked);
+    assert_eq!(venv_run(&home, IMPORT_ALL), "2.0");
+    // ... which an empty cache cannot.
+    let empty = CacheLayout::new(fx.root.join("empty"));
+    let err = python::build_env(
+        &empty.version_home("e"),
+        &empty,
+        &offline,
+        Some(&locked),
+        &installer,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PythonError::Tool { .. }), "{err:?}");
+    // A home with a complete venv needs no warm-up: nothing runs (with the
+    // index gone, uv would fail).
+    drop(index);
+    let again = python::warm_cache(&warmed, &home, &locked, &inputs, &installer);
+    assert!(again.is_ok(), "{again:?}");
+    let other = warmed.version_home("other");
+    let cold = python::warm_cache(&warmed, &other, &locked, &inputs, &installer);
+    assert!(cold.is_err(), "a warm-up that runs needs the index");
+}
+
 #[test]
 fn uv_cache_shares_package_files_between_venvs_by_hard_links() {
     let fx = Fixture::new();

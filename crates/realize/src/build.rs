@@ -105,80 +105,79 @@ pub fn realize(
 
     // The stored lock is redacted; fetches take credentials from the spec.
     let with_secrets = req.lock.with_secrets_from(req.spec);
-    reporter.step("core", &short(&req.lock.comfy.commit));
-    prepare_home(home, req, &nodes_opts, reporter)?;
-
-    reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
-    let checkouts =
-        comfyver_nodes::ensure_nodes(&with_secrets, req.layout, &nodes_opts, reporter.nodes())?;
-    let links: Vec<(String, PathBuf)> = checkouts
-        .iter()
-        .map(|c| (c.name.clone(), c.path.clone()))
-        .collect();
-    comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
-    // A pack whose install.py runs gets its own copy: the script writes into
-    // its directory, and the shared checkout must stay as checked out.
-    let mut scripts = install_scripts(req.spec, &checkouts);
-    for script in scripts
-        .iter_mut()
-        .filter(|s| s.enabled && s.dir.join("install.py").is_file())
-    {
-        script.dir = comfyver_nodes::isolate_node(home.root(), &script.name, &script.dir)?;
-    }
-
-    reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
-    let fetched = comfyver_models::fetch_models(
-        &with_secrets.models,
-        req.layout,
-        &FetchOptions {
-            jobs: req.jobs.max(1),
-            offline: req.offline,
-            skip,
-            repair: req.repair,
-            ..FetchOptions::default()
-        },
-        reporter.models(),
-    )?;
-    let missing_models: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
-    for m in &fetched.models {
-        if let Some(aside) = &m.moved_aside {
-            warnings.push(format!(
-                "{} did not verify: moved it to {} and fetched it again",
-                m.path,
-                aside.display()
-            ));
-        }
-    }
-    for m in fetched.unverified() {
-        warnings.push(format!(
-            "kept the existing file {} without verifying it (the spec gives no checksum)",
-            m.path
-        ));
-    }
-    warnings.extend(wire_model_folders(home, req)?);
-
-    reporter.step("python", "");
-    let inputs = PythonInputs {
-        core_dir: home.core_dir(),
-        nodes: links.clone(),
+    // The venv needs only the spec's settings; with a lock that records the
+    // Python set, the packages are known before anything is checked out.
+    // So: uv's cache is filled with the locked set while the core and the
+    // node packs check out (side by side), the venv is made as soon as the
+    // core is there, and the packages are installed while the models
+    // download. Each step's children run in its own thread, which lives as
+    // long as they do; install scripts run after all of it.
+    let early = PythonInputs {
+        core_dir: home.root().to_path_buf(),
+        nodes: Vec::new(),
         settings: req.spec.python.clone().unwrap_or_default(),
         wheels_dir: req.wheels_dir.clone(),
         offline: req.offline,
         limits: python::Limits::from_env()?,
     };
-    let reqs = python::collect_requirements(&inputs)?;
-    warnings.extend(reqs.warnings.iter().cloned());
     let installer = match &req.installer {
         Some(i) => i.clone(),
-        None => Installer::detect(reqs.python_version.as_deref())?,
+        None => Installer::detect(early.settings.version.as_deref())?,
     };
-    let installed = python::build_env(
-        home.root(),
-        req.layout,
-        &reqs,
-        req.lock.python.as_ref(),
-        &installer,
-    )?;
+    let (scripts, missing_models, reqs, installed) = std::thread::scope(|s| {
+        let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
+        let warm = req.lock.python.as_ref().map(|locked| {
+            s.spawn(move || python::warm_cache(req.layout, home.root(), locked, early, installer))
+        });
+        reporter.step("core", &short(&req.lock.comfy.commit));
+        reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
+        let nodes = s.spawn(|| {
+            comfyver_nodes::ensure_nodes(with_secrets, req.layout, &nodes_opts, reporter.nodes())
+        });
+        let core = prepare_home(home, req, &nodes_opts, reporter).and_then(|()| {
+            Ok(python::prepare_venv(
+                home.root(),
+                req.layout,
+                early,
+                installer,
+            )?)
+        });
+        let checkouts = joined(nodes);
+        core?;
+        let (links, scripts) = link_step(home, req, &checkouts?)?;
+
+        reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
+        reporter.step("python", "");
+        // The core's place is known once the home is prepared: its shared
+        // checkout behind `<home>/core`, or the home itself (a copy).
+        let inputs = PythonInputs {
+            core_dir: home.core_dir(),
+            nodes: links,
+            ..early.clone()
+        };
+        let python = s.spawn(move || -> Result<_, RealizeError> {
+            // Best effort: what the warm-up could not fetch, the install
+            // reports. Its throwaway tree is deleted beside the install.
+            let warmed = warm.and_then(|w| joined(w).ok());
+            s.spawn(move || drop(warmed));
+            let reqs = python::collect_requirements(&inputs)?;
+            let installed = python::build_env(
+                home.root(),
+                req.layout,
+                &reqs,
+                req.lock.python.as_ref(),
+                installer,
+            )?;
+            Ok((reqs, installed))
+        });
+        let models = models_step(home, req, with_secrets, skip, reporter);
+        let python = joined(python);
+        let (missing_models, model_warnings) = models?;
+        warnings.extend(model_warnings);
+        let (reqs, installed) = python?;
+        Ok::<_, RealizeError>((scripts, missing_models, reqs, installed))
+    })?;
+    warnings.extend(reqs.warnings.iter().cloned());
 
     reporter.step("install scripts", "");
     let ran = python::run_install_scripts(
@@ -220,6 +219,81 @@ pub fn realize(
         missing_models,
         warnings,
     })
+}
+
+/// A scoped thread's result; its panic goes on in the caller.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// A node's name in `custom_nodes/` and its checkout.
+type NodeLink = (String, PathBuf);
+
+/// Node checkouts linked into the home; a pack whose install.py runs gets
+/// its own copy (the script writes into its directory, and the shared
+/// checkout must stay as checked out). Returns the links and the scripts.
+fn link_step(
+    home: &Home,
+    req: &RealizeRequest<'_>,
+    checkouts: &[NodeCheckout],
+) -> Result<(Vec<NodeLink>, Vec<InstallScript>), RealizeError> {
+    let links: Vec<NodeLink> = checkouts
+        .iter()
+        .map(|c| (c.name.clone(), c.path.clone()))
+        .collect();
+    comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
+    let mut scripts = install_scripts(req.spec, checkouts);
+    for script in scripts
+        .iter_mut()
+        .filter(|s| s.enabled && s.dir.join("install.py").is_file())
+    {
+        script.dir = comfyver_nodes::isolate_node(home.root(), &script.name, &script.dir)?;
+    }
+    Ok((links, scripts))
+}
+
+/// The models fetched into the store and wired into the home; returns the
+/// missing ones (store paths) and warnings.
+fn models_step(
+    home: &Home,
+    req: &RealizeRequest<'_>,
+    with_secrets: &ResolvedLock,
+    skip: bool,
+    reporter: &dyn RealizeReporter,
+) -> Result<(Vec<String>, Vec<String>), RealizeError> {
+    let fetched = comfyver_models::fetch_models(
+        &with_secrets.models,
+        req.layout,
+        &FetchOptions {
+            jobs: req.jobs.max(1),
+            offline: req.offline,
+            skip,
+            repair: req.repair,
+            ..FetchOptions::default()
+        },
+        reporter.models(),
+    )?;
+    let missing: Vec<String> = fetched.missing().iter().map(|m| m.path.clone()).collect();
+    let mut warnings = Vec::new();
+    for m in &fetched.models {
+        if let Some(aside) = &m.moved_aside {
+            warnings.push(format!(
+                "{} did not verify: moved it to {} and fetched it again",
+                m.path,
+                aside.display()
+            ));
+        }
+    }
+    for m in fetched.unverified() {
+        warnings.push(format!(
+            "kept the existing file {} without verifying it (the spec gives no checksum)",
+            m.path
+        ));
+    }
+    warnings.extend(wire_model_folders(home, req)?);
+    Ok((missing, warnings))
 }
 
 /// The warm answer. A home realized before homes recorded their lock gets

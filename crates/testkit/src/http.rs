@@ -516,9 +516,10 @@ fn respond(
     log.status = status;
     let body_len = end - start;
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nETag: {etag}\r\nLast-Modified: {LAST_MODIFIED}\r\nAccept-Ranges: bytes\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nETag: {etag}\r\nLast-Modified: {LAST_MODIFIED}\r\nAccept-Ranges: bytes\r\nContent-Type: {}\r\nConnection: close\r\n",
         reason(status),
-        claimed_len.unwrap_or(body_len)
+        claimed_len.unwrap_or(body_len),
+        content_type(&req.path)
     );
     if partial {
         head.push_str(&format!(
@@ -571,6 +572,16 @@ fn send_endless(conn: &mut TcpStream, file: &[u8], log: &mut RequestLog) {
     let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
     while conn.write_all(file).is_ok() {
         log.bytes_sent += file.len() as u64;
+    }
+}
+
+/// `text/html` for pages (a path ending in `/` or `.html`, as a package
+/// index serves them), else `application/octet-stream`.
+fn content_type(path: &str) -> &'static str {
+    if path.ends_with('/') || path.ends_with(".html") {
+        "text/html"
+    } else {
+        "application/octet-stream"
     }
 }
 
@@ -632,6 +643,20 @@ mod tests {
         assert!(get(&server, "/a", "").ends_with("\r\n\r\n012"));
         assert!(get(&server, "/a", "").ends_with("0123456789"));
         assert!(get(&server, "/missing", "").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn pages_are_html_and_files_octet_streams() {
+        let server = HttpServer::start();
+        server.add_file("/simple/pkg/", b"<a href=x>x</a>".to_vec());
+        server.add_file("/files/pkg.whl", b"PK".to_vec());
+        let page = get(&server, "/simple/pkg/", "");
+        assert!(page.contains("Content-Type: text/html\r\n"), "{page}");
+        let file = get(&server, "/files/pkg.whl", "");
+        assert!(
+            file.contains("Content-Type: application/octet-stream\r\n"),
+            "{file}"
+        );
     }
 
     #[test]
