@@ -11,7 +11,7 @@ use std::fmt;
 use std::process::ExitCode;
 
 use crate::cli::ColorChoice;
-use crate::output::use_color;
+use crate::output::{stderr_line, use_color};
 
 /// How a command ended; the only source of comfyver's exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +98,10 @@ pub(crate) fn report(err: &anyhow::Error, color: ColorChoice) -> Exit {
             "caused by" => paint("caused by", "33"),
             other => other.to_string(),
         };
-        eprintln!("{indent}{label}: {text}");
+        stderr_line(&format!("{indent}{label}: {text}"));
     }
     for hint in hints(err) {
-        eprintln!("{}: {hint}", paint("hint", "36"));
+        stderr_line(&format!("{}: {hint}", paint("hint", "36")));
     }
     Exit::Failure
 }
@@ -109,12 +109,12 @@ pub(crate) fn report(err: &anyhow::Error, color: ColorChoice) -> Exit {
 /// Prints the reason a command refuses to go on without making it an error
 /// chain (e.g. `verify`'s problems), in the same layout.
 pub(crate) fn problem(subject: &str, message: &str) {
-    eprintln!("problem: {subject}: {message}");
+    stderr_line(&format!("problem: {subject}: {message}"));
 }
 
 /// Prints a hint line in the same layout as [`report`]'s.
 pub(crate) fn hint(text: &str) {
-    eprintln!("hint: {text}");
+    stderr_line(&format!("hint: {text}"));
 }
 
 type Line = (String, &'static str, String);

@@ -28,14 +28,23 @@ fn main() -> ExitCode {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         commands::run(&ctx, args.command)
     }));
-    match outcome {
-        Ok(Ok(exit)) => exit.into(),
-        Ok(Err(err)) => diagnostics::report(&err, args.global.color).into(),
+    let exit = match outcome {
+        Ok(Ok(exit)) => exit,
+        Ok(Err(err)) => diagnostics::report(&err, args.global.color),
         Err(_) => {
-            eprintln!(
-                "error: comfyver hit an internal error (a bug); please report it with the command you ran"
+            output::stderr_line(
+                "error: comfyver hit an internal error (a bug); please report it with the command you ran",
             );
-            diagnostics::Exit::Bug.into()
+            diagnostics::Exit::Bug
         }
+    };
+    match ctx.out.stdout_error() {
+        // The reader had what it wanted (`| head`): not a failure.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit.into(),
+        Some(e) if exit == diagnostics::Exit::Success => {
+            let err = anyhow::Error::new(e).context("could not write to stdout");
+            diagnostics::report(&err, args.global.color).into()
+        }
+        _ => exit.into(),
     }
 }

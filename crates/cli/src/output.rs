@@ -1,6 +1,12 @@
 //! stdout carries data only; messages, warnings and progress go to stderr.
+//!
+//! A reader that goes away (a closed pipe, a full disk) never stops the work
+//! whose output it reads: stderr lines that cannot be written are dropped,
+//! and the first failed write to stdout is kept for [`Printer::stdout_error`]
+//! (the command goes on; its exit then says what happened).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 
 use crate::cli::ColorChoice;
 
@@ -9,6 +15,7 @@ pub(crate) struct Printer {
     verbose: u8,
     quiet: bool,
     color: bool,
+    stdout_error: Mutex<Option<std::io::Error>>,
 }
 
 impl Printer {
@@ -17,27 +24,28 @@ impl Printer {
             verbose,
             quiet,
             color: use_color(color),
+            stdout_error: Mutex::new(None),
         }
     }
 
     /// A progress or status line (hidden by `-q`).
     pub(crate) fn info(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{msg}");
+            stderr_line(msg);
         }
     }
 
     /// A detail shown with `-v`.
     pub(crate) fn debug(&self, msg: &str) {
         if self.verbose > 0 && !self.quiet {
-            eprintln!("{msg}");
+            stderr_line(msg);
         }
     }
 
     /// A warning (shown unless `-q`).
     pub(crate) fn warn(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{}: {msg}", self.paint("warning", "33"));
+            stderr_line(&format!("{}: {msg}", self.paint("warning", "33")));
         }
     }
 
@@ -48,15 +56,28 @@ impl Printer {
 
     /// Data on stdout.
     pub(crate) fn data(&self, text: &str) {
-        println!("{text}");
+        let mut failed = self
+            .stdout_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if failed.is_none()
+            && let Err(e) = writeln!(std::io::stdout().lock(), "{text}")
+        {
+            *failed = Some(e);
+        }
     }
 
     /// `value` as pretty JSON on stdout.
     pub(crate) fn json(&self, value: &serde_json::Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("JSON values serialize")
-        );
+        self.data(&serde_json::to_string_pretty(value).expect("JSON values serialize"));
+    }
+
+    /// The first write to stdout that failed, if one did.
+    pub(crate) fn stdout_error(&self) -> Option<std::io::Error> {
+        self.stdout_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     fn paint(&self, text: &str, code: &str) -> String {
@@ -66,6 +87,12 @@ impl Printer {
             text.to_string()
         }
     }
+}
+
+/// One line on stderr; dropped when it cannot be written (its reader went
+/// away), since a message must never stop the work it reports on.
+pub(crate) fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Whether to color stderr.

@@ -484,3 +484,42 @@ fn no_secret_reaches_the_lock_the_cache_stdout_or_stderr() {
     }
     assert!(outputs.contains("bot:***@"), "{outputs}");
 }
+
+/// A reader of comfyver's output that goes away must not stop the work or
+/// turn into an internal error: with stderr into a pipe whose reader has
+/// closed, `resolve` still writes its lock and exits 0; with stdout on a full
+/// disk (`/dev/full`), it writes the lock and exits 1 saying so.
+#[test]
+fn lost_output_readers_do_not_stop_the_work() {
+    use std::process::Stdio;
+    let env = sandbox();
+    let (core, _) = standard_repo(&env.remotes(), "core");
+    write_spec(&env, "v1", json!({"repo": core.file_url()}), json!([]));
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = env
+        .cmd(&["resolve", "v1"])
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "stderr without a reader");
+    assert!(env.lock_path("v1").is_file());
+
+    std::fs::remove_file(env.lock_path("v1")).unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env.cmd(&["resolve", "v1"]).stdout(full).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout on a full disk: {stderr}"
+    );
+    assert!(stderr.contains("could not write to stdout"), "{stderr}");
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    assert!(env.lock_path("v1").is_file());
+}
