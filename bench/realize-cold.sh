@@ -159,6 +159,9 @@ du -sm "$work/www" | cut -f1 > "$work/index-mb"
 commit_repo() { # dir name
   git -C "$1" add -A && git -C "$1" commit -q -m "$2"
   git clone -q --bare "$1" "$work/srv/$2.git"
+  # Packed, with a bitmap, as a forge keeps a repository: a server sending
+  # loose objects spends seconds compressing them for every fetch.
+  git -C "$work/srv/$2.git" repack -adq
 }
 core="$work/build/ComfyUI"
 cp -r "$here/crates/testkit/fixtures/fake-comfyui" "$core"
