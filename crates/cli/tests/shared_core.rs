@@ -487,3 +487,42 @@ fn a_home_made_as_a_core_copy_stays_warm_and_runs_then_is_rebuilt_shared() {
     );
     ok(&comfyver(&w, &["verify", "v1"]));
 }
+
+/// A realize killed while a new home gets its marker leaves a home that the
+/// rerun still recognises as its own (it is never left as a directory that
+/// "is not a comfyver home"), and the rerun succeeds.
+#[test]
+fn a_realize_killed_while_marking_a_new_home_is_finished_by_the_rerun() {
+    use std::io::{BufRead, BufReader};
+    let w = World::new(&["hello_pack"]);
+    let bin = Path::new(env!("CARGO_BIN_EXE_comfyver"));
+    let root = &w.root;
+    let mut child =
+        comfyver_testkit::cli::comfyver_command(bin, &root.join("cache"), &root.join("versions"))
+            .args(["realize", "v1"])
+            .env("COMFYVER_WHEELS_DIR", root.join("wheels"))
+            .env("COMFYVER_TEST_PAUSE_AT", "home-before-marker")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let hit = line.contains("paused at home-before-marker");
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("paused at home-before-marker")),
+        "never paused:\n{}",
+        seen.join("\n")
+    );
+    ok(&comfyver(&w, &["realize", "v1"]));
+    ok(&comfyver(&w, &["verify", "v1"]));
+}

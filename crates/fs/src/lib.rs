@@ -13,6 +13,7 @@ mod error;
 mod inside;
 mod layout;
 mod lock;
+mod pause;
 mod tempdir;
 
 pub use atomic::{write_atomic, write_atomic_if_changed};
@@ -20,4 +21,5 @@ pub use error::FsError;
 pub use inside::read_inside;
 pub use layout::{CacheLayout, RUNPOD_VOLUME, default_cache_root};
 pub use lock::{FileLock, TEST_NO_LOCKS_ENV, lock_timeout};
+pub use pause::test_pause;
 pub use tempdir::{STALE_TEMP_AGE, TempDir, discard, host_id, remove_stale_temps, temp_sibling};

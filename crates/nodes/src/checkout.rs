@@ -9,7 +9,7 @@ use comfyver_fs::{CacheLayout, FileLock, TempDir, remove_stale_temps};
 use comfyver_spec::RepoUrl;
 
 use crate::mirror::file_name;
-use crate::{Mirror, NodesError, NodesOptions, Reporter, pause};
+use crate::{Mirror, NodesError, NodesOptions, Reporter};
 
 /// The completion marker inside a checkout, relative to its root. It sits in
 /// `.git/`, where neither git nor the node pack looks, and it is written
@@ -179,10 +179,10 @@ fn build_and_publish(
         let d = work.join(dir);
         std::fs::create_dir_all(&d).map_err(|e| NodesError::io("could not create", &d, e))?;
     }
-    pause::point("checkout-before-marker");
+    comfyver_fs::test_pause("checkout-before-marker");
     let marker = work.join(COMPLETE_MARKER);
     comfyver_fs::write_atomic(&marker, format!("{commit}\n").as_bytes())?;
-    pause::point("checkout-before-publish");
+    comfyver_fs::test_pause("checkout-before-publish");
     // Publish the finished tree itself; the (now empty) temp dir goes on drop.
     if let Err(source) = std::fs::rename(&work, dest) {
         // A worker whose lock we did not see published the same commit first:
@@ -221,7 +221,7 @@ fn build_tree(
     let shown = repo.redacted();
     let checked_out = clone_one_commit(mirror, commit, work, &shown)?;
     set_origin_url(&work.join(".git/config"), &shown)?;
-    pause::point("checkout-after-clone");
+    comfyver_fs::test_pause("checkout-after-clone");
     let submodules = read_submodules(&checked_out, work)?;
     drop(checked_out);
     for sub in submodules {

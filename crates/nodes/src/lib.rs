@@ -24,7 +24,7 @@
 //! Every fetch is bounded: nothing received for `COMFYVER_GIT_TIMEOUT`
 //! ([`GIT_TIMEOUT_ENV`]) seconds stops it with [`NodesError::FetchTimeout`].
 //!
-//! `COMFYVER_TEST_PAUSE_AT` is a test-only fault hook.
+//! `COMFYVER_TEST_PAUSE_AT` (`comfyver_fs::test_pause`) is a test-only fault hook.
 
 mod cache;
 mod checkout;
@@ -33,7 +33,6 @@ mod error;
 mod isolate;
 mod link;
 mod mirror;
-mod pause;
 mod report;
 mod shared_core;
 mod transport;

@@ -12,7 +12,7 @@ use gix::remote::{Direction, fetch::Tags};
 
 use crate::error::MissingCommit;
 use crate::transport;
-use crate::{NoReporter, NodesError, Reporter, pause};
+use crate::{NoReporter, NodesError, Reporter};
 
 /// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
 const ALL_REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -242,7 +242,7 @@ impl Mirror {
         let tmp = TempDir::beside(&self.path)?;
         gix::init_bare(tmp.path())
             .map_err(|e| NodesError::git("init of the mirror", &self.shown_url, e))?;
-        pause::point("mirror-before-publish");
+        comfyver_fs::test_pause("mirror-before-publish");
         match tmp.publish(&self.path) {
             // Another worker whose lock we did not see published it first.
             Err(_) if self.path.is_dir() => Ok(()),
@@ -253,7 +253,7 @@ impl Mirror {
     /// Runs one fetch with `refspecs`; the caller holds the mirror's lock.
     fn fetch_locked(&self, refspecs: &[&str], reporter: &dyn Reporter) -> Result<(), NodesError> {
         let _writing = self.begin_write();
-        pause::point("fetch-before-receive");
+        comfyver_fs::test_pause("fetch-before-receive");
         let what = if refspecs == ALL_REFSPECS {
             "all branches and tags".to_string()
         } else {
@@ -312,7 +312,7 @@ impl Mirror {
             }
             other => other?,
         }
-        pause::point("fetch-after-receive");
+        comfyver_fs::test_pause("fetch-after-receive");
         Ok(())
     }
 

@@ -353,6 +353,7 @@ fn prepare_home(
         reporter.nodes(),
     )?;
     if root.exists() {
+        home.remove_stale_marks()?;
         let empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
         if !empty && !home.is_ours() {
             return Err(RealizeError::NotOurs {
@@ -375,9 +376,8 @@ fn prepare_home(
     }
     let meta = home.meta_dir();
     if share {
-        // The marker first: from here on the directory is provably ours.
-        std::fs::create_dir_all(&meta)
-            .map_err(|e| RealizeError::io("could not create", &meta, e))?;
+        // The marker first (`.comfyver/` appears with it): from here on the
+        // directory is provably ours.
         home.mark(&req.spec.version_id)?;
         let shared = comfyver_nodes::ensure_shared_core(
             req.layout,

@@ -126,12 +126,32 @@ impl Home {
         marked || self.root.join(comfyver_nodes::COMPLETE_MARKER).is_file()
     }
 
-    /// Writes the home marker (atomically; once).
+    /// Writes the home marker (atomically). A home without `.comfyver/` gets
+    /// it with the marker inside, built beside and renamed in: a kill never
+    /// leaves a `.comfyver/` without its marker, which would make the home
+    /// look like somebody else's directory to the next realize.
     pub(crate) fn mark(&self, version_id: &str) -> Result<(), RealizeError> {
         let marker = serde_json::json!({"kind": HOME_KIND, "version_id": version_id});
         let mut bytes = serde_json::to_vec_pretty(&marker).expect("plain JSON");
         bytes.push(b'\n');
-        comfyver_fs::write_atomic_if_changed(&self.marker_file(), &bytes)?;
+        let meta = self.meta_dir();
+        if meta.is_dir() {
+            comfyver_fs::write_atomic_if_changed(&self.marker_file(), &bytes)?;
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| RealizeError::io("could not create", &self.root, e))?;
+        let building = comfyver_fs::TempDir::beside(&meta)?;
+        comfyver_fs::write_atomic(&building.path().join(HOME_MARKER), &bytes)?;
+        comfyver_fs::test_pause("home-before-marker");
+        building.publish(&meta)?;
+        Ok(())
+    }
+
+    /// Removes what a killed [`Home::mark`] left beside `.comfyver/` (only
+    /// temps whose writer is provably gone).
+    pub(crate) fn remove_stale_marks(&self) -> Result<(), RealizeError> {
+        comfyver_fs::remove_stale_temps(&self.root, Some(".comfyver"))?;
         Ok(())
     }
 
