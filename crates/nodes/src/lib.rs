@@ -10,7 +10,8 @@
 //!   per commit ([`ensure_shared_core`]), linked as `<home>/core`
 //!   ([`link_core`]) for cores that take `--base-directory`
 //!   ([`core_takes_base_directory`]); [`checkout_core`] gives a home its own
-//!   copy for older cores.
+//!   copy for older cores. [`read_core_file`] reads a core file from the
+//!   mirror, before any checkout (realize starts the Python install with it).
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
@@ -46,11 +47,11 @@ pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
 pub use isolate::{checkout_changes, isolate_node, node_source};
 pub use link::{LinkOutcome, link_nodes};
-pub use mirror::{GIT_LOCK_STALE_AGE, Mirror};
+pub use mirror::{GIT_LOCK_STALE_AGE, Mirror, TreeFile};
 pub use report::{NoReporter, Reporter};
 pub use shared_core::{
     core_cache_dir, core_link, core_takes_base_directory, ensure_shared_core, link_core,
-    shared_core_path,
+    read_core_file, shared_core_path,
 };
 pub use transport::{
     BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,

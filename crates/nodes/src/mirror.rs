@@ -14,6 +14,17 @@ use crate::error::MissingCommit;
 use crate::transport;
 use crate::{NoReporter, NodesError, Reporter};
 
+/// A path of a commit's tree, read from the mirror (no checkout needed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeFile {
+    /// The tree has nothing at that path.
+    Absent,
+    /// A regular or executable file: its bytes.
+    Blob(Vec<u8>),
+    /// Something a checkout resolves (a symlink, a submodule, a directory).
+    Other,
+}
+
 /// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
 const ALL_REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 
@@ -125,13 +136,9 @@ impl Mirror {
         Ok(out)
     }
 
-    /// The bytes of the file at `path` in the tree of `commit` (which must be
-    /// in the mirror), or `None` when the tree has no such file.
-    pub(crate) fn read_file(
-        &self,
-        commit: &str,
-        path: &str,
-    ) -> Result<Option<Vec<u8>>, NodesError> {
+    /// The file at `path` in the tree of `commit` (which must be in the
+    /// mirror).
+    pub(crate) fn read_file(&self, commit: &str, path: &str) -> Result<TreeFile, NodesError> {
         let err = |e: gix::Error| NodesError::git("reading a file of a commit", &self.shown_url, e);
         let id = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| err(gix::Error::from_error(e)))?;
@@ -141,13 +148,13 @@ impl Mirror {
             .lookup_entry_by_path(path)
             .map_err(|e| err(gix::Error::from_error(e)))?
         else {
-            return Ok(None);
+            return Ok(TreeFile::Absent);
         };
         if !entry.mode().is_blob() {
-            return Ok(None);
+            return Ok(TreeFile::Other);
         }
         let blob = entry.object().map_err(err)?;
-        Ok(Some(blob.data.clone()))
+        Ok(TreeFile::Blob(blob.data.clone()))
     }
 
     /// Whether the mirror holds `commit` (a full hex id) as a commit object.

@@ -12,6 +12,7 @@ use comfyver_spec::RepoUrl;
 
 use crate::cache::entry_name;
 use crate::checkout::{ensure_cached_checkout, is_checkout_complete};
+use crate::mirror::TreeFile;
 use crate::{Mirror, NodesError, NodesOptions, Reporter};
 
 /// The cross-process lock kind of a shared core checkout (key: `<slug>@<commit>`).
@@ -47,6 +48,9 @@ pub fn ensure_shared_core(
     reporter: &dyn Reporter,
 ) -> Result<PathBuf, NodesError> {
     let dest = shared_core_path(layout, repo, commit);
+    if !is_checkout_complete(&dest) {
+        comfyver_fs::test_pause("shared-core-checkout");
+    }
     ensure_cached_checkout(
         layout,
         repo,
@@ -77,12 +81,28 @@ pub fn core_takes_base_directory(
     if is_checkout_complete(&dest) {
         return Ok(std::fs::read(dest.join(CLI_ARGS)).is_ok_and(|b| defines_base_directory(&b)));
     }
+    Ok(matches!(
+        read_core_file(layout, repo, commit, CLI_ARGS, opts, reporter)?,
+        TreeFile::Blob(b) if defines_base_directory(&b)
+    ))
+}
+
+/// Reads `path` (relative, `/`-separated) in the core's tree at `commit`
+/// from its mirror, fetching the commit into the mirror first (which the
+/// checkout needs anyway): what a caller wants to know of the core, e.g. its
+/// `requirements.txt`, before its checkout is there.
+pub fn read_core_file(
+    layout: &CacheLayout,
+    repo: &RepoUrl,
+    commit: &str,
+    path: &str,
+    opts: &NodesOptions,
+    reporter: &dyn Reporter,
+) -> Result<TreeFile, NodesError> {
     let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
     let commit = commit.to_ascii_lowercase();
     mirror.ensure_commit_with(&commit, opts.offline, reporter)?;
-    Ok(mirror
-        .read_file(&commit, CLI_ARGS)?
-        .is_some_and(|b| defines_base_directory(&b)))
+    mirror.read_file(&commit, path)
 }
 
 fn defines_base_directory(cli_args: &[u8]) -> bool {
