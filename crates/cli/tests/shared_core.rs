@@ -526,3 +526,130 @@ fn a_realize_killed_while_marking_a_new_home_is_finished_by_the_rerun() {
     ok(&comfyver(&w, &["realize", "v1"]));
     ok(&comfyver(&w, &["verify", "v1"]));
 }
+
+/// Whether `home`'s venv has the stand-in core's requirement installed.
+fn has_core_requirement(home: &Path) -> bool {
+    walkdir_has(&home.join(".venv"), "fakecomfydep")
+}
+
+#[test]
+fn the_python_install_runs_while_the_shared_core_is_being_checked_out() {
+    use std::io::{BufRead, BufReader};
+    // The core's requirements come out of its mirror: the install does not
+    // wait for its checkout, here held at its start.
+    let w = World::new(&["hello_pack"]);
+    let bin = Path::new(env!("CARGO_BIN_EXE_comfyver"));
+    let root = &w.root;
+    let mut child =
+        comfyver_testkit::cli::comfyver_command(bin, &root.join("cache"), &root.join("versions"))
+            .args(["realize", "v1"])
+            .env("COMFYVER_WHEELS_DIR", root.join("wheels"))
+            .env("COMFYVER_TEST_PAUSE_AT", "shared-core-checkout")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    // Read stderr to its end on a thread, so the child never blocks on it.
+    let (paused_tx, paused) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("paused at shared-core-checkout") {
+                let _ = paused_tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    let home = w.home("v1");
+    let held = paused.recv_timeout(std::time::Duration::from_secs(120));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while held.is_ok() && !has_core_requirement(&home) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let installed = has_core_requirement(&home);
+    let checked_out = std::fs::read_dir(root.join("cache/core"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| comfyver_nodes::is_checkout_complete(&e.path()));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let seen = reader.join().unwrap();
+    assert!(held.is_ok(), "never paused:\n{}", seen.join("\n"));
+    assert!(
+        installed,
+        "the core's requirement was not installed while its checkout was held:\n{}",
+        seen.join("\n")
+    );
+    assert!(!checked_out, "the core checkout was held at its start");
+
+    // Killed there, the rerun finishes it: the core is checked out and
+    // linked, and the version runs.
+    ok(&comfyver(&w, &["realize", "v1"]));
+    ok(&comfyver(&w, &["verify", "v1"]));
+    let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
+    assert!(
+        result.to_string().contains("hello from hello_pack"),
+        "{result}"
+    );
+}
+
+#[test]
+fn the_inputs_read_from_the_mirror_are_the_ones_the_checkout_gives() {
+    // v1 realizes first, reading the core's requirements from the mirror;
+    // after its home is removed, the core checkout is there and the next
+    // realize reads them from it. The recorded set is replayed only when
+    // the inputs digest is the same (else it resolves again).
+    let w = World::new(&["hello_pack"]);
+    let lock_file = w.root.join("cache/resolved/v1.lock.json");
+    let python_of = || -> Value {
+        serde_json::from_slice::<Value>(&std::fs::read(&lock_file).unwrap()).unwrap()["python"]
+            .clone()
+    };
+    ok(&comfyver(&w, &["realize", "v1"]));
+    let first = python_of();
+    assert!(
+        first["packages"].as_array().is_some_and(|p| !p.is_empty()),
+        "{first}"
+    );
+    let home = w.home("v1");
+    assert!(
+        !home.join(".comfyver/python/locked.txt").exists(),
+        "resolved, not replayed"
+    );
+    ok(&comfyver(&w, &["remove", "v1"]));
+    assert!(!home.exists());
+    ok(&comfyver(&w, &["realize", "v1"]));
+    assert!(
+        home.join(".comfyver/python/locked.txt").is_file(),
+        "the recorded set was replayed"
+    );
+    assert_eq!(python_of(), first);
+    assert!(has_core_requirement(&home));
+    ok(&comfyver(&w, &["verify", "v1"]));
+}
+
+#[test]
+fn a_core_whose_requirements_file_is_a_link_installs_what_it_names() {
+    // A link in the tree is resolved by the checkout, not read from the
+    // mirror: the install waits for the checkout and reads it there.
+    let mut w = World::new(&["hello_pack"]);
+    let work = w.core.work().to_path_buf();
+    let reqs = std::fs::read_to_string(work.join("requirements.txt")).unwrap();
+    assert!(reqs.contains("fakecomfydep"), "{reqs}");
+    std::fs::create_dir_all(work.join("requirements")).unwrap();
+    std::fs::write(work.join("requirements/base.txt"), &reqs).unwrap();
+    std::fs::remove_file(work.join("requirements.txt")).unwrap();
+    std::os::unix::fs::symlink("requirements/base.txt", work.join("requirements.txt")).unwrap();
+    w.core.commit("requirements.txt is a link");
+    w.core.tag("linked");
+    w.core.push();
+    let mut spec = w.spec("v1");
+    spec["comfy"]["ref"] = json!("linked");
+    w.write_spec("v1", &spec);
+    ok(&comfyver(&w, &["realize", "v1"]));
+    assert!(has_core_requirement(&w.home("v1")));
+    ok(&comfyver(&w, &["verify", "v1"]));
+}

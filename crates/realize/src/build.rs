@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use comfyver_fs::{CacheLayout, FileLock};
 use comfyver_models::FetchOptions;
-use comfyver_nodes::{NodeCheckout, NodesOptions};
+use comfyver_nodes::{NodeCheckout, NodesOptions, TreeFile};
 use comfyver_python::{self as python, InstallScript, Installer, PythonInputs};
 use comfyver_spec::{
     LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders,
@@ -107,11 +107,13 @@ pub fn realize(
     let with_secrets = req.lock.with_secrets_from(req.spec);
     // The venv needs only the spec's settings; with a lock that records the
     // Python set, the packages are known before anything is checked out.
-    // So: uv's cache is filled with the locked set while the core and the
-    // node packs check out (side by side), the venv is made as soon as the
-    // core is there, and the packages are installed while the models
-    // download. Each step's children run in its own thread, which lives as
-    // long as they do; install scripts run after all of it.
+    // So: uv's cache is filled with the locked set while the node packs check
+    // out (side by side); the home is claimed and its venv made meanwhile. A
+    // shared core's requirements are read from its mirror as soon as its
+    // commit is fetched, so the Python install starts with the node packs'
+    // checkouts and runs beside the core's checkout and the model downloads.
+    // Each step's children run in its own thread, which lives as long as
+    // they do; install scripts run after all of it.
     let early = PythonInputs {
         core_dir: home.root().to_path_buf(),
         nodes: Vec::new(),
@@ -126,32 +128,76 @@ pub fn realize(
     };
     let (scripts, missing_models, reqs, installed) = std::thread::scope(|s| {
         let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
+        let nodes_opts = &nodes_opts;
         let warm = req.lock.python.as_ref().map(|locked| {
             s.spawn(move || python::warm_cache(req.layout, home.root(), locked, early, installer))
         });
         reporter.step("core", &short(&req.lock.comfy.commit));
         reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
         let nodes = s.spawn(|| {
-            comfyver_nodes::ensure_nodes(with_secrets, req.layout, &nodes_opts, reporter.nodes())
+            comfyver_nodes::ensure_nodes(with_secrets, req.layout, nodes_opts, reporter.nodes())
         });
-        let core = prepare_home(home, req, &nodes_opts, reporter).and_then(|()| {
-            Ok(python::prepare_venv(
-                home.root(),
-                req.layout,
-                early,
-                installer,
-            )?)
-        });
+        // A new home is claimed at once (marked), so that its venv is made
+        // while the core and the node packs are fetched.
+        let mut venv = None;
+        if is_new(home.root()) {
+            home.mark(&req.spec.version_id)?;
+            venv =
+                Some(s.spawn(move || {
+                    python::prepare_venv(home.root(), req.layout, early, installer)
+                }));
+        }
+        let core = probe_core(req, nodes_opts, reporter)?;
+        if !core.share
+            && let Some(made) = venv.take()
+        {
+            // An older core is checked out into the home itself, which
+            // replaces what is there: the venv is made again after it.
+            let _ = joined(made);
+        }
+        let (shared, requirements) = match claim_home(home, req, core, nodes_opts, reporter)? {
+            CoreLayout::Copy => (None, None),
+            CoreLayout::Shared {
+                repo,
+                commit,
+                requirements,
+            } => {
+                let checkout = s.spawn(move || {
+                    comfyver_nodes::ensure_shared_core(
+                        req.layout,
+                        &repo,
+                        &commit,
+                        nodes_opts,
+                        reporter.nodes(),
+                    )
+                });
+                (Some(checkout), requirements)
+            }
+        };
+        if venv.is_none() {
+            python::prepare_venv(home.root(), req.layout, early, installer)?;
+        }
+        let staged = requirements
+            .map(|file| stage_core_requirements(home, file))
+            .transpose()?
+            .flatten();
         let checkouts = joined(nodes);
-        core?;
         let (links, scripts) = link_step(home, req, &checkouts?)?;
+        // Without the requirements from the mirror, the install reads them
+        // from the checkout: it waits for it.
+        let mut shared = shared;
+        if staged.is_none()
+            && let Some(checkout) = shared.take()
+        {
+            comfyver_nodes::link_core(home.root(), &joined(checkout)?)?;
+        }
 
         reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
         reporter.step("python", "");
-        // The core's place is known once the home is prepared: its shared
-        // checkout behind `<home>/core`, or the home itself (a copy).
         let inputs = PythonInputs {
-            core_dir: home.core_dir(),
+            core_dir: staged
+                .as_ref()
+                .map_or_else(|| home.core_dir(), |d| d.path().to_path_buf()),
             nodes: links,
             ..early.clone()
         };
@@ -160,6 +206,7 @@ pub fn realize(
             // reports. Its throwaway tree is deleted beside the install.
             let warmed = warm.and_then(|w| joined(w).ok());
             s.spawn(move || drop(warmed));
+            venv.map(joined).transpose()?;
             let reqs = python::collect_requirements(&inputs)?;
             let installed = python::build_env(
                 home.root(),
@@ -171,9 +218,15 @@ pub fn realize(
             Ok((reqs, installed))
         });
         let models = models_step(home, req, with_secrets, skip, reporter);
+        // The shared core is linked after the node packs, so a pack named
+        // like one of the core's own entries keeps its place.
+        let linked = shared.map(|checkout| -> Result<(), RealizeError> {
+            Ok(comfyver_nodes::link_core(home.root(), &joined(checkout)?)?)
+        });
         let python = joined(python);
         let (missing_models, model_warnings) = models?;
         warnings.extend(model_warnings);
+        linked.transpose()?;
         let (reqs, installed) = python?;
         Ok::<_, RealizeError>((scripts, missing_models, reqs, installed))
     })?;
@@ -323,25 +376,41 @@ pub(crate) fn home_lock(layout: &CacheLayout, home: &Home) -> PathBuf {
     layout.lock_path("home", &format!("{name}-{}", &key[..12]))
 }
 
-/// Gives the home its core at the locked commit and comfyver's `.comfyver/`
-/// directory. A core that takes `--base-directory` is checked out once per
-/// commit in the cache and linked as `<home>/core` (shared mode); an older
-/// one is checked out into the home, which becomes its own core (copy mode). A
-/// home in the other layout, or a copy at another commit, is replaced (its
-/// venv would not match anyway); a directory comfyver did not make is refused.
-fn prepare_home(
-    home: &Home,
+/// How a home has its core, as [`claim_home`] left it.
+enum CoreLayout {
+    /// The home is its own checkout of the core (an older core): done.
+    Copy,
+    /// The shared checkout of `commit`, to be made (when it is not there)
+    /// and linked as `<home>/core`. `requirements` is the core's
+    /// `requirements.txt` read from its mirror, when the checkout is not
+    /// there yet.
+    Shared {
+        repo: RepoUrl,
+        commit: String,
+        requirements: Option<TreeFile>,
+    },
+}
+
+/// The core of the lock: its repository (with the spec's credentials),
+/// its commit, and whether it can be shared (which fetches the commit into
+/// its mirror).
+struct CoreProbe {
+    repo: RepoUrl,
+    commit: String,
+    share: bool,
+}
+
+fn probe_core(
     req: &RealizeRequest<'_>,
     nodes_opts: &NodesOptions,
     reporter: &dyn RealizeReporter,
-) -> Result<(), RealizeError> {
-    let root = home.root();
+) -> Result<CoreProbe, RealizeError> {
     let commit = req.lock.comfy.commit.to_ascii_lowercase();
     // The stored lock is redacted; fetches take credentials from the spec.
     let repo = RepoUrl::parse(&req.lock.with_secrets_from(req.spec).comfy.repo).map_err(|e| {
         RealizeError::io(
             "the lock's core repository is not a URL:",
-            root,
+            req.home.root(),
             std::io::Error::other(e.to_string()),
         )
     })?;
@@ -352,6 +421,42 @@ fn prepare_home(
         nodes_opts,
         reporter.nodes(),
     )?;
+    Ok(CoreProbe {
+        repo,
+        commit,
+        share,
+    })
+}
+
+/// Whether `dir` is not there yet or empty: a home nobody has claimed.
+fn is_new(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Claims the home for the core at the locked commit: gives it comfyver's
+/// `.comfyver/` directory with the home marker and its data directories. A
+/// core that takes `--base-directory` is shared (one checkout per commit in
+/// the cache, linked as `<home>/core` once the caller has made it); an
+/// older one is checked out into the home here, which becomes its own core
+/// (copy mode). A home in the other layout, or a copy at another commit, is
+/// replaced (its venv would not match anyway); a directory comfyver did not
+/// make is refused.
+fn claim_home(
+    home: &Home,
+    req: &RealizeRequest<'_>,
+    core: CoreProbe,
+    nodes_opts: &NodesOptions,
+    reporter: &dyn RealizeReporter,
+) -> Result<CoreLayout, RealizeError> {
+    let root = home.root();
+    let CoreProbe {
+        repo,
+        commit,
+        share,
+    } = core;
     if root.exists() {
         home.remove_stale_marks()?;
         let empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
@@ -374,19 +479,31 @@ fn prepare_home(
             discard(root)?;
         }
     }
-    let meta = home.meta_dir();
-    if share {
+    let layout = if share {
         // The marker first (`.comfyver/` appears with it): from here on the
         // directory is provably ours.
         home.mark(&req.spec.version_id)?;
-        let shared = comfyver_nodes::ensure_shared_core(
-            req.layout,
-            &repo,
-            &commit,
-            nodes_opts,
-            reporter.nodes(),
-        )?;
-        comfyver_nodes::link_core(root, &shared)?;
+        let checked_out = comfyver_nodes::is_checkout_complete(&comfyver_nodes::shared_core_path(
+            req.layout, &repo, &commit,
+        ));
+        // The commit is in the mirror already (the probe above fetched it).
+        let requirements = (!checked_out)
+            .then(|| {
+                comfyver_nodes::read_core_file(
+                    req.layout,
+                    &repo,
+                    &commit,
+                    CORE_REQUIREMENTS,
+                    nodes_opts,
+                    reporter.nodes(),
+                )
+            })
+            .transpose()?;
+        CoreLayout::Shared {
+            repo,
+            commit,
+            requirements,
+        }
     } else {
         comfyver_nodes::checkout_core(
             req.layout,
@@ -396,15 +513,47 @@ fn prepare_home(
             nodes_opts,
             reporter.nodes(),
         )?;
+        let meta = home.meta_dir();
         std::fs::create_dir_all(&meta)
             .map_err(|e| RealizeError::io("could not create", &meta, e))?;
         home.mark(&req.spec.version_id)?;
-    }
+        CoreLayout::Copy
+    };
     for sub in ["input", "output", "temp", "user"] {
         let d = home.data_dir().join(sub);
         std::fs::create_dir_all(&d).map_err(|e| RealizeError::io("could not create", &d, e))?;
     }
-    Ok(())
+    Ok(layout)
+}
+
+/// The core's requirements file, as the Python inputs read it.
+const CORE_REQUIREMENTS: &str = "requirements.txt";
+
+/// The core's `requirements.txt` read from its mirror, put where the Python
+/// inputs can read it as a core directory's: a temporary directory beside
+/// `.comfyver/core-requirements` (deleted when dropped, or by the next
+/// realize once its writer is provably gone) holding only that file, or
+/// nothing when the core has none. `None` when the tree has something there
+/// only a checkout resolves (a symlink). The inputs digest depends on the
+/// file's lines, not on its place, so it is the one the checkout gives.
+fn stage_core_requirements(
+    home: &Home,
+    file: TreeFile,
+) -> Result<Option<comfyver_fs::TempDir>, RealizeError> {
+    let bytes = match file {
+        TreeFile::Blob(bytes) => Some(bytes),
+        TreeFile::Absent => None,
+        TreeFile::Other => return Ok(None),
+    };
+    let place = home.meta_dir().join("core-requirements");
+    comfyver_fs::remove_stale_temps(&home.meta_dir(), Some("core-requirements"))?;
+    let dir = comfyver_fs::TempDir::beside(&place)?;
+    if let Some(bytes) = bytes {
+        // A throwaway: no need to make it durable.
+        let path = dir.path().join(CORE_REQUIREMENTS);
+        std::fs::write(&path, bytes).map_err(|e| RealizeError::io("could not write", &path, e))?;
+    }
+    Ok(Some(dir))
 }
 
 /// Moves a directory out of the way (a rename, atomic) and deletes it.
