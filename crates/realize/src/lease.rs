@@ -13,8 +13,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,7 +29,8 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(crate) struct Lease {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the heartbeat: its thread wakes at once.
+    stop: Option<Sender<()>>,
     beat: Option<JoinHandle<()>>,
 }
 
@@ -85,22 +85,20 @@ pub(crate) fn take(home: &Home, wait: Duration) -> Result<(Lease, bool), Realize
 
 /// Keeps the lease fresh until it is dropped.
 fn heartbeat(path: PathBuf, file: File) -> Lease {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
+    let (stop, stopped) = mpsc::channel::<()>();
     let beat = std::thread::Builder::new()
         .name("comfyver-lease".into())
         .spawn(move || {
-            let mut last = Instant::now();
-            while !flag.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(200));
-                if last.elapsed() >= HEARTBEAT {
-                    let _ = file.set_modified(SystemTime::now());
-                    last = Instant::now();
-                }
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT) {
+                let _ = file.set_modified(SystemTime::now());
             }
         })
         .ok();
-    Lease { path, stop, beat }
+    Lease {
+        path,
+        stop: Some(stop),
+        beat,
+    }
 }
 
 /// Whether the lease at `path` has no live holder: written on this host by a
@@ -133,7 +131,7 @@ fn abandoned(path: &Path) -> bool {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(beat) = self.beat.take() {
             let _ = beat.join();
         }
