@@ -1237,3 +1237,148 @@ fn a_packs_torch_index_serves_only_the_torch_family() {
     );
     assert!(!torch.served_at("cu128", "numpy"));
 }
+
+/// What `importlib.metadata` sees in a venv, as freeze lines: the
+/// interpreter's own view (the freeze used to ask it), the oracle of the
+/// freeze that reads the metadata directories itself.
+const IMPORTLIB_FREEZE: &str = r#"
+import importlib.metadata as m, json, os, sys
+prefix = os.path.realpath(sys.prefix)
+for d in m.distributions():
+    loc = os.path.realpath(str(d.locate_file("")))
+    if not (loc == prefix or loc.startswith(prefix + os.sep)):
+        continue
+    name = d.metadata["Name"]
+    line = f"{name}=={d.version}"
+    raw = d.read_text("direct_url.json")
+    if raw:
+        u = json.loads(raw)
+        vcs = u.get("vcs_info")
+        if vcs:
+            line = f"{name} @ {vcs['vcs']}+{u['url']}@{vcs['commit_id']}"
+        elif "archive_info" in u or "dir_info" in u:
+            line = f"{name} @ {u['url']}"
+    print(line)
+"#;
+
+#[test]
+fn freeze_lists_exactly_what_importlib_metadata_lists() {
+    let fx = Fixture::new();
+    let home = fx.home("freeze");
+    let installer = uv();
+    let reqs = collect(&fx.standard_inputs());
+    python::build_env(&home, &fx.layout, &reqs, None, &installer).unwrap();
+    let venv = python::venv_dir(&home);
+    // A wheel installed by its path: a PEP 610 archive record.
+    let wheel = wheels::build_wheel(&fx.root.join("direct"), "Direct_Pkg", "3.1", &[]);
+    let Installer::Uv { uv } = &installer else {
+        unreachable!()
+    };
+    let out = Command::new(uv)
+        .args([
+            "pip",
+            "install",
+            "--no-config",
+            "--offline",
+            "--quiet",
+            "--python",
+        ])
+        .arg(python::venv_python(&home))
+        .arg(&wheel)
+        .env("UV_CACHE_DIR", fx.layout.uv_cache())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What other installers leave: a VCS and an editable record, legacy
+    // egg-info as a directory and as a file, and metadata naming nothing.
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    let dist = |dir: &str, meta: &str, direct: Option<&str>| {
+        let d = site.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("METADATA"), meta).unwrap();
+        if let Some(u) = direct {
+            std::fs::write(d.join("direct_url.json"), u).unwrap();
+        }
+    };
+    dist(
+        "Vcs.Pkg-1.0.dist-info",
+        "Metadata-Version: 2.1\nName: Vcs.Pkg\nVersion: 1.0\n\nName: not-this\n",
+        Some(
+            r#"{"url": "https://example.invalid/r.git", "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123456789abcdef01234567"}}"#,
+        ),
+    );
+    dist(
+        "localpkg-0.1.dist-info",
+        "Metadata-Version: 2.1\nname: localpkg\nversion: 0.1\n",
+        Some(r#"{"url": "file:///src/localpkg", "dir_info": {"editable": true}}"#),
+    );
+    dist(
+        "broken-1.0.dist-info",
+        "Metadata-Version: 2.1\nVersion: 1.0\n",
+        None,
+    );
+    std::fs::create_dir_all(site.join("Legacy_Egg-2.0-py3.11.egg-info")).unwrap();
+    std::fs::write(
+        site.join("Legacy_Egg-2.0-py3.11.egg-info/PKG-INFO"),
+        "Metadata-Version: 1.1\nName: Legacy_Egg\nVersion: 2.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("single_file-0.5.egg-info"),
+        "Metadata-Version: 1.0\nName: single-file\nVersion: 0.5\n",
+    )
+    .unwrap();
+
+    let oracle = Command::new(python::venv_python(&home))
+        .args(["-I", "-c", IMPORTLIB_FREEZE])
+        .output()
+        .unwrap();
+    assert!(
+        oracle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oracle.stderr)
+    );
+    let mut expected: Vec<String> = String::from_utf8(oracle.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("None"))
+        .map(|l| match l.split_once(" @ ") {
+            Some((n, url)) => format!("{} @ {url}", python::normalize_name(n)),
+            None => {
+                let (n, v) = l.split_once("==").unwrap();
+                format!("{}=={v}", python::normalize_name(n))
+            }
+        })
+        .collect();
+    expected.sort();
+    expected.dedup();
+    let frozen = python::freeze(&venv).unwrap();
+    assert_eq!(frozen, expected);
+    for line in [
+        "fakecomfydep==1.0",
+        "vcs-pkg @ git+https://example.invalid/r.git@0123456789abcdef0123456789abcdef01234567",
+        "localpkg @ file:///src/localpkg",
+        "legacy-egg==2.0",
+        "single-file==0.5",
+    ] {
+        assert!(frozen.iter().any(|l| l == line), "{line} not in {frozen:?}");
+    }
+    assert!(
+        frozen.iter().any(|l| l.starts_with("direct-pkg @ file://")),
+        "{frozen:?}"
+    );
+    assert!(
+        !frozen
+            .iter()
+            .any(|l| l.contains("not-this") || l.contains("broken"))
+    );
+}
