@@ -48,8 +48,11 @@ LINK_MIB="${LINK_MIB:-100}"
 PER_CONN_MIB="${PER_CONN_MIB:-0}"
 CORE_FILES="${CORE_FILES:-1100}"
 ROUNDS="${ROUNDS:-3}"
-# The real uv, not a version manager's shim (which costs a shell per call);
-# both sides use the same binary.
+# The real uv and the real interpreter first on PATH, not a version
+# manager's shims (bash scripts costing about 0.3 s per call, which a
+# production machine does not have); both sides use the same binary and PATH.
+PATH="$(dirname "$(python3 -c 'import sys; print(sys.executable)')"):$PATH"
+export PATH
 uv_bin="${UV:-$(command -v uv)}"
 if command -v pyenv >/dev/null 2>&1 && pyenv which uv >/dev/null 2>&1; then
   uv_bin="$(pyenv which uv)"
