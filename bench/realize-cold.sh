@@ -15,8 +15,10 @@
 #     whose requirements.txt names the large packages and a part of the index;
 #     3 node packs with their own requirements.txt; all served by `git daemon`
 #     on loopback.
-# Then ROUNDS times (default 3), each from empty caches (a fresh cache dir and
-# UV_CACHE_DIR on the same filesystem):
+# Then ROUNDS times (default 5), each from empty caches (a fresh cache dir and
+# UV_CACHE_DIR on the same filesystem; uv alone first in odd rounds, last in
+# even ones; before each, `settle` (bench/lib/settle.sh) waits for the
+# machine's I/O to be quiet):
 #   uv alone   `uv venv` + `uv pip install -r <core + nodes requirements>`
 #   fresh      `comfyver realize` (resolution of the git refs and the Python set)
 #   replay     `comfyver realize` on another empty cache from the lock the
@@ -31,6 +33,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib/settle.sh
+source "$here/bench/lib/settle.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}"
 bin="${1:-${COMFYVER_BIN:-}}"
 (cd "$here" && cargo build --release -q -p comfyver-testkit --example http_serve)
@@ -47,7 +51,7 @@ BIG_MB="${BIG_MB:-160}"
 LINK_MIB="${LINK_MIB:-100}"
 PER_CONN_MIB="${PER_CONN_MIB:-0}"
 CORE_FILES="${CORE_FILES:-1100}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 # The real uv and the real interpreter first on PATH, not a version
 # manager's shims (bash scripts costing about 0.3 s per call, which a
 # production machine does not have); both sides use the same binary and PATH.
@@ -260,19 +264,30 @@ cv() { # cache, args...
 
 uv_t=() fresh_t=() replay_t=() bfresh_t=() breplay_t=()
 for r in $(seq 1 "$ROUNDS"); do
-  echo "round $r/$ROUNDS: uv alone, comfyver realize (fresh), comfyver realize (replay)..." >&2
+  if ((r % 2)); then order="uv alone, comfyver realize (fresh), comfyver realize (replay)"; else
+    order="comfyver realize (fresh), comfyver realize (replay), uv alone"; fi
+  echo "round $r/$ROUNDS: $order..." >&2
   rm -rf "$work/uv$r" "$work/fresh$r" "$work/replay$r"
-  sync
-  # shellcheck disable=SC2016 # expanded by the inner bash
-  uv_t+=("$(timed "$work/uv$r.log" bash -c 'uv_alone "$0"' "$work/uv$r")")
-  sync
+  settle
+  # uv alone first in odd rounds and last in even ones, so that a machine
+  # slowing down or speeding up within a round weighs on both sides.
+  if ((r % 2)); then
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    uv_t+=("$(timed "$work/uv$r.log" bash -c 'uv_alone "$0"' "$work/uv$r")")
+    settle
+  fi
   fresh_t+=("$(timed "$work/fresh$r.log" "$bin" --cache-dir "$work/fresh$r" \
     --versions-dir "$work/versions" -q realize cold)")
   mkdir -p "$work/replay$r/resolved"
   cp "$work/fresh$r/resolved/cold.lock.json" "$work/replay$r/resolved/"
-  sync
+  settle
   replay_t+=("$(timed "$work/replay$r.log" "$bin" --cache-dir "$work/replay$r" \
     --versions-dir "$work/versions" -q realize cold)")
+  if ! ((r % 2)); then
+    settle
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    uv_t+=("$(timed "$work/uv$r.log" bash -c 'uv_alone "$0"' "$work/uv$r")")
+  fi
   frozen "$work/uv$r/venv/bin/python" > "$work/uv$r.set"
   frozen "$work/fresh$r/versions/comfy-cold/.venv/bin/python" > "$work/fresh$r.set"
   frozen "$work/replay$r/versions/comfy-cold/.venv/bin/python" > "$work/replay$r.set"
@@ -292,12 +307,12 @@ EOF
   cv "$work/replay$r" verify cold >/dev/null
   if [[ -n "$base" ]]; then
     rm -rf "$work/bfresh$r" "$work/breplay$r"
-    sync
+    settle
     bfresh_t+=("$(timed "$work/bfresh$r.log" "$base" --cache-dir "$work/bfresh$r" \
       --versions-dir "$work/versions" -q realize cold)")
     mkdir -p "$work/breplay$r/resolved"
     cp "$work/bfresh$r/resolved/cold.lock.json" "$work/breplay$r/resolved/"
-    sync
+    settle
     breplay_t+=("$(timed "$work/breplay$r.log" "$base" --cache-dir "$work/breplay$r" \
       --versions-dir "$work/versions" -q realize cold)")
     rm -rf "$work/bfresh$r" "$work/breplay$r"
