@@ -3,12 +3,11 @@
 //! points (the test-only COMFYVER_TEST_PAUSE_AT hook), two processes at once,
 //! offline errors.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
-use comfyver_testkit::cli::Sandbox;
+use comfyver_testkit::cli::{Paused, Sandbox};
 use comfyver_testkit::git::{GitDaemon, Repo, git};
 
 fn sandbox() -> Sandbox {
@@ -166,29 +165,9 @@ fn fetch_then_list_shows_entries_and_their_versions() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("complete"));
 }
 
-/// Runs `nodes fetch` until it pauses at `point`, SIGKILLs it, returns its stderr.
+/// Runs `nodes fetch` until it pauses at `point`, then SIGKILLs it.
 fn kill_at(env: &Sandbox, id: &str, point: &str) {
-    let mut child = env
-        .cmd(&["nodes", "fetch", id, "--jobs", "1"])
-        .env("COMFYVER_TEST_PAUSE_AT", point)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let reader = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = Vec::new();
-    for line in reader.lines() {
-        let line = line.unwrap();
-        let hit = line.contains(&format!("paused at {point}"));
-        seen.push(line);
-        if hit {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            return;
-        }
-    }
-    let status = child.wait().unwrap();
-    panic!("never paused at {point} ({status}):\n{}", seen.join("\n"));
+    Paused::start(env.cmd(&["nodes", "fetch", id, "--jobs", "1"]), point).kill();
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use comfyver_testkit::cli::Paused;
 use comfyver_testkit::world::{World, smoke_workflow};
 use serde_json::{Value, json};
 
@@ -491,38 +492,23 @@ fn a_home_made_as_a_core_copy_stays_warm_and_runs_then_is_rebuilt_shared() {
 /// A realize killed while a new home gets its marker leaves a home that the
 /// rerun still recognises as its own (it is never left as a directory that
 /// "is not a comfyver home"), and the rerun succeeds.
+/// `comfyver realize v1` in `w` (with its wheels), held at `point`.
+fn realize_paused_at(w: &World, point: &str) -> Paused {
+    let root = &w.root;
+    let mut cmd = comfyver_testkit::cli::comfyver_command(
+        Path::new(env!("CARGO_BIN_EXE_comfyver")),
+        &root.join("cache"),
+        &root.join("versions"),
+    );
+    cmd.args(["realize", "v1"])
+        .env("COMFYVER_WHEELS_DIR", root.join("wheels"));
+    Paused::start(cmd, point)
+}
+
 #[test]
 fn a_realize_killed_while_marking_a_new_home_is_finished_by_the_rerun() {
-    use std::io::{BufRead, BufReader};
     let w = World::new(&["hello_pack"]);
-    let bin = Path::new(env!("CARGO_BIN_EXE_comfyver"));
-    let root = &w.root;
-    let mut child =
-        comfyver_testkit::cli::comfyver_command(bin, &root.join("cache"), &root.join("versions"))
-            .args(["realize", "v1"])
-            .env("COMFYVER_WHEELS_DIR", root.join("wheels"))
-            .env("COMFYVER_TEST_PAUSE_AT", "home-before-marker")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    let mut seen = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let hit = line.contains("paused at home-before-marker");
-        seen.push(line);
-        if hit {
-            break;
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("paused at home-before-marker")),
-        "never paused:\n{}",
-        seen.join("\n")
-    );
+    realize_paused_at(&w, "home-before-marker").kill();
     ok(&comfyver(&w, &["realize", "v1"]));
     ok(&comfyver(&w, &["verify", "v1"]));
 }
@@ -534,50 +520,22 @@ fn has_core_requirement(home: &Path) -> bool {
 
 #[test]
 fn the_python_install_runs_while_the_shared_core_is_being_checked_out() {
-    use std::io::{BufRead, BufReader};
     // The core's requirements come out of its mirror: the install does not
     // wait for its checkout, here held at its start.
     let w = World::new(&["hello_pack"]);
-    let bin = Path::new(env!("CARGO_BIN_EXE_comfyver"));
-    let root = &w.root;
-    let mut child =
-        comfyver_testkit::cli::comfyver_command(bin, &root.join("cache"), &root.join("versions"))
-            .args(["realize", "v1"])
-            .env("COMFYVER_WHEELS_DIR", root.join("wheels"))
-            .env("COMFYVER_TEST_PAUSE_AT", "shared-core-checkout")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    // Read stderr to its end on a thread, so the child never blocks on it.
-    let (paused_tx, paused) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("paused at shared-core-checkout") {
-                let _ = paused_tx.send(());
-            }
-            seen.push(line);
-        }
-        seen
-    });
+    let held = realize_paused_at(&w, "shared-core-checkout");
     let home = w.home("v1");
-    let held = paused.recv_timeout(std::time::Duration::from_secs(120));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while held.is_ok() && !has_core_requirement(&home) && std::time::Instant::now() < deadline {
+    while !has_core_requirement(&home) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let installed = has_core_requirement(&home);
-    let checked_out = std::fs::read_dir(root.join("cache/core"))
+    let checked_out = std::fs::read_dir(w.root.join("cache/core"))
         .into_iter()
         .flatten()
         .flatten()
         .any(|e| comfyver_nodes::is_checkout_complete(&e.path()));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let seen = reader.join().unwrap();
-    assert!(held.is_ok(), "never paused:\n{}", seen.join("\n"));
+    let seen = held.kill();
     assert!(
         installed,
         "the core's requirement was not installed while its checkout was held:\n{}",

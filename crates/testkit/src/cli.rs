@@ -172,3 +172,72 @@ fn texts(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A comfyver run held at a test pause point (`COMFYVER_TEST_PAUSE_AT`).
+/// [`Paused::start`] returns once the run printed that it paused there (and
+/// panics with its stderr when it ends first); its stderr is read on a
+/// thread to its end, so the run never blocks writing it. [`Paused::kill`]
+/// SIGKILLs it; dropping it does too.
+pub struct Paused {
+    child: std::process::Child,
+    reader: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Paused {
+    /// Spawns `cmd` with `COMFYVER_TEST_PAUSE_AT=point` (stdout discarded)
+    /// and waits, at most 5 minutes, until it pauses there.
+    pub fn start(mut cmd: Command, point: &str) -> Paused {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd
+            .env("COMFYVER_TEST_PAUSE_AT", point)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn comfyver");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (paused, at_point) = std::sync::mpsc::channel();
+        let wanted = format!("paused at {point}");
+        let reader = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(&wanted) {
+                    let _ = paused.send(());
+                }
+                seen.push(line);
+            }
+            seen
+        });
+        let run = Paused {
+            child,
+            reader: Some(reader),
+        };
+        if at_point
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .is_err()
+        {
+            let seen = run.kill();
+            panic!("never paused at {point}:\n{}", seen.join("\n"));
+        }
+        run
+    }
+
+    /// SIGKILLs the run, waits for it, and returns the lines of its stderr.
+    pub fn kill(mut self) -> Vec<String> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reader
+            .take()
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
