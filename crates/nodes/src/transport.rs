@@ -218,6 +218,10 @@ fn daemon(
     let stream = TcpStream::connect_timeout(&addr, limit)?;
     stream.set_read_timeout(Some(limit))?;
     stream.set_write_timeout(Some(limit))?;
+    // gix writes a request as one small write per packet line: with Nagle's
+    // algorithm each one after the first waits for the server's delayed ACK
+    // (40 ms on Linux), so every request round would cost that much more.
+    stream.set_nodelay(true)?;
     let write = stream.try_clone()?;
     let read = Watched {
         inner: stream,
