@@ -17,6 +17,14 @@ impl comfyver_nodes::Reporter for StatusLines<'_> {
         self.0.info(&format!("fetching {repo} ({what})"));
     }
 
+    fn reading_remote(&self, repo: &str, commit: &str, paths: &[&str]) {
+        self.0.debug(&format!(
+            "reading {} of {repo} @ {} from the remote (its trees only)",
+            paths.join(", "),
+            short(commit)
+        ));
+    }
+
     fn checking_out(&self, name: &str, commit: &str) {
         self.0
             .info(&format!("checking out {name} @ {}", short(commit)));

@@ -555,6 +555,101 @@ fn the_python_install_runs_while_the_shared_core_is_being_checked_out() {
 }
 
 #[test]
+fn from_a_remote_that_filters_the_install_starts_before_the_cores_commit_is_fetched() {
+    // The core's requirements come from the remote without its commit (its
+    // trees and that one file): the install waits neither for the core's
+    // fetch nor for its checkout, both held here before they start.
+    let mut w = World::new(&["hello_pack"]);
+    w.core.allow_filter();
+    let commit = w.core.head();
+    let layout = comfyver_fs::CacheLayout::new(w.root.join("cache"));
+    let url = comfyver_spec::RepoUrl::parse(&w.core.file_url()).unwrap();
+    let mirror_has_commit = || {
+        comfyver_nodes::Mirror::existing(&layout, &url, &Default::default())
+            .is_some_and(|m| m.has_commit(&commit))
+    };
+    let held = realize_paused_at(&w, "shared-core-checkout");
+    let home = w.home("v1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !has_core_requirement(&home) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let installed = has_core_requirement(&home);
+    let fetched = mirror_has_commit();
+    let seen = held.kill();
+    assert!(
+        installed,
+        "the core's requirement was not installed while its fetch was held:\n{}",
+        seen.join("\n")
+    );
+    assert!(
+        !fetched,
+        "the core's commit was fetched before its checkout"
+    );
+
+    ok(&comfyver(&w, &["realize", "v1"]));
+    assert!(mirror_has_commit());
+    ok(&comfyver(&w, &["verify", "v1"]));
+    let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
+    assert!(
+        result.to_string().contains("hello from hello_pack"),
+        "{result}"
+    );
+}
+
+#[test]
+fn a_remote_that_stalls_while_the_core_is_read_ends_in_one_timeout() {
+    // The read of the core's files from the remote runs into the limit: it
+    // is reported at once, without a second wait for the full fetch.
+    let mut w = World::new(&[]);
+    w.core.allow_filter();
+    let daemon = comfyver_testkit::git::GitDaemon::start(&w.root.join("remotes"));
+    let mut spec = w.spec("v1");
+    spec["comfy"]["repo"] = json!(daemon.url("ComfyUI.git"));
+    w.write_spec("v1", &spec);
+    ok(&comfyver(&w, &["resolve", "v1"]));
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &daemon.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let mut cmd = comfyver_testkit::cli::comfyver_command(
+        Path::new(env!("CARGO_BIN_EXE_comfyver")),
+        &w.root.join("cache"),
+        &w.root.join("versions"),
+    );
+    cmd.args(["-v", "realize", "v1"])
+        .env("COMFYVER_GIT_TIMEOUT", "2")
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    signal("-CONT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(finished, "still running after 60 s: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nothing received for 2 s"), "{stderr}");
+    assert!(
+        stderr.contains("from the remote"),
+        "the core was read: {stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("fetching ")),
+        "no second attempt after the timeout: {stderr}"
+    );
+}
+
+#[test]
 fn the_inputs_read_from_the_mirror_are_the_ones_the_checkout_gives() {
     // v1 realizes first, reading the core's requirements from the mirror;
     // after its home is removed, the core checkout is there and the next

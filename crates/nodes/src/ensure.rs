@@ -145,7 +145,7 @@ fn fill(
         // from the filled caches only links it.
         let repo = parse_url(&lock.comfy.repo, "the core")?;
         let commit = lock.comfy.commit.to_ascii_lowercase();
-        if crate::core_takes_base_directory(layout, &repo, &commit, opts, reporter)? {
+        if crate::probe_core(layout, &repo, &commit, &[], opts, reporter)?.shared {
             crate::ensure_shared_core(layout, &repo, &commit, opts, reporter)?;
         }
     }

@@ -8,10 +8,11 @@
 //!   cross-process lock; submodules are checked out inside, recursively.
 //! - Shared cores: `<cache>/core/<slug>@<commit>`, one ComfyUI core checkout
 //!   per commit ([`ensure_shared_core`]), linked as `<home>/core`
-//!   ([`link_core`]) for cores that take `--base-directory`
-//!   ([`core_takes_base_directory`]); [`checkout_core`] gives a home its own
-//!   copy for older cores. [`read_core_file`] reads a core file from the
-//!   mirror, before any checkout (realize starts the Python install with it).
+//!   ([`link_core`]) for cores that take `--base-directory`; [`checkout_core`]
+//!   gives a home its own copy for older cores. [`probe_core`] tells which,
+//!   and reads core files, before any checkout and, where the remote serves
+//!   it, before the commit is fetched (realize starts the Python install
+//!   with the core's requirements).
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
@@ -34,6 +35,7 @@ mod error;
 mod isolate;
 mod link;
 mod mirror;
+mod peek;
 mod report;
 mod shared_core;
 mod transport;
@@ -50,8 +52,8 @@ pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror, TreeFile};
 pub use report::{NoReporter, Reporter};
 pub use shared_core::{
-    core_cache_dir, core_link, core_takes_base_directory, ensure_shared_core, link_core,
-    read_core_file, shared_core_path,
+    CoreProbe, core_cache_dir, core_link, ensure_shared_core, link_core, probe_core,
+    shared_core_path,
 };
 pub use transport::{
     BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,

@@ -25,6 +25,61 @@ pub enum TreeFile {
     Other,
 }
 
+/// A path of a commit's tree as its entry says, before any blob is read.
+pub(crate) enum TreeEntry {
+    Absent,
+    Blob(gix::ObjectId),
+    Other,
+}
+
+/// The entry at `path` in the tree of `commit`; needs the commit and its
+/// trees in `repo`, not the blob.
+pub(crate) fn tree_entry(
+    repo: &gix::Repository,
+    commit: gix::ObjectId,
+    path: &str,
+) -> Result<TreeEntry, gix::Error> {
+    let tree = repo.find_commit(commit)?.tree()?;
+    let entry = tree
+        .lookup_entry_by_path(path)
+        .map_err(gix::Error::from_error)?;
+    Ok(match entry {
+        None => TreeEntry::Absent,
+        Some(e) if e.mode().is_blob() => TreeEntry::Blob(e.object_id()),
+        Some(_) => TreeEntry::Other,
+    })
+}
+
+/// What one connection to the remote is for.
+enum Session<'a> {
+    /// Fetching the connection's refspecs into the mirror.
+    Fetch,
+    /// Reading a few files of a commit into a throwaway repository.
+    Peek(&'a mut crate::peek::Peek),
+}
+
+impl Session<'_> {
+    fn run<T>(
+        self,
+        mirror: &Mirror,
+        conn: gix::remote::Connection<'_, '_, '_, T>,
+    ) -> Result<(), NodesError>
+    where
+        T: gix::protocol::transport::client::blocking_io::Transport,
+    {
+        match self {
+            Session::Fetch => mirror.receive(conn),
+            Session::Peek(peek) => peek.run(conn).map_err(|e| {
+                NodesError::git(
+                    "reading files of a commit from the remote",
+                    &mirror.shown_url,
+                    e,
+                )
+            }),
+        }
+    }
+}
+
 /// The refspecs of [`Mirror::fetch_all`]: every branch and tag.
 const ALL_REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 
@@ -143,18 +198,46 @@ impl Mirror {
         let id = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| err(gix::Error::from_error(e)))?;
         let repo = self.repo()?;
-        let tree = repo.find_commit(id).map_err(err)?.tree().map_err(err)?;
-        let Some(entry) = tree
-            .lookup_entry_by_path(path)
-            .map_err(|e| err(gix::Error::from_error(e)))?
-        else {
-            return Ok(TreeFile::Absent);
-        };
-        if !entry.mode().is_blob() {
-            return Ok(TreeFile::Other);
+        match tree_entry(&repo, id, path).map_err(err)? {
+            TreeEntry::Absent => Ok(TreeFile::Absent),
+            TreeEntry::Other => Ok(TreeFile::Other),
+            TreeEntry::Blob(blob) => Ok(TreeFile::Blob(
+                repo.find_object(blob).map_err(err)?.detach().data,
+            )),
         }
-        let blob = entry.object().map_err(err)?;
-        Ok(TreeFile::Blob(blob.data.clone()))
+    }
+
+    /// The files at `paths` in the tree of `commit`, read from the remote
+    /// without fetching the commit into the mirror (see [`crate::peek`]).
+    /// `Ok(None)` when the remote cannot serve it so (no `filter` or
+    /// `shallow` support, blobs not given by id) or the attempt fails: the
+    /// caller then fetches the commit and reads it from the mirror, which
+    /// reports any error there is. A remote that stalls is
+    /// [`NodesError::FetchTimeout`] at once: it would not do better for the
+    /// fetch.
+    pub(crate) fn peek_files(
+        &self,
+        commit: &str,
+        paths: &[&str],
+        reporter: &dyn Reporter,
+    ) -> Result<Option<Vec<TreeFile>>, NodesError> {
+        let Ok(commit) = gix::ObjectId::from_hex(commit.as_bytes()) else {
+            return Ok(None);
+        };
+        let place = self.path.with_extension("peek");
+        let parent = place.parent().unwrap_or(Path::new("."));
+        remove_stale_temps(parent, Some(&file_name(&place)))?;
+        let tmp = TempDir::beside(&place)?;
+        let Ok(repo) = gix::init_bare(tmp.path()) else {
+            return Ok(None);
+        };
+        reporter.reading_remote(&self.shown_url, &commit.to_string(), paths);
+        let mut peek = crate::peek::Peek::new(commit, paths);
+        match self.over_connection(&repo, &[], Session::Peek(&mut peek)) {
+            Ok(()) => Ok(peek.into_files()),
+            Err(e @ NodesError::FetchTimeout { .. }) => Err(e),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Whether the mirror holds `commit` (a full hex id) as a commit object.
@@ -268,6 +351,20 @@ impl Mirror {
         };
         reporter.fetching(&self.shown_url, &what);
         let repo = self.repo()?;
+        self.over_connection(&repo, refspecs, Session::Fetch)?;
+        comfyver_fs::test_pause("fetch-after-receive");
+        Ok(())
+    }
+
+    /// Opens a bounded connection to the remote for `repo` (the mirror, or
+    /// a throwaway for a peek) and runs `session` over it. A connection
+    /// that ran into the limit is [`NodesError::FetchTimeout`].
+    fn over_connection(
+        &self,
+        repo: &gix::Repository,
+        refspecs: &[&str],
+        session: Session<'_>,
+    ) -> Result<(), NodesError> {
         let limit = self
             .git_timeout
             .map_or_else(transport::git_timeout, Ok)
@@ -287,17 +384,17 @@ impl Mirror {
         let mut stalled = false;
         let result = match transport::bounded_transport(&self.fetch_url, limit) {
             Ok(Some((conn, guard))) => {
-                let r = self.receive(remote.to_connection_with_transport(conn));
+                let r = session.run(self, remote.to_connection_with_transport(conn));
                 stalled = guard.stalled();
                 r
             }
             Ok(None) => match remote.connect(Direction::Fetch) {
                 Ok(conn) => {
-                    let conn = match transport::http_options(&repo, &self.fetch_url, limit) {
+                    let conn = match transport::http_options(repo, &self.fetch_url, limit) {
                         Some(opts) => conn.with_transport_options(opts),
                         None => conn,
                     };
-                    let r = self.receive(conn);
+                    let r = session.run(self, conn);
                     if let Err(NodesError::Git { source, .. }) = &r {
                         stalled = transport::chain_timed_out(source);
                     }
@@ -311,16 +408,12 @@ impl Mirror {
             }
         };
         match result {
-            Err(_) if stalled => {
-                return Err(NodesError::FetchTimeout {
-                    repo: self.shown_url.clone(),
-                    seconds: limit.as_secs(),
-                });
-            }
-            other => other?,
+            Err(_) if stalled => Err(NodesError::FetchTimeout {
+                repo: self.shown_url.clone(),
+                seconds: limit.as_secs(),
+            }),
+            other => other,
         }
-        comfyver_fs::test_pause("fetch-after-receive");
-        Ok(())
     }
 
     /// Negotiates and receives the pack over an open connection.

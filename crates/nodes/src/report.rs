@@ -12,6 +12,12 @@ pub trait Reporter: Send + Sync {
         let _ = (repo, what);
     }
 
+    /// `paths` of `repo` at `commit` are read from the remote, without
+    /// fetching the commit into the mirror (its trees and those files only).
+    fn reading_remote(&self, repo: &str, commit: &str, paths: &[&str]) {
+        let _ = (repo, commit, paths);
+    }
+
     /// A checkout of `name` (a node, `comfy` or a submodule path) at `commit` starts.
     fn checking_out(&self, name: &str, commit: &str) {
         let _ = (name, commit);

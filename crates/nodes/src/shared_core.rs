@@ -65,44 +65,79 @@ pub fn ensure_shared_core(
     Ok(dest)
 }
 
-/// Whether the core at `commit` can run from a shared checkout: its
-/// `comfy/cli_args.py` defines `--base-directory` (older pins do not; their
-/// homes get their own copy of the core). Read from the shared checkout when
-/// it is there, else from the core's mirror (the commit is fetched into it
-/// first), so an older core is never checked out into the core cache.
-pub fn core_takes_base_directory(
-    layout: &CacheLayout,
-    repo: &RepoUrl,
-    commit: &str,
-    opts: &NodesOptions,
-    reporter: &dyn Reporter,
-) -> Result<bool, NodesError> {
-    let dest = shared_core_path(layout, repo, commit);
-    if is_checkout_complete(&dest) {
-        return Ok(std::fs::read(dest.join(CLI_ARGS)).is_ok_and(|b| defines_base_directory(&b)));
-    }
-    Ok(matches!(
-        read_core_file(layout, repo, commit, CLI_ARGS, opts, reporter)?,
-        TreeFile::Blob(b) if defines_base_directory(&b)
-    ))
+/// What a caller learns of a core commit before its checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreProbe {
+    /// Whether it can run from a shared checkout: its `comfy/cli_args.py`
+    /// defines `--base-directory` (older pins do not; their homes get their
+    /// own copy of the core).
+    pub shared: bool,
+    /// The files asked for (relative, `/`-separated paths), in their order.
+    pub files: Vec<TreeFile>,
 }
 
-/// Reads `path` (relative, `/`-separated) in the core's tree at `commit`
-/// from its mirror, fetching the commit into the mirror first (which the
-/// checkout needs anyway): what a caller wants to know of the core, e.g. its
-/// `requirements.txt`, before its checkout is there.
-pub fn read_core_file(
+/// Reads what [`CoreProbe`] tells of the core at `commit`, and the files at
+/// `paths` (e.g. its `requirements.txt`), before its checkout is there, so
+/// an older core never enters the core cache and the Python install need
+/// not wait for the checkout. Read from the shared checkout when it is
+/// there, else from the core's mirror when it has the commit; else from the
+/// remote without fetching the commit (its trees and these files only, see
+/// `Mirror::peek_files`), or, when the remote cannot serve that, by
+/// fetching the commit into the mirror (which the checkout needs anyway).
+pub fn probe_core(
     layout: &CacheLayout,
     repo: &RepoUrl,
     commit: &str,
-    path: &str,
+    paths: &[&str],
     opts: &NodesOptions,
     reporter: &dyn Reporter,
-) -> Result<TreeFile, NodesError> {
-    let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
+) -> Result<CoreProbe, NodesError> {
+    let wanted: Vec<&str> = std::iter::once(CLI_ARGS)
+        .chain(paths.iter().copied())
+        .collect();
     let commit = commit.to_ascii_lowercase();
-    mirror.ensure_commit_with(&commit, opts.offline, reporter)?;
-    mirror.read_file(&commit, path)
+    let dest = shared_core_path(layout, repo, &commit);
+    let mut files = if is_checkout_complete(&dest) {
+        wanted
+            .iter()
+            .map(|path| read_checkout_file(&dest, path))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
+        let peeked = if opts.offline || mirror.has_commit(&commit) {
+            None
+        } else {
+            mirror.peek_files(&commit, &wanted, reporter)?
+        };
+        match peeked {
+            Some(files) => files,
+            None => {
+                mirror.ensure_commit_with(&commit, opts.offline, reporter)?;
+                wanted
+                    .iter()
+                    .map(|path| mirror.read_file(&commit, path))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        }
+    };
+    let cli_args = files.remove(0);
+    Ok(CoreProbe {
+        shared: matches!(cli_args, TreeFile::Blob(b) if defines_base_directory(&b)),
+        files,
+    })
+}
+
+/// `path` in a complete checkout, as [`TreeFile`] tells a tree's entry.
+fn read_checkout_file(checkout: &Path, path: &str) -> Result<TreeFile, NodesError> {
+    let file = checkout.join(path);
+    match std::fs::symlink_metadata(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TreeFile::Absent),
+        Err(e) => Err(NodesError::io("could not read", &file, e)),
+        Ok(meta) if meta.is_file() => std::fs::read(&file)
+            .map(TreeFile::Blob)
+            .map_err(|e| NodesError::io("could not read", &file, e)),
+        Ok(_) => Ok(TreeFile::Other),
+    }
 }
 
 fn defines_base_directory(cli_args: &[u8]) -> bool {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
 use comfyver_nodes::{
-    NoReporter, NodesError, NodesOptions, checkout_core, core_cache_dir, core_link,
-    core_takes_base_directory, ensure_nodes, ensure_shared_core, fill_caches, is_checkout_complete,
-    link_core, link_nodes, shared_core_path,
+    NoReporter, NodesError, NodesOptions, checkout_core, core_cache_dir, core_link, ensure_nodes,
+    ensure_shared_core, fill_caches, is_checkout_complete, link_core, link_nodes, probe_core,
+    shared_core_path,
 };
 use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
 use comfyver_testkit::git::{GitDaemon, Repo, git};
@@ -523,7 +523,11 @@ fn a_shared_core_is_checked_out_once_and_linked_into_homes() {
     let layout = CacheLayout::new(tmp.path().join("cache"));
     let url = RepoUrl::parse(&core.file_url()).unwrap();
     let opts = NodesOptions::default();
-    let takes = |c: &str| core_takes_base_directory(&layout, &url, c, &opts, &NoReporter).unwrap();
+    let takes = |c: &str| {
+        probe_core(&layout, &url, c, &[], &opts, &NoReporter)
+            .unwrap()
+            .shared
+    };
     assert!(takes(&c1), "read from the mirror");
     assert!(
         !core_cache_dir(&layout).exists(),

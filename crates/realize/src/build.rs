@@ -109,9 +109,10 @@ pub fn realize(
     // Python set, the packages are known before anything is checked out.
     // So: uv's cache is filled with the locked set while the node packs check
     // out (side by side); the home is claimed and its venv made meanwhile. A
-    // shared core's requirements are read from its mirror as soon as its
-    // commit is fetched, so the Python install starts with the node packs'
-    // checkouts and runs beside the core's checkout and the model downloads.
+    // shared core's requirements are read before its commit is fetched
+    // (from the remote, without its blobs, where the server can filter), so
+    // the Python install starts with the node packs' checkouts and runs
+    // beside the core's fetch and checkout and the model downloads.
     // Each step's children run in its own thread, which lives as long as
     // they do; install scripts run after all of it.
     let early = PythonInputs {
@@ -171,7 +172,7 @@ pub fn realize(
                         reporter.nodes(),
                     )
                 });
-                (Some(checkout), requirements)
+                (Some(checkout), Some(requirements))
             }
         };
         if venv.is_none() {
@@ -183,7 +184,7 @@ pub fn realize(
             .flatten();
         let checkouts = joined(nodes);
         let (links, scripts) = link_step(home, req, &checkouts?)?;
-        // Without the requirements from the mirror, the install reads them
+        // Without the requirements read before the checkout, the install reads them
         // from the checkout: it waits for it.
         let mut shared = shared;
         if staged.is_none()
@@ -382,22 +383,22 @@ enum CoreLayout {
     Copy,
     /// The shared checkout of `commit`, to be made (when it is not there)
     /// and linked as `<home>/core`. `requirements` is the core's
-    /// `requirements.txt` read from its mirror, when the checkout is not
-    /// there yet.
+    /// `requirements.txt`, read before its checkout.
     Shared {
         repo: RepoUrl,
         commit: String,
-        requirements: Option<TreeFile>,
+        requirements: TreeFile,
     },
 }
 
-/// The core of the lock: its repository (with the spec's credentials),
-/// its commit, and whether it can be shared (which fetches the commit into
-/// its mirror).
+/// The core of the lock: its repository (with the spec's credentials), its
+/// commit, whether it can be shared, and its `requirements.txt` (see
+/// [`comfyver_nodes::probe_core`]).
 struct CoreProbe {
     repo: RepoUrl,
     commit: String,
     share: bool,
+    requirements: TreeFile,
 }
 
 fn probe_core(
@@ -414,17 +415,20 @@ fn probe_core(
             std::io::Error::other(e.to_string()),
         )
     })?;
-    let share = comfyver_nodes::core_takes_base_directory(
+    let mut probe = comfyver_nodes::probe_core(
         req.layout,
         &repo,
         &commit,
+        &[CORE_REQUIREMENTS],
         nodes_opts,
         reporter.nodes(),
     )?;
     Ok(CoreProbe {
         repo,
         commit,
-        share,
+        share: probe.shared,
+        // (Read from the checkout, which waits for it.)
+        requirements: probe.files.pop().unwrap_or(TreeFile::Other),
     })
 }
 
@@ -456,6 +460,7 @@ fn claim_home(
         repo,
         commit,
         share,
+        requirements,
     } = core;
     if root.exists() {
         home.remove_stale_marks()?;
@@ -483,22 +488,6 @@ fn claim_home(
         // The marker first (`.comfyver/` appears with it): from here on the
         // directory is provably ours.
         home.mark(&req.spec.version_id)?;
-        let checked_out = comfyver_nodes::is_checkout_complete(&comfyver_nodes::shared_core_path(
-            req.layout, &repo, &commit,
-        ));
-        // The commit is in the mirror already (the probe above fetched it).
-        let requirements = (!checked_out)
-            .then(|| {
-                comfyver_nodes::read_core_file(
-                    req.layout,
-                    &repo,
-                    &commit,
-                    CORE_REQUIREMENTS,
-                    nodes_opts,
-                    reporter.nodes(),
-                )
-            })
-            .transpose()?;
         CoreLayout::Shared {
             repo,
             commit,
@@ -529,7 +518,7 @@ fn claim_home(
 /// The core's requirements file, as the Python inputs read it.
 const CORE_REQUIREMENTS: &str = "requirements.txt";
 
-/// The core's `requirements.txt` read from its mirror, put where the Python
+/// The core's `requirements.txt` read before its checkout, put where the Python
 /// inputs can read it as a core directory's: a temporary directory beside
 /// `.comfyver/core-requirements` (deleted when dropped, or by the next
 /// realize once its writer is provably gone) holding only that file, or

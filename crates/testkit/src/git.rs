@@ -75,6 +75,13 @@ impl Repo {
         &self.work
     }
 
+    /// Lets the bare remote serve partial fetches (`uploadpack.allowFilter`),
+    /// as forges do; git's default is to refuse them.
+    pub fn allow_filter(&mut self) -> &mut Repo {
+        git(&self.bare, &["config", "uploadpack.allowFilter", "true"]);
+        self
+    }
+
     /// The `file://` URL of the bare remote.
     pub fn file_url(&self) -> String {
         format!("file://{}", self.bare.display())
