@@ -14,7 +14,8 @@
 #     fake-comfyui) padded with CORE_FILES files (default 1100, ~25 KB each),
 #     whose requirements.txt names the large packages and a part of the index;
 #     3 node packs with their own requirements.txt; all served by `git daemon`
-#     on loopback.
+#     on loopback, with partial fetches allowed as forges allow them
+#     (FILTER=0: refused, git's default).
 # Then ROUNDS times (default 5), each from empty caches (a fresh cache dir and
 # UV_CACHE_DIR on the same filesystem; uv alone first in odd rounds, last in
 # even ones; before each, `settle` (bench/lib/settle.sh) waits for the
@@ -169,6 +170,8 @@ commit_repo() { # dir name
   # Packed, with a bitmap, as a forge keeps a repository: a server sending
   # loose objects spends seconds compressing them for every fetch.
   git -C "$work/srv/$2.git" repack -adq
+  # Partial fetches served, as forges do (FILTER=0: git's default, refused).
+  if [[ "${FILTER:-1}" == 1 ]]; then git -C "$work/srv/$2.git" config uploadpack.allowFilter true; fi
 }
 core="$work/build/ComfyUI"
 cp -r "$here/crates/testkit/fixtures/fake-comfyui" "$core"

@@ -33,6 +33,8 @@ commit_repo() { # dir name
   # Packed, with a bitmap, as a forge keeps a repository: a server sending
   # loose objects spends seconds compressing them for every fetch.
   git -C "$work/srv/$2.git" repack -adq
+  # Partial fetches served, as forges do (FILTER=0: git's default, refused).
+  if [[ "${FILTER:-1}" == 1 ]]; then git -C "$work/srv/$2.git" config uploadpack.allowFilter true; fi
 }
 core="$work/build/ComfyUI"
 cp -r "$here/crates/testkit/fixtures/fake-comfyui" "$core"
