@@ -1,7 +1,8 @@
 //! `probe_core`: what realize learns of a core before its checkout, read from
 //! a remote that serves partial fetches without fetching the commit, and
 //! from one that does not by fetching it. Real repositories served by git's
-//! own `upload-pack`, over file:// and git:// (git's daemon on loopback).
+//! own `upload-pack`, over file://, git:// (git's daemon on loopback) and
+//! http:// (`git http-backend` on loopback).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -9,7 +10,7 @@ use std::sync::Mutex;
 use comfyver_fs::CacheLayout;
 use comfyver_nodes::{Mirror, NodesOptions, Reporter, TreeFile, ensure_shared_core, probe_core};
 use comfyver_spec::{RepoUrl, UrlRewrites};
-use comfyver_testkit::git::{GitDaemon, Repo};
+use comfyver_testkit::git::{GitDaemon, GitHttp, Repo};
 
 const REQUIREMENTS: &str = "torch>=2.0\nnumpy\n";
 
@@ -138,6 +139,17 @@ fn over_git_daemon_both_kinds_of_remote_give_the_same_files() {
         let mut daemon = None;
         probe_through(filter, |bare| {
             let served = daemon.insert(GitDaemon::start(bare.parent().unwrap()));
+            served.url("ComfyUI.git")
+        });
+    }
+}
+
+#[test]
+fn over_http_both_kinds_of_remote_give_the_same_files() {
+    for filter in [true, false] {
+        let mut server = None;
+        probe_through(filter, |bare| {
+            let served = server.insert(GitHttp::start(bare.parent().unwrap()));
             served.url("ComfyUI.git")
         });
     }

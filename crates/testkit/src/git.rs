@@ -296,6 +296,53 @@ impl Drop for GitDaemon {
     }
 }
 
+/// git's smart HTTP protocol on loopback: `git http-backend` (git's own CGI
+/// program, as forges run it) behind a small Python web server
+/// (`fixtures/git-http/serve.py`), serving every repository under a base
+/// path; killed on drop.
+pub struct GitHttp {
+    child: Child,
+    base_url: String,
+}
+
+impl GitHttp {
+    /// Starts the server for `base` and waits for its address.
+    pub fn start(base: &Path) -> GitHttp {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/git-http/serve.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the git HTTP server starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("its stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("it prints its address");
+        assert!(line.starts_with("http://"), "git HTTP server: {line:?}");
+        GitHttp {
+            child,
+            base_url: line.trim().to_string(),
+        }
+    }
+
+    /// The `http://` URL of `<base>/<relative>`.
+    pub fn url(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.base_url)
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

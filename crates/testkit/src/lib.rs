@@ -2,8 +2,9 @@
 //!
 //! - [`git`]: real git repositories (bare remotes with branches, lightweight
 //!   and annotated tags, several commits, submodules) made with the `git`
-//!   binary, and [`git::GitDaemon`], git's own daemon serving them over the
-//!   `git://` protocol on loopback.
+//!   binary, [`git::GitDaemon`], git's own daemon serving them over the
+//!   `git://` protocol on loopback, and [`git::GitHttp`], git's smart HTTP
+//!   protocol (`git http-backend`) on loopback.
 //! - [`wheels`]: real pure-Python wheels (and a standard set) that uv and pip
 //!   install offline from a local find-links directory, and
 //!   [`wheels::SimpleIndex`], a PEP 503 index on loopback serving them.
