@@ -15,7 +15,9 @@
 #     whose requirements.txt names the large packages and a part of the index;
 #     3 node packs with their own requirements.txt; all served by `git daemon`
 #     on loopback, with partial fetches allowed as forges allow them
-#     (FILTER=0: refused, git's default).
+#     (FILTER=0: refused, git's default), reached through a relay limiting
+#     what it sends to GIT_MIB MiB/s (bench/lib/throttle.py; default 0: no
+#     relay, as fast as the disk allows), as from a forge.
 # Then ROUNDS times (default 5), each from empty caches (a fresh cache dir and
 # UV_CACHE_DIR on the same filesystem; uv alone first in odd rounds, last in
 # even ones; before each, `settle` (bench/lib/settle.sh) waits for the
@@ -51,6 +53,7 @@ PKGS="${PKGS:-80}"
 BIG_MB="${BIG_MB:-160}"
 LINK_MIB="${LINK_MIB:-100}"
 PER_CONN_MIB="${PER_CONN_MIB:-0}"
+GIT_MIB="${GIT_MIB:-0}"
 CORE_FILES="${CORE_FILES:-1100}"
 ROUNDS="${ROUNDS:-5}"
 # The real uv and the real interpreter first on PATH, not a version
@@ -211,6 +214,12 @@ limits=(--total "$((LINK_MIB * 1024 * 1024))")
 pids+=($!)
 for _ in $(seq 1 200); do [[ -s "$work/serve.url" ]] && break; sleep 0.05; done
 for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$gport") 2>/dev/null && break; sleep 0.05; done
+if [[ "$GIT_MIB" -gt 0 ]]; then
+  python3 "$here/bench/lib/throttle.py" "$gport" "$((GIT_MIB * 1024 * 1024))" > "$work/throttle.port" &
+  pids+=($!)
+  for _ in $(seq 1 100); do [[ -s "$work/throttle.port" ]] && break; sleep 0.05; done
+  gport="$(cat "$work/throttle.port")"
+fi
 index="$(cat "$work/serve.url")/simple"
 
 python3 - "$work" "$gport" "$index" <<'EOF'
@@ -328,7 +337,8 @@ ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 npk=$(wc -l < "$work/uv1.set")
 echo
 echo "cold realize vs uv alone: $npk packages installed of $PKGS ($(cat "$work/index-mb") MB index," \
-  "link $LINK_MIB MiB/s, per connection ${PER_CONN_MIB:-0} MiB/s (0: none)), core of $CORE_FILES files, 3 packs;" \
+  "link $LINK_MIB MiB/s, per connection ${PER_CONN_MIB:-0} MiB/s (0: none)), core of $CORE_FILES files, 3 packs," \
+  "git at ${GIT_MIB} MiB/s (0: unthrottled), partial fetches $([[ "${FILTER:-1}" == 1 ]] && echo served || echo refused);" \
   "release build, $(nproc) cores"
 printf '  %-34s %s\n' "uv alone (venv + pip install -r)" "${uv_t[*]} s"
 printf '  %-34s %s\n' "comfyver realize, fresh" "${fresh_t[*]} s"
