@@ -523,3 +523,30 @@ fn lost_output_readers_do_not_stop_the_work() {
     assert!(!stderr.contains("internal error"), "{stderr}");
     assert!(env.lock_path("v1").is_file());
 }
+
+#[test]
+fn a_scratch_repository_left_by_a_killed_resolve_is_removed_by_the_next() {
+    let env = sandbox();
+    let (_core, _) = standard_repo(&env.remotes(), "core");
+    let url = format!("file://{}", env.remotes().join("core.git").display());
+    write_spec(&env, "v1", json!({"repo": url}), json!([]));
+    let tmp = env.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let scratch = || -> Vec<String> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("comfyver-ls-remote"))
+            .collect()
+    };
+    let mut cmd = env.cmd(&["resolve", "v1"]);
+    cmd.env("TMPDIR", &tmp);
+    comfyver_testkit::cli::Paused::start(cmd, "ls-remote-scratch").kill();
+    assert_eq!(scratch().len(), 1, "the killed run's scratch repository");
+
+    let mut cmd = env.cmd(&["resolve", "v1"]);
+    cmd.env("TMPDIR", &tmp);
+    ok(&cmd.output().unwrap());
+    assert_eq!(scratch(), Vec::<String>::new());
+}

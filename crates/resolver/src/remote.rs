@@ -55,24 +55,30 @@ impl RemoteFailure {
     }
 }
 
+/// The name the scratch repositories are temporaries of.
+const SCRATCH: &str = "comfyver-ls-remote";
+
 /// Lists remotes through one scratch repository; shareable across threads.
 pub(crate) struct Lister {
     repo: gix::ThreadSafeRepository,
     timeout: Duration,
     // Declared last so it is dropped after the repository handle.
-    _dir: tempfile::TempDir,
+    _dir: comfyver_fs::TempDir,
 }
 
 impl Lister {
-    /// Creates the scratch repository in the system's temporary directory.
+    /// Creates the scratch repository in the system's temporary directory,
+    /// named for its host and process so that one left by a process that
+    /// was killed is removed by the next (once provably gone).
     pub(crate) fn new(timeout: Duration) -> Result<Lister, ResolveError> {
         let scratch_err = |message: String| ResolveError::Scratch {
             cause: RemoteCause(message),
         };
-        let dir = tempfile::Builder::new()
-            .prefix("comfyver-ls-remote-")
-            .tempdir()
+        let tmp = std::env::temp_dir();
+        let _ = comfyver_fs::remove_stale_temps(&tmp, Some(SCRATCH));
+        let dir = comfyver_fs::TempDir::beside(&tmp.join(SCRATCH))
             .map_err(|e| scratch_err(e.to_string()))?;
+        comfyver_fs::test_pause("ls-remote-scratch");
         let repo = gix::ThreadSafeRepository::init_opts(
             dir.path(),
             gix::create::Kind::Bare,
