@@ -706,3 +706,77 @@ fn a_core_whose_requirements_file_is_a_link_installs_what_it_names() {
     assert!(has_core_requirement(&w.home("v1")));
     ok(&comfyver(&w, &["verify", "v1"]));
 }
+
+#[test]
+fn a_core_that_cannot_be_fetched_is_reported_without_waiting_for_the_warm_up() {
+    // With a lock that records the Python set, uv's cache is filled from the
+    // first moment. Here that warm-up is held by a uv wrapper that sleeps
+    // instead of downloading (the one stand-in: it plays a large set on a
+    // slow index), and the core's repository is gone. The core's error must
+    // end the run and kill the warm-up, not wait for it.
+    let w = World::new(&[]);
+    ok(&comfyver(&w, &["realize", "v1"]));
+    let replay = w.root.join("replay");
+    std::fs::create_dir_all(replay.join("resolved")).unwrap();
+    std::fs::copy(
+        w.root.join("cache/resolved/v1.lock.json"),
+        replay.join("resolved/v1.lock.json"),
+    )
+    .unwrap();
+    std::fs::rename(w.core.bare(), w.root.join("gone.git")).unwrap();
+    let real_uv = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v uv"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let pid_file = w.root.join("warm-up.pid");
+    let wrapper = w.root.join("uv-held");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --target \"*) echo $$ > '{}'; exec sleep 300;; esac\nexec '{}' \"$@\"\n",
+            pid_file.display(),
+            real_uv.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = comfyver_testkit::cli::comfyver_command(
+        Path::new(env!("CARGO_BIN_EXE_comfyver")),
+        &replay,
+        &w.root.join("versions"),
+    );
+    cmd.args(["realize", "v1"])
+        .env("UV", &wrapper)
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(finished, "still running after 90 s: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ComfyUI"), "names the core: {stderr}");
+    let held: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the warm-up ran")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !comfyver_fs::child::process_alive(held),
+        "the warm-up was left running"
+    );
+}

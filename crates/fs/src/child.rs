@@ -145,6 +145,18 @@ pub struct Finished {
 /// group is killed when it exits, so no grandchild keeps writing after we
 /// return.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Finished> {
+    run_bounded_unless(cmd, timeout, &AtomicBool::new(false))
+}
+
+/// [`run_bounded`], also killing the child's group as soon as `stop` is set
+/// (e.g. by a caller whose other step failed, so that its error is not held
+/// back by a child whose work is no longer wanted); that ends in an error of
+/// kind [`std::io::ErrorKind::Interrupted`].
+pub fn run_bounded_unless(
+    cmd: &mut Command,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> std::io::Result<Finished> {
     cmd.stdin(Stdio::null());
     contain(cmd);
     let mut child = cmd.spawn()?;
@@ -166,7 +178,7 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Fini
             })
         }),
     );
-    let status = wait_until(&mut child, Instant::now() + timeout);
+    let status = wait_until(&mut child, Instant::now() + timeout, stop);
     // The leader is gone (exited or killed): nothing of its group stays.
     signal_group(pid, libc::SIGKILL);
     unregister(pid);
@@ -183,11 +195,24 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Fini
 
 /// Waits for `child` until `deadline`; then kills its group and reaps it
 /// (`Ok(None)`).
-fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> std::io::Result<Option<ExitStatus>> {
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
+        }
+        if stop.load(Ordering::Relaxed) {
+            signal_group(child.id(), libc::SIGKILL);
+            let _ = child.kill();
+            child.wait()?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "stopped: its result is no longer wanted",
+            ));
         }
         if Instant::now() >= deadline {
             signal_group(child.id(), libc::SIGKILL);

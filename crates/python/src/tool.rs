@@ -3,6 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
 
 use super::error::{PythonError, ToolOutput, redact_text};
 use super::limits::Limit;
@@ -142,13 +143,25 @@ pub(crate) fn hermetic(program: &Path) -> Command {
 /// SIGINT/SIGTERM), capturing its output, for at most `limit`. A non-zero
 /// exit is a [`PythonError::Tool`], the limit a [`PythonError::TimedOut`].
 pub(crate) fn run(cmd: &mut Command, what: &str, limit: Limit) -> Result<Output, PythonError> {
+    run_unless(cmd, what, limit, &AtomicBool::new(false))
+}
+
+/// [`run`], the child killed as soon as `stop` is set (an error of kind
+/// `Interrupted` in [`PythonError::Spawn`]).
+pub(crate) fn run_unless(
+    cmd: &mut Command,
+    what: &str,
+    limit: Limit,
+    stop: &AtomicBool,
+) -> Result<Output, PythonError> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let done = comfyver_fs::child::run_bounded(cmd, limit.duration).map_err(|source| {
-        PythonError::Spawn {
-            program: cmd.get_program().into(),
-            source,
-        }
-    })?;
+    let done =
+        comfyver_fs::child::run_bounded_unless(cmd, limit.duration, stop).map_err(|source| {
+            PythonError::Spawn {
+                program: cmd.get_program().into(),
+                source,
+            }
+        })?;
     let Some(status) = done.status else {
         return Err(PythonError::TimedOut {
             what: what.to_string(),

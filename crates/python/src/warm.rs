@@ -1,6 +1,7 @@
 //! Filling uv's cache with a locked set before the home exists.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use comfyver_fs::{CacheLayout, TempDir};
 use comfyver_spec::LockedPython;
@@ -8,7 +9,7 @@ use comfyver_spec::LockedPython;
 use super::error::PythonError;
 use super::install::source_args;
 use super::requirements::{PythonInputs, collect_requirements};
-use super::tool::{Installer, hermetic, run};
+use super::tool::{Installer, hermetic, run_unless};
 use super::torch;
 use super::venv;
 
@@ -26,7 +27,8 @@ use super::venv;
 /// package this cannot find is simply left to the replay, which reports what
 /// it cannot install: callers may ignore the error. With pip, or with a torch
 /// index pinned by `python.torch_index_url`, or when `home` already has a
-/// complete venv, this does nothing.
+/// complete venv, this does nothing. Setting `stop` kills the uv run (for
+/// a caller whose other steps failed: their error need not wait for it).
 ///
 /// [`build_env`]: crate::build_env
 pub fn warm_cache(
@@ -35,6 +37,7 @@ pub fn warm_cache(
     locked: &LockedPython,
     inputs: &PythonInputs,
     installer: &Installer,
+    stop: &AtomicBool,
 ) -> Result<WarmedCache, PythonError> {
     let nothing = || Ok(WarmedCache { _throwaway: None });
     let Installer::Uv { uv } = installer else {
@@ -76,10 +79,11 @@ pub fn warm_cache(
     cmd.args(["-r", "locked.txt"])
         .args(source_args(&reqs, installer))
         .args(torch::uv_args(&reqs));
-    run(
+    run_unless(
         &mut cmd,
         "filling uv's cache with the locked Python packages",
         reqs.limits.tool_limit(),
+        stop,
     )?;
     Ok(WarmedCache {
         _throwaway: Some(tmp),

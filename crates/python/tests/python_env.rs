@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 
 use comfyver_fs::CacheLayout;
 use comfyver_python::{
@@ -408,7 +409,15 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
     let warmed = CacheLayout::new(fx.root.join("warmed"));
     std::fs::create_dir_all(warmed.root()).unwrap();
     let home = warmed.version_home("w");
-    let throwaway = python::warm_cache(&warmed, &home, &locked, &inputs, &installer).unwrap();
+    let throwaway = python::warm_cache(
+        &warmed,
+        &home,
+        &locked,
+        &inputs,
+        &installer,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     drop(throwaway);
     let left: Vec<String> = std::fs::read_dir(warmed.root())
         .unwrap()
@@ -438,10 +447,24 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
     // A home with a complete venv needs no warm-up: nothing runs (with the
     // index gone, uv would fail).
     drop(index);
-    let again = python::warm_cache(&warmed, &home, &locked, &inputs, &installer);
+    let again = python::warm_cache(
+        &warmed,
+        &home,
+        &locked,
+        &inputs,
+        &installer,
+        &AtomicBool::new(false),
+    );
     assert!(again.is_ok(), "{again:?}");
     let other = warmed.version_home("other");
-    let cold = python::warm_cache(&warmed, &other, &locked, &inputs, &installer);
+    let cold = python::warm_cache(
+        &warmed,
+        &other,
+        &locked,
+        &inputs,
+        &installer,
+        &AtomicBool::new(false),
+    );
     assert!(cold.is_err(), "a warm-up that runs needs the index");
 }
 

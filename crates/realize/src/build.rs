@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use comfyver_fs::{CacheLayout, FileLock};
 use comfyver_models::FetchOptions;
@@ -127,109 +128,120 @@ pub fn realize(
         Some(i) => i.clone(),
         None => Installer::detect(early.settings.version.as_deref())?,
     };
+    // A step that fails stops the warm-up's download at once: its error
+    // is not held back until the locked set is in uv's cache.
+    let stop = AtomicBool::new(false);
     let (scripts, missing_models, reqs, installed) = std::thread::scope(|s| {
-        let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
-        let nodes_opts = &nodes_opts;
-        let warm = req.lock.python.as_ref().map(|locked| {
-            s.spawn(move || python::warm_cache(req.layout, home.root(), locked, early, installer))
-        });
-        reporter.step("core", &short(&req.lock.comfy.commit));
-        reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
-        let nodes = s.spawn(|| {
-            comfyver_nodes::ensure_nodes(with_secrets, req.layout, nodes_opts, reporter.nodes())
-        });
-        // A new home is claimed at once (marked), so that its venv is made
-        // while the core and the node packs are fetched.
-        let mut venv = None;
-        if is_new(home.root()) {
-            home.mark(&req.spec.version_id)?;
-            venv =
-                Some(s.spawn(move || {
+        let stop = &stop;
+        let built = (|| {
+            let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
+            let nodes_opts = &nodes_opts;
+            let warm = req.lock.python.as_ref().map(|locked| {
+                s.spawn(move || {
+                    python::warm_cache(req.layout, home.root(), locked, early, installer, stop)
+                })
+            });
+            reporter.step("core", &short(&req.lock.comfy.commit));
+            reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
+            let nodes = s.spawn(|| {
+                comfyver_nodes::ensure_nodes(with_secrets, req.layout, nodes_opts, reporter.nodes())
+            });
+            // A new home is claimed at once (marked), so that its venv is made
+            // while the core and the node packs are fetched.
+            let mut venv = None;
+            if is_new(home.root()) {
+                home.mark(&req.spec.version_id)?;
+                venv = Some(s.spawn(move || {
                     python::prepare_venv(home.root(), req.layout, early, installer)
                 }));
-        }
-        let core = probe_core(req, nodes_opts, reporter)?;
-        if !core.share
-            && let Some(made) = venv.take()
-        {
-            // An older core is checked out into the home itself, which
-            // replaces what is there: the venv is made again after it.
-            let _ = joined(made);
-        }
-        let (shared, requirements) = match claim_home(home, req, core, nodes_opts, reporter)? {
-            CoreLayout::Copy => (None, None),
-            CoreLayout::Shared {
-                repo,
-                commit,
-                requirements,
-            } => {
-                let checkout = s.spawn(move || {
-                    comfyver_nodes::ensure_shared_core(
-                        req.layout,
-                        &repo,
-                        &commit,
-                        nodes_opts,
-                        reporter.nodes(),
-                    )
-                });
-                (Some(checkout), Some(requirements))
             }
-        };
-        if venv.is_none() {
-            python::prepare_venv(home.root(), req.layout, early, installer)?;
-        }
-        let staged = requirements
-            .map(|file| stage_core_requirements(home, file))
-            .transpose()?
-            .flatten();
-        let checkouts = joined(nodes);
-        let (links, scripts) = link_step(home, req, &checkouts?)?;
-        // Without the requirements read before the checkout, the install reads them
-        // from the checkout: it waits for it.
-        let mut shared = shared;
-        if staged.is_none()
-            && let Some(checkout) = shared.take()
-        {
-            comfyver_nodes::link_core(home.root(), &joined(checkout)?)?;
-        }
+            let core = probe_core(req, nodes_opts, reporter)?;
+            if !core.share
+                && let Some(made) = venv.take()
+            {
+                // An older core is checked out into the home itself, which
+                // replaces what is there: the venv is made again after it.
+                let _ = joined(made);
+            }
+            let (shared, requirements) = match claim_home(home, req, core, nodes_opts, reporter)? {
+                CoreLayout::Copy => (None, None),
+                CoreLayout::Shared {
+                    repo,
+                    commit,
+                    requirements,
+                } => {
+                    let checkout = s.spawn(move || {
+                        comfyver_nodes::ensure_shared_core(
+                            req.layout,
+                            &repo,
+                            &commit,
+                            nodes_opts,
+                            reporter.nodes(),
+                        )
+                    });
+                    (Some(checkout), Some(requirements))
+                }
+            };
+            if venv.is_none() {
+                python::prepare_venv(home.root(), req.layout, early, installer)?;
+            }
+            let staged = requirements
+                .map(|file| stage_core_requirements(home, file))
+                .transpose()?
+                .flatten();
+            let checkouts = joined(nodes);
+            let (links, scripts) = link_step(home, req, &checkouts?)?;
+            // Without the requirements read before the checkout, the install reads them
+            // from the checkout: it waits for it.
+            let mut shared = shared;
+            if staged.is_none()
+                && let Some(checkout) = shared.take()
+            {
+                comfyver_nodes::link_core(home.root(), &joined(checkout)?)?;
+            }
 
-        reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
-        reporter.step("python", "");
-        let inputs = PythonInputs {
-            core_dir: staged
-                .as_ref()
-                .map_or_else(|| home.core_dir(), |d| d.path().to_path_buf()),
-            nodes: links,
-            ..early.clone()
-        };
-        let python = s.spawn(move || -> Result<_, RealizeError> {
-            // Best effort: what the warm-up could not fetch, the install
-            // reports. Its throwaway tree is deleted beside the install.
-            let warmed = warm.and_then(|w| joined(w).ok());
-            s.spawn(move || drop(warmed));
-            venv.map(joined).transpose()?;
-            let reqs = python::collect_requirements(&inputs)?;
-            let installed = python::build_env(
-                home.root(),
-                req.layout,
-                &reqs,
-                req.lock.python.as_ref(),
-                installer,
-            )?;
-            Ok((reqs, installed))
-        });
-        let models = models_step(home, req, with_secrets, skip, reporter);
-        // The shared core is linked after the node packs, so a pack named
-        // like one of the core's own entries keeps its place.
-        let linked = shared.map(|checkout| -> Result<(), RealizeError> {
-            Ok(comfyver_nodes::link_core(home.root(), &joined(checkout)?)?)
-        });
-        let python = joined(python);
-        let (missing_models, model_warnings) = models?;
-        warnings.extend(model_warnings);
-        linked.transpose()?;
-        let (reqs, installed) = python?;
-        Ok::<_, RealizeError>((scripts, missing_models, reqs, installed))
+            reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
+            reporter.step("python", "");
+            let inputs = PythonInputs {
+                core_dir: staged
+                    .as_ref()
+                    .map_or_else(|| home.core_dir(), |d| d.path().to_path_buf()),
+                nodes: links,
+                ..early.clone()
+            };
+            let python = s.spawn(move || -> Result<_, RealizeError> {
+                // Best effort: what the warm-up could not fetch, the install
+                // reports. Its throwaway tree is deleted beside the install.
+                let warmed = warm.and_then(|w| joined(w).ok());
+                s.spawn(move || drop(warmed));
+                venv.map(joined).transpose()?;
+                let reqs = python::collect_requirements(&inputs)?;
+                let installed = python::build_env(
+                    home.root(),
+                    req.layout,
+                    &reqs,
+                    req.lock.python.as_ref(),
+                    installer,
+                )?;
+                Ok((reqs, installed))
+            });
+            let models = models_step(home, req, with_secrets, skip, reporter);
+            // The shared core is linked after the node packs, so a pack named
+            // like one of the core's own entries keeps its place.
+            let linked = shared.map(|checkout| -> Result<(), RealizeError> {
+                Ok(comfyver_nodes::link_core(home.root(), &joined(checkout)?)?)
+            });
+            let python = joined(python);
+            let (missing_models, model_warnings) = models?;
+            warnings.extend(model_warnings);
+            linked.transpose()?;
+            let (reqs, installed) = python?;
+            Ok::<_, RealizeError>((scripts, missing_models, reqs, installed))
+        })();
+        if built.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        built
     })?;
     warnings.extend(reqs.warnings.iter().cloned());
 
