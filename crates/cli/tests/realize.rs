@@ -1158,21 +1158,10 @@ fn stalling_git_server() -> (u16, std::thread::JoinHandle<()>) {
 }
 
 /// Runs `cmd` to its end, killing it (and failing) after `limit`.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: the git timeout was not applied");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
+fn output_within(cmd: Command, limit: Duration) -> Output {
+    comfyver_testkit::cli::output_within(cmd, limit).unwrap_or_else(|_| {
+        panic!("still running after {limit:?}: the git timeout was not applied")
+    })
 }
 
 #[test]

@@ -9,12 +9,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use comfyver_testkit::cli::Paused;
+use comfyver_testkit::cli::{Paused, output_within};
 use comfyver_testkit::world::{World, smoke_workflow};
 use serde_json::{Value, json};
 
 fn comfyver(w: &World, args: &[&str]) -> Output {
     w.comfyver(Path::new(env!("CARGO_BIN_EXE_comfyver")), args, None)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn ok(out: &Output) -> (String, String) {
@@ -513,6 +517,26 @@ fn a_realize_killed_while_marking_a_new_home_is_finished_by_the_rerun() {
     ok(&comfyver(&w, &["verify", "v1"]));
 }
 
+/// Waits (at most 2 minutes) until `home`'s venv has the stand-in core's
+/// requirement; whether it has.
+fn core_requirement_installed_within_2_min(home: &Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !has_core_requirement(home) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    has_core_requirement(home)
+}
+
+/// `verify` passes on `v1` and a workflow runs on it with `hello_pack`'s node.
+fn verifies_and_runs(w: &World) {
+    ok(&comfyver(w, &["verify", "v1"]));
+    let result = stdout_json(&run(w, "v1", &smoke_workflow(true)));
+    assert!(
+        result.to_string().contains("hello from hello_pack"),
+        "{result}"
+    );
+}
+
 /// Whether `home`'s venv has the stand-in core's requirement installed.
 fn has_core_requirement(home: &Path) -> bool {
     walkdir_has(&home.join(".venv"), "fakecomfydep")
@@ -525,11 +549,7 @@ fn the_python_install_runs_while_the_shared_core_is_being_checked_out() {
     let w = World::new(&["hello_pack"]);
     let held = realize_paused_at(&w, "shared-core-checkout");
     let home = w.home("v1");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !has_core_requirement(&home) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let installed = has_core_requirement(&home);
+    let installed = core_requirement_installed_within_2_min(&home);
     let checked_out = std::fs::read_dir(w.root.join("cache/core"))
         .into_iter()
         .flatten()
@@ -546,12 +566,7 @@ fn the_python_install_runs_while_the_shared_core_is_being_checked_out() {
     // Killed there, the rerun finishes it: the core is checked out and
     // linked, and the version runs.
     ok(&comfyver(&w, &["realize", "v1"]));
-    ok(&comfyver(&w, &["verify", "v1"]));
-    let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
-    assert!(
-        result.to_string().contains("hello from hello_pack"),
-        "{result}"
-    );
+    verifies_and_runs(&w);
 }
 
 #[test]
@@ -570,11 +585,7 @@ fn from_a_remote_that_filters_the_install_starts_before_the_cores_commit_is_fetc
     };
     let held = realize_paused_at(&w, "shared-core-checkout");
     let home = w.home("v1");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !has_core_requirement(&home) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let installed = has_core_requirement(&home);
+    let installed = core_requirement_installed_within_2_min(&home);
     let fetched = mirror_has_commit();
     let seen = held.kill();
     assert!(
@@ -589,12 +600,7 @@ fn from_a_remote_that_filters_the_install_starts_before_the_cores_commit_is_fetc
 
     ok(&comfyver(&w, &["realize", "v1"]));
     assert!(mirror_has_commit());
-    ok(&comfyver(&w, &["verify", "v1"]));
-    let result = stdout_json(&run(&w, "v1", &smoke_workflow(true)));
-    assert!(
-        result.to_string().contains("hello from hello_pack"),
-        "{result}"
-    );
+    verifies_and_runs(&w);
 }
 
 #[test]
@@ -623,20 +629,11 @@ fn a_remote_that_stalls_while_the_core_is_read_ends_in_one_timeout() {
     );
     cmd.args(["-v", "realize", "v1"])
         .env("COMFYVER_GIT_TIMEOUT", "2")
-        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let finished = child.try_wait().unwrap().is_some();
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"));
+    let ran = output_within(cmd, std::time::Duration::from_secs(60));
     signal("-CONT");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(finished, "still running after 60 s: {stderr}");
+    let out = ran.unwrap_or_else(|o| panic!("still running after 60 s: {}", text(&o.stderr)));
+    let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("nothing received for 2 s"), "{stderr}");
     assert!(
@@ -755,19 +752,10 @@ fn a_core_that_cannot_be_fetched_is_reported_without_waiting_for_the_warm_up() {
     );
     cmd.args(["realize", "v1"])
         .env("UV", &wrapper)
-        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let finished = child.try_wait().unwrap().is_some();
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(finished, "still running after 90 s: {stderr}");
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"));
+    let out = output_within(cmd, std::time::Duration::from_secs(90))
+        .unwrap_or_else(|o| panic!("still running after 90 s: {}", text(&o.stderr)));
+    let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("ComfyUI"), "names the core: {stderr}");
     let held: u32 = std::fs::read_to_string(&pid_file)

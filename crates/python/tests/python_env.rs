@@ -409,15 +409,10 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
     let warmed = CacheLayout::new(fx.root.join("warmed"));
     std::fs::create_dir_all(warmed.root()).unwrap();
     let home = warmed.version_home("w");
-    let throwaway = python::warm_cache(
-        &warmed,
-        &home,
-        &locked,
-        &inputs,
-        &installer,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let never = AtomicBool::new(false);
+    let warm =
+        |home: &Path| python::warm_cache(&warmed, home, &locked, &inputs, &installer, &never);
+    let throwaway = warm(&home).unwrap();
     drop(throwaway);
     let left: Vec<String> = std::fs::read_dir(warmed.root())
         .unwrap()
@@ -447,24 +442,10 @@ fn warm_cache_fetches_the_locked_set_into_uvs_cache_before_the_home_exists() {
     // A home with a complete venv needs no warm-up: nothing runs (with the
     // index gone, uv would fail).
     drop(index);
-    let again = python::warm_cache(
-        &warmed,
-        &home,
-        &locked,
-        &inputs,
-        &installer,
-        &AtomicBool::new(false),
-    );
+    let again = warm(&home);
     assert!(again.is_ok(), "{again:?}");
     let other = warmed.version_home("other");
-    let cold = python::warm_cache(
-        &warmed,
-        &other,
-        &locked,
-        &inputs,
-        &installer,
-        &AtomicBool::new(false),
-    );
+    let cold = warm(&other);
     assert!(cold.is_err(), "a warm-up that runs needs the index");
 }
 

@@ -166,6 +166,55 @@ pub fn fails(out: &Output) -> (String, String) {
     (stdout, stderr)
 }
 
+/// Runs `cmd` to its end within `limit`, its stdout and stderr read on
+/// threads (so a chatty run never blocks on a full pipe). `Err` holds what it
+/// wrote when it was still running at the limit and was killed.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Result<Output, Output> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let until = std::time::Instant::now() + limit;
+    let mut status = child.try_wait().expect("waiting for it");
+    while status.is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        status = child.try_wait().expect("waiting for it");
+    }
+    let finished = status.is_some();
+    if !finished {
+        let _ = child.kill();
+    }
+    let output = Output {
+        status: child.wait().expect("its status"),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    if finished { Ok(output) } else { Err(output) }
+}
+
 fn texts(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
