@@ -277,11 +277,12 @@ fn build_tree(
     Ok(())
 }
 
-/// A new repository at `work` holding only `commit` (one commit deep, from
-/// the mirror, where it is pinned), `HEAD` detached at it and its tree
-/// checked out. The mirror is read through a contained `git upload-pack`
-/// (own process group, killed with us and at the git timeout), not through
-/// a transport gix would spawn itself.
+/// A new repository at `work` holding `commit` (one commit deep: `.git/shallow`
+/// names it), `HEAD` detached at it and its tree checked out. Its objects are
+/// the mirror's packs, hard-linked (copied across filesystems): packs are
+/// never changed once written, so this costs no disk and no second packing
+/// and indexing of the commit. Where the mirror's packs do not hold the
+/// commit (loose objects), it is fetched from the mirror instead.
 fn clone_one_commit(
     mirror: &Mirror,
     commit: &str,
@@ -291,9 +292,103 @@ fn clone_one_commit(
     let err = |e| NodesError::git("checkout", shown, e);
     std::fs::create_dir_all(work)
         .map_err(|e| NodesError::io("could not create directory", work, e))?;
-    let repo = gix::init(work).map_err(err)?;
     let id =
         gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| err(gix::Error::from_error(e)))?;
+    let mut repo = gix::init(work).map_err(err)?;
+    link_packs(mirror, &repo)?;
+    // Reopened, so the object store sees the packs just linked in.
+    repo = gix::open_opts(repo.git_dir(), gix::open::Options::isolated()).map_err(err)?;
+    if repo.has_object(id) {
+        comfyver_fs::write_atomic(
+            &repo.git_dir().join("shallow"),
+            format!("{commit}\n").as_bytes(),
+        )?;
+    } else {
+        fetch_one_commit(&repo, mirror, commit, shown)?;
+    }
+    // A detached HEAD is the commit id in `.git/HEAD` (no reflog: that would
+    // need a committer identity, which a worker need not have).
+    comfyver_fs::write_atomic(
+        &repo.git_dir().join("HEAD"),
+        format!("{commit}\n").as_bytes(),
+    )?;
+    let interrupt = AtomicBool::new(false);
+    let tree = repo
+        .find_commit(id)
+        .and_then(|c| c.tree_id())
+        .map_err(err)?
+        .detach();
+    let mut index = repo.index_from_tree(&tree).map_err(err)?;
+    let mut opts = repo
+        .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
+        .map_err(err)?;
+    opts.destination_is_initially_empty = true;
+    let objects = repo
+        .objects
+        .clone()
+        .into_arc()
+        .map_err(|e| err(gix::Error::from_error(e)))?;
+    gix::worktree::state::checkout(
+        &mut index,
+        work,
+        objects,
+        &gix::progress::Discard,
+        &gix::progress::Discard,
+        &interrupt,
+        opts,
+    )
+    .map_err(err)?;
+    index.write(Default::default()).map_err(err)?;
+    Ok(repo)
+}
+
+/// Hard-links every complete pack of the mirror (its `.idx` beside its
+/// `.pack`) into `repo`'s object store, copying where a link is refused
+/// (another filesystem, `fs.protected_hardlinks`). A pack whose index is not
+/// there yet is still being written by another worker's fetch, and skipped.
+fn link_packs(mirror: &Mirror, repo: &gix::Repository) -> Result<(), NodesError> {
+    let from = mirror.path().join("objects/pack");
+    let to = repo.objects.store_ref().path().join("pack");
+    std::fs::create_dir_all(&to)
+        .map_err(|e| NodesError::io("could not create directory", &to, e))?;
+    let entries = match std::fs::read_dir(&from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(NodesError::io("could not list the packs of", &from, e)),
+    };
+    for entry in entries {
+        let idx = entry
+            .map_err(|e| NodesError::io("could not list the packs of", &from, e))?
+            .path();
+        if idx.extension().is_none_or(|x| x != "idx") {
+            continue;
+        }
+        let pack = idx.with_extension("pack");
+        if !pack.is_file() {
+            continue;
+        }
+        for file in [&pack, &idx] {
+            let dest = to.join(file.file_name().unwrap_or_default());
+            if std::fs::hard_link(file, &dest).is_err() {
+                std::fs::copy(file, &dest)
+                    .map_err(|e| NodesError::io("could not copy the pack", file, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetches `commit` one commit deep from the mirror, where it is pinned,
+/// into `repo`. The mirror is read through a contained `git upload-pack`
+/// (own process group, killed with us and at the git timeout), not through
+/// a transport gix would spawn itself.
+fn fetch_one_commit(
+    repo: &gix::Repository,
+    mirror: &Mirror,
+    commit: &str,
+    shown: &str,
+) -> Result<(), NodesError> {
+    let err = |e| NodesError::git("checkout", shown, e);
     let limit = crate::transport::git_timeout().map_err(|value| NodesError::BadSetting {
         name: crate::transport::GIT_TIMEOUT_ENV,
         value,
@@ -326,40 +421,7 @@ fn clone_one_commit(
             seconds: limit.as_secs(),
         });
     }
-    fetched.map_err(err)?;
-    // A detached HEAD is the commit id in `.git/HEAD` (no reflog: that would
-    // need a committer identity, which a worker need not have).
-    comfyver_fs::write_atomic(
-        &repo.git_dir().join("HEAD"),
-        format!("{commit}\n").as_bytes(),
-    )?;
-    let tree = repo
-        .find_commit(id)
-        .and_then(|c| c.tree_id())
-        .map_err(err)?
-        .detach();
-    let mut index = repo.index_from_tree(&tree).map_err(err)?;
-    let mut opts = repo
-        .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
-        .map_err(err)?;
-    opts.destination_is_initially_empty = true;
-    let objects = repo
-        .objects
-        .clone()
-        .into_arc()
-        .map_err(|e| err(gix::Error::from_error(e)))?;
-    gix::worktree::state::checkout(
-        &mut index,
-        work,
-        objects,
-        &gix::progress::Discard,
-        &gix::progress::Discard,
-        &interrupt,
-        opts,
-    )
-    .map_err(err)?;
-    index.write(Default::default()).map_err(err)?;
-    Ok(repo)
+    fetched.map_err(err)
 }
 
 /// One submodule listed in `.gitmodules` with the commit its parent records.

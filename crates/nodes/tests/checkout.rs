@@ -591,3 +591,97 @@ fn a_shared_core_is_checked_out_once_and_linked_into_homes() {
     assert!(h3.join("core/precious").is_file());
     assert_eq!(core_link(&h3), None);
 }
+
+/// The inode numbers of the pack files under `dir/objects/pack`.
+fn pack_inodes(git_dir: &Path) -> Vec<u64> {
+    let mut inodes: Vec<u64> = std::fs::read_dir(git_dir.join("objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .map(|p| std::fs::metadata(p).unwrap().ino())
+        .collect();
+    inodes.sort();
+    inodes
+}
+
+#[test]
+fn a_checkout_links_the_mirrors_packs_and_stays_one_commit_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = pack(tmp.path(), "node");
+    let first = node.head();
+    node.write(&[("later.py", "x = 2\n")]);
+    let second = node.commit("two");
+    node.push();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let opts = NodesOptions::default();
+    // The later commit first, so the mirror holds more than the checkout needs.
+    for commit in [&second, &first] {
+        let l = lock(
+            locked(None, &node.file_url(), commit),
+            vec![locked(Some("node"), &node.file_url(), commit)],
+        );
+        ensure_nodes(&l, &layout, &opts, &NoReporter).unwrap();
+    }
+    let slug = RepoUrl::parse(&node.file_url()).unwrap().slug();
+    let entry = layout.node_checkout(&slug, &first);
+    let mirror = pack_inodes(&layout.git_mirror(&slug));
+    assert!(!mirror.is_empty());
+    assert_eq!(
+        pack_inodes(&entry.join(".git")),
+        mirror,
+        "the checkout's objects are the mirror's packs, not a second copy"
+    );
+    assert_eq!(head_of(&entry).0, first);
+    assert!(!entry.join("later.py").exists());
+    assert_eq!(git(&entry, &["rev-list", "--count", "HEAD"]), "1");
+    assert_eq!(git(&entry, &["status", "--porcelain"]), "");
+    // git itself finds the repository whole (the later commit's objects are
+    // there but unreachable from HEAD).
+    git(&entry, &["fsck", "--no-dangling", "--no-progress"]);
+}
+
+#[test]
+fn a_mirror_of_loose_objects_is_still_checked_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = pack(tmp.path(), "node");
+    let commit = node.head();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let url = RepoUrl::parse(&node.file_url()).unwrap();
+    let slug = url.slug();
+    let mirror =
+        comfyver_nodes::Mirror::open(&layout, &url, &comfyver_spec::UrlRewrites::default())
+            .unwrap();
+    mirror.ensure_commit(&commit, false).unwrap();
+    // Unpack the mirror's packs into loose objects, as a mirror written by
+    // another tool may hold them.
+    let pack_dir = layout.git_mirror(&slug).join("objects/pack");
+    for p in std::fs::read_dir(&pack_dir).unwrap() {
+        let p = p.unwrap().path();
+        if p.extension().is_some_and(|x| x == "pack") {
+            let moved = tmp.path().join("unpack-me.pack");
+            std::fs::rename(&p, &moved).unwrap();
+            std::fs::remove_file(p.with_extension("idx")).unwrap();
+            let status = comfyver_testkit::git::git_command(&layout.git_mirror(&slug))
+                .args(["unpack-objects", "-q"])
+                .stdin(std::fs::File::open(&moved).unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    assert!(pack_inodes(&layout.git_mirror(&slug)).is_empty());
+    let l = lock(
+        locked(None, &node.file_url(), &commit),
+        vec![locked(Some("node"), &node.file_url(), &commit)],
+    );
+    let got = ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReporter).unwrap();
+    let entry = &got[0].path;
+    assert_eq!(head_of(entry).0, commit);
+    assert!(entry.join("__init__.py").is_file());
+    assert_eq!(
+        pack_inodes(&entry.join(".git")).len(),
+        1,
+        "fetched from the mirror"
+    );
+    git(entry, &["fsck", "--no-dangling", "--no-progress"]);
+}
