@@ -106,6 +106,9 @@ pub fn checkout_changes(checkout: &Path) -> Result<Vec<PathBuf>, NodesError> {
     Ok(changed)
 }
 
+/// Copies `from` into `to`, except git's packs (`.git/objects/pack/*`), which
+/// are hard-linked where the filesystem allows: git never writes into a pack
+/// once it exists, so the copy's history costs no disk.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), NodesError> {
     std::fs::create_dir_all(to).map_err(|e| NodesError::io("could not create", to, e))?;
     let entries = std::fs::read_dir(from).map_err(|e| NodesError::io("could not read", from, e))?;
@@ -123,7 +126,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), NodesError> {
                 .map_err(|e| NodesError::io("could not create the link", &dst, e))?;
         } else if kind.is_dir() {
             copy_tree(&src, &dst)?;
-        } else {
+        } else if !(from.ends_with(".git/objects/pack") && std::fs::hard_link(&src, &dst).is_ok()) {
             std::fs::copy(&src, &dst).map_err(|e| NodesError::io("could not copy", &src, e))?;
         }
     }
@@ -139,7 +142,9 @@ mod tests {
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("install.py"), "print('hi')\n").unwrap();
         std::fs::write(dir.join("sub/data.txt"), "data\n").unwrap();
-        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        std::fs::create_dir_all(dir.join(".git/objects/pack")).unwrap();
+        std::fs::write(dir.join(".git/objects/pack/pack-1.pack"), "PACK").unwrap();
+        std::fs::write(dir.join(".git/config"), "[core]\n").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.join(COMPLETE_MARKER), "c\n").unwrap();
     }
@@ -157,6 +162,18 @@ mod tests {
         let copy = isolate_node(&home, "pack", &shared).unwrap();
         assert!(!std::fs::symlink_metadata(&copy).unwrap().is_symlink());
         assert_eq!(node_source(&copy).as_deref(), Some(shared.as_path()));
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let pack = ".git/objects/pack/pack-1.pack";
+        assert_eq!(
+            ino(&copy.join(pack)),
+            ino(&shared.join(pack)),
+            "packs linked"
+        );
+        assert_ne!(
+            ino(&copy.join(".git/config")),
+            ino(&shared.join(".git/config"))
+        );
         std::fs::write(copy.join("sub/data.txt"), "written by install.py\n").unwrap();
         assert_eq!(
             std::fs::read_to_string(shared.join("sub/data.txt")).unwrap(),
