@@ -27,15 +27,8 @@ export PATH UV
 
 echo "building the core, $NODES node repositories, $MODELS models, wheels..." >&2
 mkdir -p "$work/srv" "$work/build" "$work/models" "$work/wheels" "$work/index" "$work/versions"
-commit_repo() { # dir name
-  git -C "$1" add -A && git -C "$1" commit -q -m "$2"
-  git clone -q --bare "$1" "$work/srv/$2.git"
-  # Packed, with a bitmap, as a forge keeps a repository: a server sending
-  # loose objects spends seconds compressing them for every fetch.
-  git -C "$work/srv/$2.git" repack -adq
-  # Partial fetches served, as forges do (FILTER=0: git's default, refused).
-  if [[ "${FILTER:-1}" == 1 ]]; then git -C "$work/srv/$2.git" config uploadpack.allowFilter true; fi
-}
+# shellcheck source=bench/lib/serve-repo.sh
+source "$here/bench/lib/serve-repo.sh"
 core="$work/build/ComfyUI"
 cp -r "$here/crates/testkit/fixtures/fake-comfyui" "$core"
 find "$core" -name __pycache__ -prune -exec rm -rf {} +
@@ -49,7 +42,7 @@ for i in range(files):
     with open(os.path.join(out, f"module{i}.py"), "w") as f:
         f.write('DATA = "' + base64.b64encode(os.urandom(kb * 768)).decode() + '"\n')
 PY
-git init -q -b main "$core" && commit_repo "$core" ComfyUI
+git init -q -b main "$core" && serve_repo "$core" ComfyUI
 for i in $(seq 1 "$NODES"); do
   w="$work/build/node$i"
   mkdir -p "$w/nodes"
@@ -58,7 +51,7 @@ for i in $(seq 1 "$NODES"); do
   for f in $(seq 1 20); do head -c 3000 /dev/urandom | base64 > "$w/nodes/file$f.py"; done
   echo "benchdep$((i % 5))" > "$w/requirements.txt"
   [[ $i -eq 1 ]] && echo "bigdep" >> "$w/requirements.txt"
-  commit_repo "$w" "node$i"
+  serve_repo "$w" "node$i"
 done
 for i in $(seq 1 "$MODELS"); do
   head -c "$((MODEL_KB * 1024))" /dev/urandom > "$work/models/m$i.safetensors"

@@ -721,30 +721,12 @@ fn a_core_that_cannot_be_fetched_is_reported_without_waiting_for_the_warm_up() {
     )
     .unwrap();
     std::fs::rename(w.core.bare(), w.root.join("gone.git")).unwrap();
-    let real_uv = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v uv"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
     let pid_file = w.root.join("warm-up.pid");
-    let wrapper = w.root.join("uv-held");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\ncase \" $* \" in *\" --target \"*) echo $$ > '{}'; exec sleep 300;; esac\nexec '{}' \"$@\"\n",
-            pid_file.display(),
-            real_uv.trim()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let wrapper = uv_wrapper(
+        &w,
+        "uv-held",
+        &format!("echo $$ > '{}'; exec sleep 300", pid_file.display()),
+    );
     let mut cmd = comfyver_testkit::cli::comfyver_command(
         Path::new(env!("CARGO_BIN_EXE_comfyver")),
         &replay,
@@ -767,4 +749,80 @@ fn a_core_that_cannot_be_fetched_is_reported_without_waiting_for_the_warm_up() {
         !comfyver_fs::child::process_alive(held),
         "the warm-up was left running"
     );
+}
+
+/// A uv that runs `on_target` (shell) when called with `--target` (the
+/// warm-up of uv's cache, nothing else passes it), then the real uv.
+fn uv_wrapper(w: &World, name: &str, on_target: &str) -> PathBuf {
+    let real_uv = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v uv"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = w.root.join(name);
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --target \"*) {on_target};; esac\nexec '{}' \"$@\"\n",
+            real_uv.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    wrapper
+}
+
+#[test]
+fn a_replay_warms_uvs_cache_only_while_the_install_waits_for_the_core() {
+    // The warm-up installs the locked set into a throwaway tree to fill uv's
+    // cache while the install cannot start. From a remote that serves the
+    // core's requirements without its commit, the install starts with the
+    // node packs, and a warm-up beside it would cost a link and an unlink
+    // per file: it does not run. From one that does not, the core's fetch
+    // comes first, and the warm-up runs beside it.
+    let mut w = World::new(&["hello_pack"]);
+    ok(&comfyver(&w, &["realize", "v1"]));
+    fn warmed(w: &World, label: &str) -> bool {
+        let replay = w.root.join(label);
+        std::fs::create_dir_all(replay.join("resolved")).unwrap();
+        std::fs::copy(
+            w.root.join("cache/resolved/v1.lock.json"),
+            replay.join("resolved/v1.lock.json"),
+        )
+        .unwrap();
+        let log = w.root.join(format!("{label}.warm-up"));
+        let wrapper = uv_wrapper(
+            w,
+            &format!("uv-{label}"),
+            &format!("echo >> '{}'", log.display()),
+        );
+        let mut cmd = comfyver_testkit::cli::comfyver_command(
+            Path::new(env!("CARGO_BIN_EXE_comfyver")),
+            &replay,
+            &w.root.join("versions"),
+        );
+        cmd.args(["realize", "v1"])
+            .env("UV", &wrapper)
+            .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"));
+        let out = output_within(cmd, std::time::Duration::from_secs(120))
+            .unwrap_or_else(|o| panic!("still running after 120 s: {}", text(&o.stderr)));
+        ok(&out);
+        assert!(
+            replay
+                .join("versions/comfy-v1/.comfyver/python/locked.txt")
+                .is_file(),
+            "the lock's set was replayed"
+        );
+        log.exists()
+    }
+    assert!(warmed(&w, "refused"), "no warm-up beside the core's fetch");
+    w.core.allow_filter();
+    assert!(!warmed(&w, "filtered"), "a warm-up beside the install");
 }

@@ -12,7 +12,8 @@
 //!   gives a home its own copy for older cores. [`probe_core`] tells which,
 //!   and reads core files, before any checkout and, where the remote serves
 //!   it, before the commit is fetched (realize starts the Python install
-//!   with the core's requirements).
+//!   with the core's requirements); [`peek_core`] does it only where no
+//!   fetch is needed.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
@@ -52,7 +53,7 @@ pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror, TreeFile};
 pub use report::{NoReporter, Reporter};
 pub use shared_core::{
-    CoreProbe, core_cache_dir, core_link, ensure_shared_core, link_core, probe_core,
+    CoreProbe, core_cache_dir, core_link, ensure_shared_core, link_core, peek_core, probe_core,
     shared_core_path,
 };
 pub use transport::{

@@ -79,11 +79,9 @@ pub struct CoreProbe {
 /// Reads what [`CoreProbe`] tells of the core at `commit`, and the files at
 /// `paths` (e.g. its `requirements.txt`), before its checkout is there, so
 /// an older core never enters the core cache and the Python install need
-/// not wait for the checkout. Read from the shared checkout when it is
-/// there, else from the core's mirror when it has the commit; else from the
-/// remote without fetching the commit (its trees and these files only, see
-/// `Mirror::peek_files`), or, when the remote cannot serve that, by
-/// fetching the commit into the mirror (which the checkout needs anyway).
+/// not wait for the checkout: as [`peek_core`] reads them or, when that
+/// cannot, by fetching the commit into the mirror (which the checkout needs
+/// anyway) and reading them there.
 pub fn probe_core(
     layout: &CacheLayout,
     repo: &RepoUrl,
@@ -92,39 +90,73 @@ pub fn probe_core(
     opts: &NodesOptions,
     reporter: &dyn Reporter,
 ) -> Result<CoreProbe, NodesError> {
-    let wanted: Vec<&str> = std::iter::once(CLI_ARGS)
-        .chain(paths.iter().copied())
-        .collect();
+    if let Some(probe) = peek_core(layout, repo, commit, paths, opts, reporter)? {
+        return Ok(probe);
+    }
+    let commit = commit.to_ascii_lowercase();
+    let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
+    mirror.ensure_commit_with(&commit, opts.offline, reporter)?;
+    Ok(probe_of(read_mirror(&mirror, &commit, &wanted(paths))?))
+}
+
+/// [`probe_core`] without fetching the commit: read from the shared checkout
+/// when it is there, else from the core's mirror when it has the commit,
+/// else from the remote, its trees and these files only (see
+/// `Mirror::peek_files`). `None` when only fetching the commit can tell
+/// (the remote cannot serve that, or offline, a mirror without the commit).
+pub fn peek_core(
+    layout: &CacheLayout,
+    repo: &RepoUrl,
+    commit: &str,
+    paths: &[&str],
+    opts: &NodesOptions,
+    reporter: &dyn Reporter,
+) -> Result<Option<CoreProbe>, NodesError> {
+    let wanted = wanted(paths);
     let commit = commit.to_ascii_lowercase();
     let dest = shared_core_path(layout, repo, &commit);
-    let mut files = if is_checkout_complete(&dest) {
-        wanted
+    if is_checkout_complete(&dest) {
+        let files = wanted
             .iter()
             .map(|path| read_checkout_file(&dest, path))
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
-        let peeked = if opts.offline || mirror.has_commit(&commit) {
-            None
-        } else {
-            mirror.peek_files(&commit, &wanted, reporter)?
-        };
-        match peeked {
-            Some(files) => files,
-            None => {
-                mirror.ensure_commit_with(&commit, opts.offline, reporter)?;
-                wanted
-                    .iter()
-                    .map(|path| mirror.read_file(&commit, path))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-        }
-    };
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Some(probe_of(files)));
+    }
+    let mirror = Mirror::open(layout, repo, &opts.rewrites)?;
+    if mirror.has_commit(&commit) {
+        return Ok(Some(probe_of(read_mirror(&mirror, &commit, &wanted)?)));
+    }
+    if opts.offline {
+        return Ok(None);
+    }
+    Ok(mirror.peek_files(&commit, &wanted, reporter)?.map(probe_of))
+}
+
+/// `comfy/cli_args.py`, then `paths`.
+fn wanted<'a>(paths: &[&'a str]) -> Vec<&'a str> {
+    std::iter::once(CLI_ARGS)
+        .chain(paths.iter().copied())
+        .collect()
+}
+
+fn read_mirror(
+    mirror: &Mirror,
+    commit: &str,
+    wanted: &[&str],
+) -> Result<Vec<TreeFile>, NodesError> {
+    wanted
+        .iter()
+        .map(|path| mirror.read_file(commit, path))
+        .collect()
+}
+
+/// The probe of the files [`wanted`] names, in that order.
+fn probe_of(mut files: Vec<TreeFile>) -> CoreProbe {
     let cli_args = files.remove(0);
-    Ok(CoreProbe {
+    CoreProbe {
         shared: matches!(cli_args, TreeFile::Blob(b) if defines_base_directory(&b)),
         files,
-    })
+    }
 }
 
 /// `path` in a complete checkout, as [`TreeFile`] tells a tree's entry.

@@ -16,8 +16,9 @@
 //!   [`PythonError::Conflict`] naming the packs involved.
 //! - [`prepare_venv`] creates the venv early (from the spec's settings
 //!   alone), so a caller can overlap it with checking out node packs;
-//!   [`warm_cache`] downloads a locked set into uv's cache before the home
-//!   exists, so a replay's downloads overlap the git work.
+//!   [`warm_cache`] downloads a locked set into uv's cache before its
+//!   inputs are all known, so a replay's downloads overlap git work that
+//!   the install has to wait for.
 //! - [`run_install_scripts`] runs nodes' `install.py` once per home and commit.
 //! - [`freeze`] lists what a venv holds; [`plan`] says what would happen.
 //!

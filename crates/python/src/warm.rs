@@ -17,7 +17,10 @@ use super::venv;
 /// (`<cache>/uv`), so that the replay of the same set by [`build_env`] that
 /// follows only links files. For a caller that has the lock before the
 /// checkouts the venv's inputs are read from: realize runs it while the core
-/// and the node packs check out, so the downloads overlap the git work.
+/// is fetched (when its requirements cannot be read before that), so the
+/// downloads overlap git work the install would wait for. Beside an install
+/// that could start anyway it only costs time: the throwaway tree is a link
+/// and an unlink per file of the set.
 ///
 /// The packages are installed with `--no-deps` into a temporary directory
 /// beside the cache (`<cache>/.tmp-uv.*`, deleted when the returned

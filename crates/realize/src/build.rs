@@ -136,11 +136,6 @@ pub fn realize(
         let built = (|| {
             let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
             let nodes_opts = &nodes_opts;
-            let warm = req.lock.python.as_ref().map(|locked| {
-                s.spawn(move || {
-                    python::warm_cache(req.layout, home.root(), locked, early, installer, stop)
-                })
-            });
             reporter.step("core", &short(&req.lock.comfy.commit));
             reporter.step("nodes", &format!("{} pack(s)", req.lock.custom_nodes.len()));
             let nodes = s.spawn(|| {
@@ -155,7 +150,25 @@ pub fn realize(
                     python::prepare_venv(home.root(), req.layout, early, installer)
                 }));
             }
-            let core = probe_core(req, nodes_opts, reporter)?;
+            // With the lock's Python set, uv's cache is filled while the
+            // install must wait for the core: its commit fetched before its
+            // requirements can be read, or an older core checked out into the
+            // home. Where they are read at once the install itself starts with
+            // the node packs, and a warm-up beside it would only cost time
+            // (its throwaway tree: a link and an unlink per file).
+            let peeked = peek_core(req, nodes_opts, reporter)?;
+            let warm = match &peeked {
+                Some(core) if core.share => None,
+                _ => req.lock.python.as_ref().map(|locked| {
+                    s.spawn(move || {
+                        python::warm_cache(req.layout, home.root(), locked, early, installer, stop)
+                    })
+                }),
+            };
+            let core = match peeked {
+                Some(core) => core,
+                None => probe_core(req, nodes_opts, reporter)?,
+            };
             if !core.share
                 && let Some(made) = venv.take()
             {
@@ -413,21 +426,15 @@ struct CoreProbe {
     requirements: TreeFile,
 }
 
+/// What [`peek_core`] cannot read without the core's commit, read after
+/// fetching it.
 fn probe_core(
     req: &RealizeRequest<'_>,
     nodes_opts: &NodesOptions,
     reporter: &dyn RealizeReporter,
 ) -> Result<CoreProbe, RealizeError> {
-    let commit = req.lock.comfy.commit.to_ascii_lowercase();
-    // The stored lock is redacted; fetches take credentials from the spec.
-    let repo = RepoUrl::parse(&req.lock.with_secrets_from(req.spec).comfy.repo).map_err(|e| {
-        RealizeError::io(
-            "the lock's core repository is not a URL:",
-            req.home.root(),
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
-    let mut probe = comfyver_nodes::probe_core(
+    let (repo, commit) = core_of(req)?;
+    let probe = comfyver_nodes::probe_core(
         req.layout,
         &repo,
         &commit,
@@ -435,13 +442,52 @@ fn probe_core(
         nodes_opts,
         reporter.nodes(),
     )?;
-    Ok(CoreProbe {
-        repo,
-        commit,
-        share: probe.shared,
-        // (Read from the checkout, which waits for it.)
-        requirements: probe.files.pop().unwrap_or(TreeFile::Other),
-    })
+    Ok(CoreProbe::of(repo, commit, probe))
+}
+
+/// The core of the lock as [`comfyver_nodes::peek_core`] reads it without
+/// fetching its commit; `None` when only the fetch can tell.
+fn peek_core(
+    req: &RealizeRequest<'_>,
+    nodes_opts: &NodesOptions,
+    reporter: &dyn RealizeReporter,
+) -> Result<Option<CoreProbe>, RealizeError> {
+    let (repo, commit) = core_of(req)?;
+    let probe = comfyver_nodes::peek_core(
+        req.layout,
+        &repo,
+        &commit,
+        &[CORE_REQUIREMENTS],
+        nodes_opts,
+        reporter.nodes(),
+    )?;
+    Ok(probe.map(|p| CoreProbe::of(repo, commit, p)))
+}
+
+/// The lock's core repository (with the spec's credentials: the stored lock
+/// is redacted) and commit.
+fn core_of(req: &RealizeRequest<'_>) -> Result<(RepoUrl, String), RealizeError> {
+    let commit = req.lock.comfy.commit.to_ascii_lowercase();
+    let repo = RepoUrl::parse(&req.lock.with_secrets_from(req.spec).comfy.repo).map_err(|e| {
+        RealizeError::io(
+            "the lock's core repository is not a URL:",
+            req.home.root(),
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    Ok((repo, commit))
+}
+
+impl CoreProbe {
+    fn of(repo: RepoUrl, commit: String, mut probe: comfyver_nodes::CoreProbe) -> CoreProbe {
+        CoreProbe {
+            repo,
+            commit,
+            share: probe.shared,
+            // (Read from the checkout, which waits for it.)
+            requirements: probe.files.pop().unwrap_or(TreeFile::Other),
+        }
+    }
 }
 
 /// Whether `dir` is not there yet or empty: a home nobody has claimed.
