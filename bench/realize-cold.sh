@@ -168,15 +168,8 @@ for i, reqs in enumerate(packs, 1):
 EOF
 du -sm "$work/www" | cut -f1 > "$work/index-mb"
 
-commit_repo() { # dir name
-  git -C "$1" add -A && git -C "$1" commit -q -m "$2"
-  git clone -q --bare "$1" "$work/srv/$2.git"
-  # Packed, with a bitmap, as a forge keeps a repository: a server sending
-  # loose objects spends seconds compressing them for every fetch.
-  git -C "$work/srv/$2.git" repack -adq
-  # Partial fetches served, as forges do (FILTER=0: git's default, refused).
-  if [[ "${FILTER:-1}" == 1 ]]; then git -C "$work/srv/$2.git" config uploadpack.allowFilter true; fi
-}
+# shellcheck source=bench/lib/serve-repo.sh
+source "$here/bench/lib/serve-repo.sh"
 core="$work/build/ComfyUI"
 cp -r "$here/crates/testkit/fixtures/fake-comfyui" "$core"
 find "$core" -name __pycache__ -prune -exec rm -rf {} +
@@ -192,7 +185,7 @@ for i in range(n):
         f.write(b"# padding to the size of a real core\n")
         f.write(base64.b64encode(os.urandom(rng.randint(4000, 32000))))
 EOF
-git init -q -b main "$core" && commit_repo "$core" ComfyUI
+git init -q -b main "$core" && serve_repo "$core" ComfyUI
 for i in 1 2 3; do
   w="$work/build/pack$i"
   mkdir -p "$w/nodes"
@@ -200,7 +193,7 @@ for i in 1 2 3; do
   echo "NODE_CLASS_MAPPINGS = {}" > "$w/__init__.py"
   for f in $(seq 1 40); do head -c 3000 /dev/urandom | base64 > "$w/nodes/file$f.py"; done
   cp "$work/pack$i-requirements.txt" "$w/requirements.txt"
-  commit_repo "$w" "pack$i"
+  serve_repo "$w" "pack$i"
 done
 cat "$work/core-requirements.txt" "$work"/pack{1,2,3}-requirements.txt > "$work/combined.txt"
 
