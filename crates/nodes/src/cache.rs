@@ -6,7 +6,7 @@
 //! decided here, and every other crate lists or removes them through these
 //! functions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::{CacheLayout, FileLock};
@@ -78,6 +78,36 @@ pub fn disk_usage(path: &Path) -> u64 {
         .sum()
 }
 
+/// For each of `dirs`, the bytes that removing all of them frees, each file
+/// counted once, for the first of `dirs` that holds a link to it, and only
+/// when every link to it is inside `dirs`: a checkout's git packs are hard
+/// links to its mirror's, and removing the checkout alone frees none of them.
+fn freed_bytes(dirs: &[&Path]) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    // (device, inode) -> (first dir, size, links, links seen in dirs)
+    let mut files: HashMap<(u64, u64), (usize, u64, u64, u64)> = HashMap::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let found = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| e.metadata().ok());
+        for m in found {
+            files
+                .entry((m.dev(), m.ino()))
+                .or_insert((i, m.len(), m.nlink(), 0))
+                .3 += 1;
+        }
+    }
+    let mut bytes = vec![0; dirs.len()];
+    for (first, len, links, seen) in files.into_values() {
+        if seen >= links {
+            bytes[first] += len;
+        }
+    }
+    bytes
+}
+
 /// What a node cache entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -109,7 +139,8 @@ pub struct Unused {
     pub name: String,
     /// Where it is.
     pub path: PathBuf,
-    /// Its size on disk.
+    /// What removing it with the rest of the plan frees: its files, except
+    /// those linked from outside the plan (each file counted in one entry).
     pub bytes: u64,
 }
 
@@ -163,7 +194,7 @@ pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPl
         if !keep.contains(&entry.name) {
             unused.push(Unused {
                 kind: EntryKind::Checkout,
-                bytes: disk_usage(&entry.path),
+                bytes: 0,
                 name: entry.name,
                 path: entry.path,
             });
@@ -176,7 +207,7 @@ pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPl
         if is_entry && !keep.contains(&name) {
             unused.push(Unused {
                 kind: EntryKind::Core,
-                bytes: disk_usage(&path),
+                bytes: 0,
                 name,
                 path,
             });
@@ -186,13 +217,18 @@ pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPl
         if name.ends_with(".git") && !keep.contains(&name) {
             unused.push(Unused {
                 kind: EntryKind::Mirror,
-                bytes: disk_usage(&path),
+                bytes: 0,
                 name,
                 path,
             });
         }
     }
     unused.sort_by(|a, b| a.path.cmp(&b.path));
+    let dirs: Vec<&Path> = unused.iter().map(|u| u.path.as_path()).collect();
+    let freed = freed_bytes(&dirs);
+    for (entry, bytes) in unused.iter_mut().zip(freed) {
+        entry.bytes = bytes;
+    }
     Ok(NodesGcPlan { unused })
 }
 
@@ -214,8 +250,9 @@ pub fn gc_apply(
         };
         let _guard = FileLock::acquire(&key)?;
         if entry.path.exists() && still_unused(entry) {
+            let bytes = freed_bytes(&[entry.path.as_path()])[0];
             comfyver_fs::discard(&entry.path)?;
-            freed += entry.bytes;
+            freed += bytes;
         }
     }
     Ok(freed)

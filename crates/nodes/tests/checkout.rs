@@ -685,3 +685,62 @@ fn a_mirror_of_loose_objects_is_still_checked_out() {
     );
     git(entry, &["fsck", "--no-dangling", "--no-progress"]);
 }
+
+/// Bytes of the distinct files (by inode) under `dirs`, as `find` lists them.
+fn find_bytes(dirs: &[&Path], extra: &[&str]) -> u64 {
+    let out = std::process::Command::new("find")
+        .args(dirs)
+        .args(["-type", "f"])
+        .args(extra)
+        .args(["-printf", "%i %s\n"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: std::collections::BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn gc_counts_a_pack_shared_by_a_checkout_and_its_mirror_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = pack(tmp.path(), "node");
+    let first = node.head();
+    node.write(&[("later.py", "x = 2\n")]);
+    let second = node.commit("two");
+    node.push();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let on = |commit: &str| {
+        lock(
+            locked(None, &node.file_url(), commit),
+            vec![locked(Some("node"), &node.file_url(), commit)],
+        )
+    };
+    ensure_nodes(&on(&first), &layout, &NodesOptions::default(), &NoReporter).unwrap();
+    let slug = RepoUrl::parse(&node.file_url()).unwrap().slug();
+    let entry = layout.node_checkout(&slug, &first);
+    let mirror = layout.git_mirror(&slug);
+
+    // The mirror stays (a lock names the repository at another commit):
+    // removing the checkout frees its own files, not the packs it links.
+    let plan = comfyver_nodes::gc_plan(&layout, &[on(&second)]).unwrap();
+    assert_eq!(plan.unused.len(), 1, "{plan:?}");
+    let own = find_bytes(&[&entry], &["-links", "1"]);
+    assert!(own < find_bytes(&[&entry], &[]), "the checkout links packs");
+    assert_eq!(plan.bytes(), own);
+
+    // Both go: every file is counted once.
+    let plan = comfyver_nodes::gc_plan(&layout, &[]).unwrap();
+    assert_eq!(plan.unused.len(), 2, "{plan:?}");
+    let all = find_bytes(&[&entry, &mirror], &[]);
+    assert_eq!(plan.bytes(), all);
+    let freed = comfyver_nodes::gc_apply(&layout, &plan, &|_| true).unwrap();
+    assert_eq!(freed, all);
+    assert!(!entry.exists() && !mirror.exists());
+}
