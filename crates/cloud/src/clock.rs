@@ -38,6 +38,13 @@ impl Stamp {
     }
 }
 
+/// `unix` (seconds since the epoch) in ISO 8601's basic UTC form,
+/// `20260101T000000Z`: the form request signing uses, and one that sorts as
+/// a file name.
+pub fn basic_utc(unix: u64) -> String {
+    Stamp::at(unix).full
+}
+
 /// Howard Hinnant's days → (year, month, day) for the proleptic Gregorian calendar.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -64,5 +71,6 @@ mod tests {
         // A leap day.
         assert_eq!(Stamp::at(1_709_208_000).full, "20240229T120000Z");
         assert_eq!(Stamp::at(1_709_208_000).date, "20240229");
+        assert_eq!(basic_utc(1_709_208_000), "20240229T120000Z");
     }
 }

@@ -33,6 +33,7 @@ mod s3;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+pub use clock::basic_utc;
 pub use error::CloudError;
 pub use gcs::{
     DEFAULT_CHUNK, GCS_BUCKET_ENV, GCS_PREFIX_ENV, GCS_PUBLIC_ENV, GCS_RETRIES_ENV,
