@@ -379,3 +379,106 @@ fn a_local_git_child_that_stalls_is_killed_at_the_git_timeout() {
             .contains(") Z");
     assert!(!alive, "the stalled git child {pid} outlived the timeout");
 }
+
+/// An `ssh` that runs the remote command here (as git's own tests fake
+/// ssh): the one stand-in, for the ssh server this machine does not run.
+/// It logs its arguments to `<dir>/ssh.log`; for a host named `stall` it
+/// starts a `sleep` (its pid in `<dir>/stall.pid`) and waits for it instead.
+fn fake_ssh(dir: &Path) -> PathBuf {
+    let bin = dir.join("fake-ssh-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let ssh = bin.join("ssh");
+    let log = dir.join("ssh.log");
+    let pid = dir.join("stall.pid");
+    std::fs::write(
+        &ssh,
+        format!(
+            r#"#!/bin/sh
+echo "$*" >> '{log}'
+while [ $# -gt 2 ]; do shift; done
+host="$1"; cmd="$2"
+case "$host" in
+  *stall*) sleep 300 & echo $! > '{pid}'; wait; exit 1;;
+esac
+exec sh -c "git upload-pack ${{cmd#git-upload-pack }}"
+"#,
+            log = log.display(),
+            pid = pid.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    ssh
+}
+
+#[test]
+fn ssh_remotes_are_fetched_through_the_ssh_command() {
+    let env = sandbox();
+    let core = pack(env.root(), "ComfyUI");
+    let a = pack(env.root(), "over_ssh_url");
+    let b = pack(env.root(), "over_scp_form");
+    let ssh = fake_ssh(env.root());
+    let a_url = format!("ssh://git@forge.invalid{}", a.bare().display());
+    let b_url = format!("git@forge.invalid:{}", b.bare().display());
+    write_lock(
+        &env,
+        "v",
+        (&core.file_url(), &core.head()),
+        &[("a", &a_url, &a.head()), ("b", &b_url, &b.head())],
+    );
+    let out = env
+        .cmd(&["nodes", "fetch", "v"])
+        .env("GIT_SSH_COMMAND", &ssh)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (url, r) in [(&a_url, &a), (&b_url, &b)] {
+        let e = entry(&env, url, &r.head());
+        assert_eq!(git(&e, &["rev-parse", "HEAD"]), r.head());
+    }
+    let log = std::fs::read_to_string(env.root().join("ssh.log")).unwrap();
+    // OpenSSH never prompts, gives up connecting at the limit, and gets the
+    // path quoted for the remote shell.
+    assert!(log.contains("-o BatchMode=yes"), "{log}");
+    assert!(log.contains("-o ConnectTimeout=120"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "git@forge.invalid git-upload-pack '{}'",
+            b.bare().display()
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_ssh_remote_that_never_answers_ends_in_a_timeout_and_its_ssh_dies() {
+    let env = sandbox();
+    let core = pack(env.root(), "ComfyUI");
+    let ssh = fake_ssh(env.root());
+    write_lock(
+        &env,
+        "v",
+        (&core.file_url(), &core.head()),
+        &[("a", "ssh://git@stall.invalid/org/a.git", &"a".repeat(40))],
+    );
+    let mut cmd = env.cmd(&["nodes", "fetch", "v"]);
+    cmd.env("GIT_SSH_COMMAND", &ssh)
+        .env("COMFYVER_GIT_TIMEOUT", "2");
+    let out = comfyver_testkit::cli::output_within(cmd, std::time::Duration::from_secs(60))
+        .unwrap_or_else(|o| panic!("still running after 60 s: {}", stderr(&o)));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nothing received for 2 s"),
+        "{}",
+        stderr(&out)
+    );
+    let pid: u32 = std::fs::read_to_string(env.root().join("stall.pid"))
+        .expect("the ssh ran")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !comfyver_fs::child::process_alive(pid),
+        "the ssh's child was left running"
+    );
+}

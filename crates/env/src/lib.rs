@@ -49,6 +49,12 @@ registry! {
     COMFYVER_URL_REWRITES,
     /// Seconds allowed for one git remote operation (default 120).
     COMFYVER_GIT_TIMEOUT,
+    /// The command ssh:// and scp-like git remotes are reached with, run by
+    /// `sh` with the host and the remote command as arguments (as git reads it).
+    GIT_SSH_COMMAND,
+    /// The program ssh:// and scp-like git remotes are reached with, when
+    /// `GIT_SSH_COMMAND` is unset (as git reads it; default `ssh`).
+    GIT_SSH,
     /// Seconds one uv or pip run may take (default 3600).
     COMFYVER_PIP_TIMEOUT,
     /// Seconds one node pack's install.py may take (default 1800).

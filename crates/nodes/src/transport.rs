@@ -1,10 +1,11 @@
 //! Fetch transports that cannot hang: `git://` over a TCP socket with read
-//! and write timeouts, and local repositories (`file://`, absolute paths)
-//! through a `git upload-pack` child that is contained (own process group,
-//! killed with us, see `comfyver_fs::child`) and killed by a watchdog when it
-//! sends nothing for the limit. http(s) uses gix's reqwest transport with its
-//! client's connect, request and per-read timeouts set to the same limit
-//! ([`http_options`]); ssh uses gix's own transport.
+//! and write timeouts; local repositories (`file://`, absolute paths)
+//! through a `git upload-pack` child, and ssh remotes (`ssh://`, scp-like
+//! `user@host:path`) through an `ssh` child running `git-upload-pack` on the
+//! host, each child contained (own process group, killed with us, see
+//! `comfyver_fs::child`) and killed by a watchdog when it sends nothing for
+//! the limit. http(s) uses gix's reqwest transport with its client's connect,
+//! request and per-read timeouts set to the same limit ([`http_options`]).
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -60,9 +61,9 @@ impl TransportGuard {
     }
 }
 
-/// The bounded transport for `url` (`git://` and local repositories, see
-/// the module docs), or `Ok(None)` for URLs left to gix's own transports
-/// (http(s), ssh). A connect that times out is an error of kind `TimedOut`.
+/// The bounded transport for `url` (`git://`, local repositories and ssh,
+/// see the module docs), or `Ok(None)` for URLs left to gix's own
+/// transports (http(s)). A connect that times out is an error of kind `TimedOut`.
 pub fn bounded_transport(url: &str, limit: Duration) -> std::io::Result<Option<BoundedTransport>> {
     let stalled = Stalled::default();
     match route(url) {
@@ -77,7 +78,22 @@ pub fn bounded_transport(url: &str, limit: Duration) -> std::io::Result<Option<B
             )))
         }
         Route::Local(path) => {
-            let (conn, child) = local(&path, limit, &stalled)?;
+            let mut cmd = Command::new("git");
+            cmd.args(["upload-pack", "--strict", &path]);
+            let (conn, child) = upload_pack(cmd, &path, Stdio::null(), limit, &stalled)?;
+            Ok(Some((
+                Box::new(conn),
+                TransportGuard {
+                    stalled,
+                    _child: Some(child),
+                },
+            )))
+        }
+        Route::Ssh { host, port, path } => {
+            let cmd = ssh_command(&host, port, &path, limit)?;
+            // Its messages (a refused key, an unknown host) are the user's
+            // to read, as git shows them.
+            let (conn, child) = upload_pack(cmd, &path, Stdio::inherit(), limit, &stalled)?;
             Ok(Some((
                 Box::new(conn),
                 TransportGuard {
@@ -167,6 +183,12 @@ enum Route {
     },
     /// A local repository path.
     Local(String),
+    /// `ssh://[user@]host[:port]/path` or scp-like `[user@]host:path`.
+    Ssh {
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
     /// Anything else: gix's own transport.
     Gix,
 }
@@ -200,7 +222,94 @@ fn route(url: &str) -> Route {
     if url.starts_with('/') {
         return Route::Local(url.to_string());
     }
+    for scheme in ["ssh://", "git+ssh://", "ssh+git://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) if !h.contains(']') || h.ends_with(']') => match p.parse() {
+                    Ok(port) => (h, Some(port)),
+                    Err(_) => (authority, None),
+                },
+                _ => (authority, None),
+            };
+            return Route::Ssh {
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                port,
+                path: path.to_string(),
+            };
+        }
+    }
+    // scp-like: [user@]host:path, where no slash precedes the colon.
+    if !url.contains("://")
+        && let Some((host, path)) = url.split_once(':')
+        && !host.is_empty()
+        && !host.contains('/')
+    {
+        return Route::Ssh {
+            host: host.to_string(),
+            port: None,
+            path: path.to_string(),
+        };
+    }
     Route::Gix
+}
+
+/// The `ssh` child that runs `git-upload-pack` for `path` on `host`, as git
+/// starts it: `GIT_SSH_COMMAND` (through `sh`), else `GIT_SSH`, else `ssh`.
+/// OpenSSH (a program named `ssh`) is also told never to prompt (a worker
+/// has no terminal: a password prompt would wait for the watchdog) and to
+/// give up connecting after `limit`; the protocol version goes in
+/// `GIT_PROTOCOL`, sent where the server accepts it.
+fn ssh_command(
+    host: &str,
+    port: Option<u16>,
+    path: &str,
+    limit: Duration,
+) -> std::io::Result<Command> {
+    let (mut cmd, program) = match std::env::var(comfyver_env::GIT_SSH_COMMAND) {
+        Ok(line) if !line.trim().is_empty() => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("{line} \"$@\""), "git-ssh"]);
+            let first = line.split_whitespace().next().unwrap_or("").to_string();
+            (c, first)
+        }
+        _ => {
+            let program = std::env::var(comfyver_env::GIT_SSH)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+                .unwrap_or_else(|| "ssh".into());
+            (Command::new(&program), program)
+        }
+    };
+    let openssh = std::path::Path::new(&program)
+        .file_name()
+        .is_some_and(|n| n == "ssh");
+    if openssh {
+        cmd.args(["-o", "BatchMode=yes", "-o", "SendEnv=GIT_PROTOCOL"])
+            .arg("-o")
+            .arg(format!("ConnectTimeout={}", limit.as_secs().max(1)));
+    }
+    if let Some(port) = port {
+        if !openssh {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("a port in an ssh URL needs OpenSSH (`ssh`), not `{program}`"),
+            ));
+        }
+        cmd.arg("-p").arg(port.to_string());
+    }
+    // `/~user/repo` is `~user/repo` (upload-pack expands it), as in git.
+    let path = path
+        .strip_prefix('/')
+        .filter(|p| p.starts_with('~'))
+        .unwrap_or(path);
+    // The path, quoted for the remote shell as git quotes it.
+    let quoted = format!("'{}'", path.replace('\'', "'\\''"));
+    cmd.arg(host).arg(format!("git-upload-pack {quoted}"));
+    Ok(cmd)
 }
 
 /// A TCP connection to a git daemon whose every read and write gives up
@@ -239,20 +348,21 @@ fn daemon(
     ))
 }
 
-/// A contained `git upload-pack` for a local repository, with the watchdog
-/// that kills it when it sends nothing for `limit`. Keep the returned
-/// [`LocalChild`] until the fetch is over; dropping it kills and reaps it.
-fn local(
+/// `cmd` (a `git upload-pack` for `path`, local or through ssh) contained,
+/// its standard error to `stderr`, with the watchdog that kills it when it
+/// sends nothing for `limit`. Keep the returned [`LocalChild`] until the
+/// fetch is over; dropping it kills and reaps it.
+fn upload_pack(
+    mut cmd: Command,
     path: &str,
+    stderr: Stdio,
     limit: Duration,
     stalled: &Stalled,
 ) -> std::io::Result<(
     Connection<Watched<ChildStdout>, std::process::ChildStdin>,
     LocalChild,
 )> {
-    let mut cmd = Command::new("git");
-    cmd.args(["upload-pack", "--strict", path])
-        .env("GIT_PROTOCOL", "version=2")
+    cmd.env("GIT_PROTOCOL", "version=2")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_INDEX_FILE")
@@ -261,7 +371,7 @@ fn local(
         .env_remove("GIT_NAMESPACE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     comfyver_fs::child::contain(&mut cmd);
     let mut child = cmd.spawn()?;
     let registered = comfyver_fs::child::Registered::new(child.id());
@@ -312,7 +422,7 @@ fn local(
     ))
 }
 
-/// The `git upload-pack` child of a local fetch and its watchdog.
+/// The `git upload-pack` (or `ssh`) child of a fetch and its watchdog.
 struct LocalChild {
     child: Child,
     done: Arc<AtomicBool>,
@@ -384,5 +494,17 @@ mod tests {
         assert!(matches!(route("file:///srv/r.git"), Route::Local(ref p) if p == "/srv/r.git"));
         assert!(matches!(route("/srv/r"), Route::Local(_)));
         assert!(matches!(route("https://h/r"), Route::Gix));
+        assert!(matches!(
+            route("ssh://git@h:2222/o/r.git"),
+            Route::Ssh { ref host, port: Some(2222), ref path } if host == "git@h" && path == "/o/r.git"
+        ));
+        assert!(matches!(
+            route("ssh://h/r"),
+            Route::Ssh { port: None, ref path, .. } if path == "/r"
+        ));
+        assert!(matches!(
+            route("git@h:o/r.git"),
+            Route::Ssh { ref host, port: None, ref path } if host == "git@h" && path == "o/r.git"
+        ));
     }
 }
