@@ -706,20 +706,13 @@ fn a_core_whose_requirements_file_is_a_link_installs_what_it_names() {
 
 #[test]
 fn a_core_that_cannot_be_fetched_is_reported_without_waiting_for_the_warm_up() {
-    // With a lock that records the Python set, uv's cache is filled from the
-    // first moment. Here that warm-up is held by a uv wrapper that sleeps
+    // With a lock that records the Python set, uv's cache is filled while
+    // the core's commit is fetched. Here that warm-up is held by a uv wrapper that sleeps
     // instead of downloading (the one stand-in: it plays a large set on a
     // slow index), and the core's repository is gone. The core's error must
     // end the run and kill the warm-up, not wait for it.
     let w = World::new(&[]);
     ok(&comfyver(&w, &["realize", "v1"]));
-    let replay = w.root.join("replay");
-    std::fs::create_dir_all(replay.join("resolved")).unwrap();
-    std::fs::copy(
-        w.root.join("cache/resolved/v1.lock.json"),
-        replay.join("resolved/v1.lock.json"),
-    )
-    .unwrap();
     std::fs::rename(w.core.bare(), w.root.join("gone.git")).unwrap();
     let pid_file = w.root.join("warm-up.pid");
     let wrapper = uv_wrapper(
@@ -727,14 +720,7 @@ fn a_core_that_cannot_be_fetched_is_reported_without_waiting_for_the_warm_up() {
         "uv-held",
         &format!("echo $$ > '{}'; exec sleep 300", pid_file.display()),
     );
-    let mut cmd = comfyver_testkit::cli::comfyver_command(
-        Path::new(env!("CARGO_BIN_EXE_comfyver")),
-        &replay,
-        &w.root.join("versions"),
-    );
-    cmd.args(["realize", "v1"])
-        .env("UV", &wrapper)
-        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"));
+    let cmd = replay_command(&w, "replay", &wrapper);
     let out = output_within(cmd, std::time::Duration::from_secs(90))
         .unwrap_or_else(|o| panic!("still running after 90 s: {}", text(&o.stderr)));
     let stderr = text(&out.stderr);
@@ -790,32 +776,19 @@ fn a_replay_warms_uvs_cache_only_while_the_install_waits_for_the_core() {
     let mut w = World::new(&["hello_pack"]);
     ok(&comfyver(&w, &["realize", "v1"]));
     fn warmed(w: &World, label: &str) -> bool {
-        let replay = w.root.join(label);
-        std::fs::create_dir_all(replay.join("resolved")).unwrap();
-        std::fs::copy(
-            w.root.join("cache/resolved/v1.lock.json"),
-            replay.join("resolved/v1.lock.json"),
-        )
-        .unwrap();
         let log = w.root.join(format!("{label}.warm-up"));
         let wrapper = uv_wrapper(
             w,
             &format!("uv-{label}"),
             &format!("echo >> '{}'", log.display()),
         );
-        let mut cmd = comfyver_testkit::cli::comfyver_command(
-            Path::new(env!("CARGO_BIN_EXE_comfyver")),
-            &replay,
-            &w.root.join("versions"),
-        );
-        cmd.args(["realize", "v1"])
-            .env("UV", &wrapper)
-            .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"));
+        let cmd = replay_command(w, label, &wrapper);
         let out = output_within(cmd, std::time::Duration::from_secs(120))
             .unwrap_or_else(|o| panic!("still running after 120 s: {}", text(&o.stderr)));
         ok(&out);
         assert!(
-            replay
+            w.root
+                .join(label)
                 .join("versions/comfy-v1/.comfyver/python/locked.txt")
                 .is_file(),
             "the lock's set was replayed"
@@ -825,4 +798,25 @@ fn a_replay_warms_uvs_cache_only_while_the_install_waits_for_the_core() {
     assert!(warmed(&w, "refused"), "no warm-up beside the core's fetch");
     w.core.allow_filter();
     assert!(!warmed(&w, "filtered"), "a warm-up beside the install");
+}
+
+/// `realize v1` on a new cache `<root>/<label>` holding only v1's lock (so
+/// its Python set is replayed), with `uv` as the uv binary.
+fn replay_command(w: &World, label: &str, uv: &Path) -> std::process::Command {
+    let replay = w.root.join(label);
+    std::fs::create_dir_all(replay.join("resolved")).unwrap();
+    std::fs::copy(
+        w.root.join("cache/resolved/v1.lock.json"),
+        replay.join("resolved/v1.lock.json"),
+    )
+    .unwrap();
+    let mut cmd = comfyver_testkit::cli::comfyver_command(
+        Path::new(env!("CARGO_BIN_EXE_comfyver")),
+        &replay,
+        &w.root.join("versions"),
+    );
+    cmd.args(["realize", "v1"])
+        .env("UV", uv)
+        .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"));
+    cmd
 }

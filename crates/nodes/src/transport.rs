@@ -66,44 +66,35 @@ impl TransportGuard {
 /// transports (http(s)). A connect that times out is an error of kind `TimedOut`.
 pub fn bounded_transport(url: &str, limit: Duration) -> std::io::Result<Option<BoundedTransport>> {
     let stalled = Stalled::default();
-    match route(url) {
+    let (cmd, path, stderr) = match route(url) {
         Route::Daemon { host, port, path } => {
             let conn = daemon(&host, port, &path, limit, &stalled)?;
-            Ok(Some((
-                Box::new(conn),
-                TransportGuard {
-                    stalled,
-                    _child: None,
-                },
-            )))
+            let guard = TransportGuard {
+                stalled,
+                _child: None,
+            };
+            return Ok(Some((Box::new(conn), guard)));
         }
         Route::Local(path) => {
             let mut cmd = Command::new("git");
             cmd.args(["upload-pack", "--strict", &path]);
-            let (conn, child) = upload_pack(cmd, &path, Stdio::null(), limit, &stalled)?;
-            Ok(Some((
-                Box::new(conn),
-                TransportGuard {
-                    stalled,
-                    _child: Some(child),
-                },
-            )))
+            (cmd, path, Stdio::null())
         }
-        Route::Ssh { host, port, path } => {
-            let cmd = ssh_command(&host, port, &path, limit)?;
-            // Its messages (a refused key, an unknown host) are the user's
-            // to read, as git shows them.
-            let (conn, child) = upload_pack(cmd, &path, Stdio::inherit(), limit, &stalled)?;
-            Ok(Some((
-                Box::new(conn),
-                TransportGuard {
-                    stalled,
-                    _child: Some(child),
-                },
-            )))
-        }
-        Route::Gix => Ok(None),
-    }
+        // Its messages (a refused key, an unknown host) are the user's to
+        // read, as git shows them.
+        Route::Ssh { host, port, path } => (
+            ssh_command(&host, port, &path, limit)?,
+            path,
+            Stdio::inherit(),
+        ),
+        Route::Gix => return Ok(None),
+    };
+    let (conn, child) = upload_pack(cmd, &path, stderr, limit, &stalled)?;
+    let guard = TransportGuard {
+        stalled,
+        _child: Some(child),
+    };
+    Ok(Some((Box::new(conn), guard)))
 }
 
 /// Transport options for an http(s) `url` that bound every connect, request

@@ -604,14 +604,20 @@ fn pack_inodes(git_dir: &Path) -> Vec<u64> {
     inodes
 }
 
-#[test]
-fn a_checkout_links_the_mirrors_packs_and_stays_one_commit_deep() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut node = pack(tmp.path(), "node");
+/// A pack with two commits, pushed: the repository, the first, the second.
+fn two_commits(root: &Path) -> (Repo, String, String) {
+    let mut node = pack(root, "node");
     let first = node.head();
     node.write(&[("later.py", "x = 2\n")]);
     let second = node.commit("two");
     node.push();
+    (node, first, second)
+}
+
+#[test]
+fn a_checkout_links_the_mirrors_packs_and_stays_one_commit_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, first, second) = two_commits(tmp.path());
     let layout = CacheLayout::new(tmp.path().join("cache"));
     let opts = NodesOptions::default();
     // The later commit first, so the mirror holds more than the checkout needs.
@@ -710,11 +716,7 @@ fn find_bytes(dirs: &[&Path], extra: &[&str]) -> u64 {
 #[test]
 fn gc_counts_a_pack_shared_by_a_checkout_and_its_mirror_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut node = pack(tmp.path(), "node");
-    let first = node.head();
-    node.write(&[("later.py", "x = 2\n")]);
-    let second = node.commit("two");
-    node.push();
+    let (node, first, second) = two_commits(tmp.path());
     let layout = CacheLayout::new(tmp.path().join("cache"));
     let on = |commit: &str| {
         lock(

@@ -156,19 +156,41 @@ pub fn realize(
             // home. Where they are read at once the install itself starts with
             // the node packs, and a warm-up beside it would only cost time
             // (its throwaway tree: a link and an unlink per file).
-            let peeked = peek_core(req, nodes_opts, reporter)?;
+            let (core_repo, core_commit) = core_of(req)?;
+            let peeked = comfyver_nodes::peek_core(
+                req.layout,
+                &core_repo,
+                &core_commit,
+                &[CORE_REQUIREMENTS],
+                nodes_opts,
+                reporter.nodes(),
+            )?;
             let warm = match &peeked {
-                Some(core) if core.share => None,
+                Some(core) if core.shared => None,
                 _ => req.lock.python.as_ref().map(|locked| {
                     s.spawn(move || {
                         python::warm_cache(req.layout, home.root(), locked, early, installer, stop)
                     })
                 }),
             };
-            let core = match peeked {
-                Some(core) => core,
-                None => probe_core(req, nodes_opts, reporter)?,
+            let probe = match peeked {
+                Some(probe) => probe,
+                None => {
+                    // Fetched first, so the probe reads the mirror and does
+                    // not ask the remote again.
+                    comfyver_nodes::Mirror::open(req.layout, &core_repo, &nodes_opts.rewrites)?
+                        .ensure_commit_with(&core_commit, nodes_opts.offline, reporter.nodes())?;
+                    comfyver_nodes::probe_core(
+                        req.layout,
+                        &core_repo,
+                        &core_commit,
+                        &[CORE_REQUIREMENTS],
+                        nodes_opts,
+                        reporter.nodes(),
+                    )?
+                }
             };
+            let core = CoreProbe::of(core_repo, core_commit, probe);
             if !core.share
                 && let Some(made) = venv.take()
             {
@@ -418,50 +440,12 @@ enum CoreLayout {
 
 /// The core of the lock: its repository (with the spec's credentials), its
 /// commit, whether it can be shared, and its `requirements.txt` (see
-/// [`comfyver_nodes::probe_core`]).
+/// [`comfyver_nodes::probe_core`] and [`comfyver_nodes::peek_core`]).
 struct CoreProbe {
     repo: RepoUrl,
     commit: String,
     share: bool,
     requirements: TreeFile,
-}
-
-/// What [`peek_core`] cannot read without the core's commit, read after
-/// fetching it.
-fn probe_core(
-    req: &RealizeRequest<'_>,
-    nodes_opts: &NodesOptions,
-    reporter: &dyn RealizeReporter,
-) -> Result<CoreProbe, RealizeError> {
-    let (repo, commit) = core_of(req)?;
-    let probe = comfyver_nodes::probe_core(
-        req.layout,
-        &repo,
-        &commit,
-        &[CORE_REQUIREMENTS],
-        nodes_opts,
-        reporter.nodes(),
-    )?;
-    Ok(CoreProbe::of(repo, commit, probe))
-}
-
-/// The core of the lock as [`comfyver_nodes::peek_core`] reads it without
-/// fetching its commit; `None` when only the fetch can tell.
-fn peek_core(
-    req: &RealizeRequest<'_>,
-    nodes_opts: &NodesOptions,
-    reporter: &dyn RealizeReporter,
-) -> Result<Option<CoreProbe>, RealizeError> {
-    let (repo, commit) = core_of(req)?;
-    let probe = comfyver_nodes::peek_core(
-        req.layout,
-        &repo,
-        &commit,
-        &[CORE_REQUIREMENTS],
-        nodes_opts,
-        reporter.nodes(),
-    )?;
-    Ok(probe.map(|p| CoreProbe::of(repo, commit, p)))
 }
 
 /// The lock's core repository (with the spec's credentials: the stored lock
