@@ -436,7 +436,32 @@ fn ssh_remotes_are_fetched_through_the_ssh_command() {
         let e = entry(&env, url, &r.head());
         assert_eq!(git(&e, &["rev-parse", "HEAD"]), r.head());
     }
+    // Refs are listed through the same ssh: `main` resolves to its commit.
+    let fetched = std::fs::read_to_string(env.root().join("ssh.log")).unwrap();
+    env.write_spec(
+        "s",
+        &serde_json::json!({
+            "schema_version": 2,
+            "version_id": "s",
+            "comfy": {"repo": core.file_url(), "ref": "main"},
+            "custom_nodes": [{"repo": a_url, "ref": "main", "name": "a"}],
+            "models": [],
+        }),
+    );
+    let out = env
+        .cmd(&["resolve", "s"])
+        .env("GIT_SSH_COMMAND", &ssh)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lock = std::fs::read_to_string(env.lock_path("s")).unwrap();
+    assert!(lock.contains(&a.head()), "{lock}");
     let log = std::fs::read_to_string(env.root().join("ssh.log")).unwrap();
+    let listed = &log[fetched.len()..];
+    assert!(
+        listed.contains("-o BatchMode=yes") && listed.contains("git-upload-pack '/"),
+        "{listed}"
+    );
     // OpenSSH never prompts, gives up connecting at the limit, and gets the
     // path quoted for the remote shell.
     assert!(log.contains("-o BatchMode=yes"), "{log}");
