@@ -226,10 +226,9 @@ fn classify(err: &gix::Error, url: &str) -> RemoteFailure {
         return RemoteFailure::Unreachable(RemoteCause(text));
     }
     if err.dominant_class() == Some(gix::error::Class::Unauthenticated)
+        || ["401", "403"].iter().any(|code| has_number(&lower, code))
         || [
             "authentication",
-            "401",
-            "403",
             "permission denied (publickey",
             "could not read username",
             "could not read password",
@@ -245,6 +244,16 @@ fn classify(err: &gix::Error, url: &str) -> RemoteFailure {
         return RemoteFailure::Timeout(0);
     }
     RemoteFailure::Unreachable(RemoteCause(text))
+}
+
+/// Whether `text` holds `number` as a number of its own, not as a part of
+/// another (a port such as `40343` is not an HTTP 403).
+fn has_number(text: &str, number: &str) -> bool {
+    text.match_indices(number).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + number.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 /// The error and its causes on one line, with the secrets of `urls` removed.
@@ -299,6 +308,23 @@ fn userinfo_secret(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_with_403_in_it_is_not_an_authentication_failure() {
+        let url = "https://127.0.0.1:40343/org/pack.git";
+        let refused = gix::Error::from_error(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("error sending request for url ({url}): Connection refused"),
+        ));
+        assert!(matches!(
+            classify(&refused, url),
+            RemoteFailure::Unreachable(_)
+        ));
+        let denied = gix::Error::from_error(std::io::Error::other(format!(
+            "{url}: server answered 403 Forbidden"
+        )));
+        assert!(matches!(classify(&denied, url), RemoteFailure::Auth(_)));
+    }
 
     #[test]
     fn scrubbing_removes_secrets() {
