@@ -290,11 +290,9 @@ fn clone_one_commit(
     shown: &str,
 ) -> Result<gix::Repository, NodesError> {
     let err = |e| NodesError::git("checkout", shown, e);
-    std::fs::create_dir_all(work)
-        .map_err(|e| NodesError::io("could not create directory", work, e))?;
     let id =
         gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| err(gix::Error::from_error(e)))?;
-    let mut repo = gix::init(work).map_err(err)?;
+    let mut repo = crate::git_dir::init(work, crate::git_dir::Kind::WithWorktree, shown)?;
     link_packs(mirror, &repo)?;
     // Reopened, so the object store sees the packs just linked in.
     repo = gix::open_opts(repo.git_dir(), gix::open::Options::isolated()).map_err(err)?;

@@ -14,6 +14,8 @@
 //!   it, before the commit is fetched (realize starts the Python install
 //!   with the core's requirements); [`peek_core`] does it only where no
 //!   fetch is needed.
+//! - [`init_bare`]: a bare repository without git's templates (hooks,
+//!   description), as every mirror and checkout here is made.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
@@ -33,6 +35,7 @@ mod cache;
 mod checkout;
 mod ensure;
 mod error;
+mod git_dir;
 mod isolate;
 mod link;
 mod mirror;
@@ -48,6 +51,7 @@ pub use cache::{
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
 pub use error::{MissingCommit, NodesError};
+pub use git_dir::init_bare;
 pub use isolate::{checkout_changes, isolate_node, node_source};
 pub use link::{LinkOutcome, link_nodes};
 pub use mirror::{GIT_LOCK_STALE_AGE, Mirror, TreeFile};

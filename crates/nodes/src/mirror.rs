@@ -228,7 +228,9 @@ impl Mirror {
         let parent = place.parent().unwrap_or(Path::new("."));
         remove_stale_temps(parent, Some(&file_name(&place)))?;
         let tmp = TempDir::beside(&place)?;
-        let Ok(repo) = gix::init_bare(tmp.path()) else {
+        let Ok(repo) =
+            crate::git_dir::init(tmp.path(), crate::git_dir::Kind::Bare, &self.shown_url)
+        else {
             return Ok(None);
         };
         reporter.reading_remote(&self.shown_url, &commit.to_string(), paths);
@@ -330,8 +332,7 @@ impl Mirror {
         let name = file_name(&self.path);
         remove_stale_temps(parent, Some(&name))?;
         let tmp = TempDir::beside(&self.path)?;
-        gix::init_bare(tmp.path())
-            .map_err(|e| NodesError::git("init of the mirror", &self.shown_url, e))?;
+        crate::git_dir::init(tmp.path(), crate::git_dir::Kind::Bare, &self.shown_url)?;
         comfyver_fs::test_pause("mirror-before-publish");
         match tmp.publish(&self.path) {
             // Another worker whose lock we did not see published it first.

@@ -644,6 +644,30 @@ fn a_checkout_links_the_mirrors_packs_and_stays_one_commit_deep() {
     // git itself finds the repository whole (the later commit's objects are
     // there but unreachable from HEAD).
     git(&entry, &["fsck", "--no-dangling", "--no-progress"]);
+    // No sample hooks, description or exclude file: nothing reads them, and
+    // each costs a file created beside the Python install.
+    for (repo, extra) in [
+        (
+            entry.join(".git"),
+            &["index", "shallow", "comfyver-complete"][..],
+        ),
+        (layout.git_mirror(&slug), &[][..]),
+    ] {
+        let mut names: Vec<String> = walkdir::WalkDir::new(&repo)
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.path().strip_prefix(&repo).unwrap().display().to_string())
+            .filter(|n| !n.starts_with("objects/pack/") && !n.starts_with("refs/pins/"))
+            .collect();
+        names.sort();
+        let mut expected: Vec<&str> = ["HEAD", "config"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected, "files of {}", repo.display());
+    }
 }
 
 #[test]
@@ -745,4 +769,42 @@ fn gc_counts_a_pack_shared_by_a_checkout_and_its_mirror_once() {
     let freed = comfyver_nodes::gc_apply(&layout, &plan, &|_| true).unwrap();
     assert_eq!(freed, all);
     assert!(!entry.exists() && !mirror.exists());
+}
+
+#[test]
+fn a_checkout_keeps_executable_bits_and_symlinks() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = pack(tmp.path(), "node");
+    node.write(&[("tool.sh", "#!/bin/sh\necho hi\n")]);
+    std::fs::set_permissions(
+        node.work().join("tool.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("tool.sh", node.work().join("alias.sh")).unwrap();
+    let commit = node.commit("tools");
+    node.push();
+    let layout = CacheLayout::new(tmp.path().join("cache"));
+    let l = lock(
+        locked(None, &node.file_url(), &commit),
+        vec![locked(Some("node"), &node.file_url(), &commit)],
+    );
+    ensure_nodes(&l, &layout, &NodesOptions::default(), &NoReporter).unwrap();
+    let entry = layout.node_checkout(&RepoUrl::parse(&node.file_url()).unwrap().slug(), &commit);
+    let mode = std::fs::metadata(entry.join("tool.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o111,
+        0o111,
+        "tool.sh lost its executable bit: {mode:o}"
+    );
+    assert_eq!(
+        std::fs::read_link(entry.join("alias.sh")).unwrap(),
+        Path::new("tool.sh")
+    );
+    assert_eq!(git(&entry, &["status", "--porcelain"]), "");
+    assert_eq!(git(&entry, &["config", "core.filemode"]), "true");
 }

@@ -79,13 +79,9 @@ impl Lister {
         let dir = comfyver_fs::TempDir::beside(&tmp.join(SCRATCH))
             .map_err(|e| scratch_err(e.to_string()))?;
         comfyver_fs::test_pause("ls-remote-scratch");
-        let repo = gix::ThreadSafeRepository::init_opts(
-            dir.path(),
-            gix::create::Kind::Bare,
-            gix::create::Options::default(),
-            gix::open::Options::isolated(),
-        )
-        .map_err(|e| scratch_err(error_text(&e, &[])))?;
+        let repo = comfyver_nodes::init_bare(dir.path())
+            .map_err(|e| scratch_err(error_text(&e, &[])))?
+            .into_sync();
         Ok(Lister {
             repo,
             timeout,
