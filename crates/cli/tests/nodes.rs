@@ -160,7 +160,20 @@ fn fetch_then_list_shows_entries_and_their_versions() {
         .expect("plain listed");
     assert_eq!(row["complete"], true);
     assert_eq!(row["versions"], serde_json::json!(["one", "two"]));
-    assert!(row["size"].as_u64().unwrap() > 0);
+    // What removing the entry frees: not the packs it links from its mirror
+    // (find's oracle: the files with no link outside the entry).
+    let own: u64 = std::process::Command::new("find")
+        .arg(&plain_entry)
+        .args(["-type", "f", "-links", "1", "-printf", "%s\\n"])
+        .output()
+        .unwrap()
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| std::str::from_utf8(l).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(own > 0);
+    assert_eq!(row["size"].as_u64().unwrap(), own);
     let text = env.run(&["nodes", "list"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("complete"));
 }

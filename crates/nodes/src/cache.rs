@@ -67,15 +67,11 @@ pub fn entry_name(url: &RepoUrl, commit: &str) -> String {
     format!("{}@{}", url.slug(), commit.to_ascii_lowercase())
 }
 
-/// Bytes of the regular files under `path` (symlinks are not followed).
-pub fn disk_usage(path: &Path) -> u64 {
-    walkdir::WalkDir::new(path)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+/// The bytes removing the entry at `path` alone would free: its regular
+/// files (symlinks not followed), each counted once, except those with a
+/// link outside it (a checkout's git packs are its mirror's).
+pub fn own_bytes(path: &Path) -> u64 {
+    freed_bytes(&[path])[0]
 }
 
 /// For each of `dirs`, the bytes that removing all of them frees, each file

@@ -45,8 +45,8 @@ mod shared_core;
 mod transport;
 
 pub use cache::{
-    CacheEntry, EntryKind, NodesGcPlan, Unused, cache_entries, disk_usage, entry_name, gc_apply,
-    gc_plan, referenced,
+    CacheEntry, EntryKind, NodesGcPlan, Unused, cache_entries, entry_name, gc_apply, gc_plan,
+    own_bytes, referenced,
 };
 pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
