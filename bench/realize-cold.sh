@@ -19,9 +19,10 @@
 #     what it sends to GIT_MIB MiB/s (bench/lib/throttle.py; default 0: no
 #     relay, as fast as the disk allows), as from a forge.
 # Then ROUNDS times (default 5), each from empty caches (a fresh cache dir and
-# UV_CACHE_DIR on the same filesystem; uv alone first in odd rounds, last in
-# even ones; before each, `settle` (bench/lib/settle.sh) waits for the
-# machine's I/O to be quiet):
+# UV_CACHE_DIR on the same filesystem; the sides in an order that changes
+# from round to round (each first, second and last as often over six
+# rounds); before each command, `settle`
+# (bench/lib/settle.sh) waits for the machine's I/O to be quiet):
 #   uv alone   `uv venv` + `uv pip install -r <core + nodes requirements>`
 #   fresh      `comfyver realize` (resolution of the git refs and the Python set)
 #   replay     `comfyver realize` on another empty cache from the lock the
@@ -269,31 +270,46 @@ cv() { # cache, args...
 }
 
 uv_t=() fresh_t=() replay_t=() bfresh_t=() breplay_t=()
+# One side of a round: uv alone, or a build's fresh realize then the replay
+# of the lock it wrote (prefix "" for $bin, "b" for the baseline).
+run_uv() {
+  settle
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  uv_t+=("$(timed "$work/uv$r.log" bash -c 'uv_alone "$0"' "$work/uv$r")")
+}
+run_comfyver() { # prefix, binary
+  local p="$1" b="$2"
+  local -n fresh="${p}fresh_t" replay="${p}replay_t"
+  rm -rf "$work/${p}fresh$r" "$work/${p}replay$r"
+  settle
+  fresh+=("$(timed "$work/${p}fresh$r.log" "$b" --cache-dir "$work/${p}fresh$r" \
+    --versions-dir "$work/versions" -q realize cold)")
+  mkdir -p "$work/${p}replay$r/resolved"
+  cp "$work/${p}fresh$r/resolved/cold.lock.json" "$work/${p}replay$r/resolved/"
+  settle
+  replay+=("$(timed "$work/${p}replay$r.log" "$b" --cache-dir "$work/${p}replay$r" \
+    --versions-dir "$work/versions" -q realize cold)")
+}
+# The sides' order changes from round to round, so that over six rounds
+# each side runs as often first, second and last: a machine slowing down or
+# speeding up within a round, and what one run leaves to the next
+# (writeback, the page cache), weigh on every side alike.
+orders=("uv new baseline" "baseline new uv" "new baseline uv"
+  "uv baseline new" "baseline uv new" "new uv baseline")
 for r in $(seq 1 "$ROUNDS"); do
-  if ((r % 2)); then order="uv alone, comfyver realize (fresh), comfyver realize (replay)"; else
-    order="comfyver realize (fresh), comfyver realize (replay), uv alone"; fi
-  echo "round $r/$ROUNDS: $order..." >&2
-  rm -rf "$work/uv$r" "$work/fresh$r" "$work/replay$r"
-  settle
-  # uv alone first in odd rounds and last in even ones, so that a machine
-  # slowing down or speeding up within a round weighs on both sides.
-  if ((r % 2)); then
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    uv_t+=("$(timed "$work/uv$r.log" bash -c 'uv_alone "$0"' "$work/uv$r")")
-    settle
-  fi
-  fresh_t+=("$(timed "$work/fresh$r.log" "$bin" --cache-dir "$work/fresh$r" \
-    --versions-dir "$work/versions" -q realize cold)")
-  mkdir -p "$work/replay$r/resolved"
-  cp "$work/fresh$r/resolved/cold.lock.json" "$work/replay$r/resolved/"
-  settle
-  replay_t+=("$(timed "$work/replay$r.log" "$bin" --cache-dir "$work/replay$r" \
-    --versions-dir "$work/versions" -q realize cold)")
-  if ! ((r % 2)); then
-    settle
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    uv_t+=("$(timed "$work/uv$r.log" bash -c 'uv_alone "$0"' "$work/uv$r")")
-  fi
+  sides=()
+  for side in ${orders[$(((r - 1) % 6))]}; do
+    [[ $side == baseline && -z "$base" ]] || sides+=("$side")
+  done
+  echo "round $r/$ROUNDS: ${sides[*]} (comfyver: fresh, then the replay of its lock)..." >&2
+  rm -rf "$work/uv$r"
+  for side in "${sides[@]}"; do
+    case "$side" in
+      uv) run_uv ;;
+      new) run_comfyver "" "$bin" ;;
+      baseline) run_comfyver b "$base" ;;
+    esac
+  done
   frozen "$work/uv$r/venv/bin/python" > "$work/uv$r.set"
   frozen "$work/fresh$r/versions/comfy-cold/.venv/bin/python" > "$work/fresh$r.set"
   frozen "$work/replay$r/versions/comfy-cold/.venv/bin/python" > "$work/replay$r.set"
@@ -311,18 +327,7 @@ if sorted(locked) != sorted(frozen):
     sys.exit(f"the lock records {len(locked)} packages, the home holds {len(frozen)}")
 EOF
   cv "$work/replay$r" verify cold >/dev/null
-  if [[ -n "$base" ]]; then
-    rm -rf "$work/bfresh$r" "$work/breplay$r"
-    settle
-    bfresh_t+=("$(timed "$work/bfresh$r.log" "$base" --cache-dir "$work/bfresh$r" \
-      --versions-dir "$work/versions" -q realize cold)")
-    mkdir -p "$work/breplay$r/resolved"
-    cp "$work/bfresh$r/resolved/cold.lock.json" "$work/breplay$r/resolved/"
-    settle
-    breplay_t+=("$(timed "$work/breplay$r.log" "$base" --cache-dir "$work/breplay$r" \
-      --versions-dir "$work/versions" -q realize cold)")
-    rm -rf "$work/bfresh$r" "$work/breplay$r"
-  fi
+  rm -rf "$work/bfresh$r" "$work/breplay$r"
   [[ $r -gt 1 ]] && rm -rf "$work/uv$r" "$work/fresh$r" "$work/replay$r"
 done
 
