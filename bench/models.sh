@@ -24,6 +24,8 @@
 # Uses its own release build (CARGO_TARGET_DIR defaults to target/bench-models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib/median.sh
+source bench/lib/median.sh
 SIZE_MB=${SIZE_MB:-1024}
 ROUNDS=${ROUNDS:-3}
 CASES=${CASES:-plain conn link resume}
@@ -46,7 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Starts testkit's server on $1 with extra flags; sets $url and $server_pid.
 start_serve() {
@@ -76,7 +77,7 @@ compare() {
     printf '%s round %s: curl %6.3f s (%6.1f MiB/s)  comfyver %6.3f s (%6.1f MiB/s, verified, fsynced)  ratio %.2f\n' \
       "$label" "$round" "$t_curl" "$(echo "$mb / $t_curl" | bc -l)" "$t_ours" "$(echo "$mb / $t_ours" | bc -l)" "$ratio"
   done
-  printf '%s median ratio curl/comfyver: %.2f (goal >= %s)\n' "$label" "$(printf '%s\n' "${ratios[@]}" | median)" "$goal"
+  printf '%s median ratio curl/comfyver: %.2f (goal >= %s)\n' "$label" "$(median "${ratios[@]}")" "$goal"
 }
 
 if [[ " $CASES " == *" plain "* ]]; then
@@ -116,7 +117,7 @@ for round in $(seq "$ROUNDS"); do
     "$t_curl_sync" "$(echo "$SIZE_MB / $t_curl_sync" | bc -l)" \
     "$t_ours" "$(echo "$SIZE_MB / $t_ours" | bc -l)" "$ratio"
 done
-median=$(printf '%s\n' "${ratios[@]}" | median)
+median=$(median "${ratios[@]}")
 printf 'median ratio comfyver/curl: %.2f (goal >= 0.9)\n' "$median"
 kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=
 fi

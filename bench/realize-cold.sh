@@ -40,6 +40,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=bench/lib/settle.sh
 source "$here/bench/lib/settle.sh"
+# shellcheck source=bench/lib/median.sh
+source "$here/bench/lib/median.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}"
 bin="${1:-${COMFYVER_BIN:-}}"
 (cd "$here" && cargo build --release -q -p comfyver-testkit --example http_serve)
@@ -331,7 +333,6 @@ EOF
   [[ $r -gt 1 ]] && rm -rf "$work/uv$r" "$work/fresh$r" "$work/replay$r"
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 npk=$(wc -l < "$work/uv1.set")
