@@ -112,18 +112,8 @@ mod tests {
         assert_eq!(files(&bare), ["HEAD", "config"]);
         assert!(repo.is_bare());
         for (dir, expected) in [(&work, "false"), (&bare, "true")] {
-            let out = std::process::Command::new("git")
-                .args(["rev-parse", "--is-bare-repository"])
-                .current_dir(dir)
-                .env("GIT_CEILING_DIRECTORIES", tmp.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+            let bare = comfyver_testkit::git::git(dir, &["rev-parse", "--is-bare-repository"]);
+            assert_eq!(bare, expected, "git reads {}", dir.display());
         }
         assert!(
             init(&work, Kind::WithWorktree, "test").is_err(),
