@@ -148,7 +148,14 @@ fn run_job_inner(
                 inputs.files.push(stored.clone());
                 substitute_input(&mut workflow, &image.name, &stored);
             }
-            Err(e) => upload_errors.push(format!("Error uploading {}: {e}", image.name)),
+            Err(e) => {
+                let mut line = format!("Error uploading {}: {e}", image.name);
+                for cause in e.causes() {
+                    line.push_str(": ");
+                    line.push_str(&cause);
+                }
+                upload_errors.push(line);
+            }
         }
     }
     // As worker-comfyui: one failed upload fails the job, naming every failure.

@@ -202,6 +202,21 @@ pub enum HandlerError {
         #[source]
         source: Box<ureq::Error>,
     },
+    /// ComfyUI cut the connection while an upload was still being sent.
+    #[error(
+        "ComfyUI closed the connection while {bytes} bytes were being sent ({what}); it does so \
+         to a body over its --max-upload-size (100 MB unless set): send a smaller image or \
+         start ComfyUI with a larger --max-upload-size"
+    )]
+    UploadCut {
+        /// The request.
+        what: String,
+        /// The size of the image being sent.
+        bytes: usize,
+        /// The underlying error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
     /// ComfyUI answered with an unexpected status or body.
     #[error("ComfyUI answered {what} with HTTP {status}: {body}")]
     BadResponse {
@@ -383,6 +398,12 @@ impl HandlerError {
         }
     }
 
+    /// The causes, which the message does not repeat, outermost first.
+    pub(crate) fn causes(&self) -> impl Iterator<Item = String> {
+        std::iter::successors(std::error::Error::source(self), |e| e.source())
+            .map(|e| e.to_string())
+    }
+
     /// A short machine-readable name of the variant (`validation`, `timeout`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -394,7 +415,9 @@ impl HandlerError {
             HandlerError::StartCrashed { .. } => "start_crashed",
             HandlerError::StartTimeout { .. } => "start_timeout",
             HandlerError::PortTaken { .. } => "port_taken",
-            HandlerError::Http { .. } | HandlerError::BadResponse { .. } => "http",
+            HandlerError::Http { .. }
+            | HandlerError::UploadCut { .. }
+            | HandlerError::BadResponse { .. } => "http",
             HandlerError::WebSocket(_) => "websocket",
             HandlerError::InputFile { .. } | HandlerError::BadJobInput(_) => "bad_input",
             HandlerError::UiWorkflow => "ui_workflow",
@@ -471,10 +494,7 @@ impl HandlerError {
             | HandlerError::ComfyDied { tail, .. } => tail.clone(),
             HandlerError::NoOutputs { errors } | HandlerError::Upload { errors } => errors.clone(),
             HandlerError::Sink { source, .. } => vec![source.to_string()],
-            // The causes, which the message no longer repeats.
-            _ => std::iter::successors(std::error::Error::source(self), |e| e.source())
-                .map(|e| e.to_string())
-                .collect(),
+            _ => self.causes().collect(),
         };
         out["details"] = json!(details);
         out

@@ -126,7 +126,18 @@ impl ComfyHttp {
             .agent
             .post(format!("{}/upload/image", self.base))
             .send(form);
-        let answer = Self::finish(what, r)?;
+        let answer = match r {
+            // ureq sends the whole body before it reads: a server that answers
+            // early and closes leaves it a cut connection, not the answer.
+            Err(ureq::Error::Io(e)) if is_cut(&e) => {
+                return Err(HandlerError::UploadCut {
+                    what: what.into(),
+                    bytes: bytes.len(),
+                    source: Box::new(ureq::Error::Io(e)),
+                });
+            }
+            r => Self::finish(what, r)?,
+        };
         let v = answer.ok_json(what)?;
         let stored = v.get("name").and_then(Value::as_str).unwrap_or_default();
         if stored.is_empty() {
@@ -143,6 +154,15 @@ impl ComfyHttp {
     }
 }
 
+/// Whether the peer closed or reset the connection under us.
+fn is_cut(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+    )
+}
+
 fn mime_of(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
@@ -151,5 +171,52 @@ fn mime_of(name: &str) -> &'static str {
         Some("webp") => "image/webp",
         Some("gif") => "image/gif",
         _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server that reads only the request head, answers 413 and closes while
+    /// the body is still coming (as a server with no lingering close does):
+    /// the upload must still fail naming the size and the likely cause.
+    #[test]
+    fn an_upload_cut_off_mid_body_names_its_size_and_the_upload_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(sock);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut sock = reader.into_inner();
+            let body = "413: Request Entity Too Large";
+            let head = format!(
+                "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            sock.write_all(head.as_bytes()).unwrap();
+            sock.write_all(body.as_bytes()).unwrap();
+            // Dropped with most of the body unread: the kernel resets the connection.
+        });
+        let http = ComfyHttp::new(port, Duration::from_secs(20));
+        let bytes = vec![7u8; 64 << 20];
+        let err = http.upload_image("big.png", &bytes).expect_err("refused");
+        server.join().unwrap();
+        // Reading the answer while still sending would give the 413 itself;
+        // a client that sends first and reads after gets a cut connection.
+        if let HandlerError::BadResponse { status, .. } = err {
+            assert_eq!(status, 413);
+            return;
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("--max-upload-size"), "{msg}");
+        assert!(msg.contains("67108864 bytes"), "{msg}");
     }
 }

@@ -214,8 +214,12 @@ fn a_failed_upload_fails_the_job_naming_the_image_and_leaves_no_input() {
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}
     });
     let mut job = Job::from_workflow(wf).unwrap();
-    let px = comfyver_testkit::http::pseudo_random(32 * 32 * 3, 5);
-    job.add_image("big.png", encode_png(32, 32, &px)).unwrap();
+    // Big enough (about 12 MB) that a server closing on an unread body would
+    // reset the connection before the answer is read: the stand-in lingers
+    // as aiohttp does, so the 413 itself must come through.
+    let px = comfyver_testkit::http::pseudo_random(2048 * 2048 * 3, 5);
+    job.add_image("big.png", encode_png(2048, 2048, &px))
+        .unwrap();
     let err = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect_err("fails");
     assert!(matches!(err, HandlerError::Upload { .. }), "{err}");
     let j = err.to_job_json();
