@@ -32,6 +32,11 @@
 # and checks that the fresh home, the replayed home and uv alone hold exactly
 # the same package set (the script fails otherwise).
 #
+# Everything (index, repositories, caches, homes) lives in one work dir made
+# with mktemp: TMPDIR=/dev/shm/<dir> puts it on a tmpfs, where a VM disk's
+# drift (uv alone 4 s in one round, 7 s a few rounds later) does not drown
+# the sides' difference; the summary names the work dir's filesystem.
+#
 # Usage: bench/realize-cold.sh [COMFYVER_BIN]   (KEEP=1 keeps the work dir;
 #        BASELINE_BIN=<another comfyver> also times that one in each round)
 # Needs git, python3, uv and a Rust toolchain. Not a test: it prints figures.
@@ -340,7 +345,7 @@ echo
 echo "cold realize vs uv alone: $npk packages installed of $PKGS ($(cat "$work/index-mb") MB index," \
   "link $LINK_MIB MiB/s, per connection ${PER_CONN_MIB:-0} MiB/s (0: none)), core of $CORE_FILES files, 3 packs," \
   "git at ${GIT_MIB} MiB/s (0: unthrottled), partial fetches $([[ "${FILTER:-1}" == 1 ]] && echo served || echo refused);" \
-  "release build, $(nproc) cores"
+  "release build, $(nproc) cores; work dir on $(stat -f -c %T "$work")"
 printf '  %-34s %s\n' "uv alone (venv + pip install -r)" "${uv_t[*]} s"
 printf '  %-34s %s\n' "comfyver realize, fresh" "${fresh_t[*]} s"
 printf '  %-34s %s\n' "comfyver realize, replay of lock" "${replay_t[*]} s"
