@@ -255,6 +255,70 @@ fn snapshot_import_pins_commits_resolves_realizes_and_exports_back() {
     assert_eq!(std::fs::read(env.spec_path("snap")).unwrap(), before);
 }
 
+/// A YAML snapshot, as Manager's `save-snapshot --output x.yaml` and
+/// comfy-cli's `snapshot save` write it (PyYAML's `yaml.dump` of the JSON
+/// snapshot under `custom_nodes`; the real PyYAML writes it here), imports
+/// to the same spec as the JSON one; a broken one names the file and line.
+#[test]
+fn a_yaml_snapshot_imports_like_its_json_and_bad_yaml_writes_nothing() {
+    let env = ImportWorld::new();
+    let snap = env.fixture("snapshot.json");
+    let list = env.fixture("custom-node-list.json");
+    let yaml = snap.with_extension("yaml");
+    let dumped = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             snap = json.load(open(sys.argv[1]))\n\
+             yaml.dump({'custom_nodes': snap}, open(sys.argv[2], 'w'), allow_unicode=True)",
+        ])
+        .arg(&snap)
+        .arg(&yaml)
+        .output()
+        .expect("python3 runs");
+    assert!(dumped.status.success(), "{dumped:?}");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    assert!(text.starts_with("custom_nodes:\n"), "{text}");
+    let comfy = format!("file://{}/ComfyUI.git", env.remotes().display());
+    for (file, id) in [(&snap, "from-json"), (&yaml, "from-yaml")] {
+        ok(&env.run(&[
+            "import",
+            "snapshot",
+            file.to_str().unwrap(),
+            "--id",
+            id,
+            "--comfy",
+            &comfy,
+            "--node-map",
+            list.to_str().unwrap(),
+        ]));
+    }
+    let (mut from_json, mut from_yaml) = (env.spec("from-json"), env.spec("from-yaml"));
+    assert_eq!(from_yaml["custom_nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(from_yaml["comfy"]["commit"], env.commit("ComfyUI"));
+    assert_eq!(
+        from_yaml["description"],
+        "imported from the ComfyUI-Manager snapshot snapshot.yaml"
+    );
+    // The same spec but for its id and description, and the constraints'
+    // order: PyYAML sorts a mapping's keys, so `pips` comes in another order.
+    for spec in [&mut from_json, &mut from_yaml] {
+        spec["version_id"] = Value::Null;
+        spec["description"] = Value::Null;
+        let mut pins: Vec<Value> = spec["python"]["constraints"].as_array().unwrap().clone();
+        pins.sort_by_key(Value::to_string);
+        spec["python"]["constraints"] = Value::Array(pins);
+    }
+    assert_eq!(from_yaml, from_json);
+
+    let bad = snap.with_file_name("bad.yml");
+    std::fs::write(&bad, "custom_nodes:\n  comfyui: [\n").unwrap();
+    let (_, err) = fails(&env.run(&["import", "snapshot", bad.to_str().unwrap(), "--id", "x"]));
+    assert!(err.contains("bad.yml is not valid YAML"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(!env.spec_path("x").exists());
+}
+
 #[test]
 fn bad_snapshots_name_the_json_path_and_write_nothing() {
     let env = ImportWorld::new();

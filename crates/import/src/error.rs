@@ -21,6 +21,15 @@ pub enum ImportError {
         #[source]
         source: serde_json::Error,
     },
+    /// An input file is not YAML.
+    #[error("{} is not valid YAML", path.display())]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error (with line and column).
+        #[source]
+        source: yaml_rust2::ScanError,
+    },
     /// An input file is JSON but not of the expected format.
     #[error("{}: {at}: {expected}", path.display())]
     Format {

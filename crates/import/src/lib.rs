@@ -1,6 +1,6 @@
 //! Version specs from what ComfyUI users already have, and editing specs on disk.
 //!
-//! - [`import_snapshot`]: a ComfyUI-Manager snapshot (`comfyui`,
+//! - [`import_snapshot`]: a ComfyUI-Manager snapshot, JSON or YAML (`comfyui`,
 //!   `git_custom_nodes`, `cnr_custom_nodes`, `file_custom_nodes`, `pips`) → a
 //!   new schema 2 spec pinned to the same commits; [`export_snapshot`] is the
 //!   reverse, from a version's lock.
@@ -24,6 +24,7 @@ mod node_map;
 mod snapshot;
 mod workflow;
 mod workspace;
+mod yaml;
 
 pub use edit::{add_model, add_node, copy_version, new_version, remove_model, remove_node};
 pub use error::ImportError;

@@ -3,8 +3,9 @@
 //! The format (Manager's `save-snapshot`, JSON):
 //! `{"comfyui": "<commit>"|null, "git_custom_nodes": {"<url>": {"hash", "disabled"}},
 //!   "cnr_custom_nodes": {"<id>": "<version>"}, "file_custom_nodes": [{"filename", "disabled"}],
-//!   "pips": {"name==1.0": "", "name": "<url>"}}`; the YAML output's JSON
-//! equivalent wraps the same object as `{"custom_nodes": {...}}`.
+//!   "pips": {"name==1.0": "", "name": "<url>"}}`; its YAML output
+//! (`--output x.yaml`, and comfy-cli's `snapshot save`) wraps the same object
+//! as `custom_nodes:`, and a `.yaml`/`.yml` file is read as YAML.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::edit::add_node_renaming;
 use crate::node_map::NodeMap;
 use crate::workspace::{Workspace, Written, format_error, parse_repo_at, read_json};
+use crate::yaml::{is_yaml, read_yaml};
 use crate::{DEFAULT_COMFY_REPO, ImportError};
 
 /// Where a snapshot's `pips` go.
@@ -53,7 +55,11 @@ pub fn import_snapshot(
     opts: &SnapshotOptions,
 ) -> Result<Written, ImportError> {
     let path = ws.new_spec_path(id)?;
-    let raw = read_json(file)?;
+    let raw = if is_yaml(file) {
+        read_yaml(file)?
+    } else {
+        read_json(file)?
+    };
     let top = snapshot_object(file, &raw)?;
     let map = NodeMap::load(&opts.node_maps)?;
     let mut done = Vec::new();

@@ -20,7 +20,7 @@ pub(crate) struct ImportArgs {
 pub(crate) enum ImportWhat {
     /// A ComfyUI-Manager snapshot → a new version pinned to the same commits.
     Snapshot {
-        /// The snapshot (JSON, as `save-snapshot` writes it).
+        /// The snapshot, as Manager's `save-snapshot` writes it: JSON, or YAML (`.yaml`/`.yml`, as with `--output x.yaml` or comfy-cli's `snapshot save`).
         file: PathBuf,
         /// The new version's id.
         #[arg(long)]
