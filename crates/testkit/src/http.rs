@@ -698,7 +698,10 @@ mod tests {
         let mut buf = vec![0u8; 1_000_000];
         c.read_exact(&mut buf).unwrap();
         drop(c);
+        // The log is in the order requests ended, which on a loaded machine
+        // need not be the order they were made: take the endless one's entry.
         let log = server.requests_for("/t");
-        assert!(log.last().unwrap().bytes_sent >= 1_000_000 - 200_000);
+        let most = log.iter().map(|r| r.bytes_sent).max().unwrap();
+        assert!(most >= 1_000_000 - 200_000, "{log:?}");
     }
 }
