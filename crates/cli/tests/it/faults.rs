@@ -4,7 +4,7 @@
 //! process of the killed run is alive 2 s later (every child dies with
 //! comfyver), and ONE rerun succeeds and `verify` is clean.
 //!
-//! Runnable alone: `cargo test -p comfyver --test faults`. Seeded and bounded
+//! Runnable alone: `cargo test -p comfyver --test it faults::`. Seeded and bounded
 //! (a fixed number of trials), so a run is repeatable.
 
 use std::os::unix::process::CommandExt;
