@@ -534,3 +534,61 @@ pub fn failed_job_json(kind: &str, error: &(dyn std::error::Error + 'static)) ->
     out["causes"] = json!(causes);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error of another crate that wraps a handler error (as `serve` and
+    /// the CLI's context do).
+    #[derive(Debug, thiserror::Error)]
+    #[error("the job of version `v1` failed")]
+    struct Outer(#[source] Box<HandlerError>);
+
+    #[test]
+    fn any_error_renders_with_its_causes_as_a_list_and_the_handler_details() {
+        let inner = HandlerError::Validation {
+            message: "Prompt outputs failed validation".into(),
+            node_errors: vec![NodeInputError {
+                node_id: "1".into(),
+                class_type: "EmptyImage".into(),
+                input: Some("width".into()),
+                kind: "value_smaller_than_min".into(),
+                message: "Value 0 smaller than min of 1".into(),
+                details: "width".into(),
+            }],
+        };
+        let inner_text = inner.to_string();
+        let j = failed_job_json("setup", &Outer(Box::new(inner)));
+        assert_eq!(j["kind"], "setup");
+        assert_eq!(j["causes"], json!([inner_text]));
+        assert_eq!(
+            j["error"],
+            format!("the job of version `v1` failed: {inner_text}")
+        );
+        assert_eq!(j["node_errors"][0]["input"], "width");
+        assert_eq!(
+            j["details"],
+            json!(["node 1 (EmptyImage) input `width`: Value 0 smaller than min of 1"])
+        );
+    }
+
+    #[test]
+    fn without_details_of_its_own_the_causes_are_the_details() {
+        let e = HandlerError::io(
+            "could not create directory",
+            std::path::Path::new("/x"),
+            std::io::ErrorKind::PermissionDenied.into(),
+        );
+        let j = e.to_job_json();
+        assert_eq!(j["kind"], "io");
+        assert_eq!(j["causes"], j["details"]);
+        assert_eq!(j["causes"].as_array().map(Vec::len), Some(1));
+        assert!(
+            j["error"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("could not create directory /x: ")),
+            "{j}"
+        );
+    }
+}
