@@ -39,7 +39,7 @@ impl std::fmt::Display for NodeInputError {
 
 /// A node that raised while executing (ComfyUI's `execution_error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NodeFailure {
+pub struct NodeFailure {
     /// The node id.
     pub node_id: String,
     /// The node class.

@@ -48,7 +48,7 @@ mod ws;
 
 pub use client::{JobOptions, JobReporter};
 pub use cloud_sink::CloudSink;
-pub use error::{FailedPack, HandlerError, NodeInputError, failed_job_json};
+pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError, failed_job_json};
 pub use hashes::{HashMismatch, OutputHash, OutputHashes};
 pub use job::{InputImage, Job};
 pub use node_report::NodeReport;
