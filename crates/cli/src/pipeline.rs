@@ -225,14 +225,18 @@ pub(crate) fn comfy_env(
     let lock = lock_for(ctx, &loaded)?;
     let req = request(ctx, &loaded, &lock, flags)?;
     let (realized, in_use) = realize_for_use(ctx, &req, reporter)?;
-    Ok((env_of(&realized.home, &loaded.spec), in_use))
+    Ok((env_of(&realized.home, &loaded.spec, &lock), in_use))
 }
 
 /// How ComfyUI starts from `home`: from its core (`<home>/core` on a shared
 /// core, with `--base-directory <home>` and the home's
 /// `extra_model_paths.yaml`; a copied core loads that file by itself), with
 /// the home's Python environment under the spec's `env`.
-pub(crate) fn env_of(home: &Home, spec: &comfyver_spec::VersionSpec) -> ComfyEnv {
+pub(crate) fn env_of(
+    home: &Home,
+    spec: &comfyver_spec::VersionSpec,
+    lock: &ResolvedLock,
+) -> ComfyEnv {
     let mut env: std::collections::BTreeMap<String, String> =
         home.python_env().into_iter().collect();
     env.extend(spec.env.clone());
@@ -245,5 +249,10 @@ pub(crate) fn env_of(home: &Home, spec: &comfyver_spec::VersionSpec) -> ComfyEnv
         logs_dir: home.logs_dir(),
         data_dir: home.data_dir(),
         version_id: spec.version_id.clone(),
+        node_packs: lock
+            .custom_nodes
+            .iter()
+            .filter_map(|n| n.name.clone())
+            .collect(),
     }
 }

@@ -1,5 +1,5 @@
 //! Benchmark: the handler's own overhead per job, and the time from
-//! `ComfyProcess::start` to the child being spawned.
+//! `Session::start` to the child being spawned.
 //!
 //! Runs the stand-in ComfyUI (system `python3`) in a temp home. The job loads a
 //! 600x600 noise PNG (uploaded once per job) and saves it again, which gives a
@@ -10,9 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use comfyver_handler::{
-    ComfyEnv, ComfyProcess, Job, JobOptions, NoReporter, StartOptions, run_job,
-};
+use comfyver_handler::{ComfyEnv, Job, JobOptions, Session, StartOptions};
 use comfyver_testkit::comfy::{ComfyHome, python};
 use serde_json::json;
 
@@ -31,17 +29,18 @@ fn main() {
         logs_dir: home.logs_dir.clone(),
         data_dir: home.data_dir.clone(),
         version_id: "bench".into(),
+        node_packs: Vec::new(),
     };
 
     let mut to_spawn = Vec::new();
     let mut to_ready = Vec::new();
     for _ in 0..5 {
-        let p = ComfyProcess::start(&env, &StartOptions::default()).expect("start");
+        let p = Session::start(&env, &StartOptions::default()).expect("start");
         to_spawn.push(p.timings().to_spawn);
         to_ready.push(p.timings().to_ready);
         p.stop();
     }
-    let comfy = ComfyProcess::start(&env, &StartOptions::default()).expect("start");
+    let comfy = Session::start(&env, &StartOptions::default()).expect("start");
 
     let (w, h) = (600u32, 600u32);
     let pixels = comfyver_testkit::http::pseudo_random((w * h * 3) as usize, 0x9e37_79b9_7f4a_7c15);
@@ -54,7 +53,7 @@ fn main() {
     job.add_image("noise.png", png.clone()).expect("image");
 
     let opts = JobOptions::default();
-    run_job(&comfy, &job, &opts, &NoReporter).expect("warm-up job");
+    comfy.run_job(&job, &opts, &()).expect("warm-up job");
     let mut overhead = Vec::new();
     let mut totals = Vec::new();
     let mut json_ms = Vec::new();
@@ -63,7 +62,7 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..jobs {
         let t = Instant::now();
-        let out = run_job(&comfy, &job, &opts, &NoReporter).expect("job");
+        let out = comfy.run_job(&job, &opts, &()).expect("job");
         let v = out.to_json();
         let total = t.elapsed();
         json_ms.push(total - Duration::from_millis(out.timings.total_ms));
@@ -85,11 +84,11 @@ fn main() {
         png.len()
     );
     println!(
-        "ComfyProcess::start -> child spawned: median {:.2} ms (5 starts)",
+        "Session::start -> child spawned: median {:.2} ms (5 starts)",
         median_ms(&mut to_spawn)
     );
     println!(
-        "ComfyProcess::start -> ready (stand-in): median {:.1} ms",
+        "Session::start -> ready (stand-in): median {:.1} ms",
         median_ms(&mut to_ready)
     );
     println!(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::cloud_sink::CloudSink;
-use crate::error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
+use crate::error::{HandlerError, NodeFailure, NodeInputError};
 use crate::job::{Job, check_api_format, class_of, prefix_outputs, substitute_input};
 use crate::outputs::fetch_outputs;
 use crate::process::ComfyProcess;
@@ -20,7 +20,7 @@ use crate::sink::{JobOutput, JobTimings, OutputSink, write_to_dir};
 use crate::ws::{ComfySocket, WsRead};
 
 /// Progress of a running job, for the CLI's progress bar. Every method has an
-/// empty default.
+/// empty default; `&()` reports nothing.
 pub trait JobReporter {
     /// ComfyUI accepted the prompt.
     fn queued(&self, _prompt_id: &str) {}
@@ -32,11 +32,8 @@ pub trait JobReporter {
     fn progress(&self, _node_id: &str, _value: f64, _max: f64) {}
 }
 
-/// A reporter that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoReporter;
-
-impl JobReporter for NoReporter {}
+/// `()` ignores everything.
+impl JobReporter for () {}
 
 /// How to run a job.
 #[derive(Debug, Clone)]
@@ -49,8 +46,6 @@ pub struct JobOptions {
     pub include_temp: bool,
     /// Keep the job's files in ComfyUI's output directory (default: removed once fetched).
     pub keep_outputs: bool,
-    /// The spec's node pack directory names, to explain a missing node class.
-    pub expected_packs: Vec<String>,
     /// How often `/history` is polled while the WebSocket is up (default 5 s).
     pub history_poll: Duration,
     /// The prepared bucket for the `gcs`/`s3` sinks ([`CloudSink::prepare`],
@@ -68,7 +63,6 @@ impl Default for JobOptions {
             sink: OutputSink::Base64,
             include_temp: false,
             keep_outputs: false,
-            expected_packs: Vec::new(),
             history_poll: Duration::from_secs(5),
             cloud: None,
             job_id: None,
@@ -85,14 +79,17 @@ const DEATH_WAIT: Duration = Duration::from_secs(2);
 /// How long to wait for ComfyUI to acknowledge an interrupt.
 const INTERRUPT_WAIT: Duration = Duration::from_secs(10);
 
-/// Runs `job` on `comfy` and returns its outputs, or a readable error.
-pub fn run_job(
+/// Runs `job` on `comfy` and returns its outputs, or a readable error;
+/// `packs` are the version's node pack directory names, to explain a missing
+/// node class ([`crate::Session::run_job`]).
+pub(crate) fn run_job(
     comfy: &ComfyProcess,
+    packs: &[String],
     job: &Job,
     opts: &JobOptions,
     reporter: &dyn JobReporter,
 ) -> Result<JobOutput, HandlerError> {
-    run_job_inner(comfy, job, opts, reporter).map_err(|e| match e {
+    run_job_inner(comfy, packs, job, opts, reporter).map_err(|e| match e {
         // A transport error is usually ComfyUI dying: say so, with its log.
         HandlerError::Http { .. }
         | HandlerError::BadResponse { .. }
@@ -114,6 +111,7 @@ pub fn run_job(
 
 fn run_job_inner(
     comfy: &ComfyProcess,
+    packs: &[String],
     job: &Job,
     opts: &JobOptions,
     reporter: &dyn JobReporter,
@@ -186,7 +184,7 @@ fn run_job_inner(
         if let Some(s) = socket.take() {
             s.close();
         }
-        return Err(rejected(comfy, &workflow, answer, opts));
+        return Err(rejected(comfy, &workflow, answer, packs));
     }
     let mut errors = Vec::new();
     let accepted = answer.json();
@@ -423,7 +421,7 @@ fn rejected(
     comfy: &ComfyProcess,
     workflow: &Value,
     answer: crate::http::Answer,
-    opts: &JobOptions,
+    packs: &[String],
 ) -> HandlerError {
     let Some(body) = answer.json().filter(|_| answer.status == 400) else {
         return HandlerError::BadResponse {
@@ -471,32 +469,15 @@ fn rejected(
             class_type,
             node_id,
             version_id: comfy.version_id().to_string(),
-            failed_packs: failed_packs(comfy, opts),
+            failed_packs: crate::node_report::report(comfy, packs)
+                .map(|r| r.failed)
+                .unwrap_or_default(),
         };
     }
     HandlerError::Validation {
         message,
         node_errors: node_errors(workflow, body.get("node_errors")),
     }
-}
-
-/// The spec's packs that failed to load; without a spec list, every pack the
-/// log marks `(IMPORT FAILED)`.
-pub(crate) fn failed_packs(comfy: &ComfyProcess, opts: &JobOptions) -> Vec<FailedPack> {
-    let expected = if opts.expected_packs.is_empty() {
-        comfy
-            .log_text()
-            .lines()
-            .filter_map(|l| l.split_once("(IMPORT FAILED):").map(|(_, p)| p.trim()))
-            .filter_map(|p| p.rsplit('/').next().map(String::from))
-            .collect()
-    } else {
-        opts.expected_packs.clone()
-    };
-    comfy
-        .node_report(&expected)
-        .map(|r| r.failed)
-        .unwrap_or_default()
 }
 
 /// `node_errors` as a flat list, in node order.

@@ -436,14 +436,16 @@ impl HandlerError {
         }
     }
 
-    /// The failed-job JSON: worker-comfyui's `{"error", "details"}` (every
-    /// `details` entry a string, as its clients expect) plus a machine-readable
-    /// `kind` and, where there is one, the structured form in a field of its
-    /// own: `node_errors` (validation), `missing_node` (with `failed_packs`) or
-    /// `execution_error`.
+    /// The failed-job JSON of this error ([`failed_job_json`] with its [`kind`](Self::kind)).
     pub fn to_job_json(&self) -> Value {
-        let mut out = json!({"error": self.to_string(), "kind": self.kind()});
-        let details: Vec<String> = match self {
+        failed_job_json(self.kind(), self)
+    }
+
+    /// The `details` lines of a variant that has its own (the structured form
+    /// goes into `out`: `node_errors`, `missing_node`, `execution_error`);
+    /// `None`: the causes are the details.
+    fn job_details(&self, out: &mut Value) -> Option<Vec<String>> {
+        Some(match self {
             HandlerError::Validation { node_errors, .. } => {
                 out["node_errors"] = node_errors
                     .iter()
@@ -493,10 +495,100 @@ impl HandlerError {
             | HandlerError::StartTimeout { tail, .. }
             | HandlerError::ComfyDied { tail, .. } => tail.clone(),
             HandlerError::NoOutputs { errors } | HandlerError::Upload { errors } => errors.clone(),
-            HandlerError::Sink { source, .. } => vec![source.to_string()],
-            _ => self.causes().collect(),
+            _ => return None,
+        })
+    }
+}
+
+/// The failed-job JSON of any error, the one shape every front end returns
+/// (`run`, `test`, the worker, RunPod mode):
+///
+/// - `error`: worker-comfyui's one string, the message followed by each cause
+///   (`message: cause: cause`);
+/// - `kind`: a machine-readable name (`validation`, `timeout`, `setup`, ...);
+/// - `causes`: the causes as a list, outermost first;
+/// - `details`: worker-comfyui's list of strings: the lines of the first
+///   [`HandlerError`] in the chain that has its own (validation errors, the
+///   missing node and its failed packs, the node that raised, ComfyUI's last
+///   log lines, failed uploads or outputs), else the causes;
+/// - that error's structured form, where it has one: `node_errors`,
+///   `missing_node` (with `failed_packs`) or `execution_error`.
+pub fn failed_job_json(kind: &str, error: &(dyn std::error::Error + 'static)) -> Value {
+    let causes: Vec<String> = std::iter::successors(error.source(), |e| e.source())
+        .map(ToString::to_string)
+        .collect();
+    let mut message = error.to_string();
+    for cause in &causes {
+        message.push_str(": ");
+        message.push_str(cause);
+    }
+    let mut out = json!({"error": message, "kind": kind});
+    let details = std::iter::successors(Some(error), |e| e.source())
+        .filter_map(|e| {
+            e.downcast_ref::<HandlerError>()
+                .or_else(|| e.downcast_ref::<Box<HandlerError>>().map(|b| &**b))
+        })
+        .find_map(|h| h.job_details(&mut out))
+        .unwrap_or_else(|| causes.clone());
+    out["details"] = json!(details);
+    out["causes"] = json!(causes);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error of another crate that wraps a handler error (as `serve` and
+    /// the CLI's context do).
+    #[derive(Debug, thiserror::Error)]
+    #[error("the job of version `v1` failed")]
+    struct Outer(#[source] Box<HandlerError>);
+
+    #[test]
+    fn any_error_renders_with_its_causes_as_a_list_and_the_handler_details() {
+        let inner = HandlerError::Validation {
+            message: "Prompt outputs failed validation".into(),
+            node_errors: vec![NodeInputError {
+                node_id: "1".into(),
+                class_type: "EmptyImage".into(),
+                input: Some("width".into()),
+                kind: "value_smaller_than_min".into(),
+                message: "Value 0 smaller than min of 1".into(),
+                details: "width".into(),
+            }],
         };
-        out["details"] = json!(details);
-        out
+        let inner_text = inner.to_string();
+        let j = failed_job_json("setup", &Outer(Box::new(inner)));
+        assert_eq!(j["kind"], "setup");
+        assert_eq!(j["causes"], json!([inner_text]));
+        assert_eq!(
+            j["error"],
+            format!("the job of version `v1` failed: {inner_text}")
+        );
+        assert_eq!(j["node_errors"][0]["input"], "width");
+        assert_eq!(
+            j["details"],
+            json!(["node 1 (EmptyImage) input `width`: Value 0 smaller than min of 1"])
+        );
+    }
+
+    #[test]
+    fn without_details_of_its_own_the_causes_are_the_details() {
+        let e = HandlerError::io(
+            "could not create directory",
+            std::path::Path::new("/x"),
+            std::io::ErrorKind::PermissionDenied.into(),
+        );
+        let j = e.to_job_json();
+        assert_eq!(j["kind"], "io");
+        assert_eq!(j["causes"], j["details"]);
+        assert_eq!(j["causes"].as_array().map(Vec::len), Some(1));
+        assert!(
+            j["error"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("could not create directory /x: ")),
+            "{j}"
+        );
     }
 }

@@ -201,7 +201,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// type, bit depth and the decoded pixels of every frame (palettes and low
 /// bit depths expanded), as lowercase hex. `None` when `bytes` is not a PNG
 /// that decodes.
-pub fn pixel_hash(bytes: &[u8]) -> Option<String> {
+pub(crate) fn pixel_hash(bytes: &[u8]) -> Option<String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().ok()?;

@@ -215,7 +215,7 @@ fn decode_image_data(name: &str, data: &str) -> Result<Vec<u8>, HandlerError> {
 }
 
 /// Whether `v` looks like ComfyUI's UI ("save") format.
-pub fn is_ui_format(v: &Value) -> bool {
+pub(crate) fn is_ui_format(v: &Value) -> bool {
     let Some(m) = v.as_object() else {
         return false;
     };
@@ -228,7 +228,7 @@ pub fn is_ui_format(v: &Value) -> bool {
 
 /// Refuses anything but an API-format graph: every top-level value is an
 /// object with a string `class_type` and an object `inputs`.
-pub fn check_api_format(v: &Value) -> Result<(), HandlerError> {
+pub(crate) fn check_api_format(v: &Value) -> Result<(), HandlerError> {
     if is_ui_format(v) {
         return Err(HandlerError::UiWorkflow);
     }

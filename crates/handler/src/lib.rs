@@ -1,31 +1,34 @@
-//! Runs ComfyUI workflows on a realized comfyver version.
+//! One ComfyUI *session* of a realized comfyver version, and the jobs run on it.
 //!
-//! - [`ComfyProcess`] starts the version's ComfyUI (`main.py` with its own
-//!   interpreter; on the GPU when one is found, see [`GpuChoice`]) on a free
-//!   loopback port, proves the server that answers is its
-//!   own child, logs to `comfyui-<timestamp>-<id>.log`, and stops it cleanly
-//!   (SIGINT, SIGTERM, SIGKILL to its process group). No child outlives
-//!   comfyver: a SIGINT/SIGTERM handler stops live children, and
-//!   `PR_SET_PDEATHSIG` covers SIGKILL.
-//! - [`ComfyProcess::node_report`] says which custom node packs failed to import,
-//!   with their log lines (front-end-only packs and core's own files are no failures).
+//! - [`Session`] starts the version's ComfyUI ([`ComfyEnv`], [`StartOptions`]:
+//!   `main.py` with its own interpreter, on the GPU when one is found, see
+//!   [`GpuChoice`]) on a free loopback port, proves the server that answers is
+//!   its own child, logs to `comfyui-<timestamp>-<id>.log`, and stops it
+//!   cleanly (SIGINT, SIGTERM, SIGKILL to its process group; also on drop). No
+//!   child outlives comfyver: a SIGINT/SIGTERM handler stops live children,
+//!   and `PR_SET_PDEATHSIG` covers SIGKILL. It owns its process and client
+//!   state, so several sessions can be alive at once; a [`SessionControl`]
+//!   interrupts or kills one from another thread, and
+//!   [`Session::free_memory`] unloads its models.
+//! - [`Session::node_report`] says which custom node packs failed to import
+//!   ([`NodeReport`]), with their log lines (front-end-only packs and core's
+//!   own files are no failures).
 //! - [`Job`] is a workflow (API format; the UI format is refused with an
-//!   explanation) plus input images, read from a workflow file, a worker-comfyui
-//!   job JSON or `--image name=path`.
-//! - [`run_job`] uploads the images under per-job names (removed afterwards),
-//!   gives every output a per-job filename prefix, queues the prompt (with the
-//!   Comfy.org API key in `extra_data`), follows it under the id ComfyUI
-//!   answers with over the WebSocket (with a `/history` fallback and a job
-//!   timeout), and fetches every output into an [`OutputSink`], also when a
-//!   node raised after others produced outputs; [`JobOutput::to_json`] and
-//!   [`HandlerError::to_job_json`] give the worker-comfyui compatible result.
+//!   explanation) plus input images, read from a workflow file, a
+//!   worker-comfyui job JSON or `--image name=path`.
+//! - [`Session::run_job`] uploads the images under per-job names (removed
+//!   afterwards), gives every output a per-job filename prefix, queues the
+//!   prompt (with the Comfy.org API key in `extra_data`), follows it under
+//!   the id ComfyUI answers with over the WebSocket (with a `/history`
+//!   fallback and a job timeout), and fetches every output into an
+//!   [`OutputSink`], also when a node raised after others produced outputs;
+//!   [`JobOutput::to_json`] gives the worker-comfyui compatible result, and
+//!   [`failed_job_json`] the failed-job JSON of any error.
 //! - [`OutputHashes`] reduces a job's outputs to SHA-256 and pixel hashes
 //!   (PNG metadata ignored) and compares them with a recorded set.
 //! - [`CloudSink`] prepares the `gcs`/`s3` sinks (variables, credentials,
 //!   permission pre-check) before ComfyUI starts and uploads each output as
 //!   `<prefix>/<job id>/<file>`, returning `gcs_url`/`s3_url` entries.
-//! - [`serve`] keeps ComfyUI warm and runs jobs from RunPod's job queue or a
-//!   local job API, switching versions per job.
 
 mod client;
 mod cloud_sink;
@@ -37,19 +40,20 @@ mod logs;
 mod node_report;
 mod outputs;
 mod process;
-pub mod serve;
+mod session;
 mod sink;
 mod sys;
 mod uuid;
 mod ws;
 
-pub use client::{JobOptions, JobReporter, NoReporter, run_job};
+pub use client::{JobOptions, JobReporter};
 pub use cloud_sink::CloudSink;
-pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError};
+pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError, failed_job_json};
 pub use hashes::{HashMismatch, OutputHash, OutputHashes};
 pub use job::{InputImage, Job};
 pub use node_report::NodeReport;
 pub use outputs::{OutputData, OutputItem};
-pub use process::{ComfyEnv, ComfyProcess, DeviceChoice, GpuChoice, StartOptions, StartTimings};
+pub use process::{ComfyEnv, DeviceChoice, GpuChoice, StartOptions, StartTimings};
+pub use session::{Session, SessionControl};
 pub use sink::{JobOutput, JobTimings, OutputSink};
-pub use sys::process_exists;
+pub use uuid::new_v4 as new_job_id;

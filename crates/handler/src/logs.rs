@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How many lines the ring buffer keeps.
-pub const TAIL_LINES: usize = 50;
+pub(crate) const TAIL_LINES: usize = 50;
 
 /// The log of one ComfyUI process.
 #[derive(Debug)]

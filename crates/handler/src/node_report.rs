@@ -44,36 +44,50 @@ impl NodeReport {
     }
 }
 
-impl ComfyProcess {
-    /// Compares the packs ComfyUI loaded with `expected_packs` (the spec's node
-    /// pack directory names) and reports each one that did not load, with the
-    /// traceback, `Cannot import ...` and `(IMPORT FAILED)` lines of the log.
-    pub fn node_report(&self, expected_packs: &[String]) -> Result<NodeReport, HandlerError> {
-        let info = self.object_info()?;
-        let log = self.log_text();
-        let imports = import_times(&log);
-        let core_custom = self.core_dir().join("custom_nodes");
-        let mut loaded = packs_of(&info);
-        // Core's own `custom_nodes/<name>.py` files are part of ComfyUI.
-        loaded.retain(|name, _| {
-            let file = core_custom.join(format!("{name}.py"));
-            !file.symlink_metadata().is_ok_and(|m| m.is_file())
-        });
-        for (name, ok) in &imports {
-            if *ok && expected_packs.contains(name) {
-                loaded.entry(name.clone()).or_default();
-            }
-        }
-        let failed = expected_packs
-            .iter()
-            .filter(|p| !loaded.contains_key(p.as_str()))
-            .map(|p| FailedPack {
-                name: p.clone(),
-                log_lines: pack_log_lines(&log, p),
-            })
+/// Compares the packs `comfy` loaded with `expected_packs` (the version's node
+/// pack directory names) and reports each one that did not load, with the
+/// traceback, `Cannot import ...` and `(IMPORT FAILED)` lines of the log.
+/// Without a list of packs, every pack the log marks `(IMPORT FAILED)` is
+/// expected (and so failed).
+pub(crate) fn report(
+    comfy: &ComfyProcess,
+    expected_packs: &[String],
+) -> Result<NodeReport, HandlerError> {
+    let log = comfy.log_text();
+    let from_log: Vec<String>;
+    let expected_packs = if expected_packs.is_empty() {
+        from_log = log
+            .lines()
+            .filter_map(|l| l.split_once("(IMPORT FAILED):").map(|(_, p)| p.trim()))
+            .filter_map(|p| p.rsplit('/').next().map(String::from))
             .collect();
-        Ok(NodeReport { loaded, failed })
+        &from_log
+    } else {
+        expected_packs
+    };
+    let info = comfy.object_info()?;
+    let imports = import_times(&log);
+    let core_custom = comfy.core_dir().join("custom_nodes");
+    let mut loaded = packs_of(&info);
+    // Core's own `custom_nodes/<name>.py` files are part of ComfyUI.
+    loaded.retain(|name, _| {
+        let file = core_custom.join(format!("{name}.py"));
+        !file.symlink_metadata().is_ok_and(|m| m.is_file())
+    });
+    for (name, ok) in &imports {
+        if *ok && expected_packs.contains(name) {
+            loaded.entry(name.clone()).or_default();
+        }
     }
+    let failed = expected_packs
+        .iter()
+        .filter(|p| !loaded.contains_key(p.as_str()))
+        .map(|p| FailedPack {
+            name: p.clone(),
+            log_lines: pack_log_lines(&log, p),
+        })
+        .collect();
+    Ok(NodeReport { loaded, failed })
 }
 
 /// `pack -> classes` from `/object_info`.

@@ -35,6 +35,10 @@ pub struct ComfyEnv {
     pub data_dir: PathBuf,
     /// The version id (for messages).
     pub version_id: String,
+    /// The version's custom node pack directory names (under `custom_nodes/`),
+    /// whose import failures [`Session::node_report`](crate::Session::node_report)
+    /// reports; empty: every pack ComfyUI's log marks `(IMPORT FAILED)`.
+    pub node_packs: Vec<String>,
 }
 
 /// Whether ComfyUI gets the GPU.
@@ -187,7 +191,7 @@ pub struct StartTimings {
 
 /// A running ComfyUI, our child. Stopped (and reaped) on drop.
 #[derive(Debug)]
-pub struct ComfyProcess {
+pub(crate) struct ComfyProcess {
     child: Mutex<Child>,
     exited: Mutex<Option<ExitStatus>>,
     pid: u32,
@@ -221,7 +225,7 @@ impl ComfyProcess {
     /// Call it from a thread that lives as long as the process is needed: the
     /// child gets `PR_SET_PDEATHSIG(SIGKILL)`, which fires when the spawning
     /// thread exits.
-    pub fn start(env: &ComfyEnv, opts: &StartOptions) -> Result<ComfyProcess, HandlerError> {
+    pub(crate) fn start(env: &ComfyEnv, opts: &StartOptions) -> Result<ComfyProcess, HandlerError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -384,22 +388,22 @@ impl ComfyProcess {
     }
 
     /// The port ComfyUI listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// The child's process id (also its process group id).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The version this ComfyUI runs.
-    pub fn version_id(&self) -> &str {
+    pub(crate) fn version_id(&self) -> &str {
         &self.version_id
     }
 
     /// The log file of this run.
-    pub fn log_path(&self) -> &Path {
+    pub(crate) fn log_path(&self) -> &Path {
         &self.log_path
     }
 
@@ -409,22 +413,22 @@ impl ComfyProcess {
     }
 
     /// The per-version data directory (`input/`, `output/`, `user/`, `temp/`).
-    pub fn data_dir(&self) -> &Path {
+    pub(crate) fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
     /// The device ComfyUI was started on, and why (for the log).
-    pub fn device(&self) -> &DeviceChoice {
+    pub(crate) fn device(&self) -> &DeviceChoice {
         &self.device
     }
 
     /// How long starting took.
-    pub fn timings(&self) -> StartTimings {
+    pub(crate) fn timings(&self) -> StartTimings {
         self.timings
     }
 
     /// The last lines ComfyUI printed (at most 50).
-    pub fn log_tail(&self) -> Vec<String> {
+    pub(crate) fn log_tail(&self) -> Vec<String> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).tail()
     }
 
@@ -441,7 +445,7 @@ impl ComfyProcess {
     }
 
     /// `Some(description)` once the child has exited (it is reaped then).
-    pub fn exit_status(&self) -> Option<String> {
+    pub(crate) fn exit_status(&self) -> Option<String> {
         let mut exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
         if exited.is_none() {
             let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
@@ -464,7 +468,7 @@ impl ComfyProcess {
     }
 
     /// `/object_info`, fetched once per process.
-    pub fn object_info(&self) -> Result<Arc<Value>, HandlerError> {
+    pub(crate) fn object_info(&self) -> Result<Arc<Value>, HandlerError> {
         let mut cache = self.object_info.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = cache.as_ref() {
             return Ok(Arc::clone(v));
@@ -480,7 +484,7 @@ impl ComfyProcess {
 
     /// Stops ComfyUI: SIGINT to its process group, SIGTERM after the grace
     /// period, SIGKILL two seconds later; then reaps it. Returns how it ended.
-    pub fn stop(mut self) -> Option<String> {
+    pub(crate) fn stop(mut self) -> Option<String> {
         self.stop_inner()
     }
 
@@ -588,6 +592,7 @@ mod tests {
             logs_dir: "logs".into(),
             data_dir: "data".into(),
             version_id: "v".into(),
+            node_packs: Vec::new(),
         };
         let fake = env(comfyver_testkit::comfy::fake_core_dir());
         assert!(fake.accepts_flag("--deterministic"));

@@ -159,7 +159,7 @@ impl JobOutput {
 
 /// Makes one path component safe: characters outside letters, digits and
 /// `._-+@ ()[],=` become `_`, leading dots and dashes are dropped.
-pub fn sanitize_component(name: &str) -> String {
+pub(crate) fn sanitize_component(name: &str) -> String {
     let mut s: String = name
         .chars()
         .map(|c| {

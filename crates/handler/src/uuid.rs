@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A new random UUID v4 such as `3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b`.
+/// A new random UUID v4 such as `3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b`: the
+/// handler's prompt ids, and the ids a worker gives the jobs it is sent.
 pub fn new_v4() -> String {
     let mut b = [0u8; 16];
     let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));

@@ -11,6 +11,7 @@ pub(crate) mod resolve;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod serve;
+mod session_flags;
 pub(crate) mod show;
 pub(crate) mod validate;
 

@@ -2,14 +2,15 @@
 //! path) → start ComfyUI → run one job → stop.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use comfyver_handler::{
-    CloudSink, ComfyEnv, ComfyProcess, GpuChoice, HandlerError, Job, JobOptions, JobOutput,
-    NodeReport, OutputHashes, OutputSink, StartOptions,
+    ComfyEnv, HandlerError, Job, JobOutput, NodeReport, OutputHashes, Session, failed_job_json,
 };
 use serde_json::json;
+
+use super::session_flags::SessionFlags;
 
 use crate::context::Ctx;
 use crate::diagnostics::Exit;
@@ -33,40 +34,9 @@ pub(crate) struct JobFlags {
     /// An input image, uploaded before the prompt (repeatable).
     #[arg(long, value_name = "NAME=PATH")]
     pub image: Vec<String>,
-    /// Where outputs go: `base64` (JSON on stdout), `dir:PATH`, `gcs` (GCS_*
-    /// variables) or `s3` (BUCKET_* variables). Default: `gcs` when GCS_BUCKET
-    /// is set, else `base64`.
-    #[arg(long, value_name = "SINK")]
-    pub output: Option<OutputSink>,
-    /// Overall job limit in seconds; then the prompt is interrupted.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 3600,
-        env = comfyver_env::COMFYVER_JOB_TIMEOUT
-    )]
-    pub timeout: u64,
-    /// How long ComfyUI may take to start, in seconds.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 600,
-        env = comfyver_env::COMFYVER_START_TIMEOUT
-    )]
-    pub start_timeout: u64,
-    /// Run ComfyUI on the GPU even when none is detected (default: the GPU
-    /// when /dev/nvidia* or the NVIDIA driver shows one, else --cpu).
-    #[arg(long, conflicts_with = "cpu")]
-    pub gpu: bool,
-    /// Run ComfyUI on the CPU (--cpu) even when a GPU is present.
-    #[arg(long)]
-    pub cpu: bool,
-    /// Also return temporary outputs (PreviewImage and the like).
-    #[arg(long)]
-    pub include_temp: bool,
-    /// Extra arguments for ComfyUI's main.py (repeatable).
-    #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
-    pub comfy_args: Vec<String>,
+    /// How ComfyUI starts and the job runs.
+    #[command(flatten)]
+    pub session: SessionFlags,
 }
 
 #[derive(Debug, Args)]
@@ -123,7 +93,7 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
         Ok(outcome) => outcome,
         Err(err) => {
             // Failed before the job ran (bad input, realize): still a job result.
-            ctx.out.json(&json!({"error": err.to_string(), "kind": "setup", "details": err.chain().skip(1).map(|c| c.to_string()).collect::<Vec<_>>()}));
+            ctx.out.json(&failed_job_json("setup", err.as_ref()));
             return Err(err);
         }
     };
@@ -304,13 +274,8 @@ fn execute(
     for image in &args.job.image {
         job.add_image_arg(image)?;
     }
-    let sink = args
-        .job
-        .output
-        .clone()
-        .unwrap_or_else(OutputSink::from_env_default);
     // Credentials and bucket permissions are checked before anything starts.
-    let cloud = CloudSink::prepare(&sink)?;
+    let opts = args.job.session.job_options()?;
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
     let lock = pipeline::lock_for(ctx, &loaded)?;
     let req = pipeline::request(ctx, &loaded, &lock, &args.flags)?;
@@ -318,28 +283,19 @@ fn execute(
     // Held until this function returns, after ComfyUI has stopped.
     let (realized, _in_use) = pipeline::realize_for_use(ctx, &req, &progress)?;
     let home = &realized.home;
-    let env = pipeline::env_of(home, &loaded.spec);
+    let env = pipeline::env_of(home, &loaded.spec, &lock);
     let before_start = invoked.elapsed();
-    let mut extra_args = args.job.comfy_args.clone();
+    let mut extra_args = args.job.session.comfy_args.clone();
     if reproducible {
         reproducible_args(ctx, &env, &mut extra_args);
     }
-    let start = StartOptions {
-        gpu: match (args.job.gpu, args.job.cpu) {
-            (true, _) => GpuChoice::Gpu,
-            (_, true) => GpuChoice::Cpu,
-            _ => GpuChoice::Auto,
-        },
-        extra_args,
-        start_timeout: Duration::from_secs(args.job.start_timeout),
-        ..StartOptions::default()
-    };
-    let process = match ComfyProcess::start(&env, &start) {
-        Ok(p) => p,
+    let start = args.job.session.start_options(extra_args);
+    let session = match Session::start(&env, &start) {
+        Ok(s) => s,
         Err(e) => return Ok((Err(e), NodeReport::default())),
     };
-    ctx.out.info(&process.device().to_string());
-    let timings = process.timings();
+    ctx.out.info(&session.device().to_string());
+    let timings = session.timings();
     ctx.out.debug(&format!(
         "{} warm={} invoke→spawn {:.1?}, spawn→ready {:.1?}",
         loaded.spec.version_id,
@@ -347,12 +303,7 @@ fn execute(
         before_start + timings.to_spawn,
         timings.to_ready.saturating_sub(timings.to_spawn)
     ));
-    let packs: Vec<String> = lock
-        .custom_nodes
-        .iter()
-        .filter_map(|n| n.name.clone())
-        .collect();
-    let report = match process.node_report(&packs) {
+    let report = match session.node_report() {
         Ok(report) => {
             for failed in &report.failed {
                 ctx.out.warn(&format!(
@@ -369,20 +320,7 @@ fn execute(
             NodeReport::default()
         }
     };
-    let opts = JobOptions {
-        timeout: Duration::from_secs(args.job.timeout),
-        sink: match sink {
-            OutputSink::Dir(p) => {
-                OutputSink::Dir(std::path::absolute(&p).unwrap_or_else(|_| p.clone()))
-            }
-            s => s,
-        },
-        cloud,
-        include_temp: args.job.include_temp,
-        expected_packs: packs,
-        ..JobOptions::default()
-    };
-    let result = comfyver_handler::run_job(&process, &job, &opts, &JobProgress::new(&ctx.out));
-    process.stop();
+    let result = session.run_job(&job, &opts, &JobProgress::new(&ctx.out));
+    session.stop();
     Ok((result, report))
 }

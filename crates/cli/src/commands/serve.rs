@@ -6,9 +6,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use clap::Args;
-use comfyver_handler::serve::{self, ProviderError, RunpodConfig, ServeOptions};
-use comfyver_handler::{CloudSink, ComfyEnv, GpuChoice, JobOptions, OutputSink, StartOptions};
+use comfyver_handler::ComfyEnv;
 use comfyver_realize::HomeInUse;
+use comfyver_serve::{ProviderError, RunpodConfig, ServeOptions};
+
+use super::session_flags::SessionFlags;
 
 use crate::context::Ctx;
 use crate::diagnostics::Exit;
@@ -34,39 +36,9 @@ pub(crate) struct ServeArgs {
     /// Refresh the worker after every job (RunPod: stopPod and exit; local: a fresh ComfyUI).
     #[arg(long, env = comfyver_env::REFRESH_WORKER)]
     pub refresh_worker: bool,
-    /// Where outputs go: `base64` (in the job's output), `dir:PATH`, `gcs`
-    /// (GCS_* variables) or `s3` (BUCKET_* variables). Default: `gcs` when
-    /// GCS_BUCKET is set, else `base64`. A bucket is checked before the first job.
-    #[arg(long, value_name = "SINK")]
-    pub output: Option<OutputSink>,
-    /// Limit of each job in seconds; then its prompt is interrupted.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 3600,
-        env = comfyver_env::COMFYVER_JOB_TIMEOUT
-    )]
-    pub timeout: u64,
-    /// How long ComfyUI may take to start, in seconds.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 600,
-        env = comfyver_env::COMFYVER_START_TIMEOUT
-    )]
-    pub start_timeout: u64,
-    /// Run ComfyUI on the GPU even when none is detected.
-    #[arg(long, conflicts_with = "cpu")]
-    pub gpu: bool,
-    /// Run ComfyUI on the CPU (`--cpu`) even when a GPU is found.
-    #[arg(long)]
-    pub cpu: bool,
-    /// Also return temporary outputs (PreviewImage and the like).
-    #[arg(long)]
-    pub include_temp: bool,
-    /// Extra arguments for ComfyUI's main.py (repeatable).
-    #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
-    pub comfy_args: Vec<String>,
+    /// How ComfyUI starts and each job runs.
+    #[command(flatten)]
+    pub session: SessionFlags,
     /// How the default version is realized (`--home`/`--spec` apply to it only).
     #[command(flatten)]
     pub flags: RealizeFlags,
@@ -78,34 +50,10 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
         (None, Some(id)) => id.clone(),
         (None, None) => anyhow::bail!("name the default version id or pass --spec FILE"),
     };
-    let sink = match args
-        .output
-        .clone()
-        .unwrap_or_else(OutputSink::from_env_default)
-    {
-        OutputSink::Dir(p) => OutputSink::Dir(std::path::absolute(&p).unwrap_or(p)),
-        s => s,
-    };
-    // Credentials and bucket permissions are checked before the first job.
-    let cloud = CloudSink::prepare(&sink)?;
     let mut opts = ServeOptions::new(default_id.clone());
-    opts.start = StartOptions {
-        gpu: match (args.gpu, args.cpu) {
-            (true, _) => GpuChoice::Gpu,
-            (_, true) => GpuChoice::Cpu,
-            _ => GpuChoice::Auto,
-        },
-        extra_args: args.comfy_args.clone(),
-        start_timeout: Duration::from_secs(args.start_timeout),
-        ..StartOptions::default()
-    };
-    opts.job = JobOptions {
-        timeout: Duration::from_secs(args.timeout),
-        sink,
-        cloud,
-        include_temp: args.include_temp,
-        ..JobOptions::default()
-    };
+    opts.start = args.session.start_options(args.session.comfy_args.clone());
+    // Credentials and bucket permissions are checked before the first job.
+    opts.job = args.session.job_options()?;
     opts.grace = Duration::from_secs(args.grace);
     opts.refresh_worker = args.refresh_worker;
 
@@ -139,8 +87,8 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
     };
     let log = |line: &str| ctx.out.info(line);
     match RunpodConfig::from_env() {
-        Some(config) => serve::serve_runpod(&config?, &provider, &opts, &log)?,
-        None => serve::serve_local(&args.listen, &provider, &opts, &log)?,
+        Some(config) => comfyver_serve::serve_runpod(&config?, &provider, &opts, &log)?,
+        None => comfyver_serve::serve_local(&args.listen, &provider, &opts, &log)?,
     }
     ctx.out.info("serve stopped");
     Ok(Exit::Success)

@@ -25,23 +25,23 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use ureq::Agent;
 
-use super::worker::{JobRequest, Live, Outcome, Worker};
-use super::{EnvProvider, ServeError, ServeLog, ServeOptions};
-use crate::client::JobReporter;
-use crate::sys;
+use crate::worker::{JobRequest, Live, Outcome, Worker};
+use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
+use comfyver_fs::child as sys;
+use comfyver_handler::JobReporter;
 
-/// The worker's key, sent as the raw `Authorization` header.
-pub use comfyver_env::RUNPOD_AI_API_KEY as RUNPOD_AI_API_KEY_ENV;
-/// The heartbeat interval in milliseconds (default 10000; used in whole seconds).
-pub use comfyver_env::RUNPOD_PING_INTERVAL as RUNPOD_PING_INTERVAL_ENV;
-/// The worker id (a random one when unset, as the SDK does).
-pub use comfyver_env::RUNPOD_POD_ID as RUNPOD_POD_ID_ENV;
-/// The job-take URL template; when it is set, `serve` is a RunPod worker.
-pub use comfyver_env::RUNPOD_WEBHOOK_GET_JOB as RUNPOD_WEBHOOK_GET_JOB_ENV;
-/// The heartbeat URL template.
-pub use comfyver_env::RUNPOD_WEBHOOK_PING as RUNPOD_WEBHOOK_PING_ENV;
-/// The job-done URL template (`$ID` becomes the job id).
-pub use comfyver_env::RUNPOD_WEBHOOK_POST_OUTPUT as RUNPOD_WEBHOOK_POST_OUTPUT_ENV;
+// The worker's key, sent as the raw `Authorization` header.
+use comfyver_env::RUNPOD_AI_API_KEY as RUNPOD_AI_API_KEY_ENV;
+// The heartbeat interval in milliseconds (default 10000; used in whole seconds).
+use comfyver_env::RUNPOD_PING_INTERVAL as RUNPOD_PING_INTERVAL_ENV;
+// The worker id (a random one when unset, as the SDK does).
+use comfyver_env::RUNPOD_POD_ID as RUNPOD_POD_ID_ENV;
+// The job-take URL template; when it is set, `serve` is a RunPod worker.
+use comfyver_env::RUNPOD_WEBHOOK_GET_JOB as RUNPOD_WEBHOOK_GET_JOB_ENV;
+// The heartbeat URL template.
+use comfyver_env::RUNPOD_WEBHOOK_PING as RUNPOD_WEBHOOK_PING_ENV;
+// The job-done URL template (`$ID` becomes the job id).
+use comfyver_env::RUNPOD_WEBHOOK_POST_OUTPUT as RUNPOD_WEBHOOK_POST_OUTPUT_ENV;
 
 /// The SDK release whose protocol this speaks, sent as `runpod_version` on pings.
 const PROTOCOL_VERSION: &str = "1.12.0";
@@ -101,7 +101,7 @@ impl RunpodConfig {
         take: String,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<RunpodConfig, ServeError> {
-        let worker_id = get(RUNPOD_POD_ID_ENV).unwrap_or_else(crate::uuid::new_v4);
+        let worker_id = get(RUNPOD_POD_ID_ENV).unwrap_or_else(comfyver_handler::new_job_id);
         let done = get(RUNPOD_WEBHOOK_POST_OUTPUT_ENV).ok_or_else(|| {
             ServeError::RunpodConfig(format!(
                 "{RUNPOD_WEBHOOK_GET_JOB_ENV} is set but {RUNPOD_WEBHOOK_POST_OUTPUT_ENV} is not; \

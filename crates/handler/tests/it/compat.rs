@@ -1,17 +1,15 @@
 //! worker-comfyui compatibility, GPU choice, import report and per-job files,
 //! on the stand-in ComfyUI (a real Python process on loopback).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{decode_png, empty_image, encode_png, env, opts, start};
 use base64::Engine;
 use comfyver_handler::{
-    ComfyProcess, GpuChoice, HandlerError, Job, JobOptions, NoReporter, OutputData, OutputSink,
-    StartOptions, run_job,
+    ComfyEnv, GpuChoice, HandlerError, Job, JobOptions, OutputData, OutputSink, Session,
+    StartOptions,
 };
 use comfyver_testkit::comfy::ComfyHome;
-use common::{decode_png, empty_image, encode_png, env, opts, start};
 use serde_json::{Value, json};
 
 fn b64(bytes: &[u8]) -> String {
@@ -19,7 +17,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// The stand-in's command line, as it reports it in `/system_stats`.
-fn argv(comfy: &ComfyProcess) -> Vec<String> {
+fn argv(comfy: &Session) -> Vec<String> {
     let body = ureq::get(format!("http://127.0.0.1:{}/system_stats", comfy.port()))
         .call()
         .expect("system_stats")
@@ -36,7 +34,7 @@ fn argv(comfy: &ComfyProcess) -> Vec<String> {
 }
 
 /// Files in the stand-in's input directory (uploads land there).
-fn input_files(comfy: &ComfyProcess) -> Vec<String> {
+fn input_files(comfy: &Session) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(comfy.data_dir().join("input"))
         .map(|d| {
             d.flatten()
@@ -54,7 +52,8 @@ fn an_execution_error_keeps_the_outputs_produced_and_reports_errors() {
     let mut wf = empty_image(8, 8, 0x00ff00, "partial");
     wf["9"] = json!({"class_type": "FakeFail", "inputs": {}});
     let job = Job::from_workflow(wf).unwrap();
-    let out = run_job(&comfy, &job, &JobOptions::default(), &NoReporter)
+    let out = comfy
+        .run_job(&job, &JobOptions::default(), &())
         .expect("a job with outputs is not failed by a node that raised");
     let v = out.to_json();
     let images = v["images"].as_array().unwrap();
@@ -77,7 +76,9 @@ fn an_execution_error_keeps_the_outputs_produced_and_reports_errors() {
 fn a_job_with_no_outputs_and_errors_fails_in_worker_comfyuis_shape() {
     let (_home, comfy) = start(&[]);
     let job = Job::from_workflow(json!({"1": {"class_type": "FakeFail", "inputs": {}}})).unwrap();
-    let err = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect_err("fails");
+    let err = comfy
+        .run_job(&job, &JobOptions::default(), &())
+        .expect_err("fails");
     assert!(matches!(err, HandlerError::Execution { .. }), "{err}");
     let j = err.to_job_json();
     assert!(j["error"].is_string(), "{j}");
@@ -95,14 +96,14 @@ fn a_comfyui_that_ignores_client_prompt_ids_still_completes_the_job() {
     let mut e = env(&home);
     e.env
         .insert("FAKE_COMFY_IGNORE_CLIENT_PROMPT_ID".into(), "1".into());
-    let comfy = ComfyProcess::start(&e, &opts()).expect("starts");
+    let comfy = Session::start(&e, &opts()).expect("starts");
     let job = Job::from_workflow(empty_image(4, 4, 0x0000ff, "old")).unwrap();
     let o = JobOptions {
         // Without the returned id the job would wait for this and fail.
         timeout: Duration::from_secs(20),
         ..JobOptions::default()
     };
-    let out = run_job(&comfy, &job, &o, &NoReporter).expect("job completes");
+    let out = comfy.run_job(&job, &o, &()).expect("job completes");
     assert_eq!(out.items.len(), 1);
     assert_eq!(
         decode_png(out.items[0].bytes().unwrap()).2[..3],
@@ -131,7 +132,7 @@ fn comfy_org_api_key_reaches_extra_data_and_never_the_output() {
     let wf = json!({"1": {"class_type": "FakeApiNode", "inputs": {}}});
     let request = json!({"input": {"workflow": wf, "comfy_org_api_key": key}});
     let job = Job::from_runpod(&request).unwrap();
-    let out = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).unwrap();
+    let out = comfy.run_job(&job, &JobOptions::default(), &()).unwrap();
     let v = out.to_json();
     let expected: String = {
         use sha2::Digest;
@@ -154,7 +155,7 @@ fn comfy_org_api_key_reaches_extra_data_and_never_the_output() {
     // Without a key the node sees none.
     let job = Job::from_runpod(&json!({"input": {"workflow": wf}})).unwrap();
     if std::env::var_os("COMFY_ORG_API_KEY").is_none() {
-        let out = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).unwrap();
+        let out = comfy.run_job(&job, &JobOptions::default(), &()).unwrap();
         assert_eq!(out.to_json()["outputs"][0]["text"], "no api key");
     }
 }
@@ -177,7 +178,9 @@ fn data_url_inputs_are_per_job_and_removed_after_the_job() {
         let request = json!({"input": {"workflow": wf, "images": [{
             "name": "in.png", "image": format!("{prefix}{}", b64(&encode_png(6, 5, &px)))}]}});
         let job = Job::from_runpod(&request).unwrap();
-        let out = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect("runs");
+        let out = comfy
+            .run_job(&job, &JobOptions::default(), &())
+            .expect("runs");
         assert_eq!(
             decode_png(out.items[0].bytes().unwrap()).2,
             px,
@@ -196,7 +199,7 @@ fn data_url_inputs_are_per_job_and_removed_after_the_job() {
     let request = json!({"input": {"workflow": failing, "images": [{
         "name": "in.png", "image": b64(&encode_png(2, 2, &[9; 12]))}]}});
     let job = Job::from_runpod(&request).unwrap();
-    assert!(run_job(&comfy, &job, &JobOptions::default(), &NoReporter).is_err());
+    assert!(comfy.run_job(&job, &JobOptions::default(), &()).is_err());
     assert_eq!(input_files(&comfy), Vec::<String>::new());
 }
 
@@ -208,7 +211,7 @@ fn a_failed_upload_fails_the_job_naming_the_image_and_leaves_no_input() {
         extra_args: vec!["--max-upload-size".into(), "0.0001".into()],
         ..opts()
     };
-    let comfy = ComfyProcess::start(&env(&home), &o).expect("starts");
+    let comfy = Session::start(&env(&home), &o).expect("starts");
     let wf = json!({
         "1": {"class_type": "LoadImage", "inputs": {"image": "big.png"}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}
@@ -220,7 +223,9 @@ fn a_failed_upload_fails_the_job_naming_the_image_and_leaves_no_input() {
     let px = comfyver_testkit::http::pseudo_random(2048 * 2048 * 3, 5);
     job.add_image("big.png", encode_png(2048, 2048, &px))
         .unwrap();
-    let err = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect_err("fails");
+    let err = comfy
+        .run_job(&job, &JobOptions::default(), &())
+        .expect_err("fails");
     assert!(matches!(err, HandlerError::Upload { .. }), "{err}");
     let j = err.to_job_json();
     assert!(
@@ -261,7 +266,7 @@ fn two_concurrent_jobs_with_one_input_name_each_see_their_own_image() {
                         sink: OutputSink::Dir(dir),
                         ..JobOptions::default()
                     };
-                    let out = run_job(comfy, &job, &o, &NoReporter).expect("runs");
+                    let out = comfy.run_job(&job, &o, &()).expect("runs");
                     let paths = out
                         .items
                         .iter()
@@ -299,7 +304,7 @@ fn a_gpu_device_node_means_no_cpu_flag() {
             gpu: choice,
             ..opts()
         };
-        ComfyProcess::start(&env(&home), &o).expect("starts")
+        Session::start(&env(&home), &o).expect("starts")
     };
     let comfy = start_with(GpuChoice::ProbeDir(dev.path().to_path_buf()));
     assert!(argv(&comfy).contains(&"--cpu".to_string()), "no GPU: --cpu");
@@ -328,7 +333,6 @@ fn import_report_names_failures_only() {
         "missing_dep_pack",
         "broken_pack",
     ]);
-    let comfy = ComfyProcess::start(&env(&home), &opts()).expect("starts");
     let expected: Vec<String> = [
         "hello_pack",
         "js_only_pack",
@@ -337,7 +341,12 @@ fn import_report_names_failures_only() {
     ]
     .map(String::from)
     .to_vec();
-    let report = comfy.node_report(&expected).unwrap();
+    let env = ComfyEnv {
+        node_packs: expected,
+        ..env(&home)
+    };
+    let comfy = Session::start(&env, &opts()).expect("starts");
+    let report = comfy.node_report().unwrap();
     let failed: Vec<&str> = report.failed.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(failed, ["missing_dep_pack", "broken_pack"], "{report:?}");
     assert_eq!(report.loaded.get("js_only_pack"), Some(&Vec::new()));

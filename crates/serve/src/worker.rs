@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{EnvProvider, ServeError, ServeLog, ServeOptions};
-use crate::client::{JobOptions, JobReporter, run_job};
-use crate::http::ComfyHttp;
-use crate::job::Job;
-use crate::process::ComfyProcess;
-use crate::sys;
+use comfyver_fs::child as sys;
+use comfyver_handler::{Job, JobOptions, JobReporter, Session, SessionControl};
+
+use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
 
 /// After the grace period's interrupt, how long ComfyUI gets before it is killed.
 const KILL_AFTER: Duration = Duration::from_secs(10);
@@ -138,8 +136,8 @@ pub(crate) struct Live {
 
 #[derive(Debug, Default)]
 struct LiveState {
-    /// Port, pid and version of the running ComfyUI.
-    comfy: Option<(u16, u32, String)>,
+    /// The running ComfyUI's control and version.
+    comfy: Option<(SessionControl, String)>,
     /// The running job's id.
     job: Option<String>,
     /// ComfyUI's prompt id of the running job.
@@ -166,7 +164,7 @@ impl Live {
 
     /// The version whose ComfyUI is running.
     pub(crate) fn version(&self) -> Option<String> {
-        self.lock().comfy.as_ref().map(|c| c.2.clone())
+        self.lock().comfy.as_ref().map(|c| c.1.clone())
     }
 
     /// How many times a ComfyUI was started.
@@ -225,26 +223,16 @@ impl Live {
     }
 }
 
-/// The running ComfyUI's port and the running prompt, for [`interrupt`].
-fn interrupt_target(s: &LiveState) -> Option<(u16, Option<String>)> {
-    s.comfy.as_ref().map(|c| (c.0, s.prompt_id.clone()))
+/// The running ComfyUI's control and the running prompt, for [`interrupt`].
+fn interrupt_target(s: &LiveState) -> Option<(SessionControl, Option<String>)> {
+    s.comfy.as_ref().map(|c| (c.0.clone(), s.prompt_id.clone()))
 }
 
-/// `POST /interrupt` to the running ComfyUI (called without the lock: each
-/// call may take its 5 s timeout). The prompt is not deleted from ComfyUI's
-/// queue: a prompt that never runs would leave the job waiting for its history.
-fn interrupt(target: Option<(u16, Option<String>)>) {
-    let Some((port, prompt_id)) = target else {
-        return;
-    };
-    let http = ComfyHttp::new(port, Duration::from_secs(5));
-    match &prompt_id {
-        Some(id) => {
-            let _ = http.post_json("/interrupt", &json!({"prompt_id": id}));
-        }
-        None => {
-            let _ = http.post_json("/interrupt", &json!({}));
-        }
+/// Interrupts the running prompt (called without the lock: each call may take
+/// its 5 s timeout).
+fn interrupt(target: Option<(SessionControl, Option<String>)>) {
+    if let Some((control, prompt_id)) = target {
+        control.interrupt(prompt_id.as_deref());
     }
 }
 
@@ -278,7 +266,7 @@ pub(crate) struct Worker<'a> {
     provider: &'a dyn EnvProvider,
     opts: &'a ServeOptions,
     log: &'a dyn ServeLog,
-    current: Option<ComfyProcess>,
+    current: Option<Session>,
     /// The packs the running ComfyUI failed to import (`failed_packs` of
     /// every job's result while it runs).
     failed_packs: Vec<Value>,
@@ -333,7 +321,7 @@ impl<'a> Worker<'a> {
     }
 
     /// Makes `version`'s ComfyUI the running one.
-    fn ensure(&mut self, version: &str) -> Result<&ComfyProcess, ServeError> {
+    fn ensure(&mut self, version: &str) -> Result<&Session, ServeError> {
         let reusable = self
             .current
             .as_ref()
@@ -352,30 +340,35 @@ impl<'a> Worker<'a> {
             self.log
                 .event(&format!("starting ComfyUI of version {version}"));
             self.live.starts.fetch_add(1, Ordering::SeqCst);
-            let process = ComfyProcess::start(&env, &self.opts.start).map_err(|source| {
-                ServeError::Start {
+            let session =
+                Session::start(&env, &self.opts.start).map_err(|source| ServeError::Start {
                     version_id: version.to_string(),
                     source: Box::new(source),
-                }
-            })?;
+                })?;
             self.log.event(&format!(
                 "ComfyUI of version {version} ready in {:.1?} (pid {}, port {})",
-                process.timings().to_ready,
-                process.pid(),
-                process.port()
+                session.timings().to_ready,
+                session.pid(),
+                session.port()
             ));
-            self.failed_packs = crate::client::failed_packs(&process, &self.opts.job)
-                .iter()
-                .map(|p| p.to_json())
-                .collect();
+            self.failed_packs = match session.node_report() {
+                Ok(report) => report.failed.iter().map(|p| p.to_json()).collect(),
+                Err(e) => {
+                    self.log.event(&format!(
+                        "warning: could not check the custom node packs of version {version}: {}",
+                        e.to_job_json()["error"].as_str().unwrap_or_default()
+                    ));
+                    Vec::new()
+                }
+            };
             for pack in &self.failed_packs {
                 self.log.event(&format!(
                     "warning: custom node pack `{}` of version {version} failed to import",
                     pack["name"].as_str().unwrap_or_default()
                 ));
             }
-            self.live.lock().comfy = Some((process.port(), process.pid(), version.to_string()));
-            self.current = Some(process);
+            self.live.lock().comfy = Some((session.control(), version.to_string()));
+            self.current = Some(session);
         }
         self.current
             .as_ref()
@@ -424,21 +417,20 @@ impl<'a> Worker<'a> {
                     job_id: Some(req.id.clone()),
                     ..opts.job.clone()
                 };
-                let result = run_job(comfy, &req.job, &job_opts, &tracking);
+                let result = comfy.run_job(&req.job, &job_opts, &tracking);
                 let (cancelled, stopped_by) = live.end_job();
                 match result {
                     Ok(out) => Outcome::Completed(out.to_json()),
                     Err(_) if cancelled => Outcome::Cancelled,
                     Err(e) => match stopped_by {
-                        Some(signal) => {
-                            let mut j = ServeError::Stopped {
+                        Some(signal) => Outcome::Failed(
+                            ServeError::Stopped {
                                 signal,
                                 grace: opts.grace,
+                                source: Box::new(e),
                             }
-                            .to_job_json();
-                            j["details"] = json!([e.to_string()]);
-                            Outcome::Failed(j)
-                        }
+                            .to_job_json(),
+                        ),
                         None => Outcome::Failed(e.to_job_json()),
                     },
                 }
@@ -497,9 +489,9 @@ fn spawn_watchdog(live: Arc<Live>, grace: Duration) {
                     drop(s);
                     interrupt(target);
                 } else if since.elapsed() >= grace + KILL_AFTER
-                    && let Some((_, pid, _)) = s.comfy
+                    && let Some((control, _)) = &s.comfy
                 {
-                    sys::signal_group(pid, libc::SIGKILL);
+                    control.kill();
                 }
             }
         });

@@ -2,14 +2,12 @@
 //! uploaded to gcp-storage-emulator under `<prefix>/<job id>/<subfolder>/<file>`
 //! with its content type, text outputs left inline.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{decode_png, empty_image, start};
 use comfyver_cloud::{Bucket, GcsBucket, GcsConfig, RetryPolicy};
-use comfyver_handler::{CloudSink, Job, JobOptions, NoReporter, OutputData, OutputSink, run_job};
+use comfyver_handler::{CloudSink, Job, JobOptions, OutputData, OutputSink};
 use comfyver_testkit::cloud::GcsEmulator;
-use common::{decode_png, empty_image, start};
 use serde_json::json;
 
 #[test]
@@ -40,7 +38,9 @@ fn outputs_go_to_the_bucket_under_the_callers_job_id() {
         job_id: Some("runpod-job-42".into()),
         ..JobOptions::default()
     };
-    let out = run_job(&comfy, &Job::from_workflow(wf).unwrap(), &opts, &NoReporter).unwrap();
+    let out = comfy
+        .run_job(&Job::from_workflow(wf).unwrap(), &opts, &())
+        .unwrap();
     comfy.stop();
 
     let v = out.to_json();

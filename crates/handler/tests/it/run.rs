@@ -1,19 +1,17 @@
 //! End-to-end jobs on the stand-in ComfyUI (a real Python process on loopback).
 
-mod common;
-
+use crate::common::{decode_png, empty_image, encode_png, process_alive, start};
 use base64::Engine;
-use comfyver_handler::{
-    Job, JobOptions, NoReporter, OutputData, OutputSink, process_exists, run_job,
-};
-use common::{decode_png, empty_image, encode_png, start};
+use comfyver_handler::{Job, JobOptions, OutputData, OutputSink};
 use serde_json::{Value, json};
 
 #[test]
 fn empty_image_comes_back_as_base64_png_with_the_right_pixels() {
     let (_home, comfy) = start(&[]);
     let job = Job::from_workflow(empty_image(64, 32, 0x336699, "smoke")).unwrap();
-    let out = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect("job runs");
+    let out = comfy
+        .run_job(&job, &JobOptions::default(), &())
+        .expect("job runs");
     let v = out.to_json();
     assert_eq!(v["status"], "success");
     assert_eq!(v["version_id"], "testver");
@@ -47,9 +45,9 @@ fn empty_image_comes_back_as_base64_png_with_the_right_pixels() {
         .join(&out.prompt_id);
     assert!(!job_dir.exists());
     let pid = comfy.pid();
-    assert!(process_exists(pid));
+    assert!(process_alive(pid));
     comfy.stop();
-    assert!(!process_exists(pid), "ComfyUI is gone after stop()");
+    assert!(!process_alive(pid), "ComfyUI is gone after stop()");
 }
 
 #[test]
@@ -64,7 +62,7 @@ fn dir_sink_writes_sanitised_files_inside_the_directory() {
         ..JobOptions::default()
     };
     let job = Job::from_workflow(wf.clone()).unwrap();
-    let out = run_job(&comfy, &job, &opts, &NoReporter).expect("job runs");
+    let out = comfy.run_job(&job, &opts, &()).expect("job runs");
     let files: Vec<_> = out
         .items
         .iter()
@@ -115,7 +113,7 @@ fn dir_sink_writes_sanitised_files_inside_the_directory() {
     assert_eq!(kinds, ["audio", "text"]);
     assert_eq!(v["outputs"][1]["text"], "hi");
     // A second run into the same directory does not overwrite the first.
-    let again = run_job(&comfy, &job, &opts, &NoReporter).expect("job runs");
+    let again = comfy.run_job(&job, &opts, &()).expect("job runs");
     for item in &again.items {
         if let OutputData::Path(p) = &item.data {
             assert!(!files.contains(p), "{p:?} was overwritten");
@@ -143,7 +141,9 @@ fn uploaded_image_goes_through_load_image_unchanged() {
         let mut job = job.clone();
         let px = comfyver_testkit::http::pseudo_random(16 * 12 * 3, 7 + round);
         job.images[0].bytes = encode_png(16, 12, &px);
-        let out = run_job(&comfy, &job, &JobOptions::default(), &NoReporter).expect("job runs");
+        let out = comfy
+            .run_job(&job, &JobOptions::default(), &())
+            .expect("job runs");
         let (w, h, rgb) = decode_png(out.items[0].bytes().unwrap());
         assert_eq!((w, h), (16, 12));
         assert_eq!(
@@ -165,9 +165,9 @@ fn two_jobs_in_a_row_never_see_each_others_outputs() {
         keep_outputs: true,
         ..JobOptions::default()
     };
-    let a = run_job(&comfy, &job_a, &keep, &NoReporter).unwrap();
-    let b = run_job(&comfy, &job_b, &keep, &NoReporter).unwrap();
-    let a2 = run_job(&comfy, &job_a, &keep, &NoReporter).unwrap();
+    let a = comfy.run_job(&job_a, &keep, &()).unwrap();
+    let b = comfy.run_job(&job_b, &keep, &()).unwrap();
+    let a2 = comfy.run_job(&job_a, &keep, &()).unwrap();
     assert_ne!(a.prompt_id, b.prompt_id);
     assert_eq!(a.items.len(), 1);
     assert_eq!(b.items.len(), 1);
@@ -214,7 +214,7 @@ fn progress_is_reported_and_temp_outputs_are_skipped_unless_asked() {
     });
     let job = Job::from_workflow(wf).unwrap();
     let rec = Rec::default();
-    let out = run_job(&comfy, &job, &JobOptions::default(), &rec).unwrap();
+    let out = comfy.run_job(&job, &JobOptions::default(), &rec).unwrap();
     let events = rec.0.lock().unwrap().clone();
     assert!(events.iter().any(|e| e == "start 3 FakeSlow"), "{events:?}");
     assert!(events.iter().any(|e| e == "progress 3 3/3"), "{events:?}");
@@ -224,7 +224,7 @@ fn progress_is_reported_and_temp_outputs_are_skipped_unless_asked() {
         include_temp: true,
         ..JobOptions::default()
     };
-    let out = run_job(&comfy, &job, &with_temp, &NoReporter).unwrap();
+    let out = comfy.run_job(&job, &with_temp, &()).unwrap();
     let v: Value = out.to_json();
     assert_eq!(v["images"].as_array().unwrap().len(), 1, "{v}");
 }

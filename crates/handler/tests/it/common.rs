@@ -1,14 +1,15 @@
 //! Shared helpers: a stand-in ComfyUI home, workflows, and a PNG codec (the `png` crate).
-#![allow(dead_code)]
 
 use std::time::Duration;
 
-use comfyver_handler::{ComfyEnv, ComfyProcess, StartOptions};
+use comfyver_handler::{ComfyEnv, Session, StartOptions};
 use comfyver_testkit::comfy::{ComfyHome, python};
 use serde_json::{Value, json};
 
+pub(crate) use comfyver_fs::child::process_alive;
+
 /// The env of a version whose ComfyUI is the stand-in in `home`.
-pub fn env(home: &ComfyHome) -> ComfyEnv {
+pub(crate) fn env(home: &ComfyHome) -> ComfyEnv {
     ComfyEnv {
         python: python(),
         core_dir: home.core_dir.clone(),
@@ -18,26 +19,31 @@ pub fn env(home: &ComfyHome) -> ComfyEnv {
         logs_dir: home.logs_dir.clone(),
         data_dir: home.data_dir.clone(),
         version_id: "testver".into(),
+        node_packs: Vec::new(),
     }
 }
 
 /// Options for tests: a start timeout that still fails a broken test quickly.
-pub fn opts() -> StartOptions {
+pub(crate) fn opts() -> StartOptions {
     StartOptions {
         start_timeout: Duration::from_secs(60),
         ..StartOptions::default()
     }
 }
 
-/// Starts the stand-in with `packs` linked in.
-pub fn start(packs: &[&str]) -> (ComfyHome, ComfyProcess) {
+/// Starts the stand-in with `packs` linked in (and expected).
+pub(crate) fn start(packs: &[&str]) -> (ComfyHome, Session) {
     let home = ComfyHome::new(packs);
-    let comfy = ComfyProcess::start(&env(&home), &opts()).expect("ComfyUI starts");
+    let env = ComfyEnv {
+        node_packs: packs.iter().map(|p| p.to_string()).collect(),
+        ..env(&home)
+    };
+    let comfy = Session::start(&env, &opts()).expect("ComfyUI starts");
     (home, comfy)
 }
 
 /// EmptyImage(w x h, color) -> SaveImage(prefix).
-pub fn empty_image(w: u32, h: u32, color: u32, prefix: &str) -> Value {
+pub(crate) fn empty_image(w: u32, h: u32, color: u32, prefix: &str) -> Value {
     json!({
         "1": {"class_type": "EmptyImage", "inputs": {"width": w, "height": h, "batch_size": 1, "color": color}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}
@@ -45,7 +51,7 @@ pub fn empty_image(w: u32, h: u32, color: u32, prefix: &str) -> Value {
 }
 
 /// Decodes an 8-bit RGB/RGBA PNG: (width, height, RGB bytes).
-pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+pub(crate) fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     let mut reader = decoder.read_info().expect("PNG header");
     let mut buf = vec![0; reader.output_buffer_size().expect("buffer size")];
@@ -60,7 +66,7 @@ pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 }
 
 /// Encodes RGB bytes as a PNG.
-pub fn encode_png(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_png(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, w, h);
@@ -74,7 +80,7 @@ pub fn encode_png(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
 
 /// Live (non-zombie) processes whose working directory is under `dir`:
 /// after a test, none may be left in the home's ComfyUI copy.
-pub fn procs_in(dir: &std::path::Path) -> Vec<u32> {
+pub(crate) fn procs_in(dir: &std::path::Path) -> Vec<u32> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -84,7 +90,7 @@ pub fn procs_in(dir: &std::path::Path) -> Vec<u32> {
         let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
             continue;
         };
-        if cwd.starts_with(&dir) && comfyver_handler::process_exists(pid) {
+        if cwd.starts_with(&dir) && process_alive(pid) {
             found.push(pid);
         }
     }

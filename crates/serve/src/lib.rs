@@ -1,5 +1,6 @@
-//! `comfyver serve`: one job function behind two front doors, with ComfyUI
-//! started once and kept warm between jobs.
+//! The comfyver worker (`comfyver serve`): one job function behind two front
+//! doors, with a ComfyUI [`Session`](comfyver_handler::Session) started once
+//! and kept warm between jobs.
 //!
 //! - [`serve_runpod`]: the RunPod serverless worker protocol (job-take long
 //!   poll, job-done, progress, ping heartbeat), configured from the
@@ -24,17 +25,11 @@ mod worker;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use crate::client::JobOptions;
-use crate::error::HandlerError;
-use crate::process::{ComfyEnv, StartOptions};
+use comfyver_handler::{ComfyEnv, HandlerError, JobOptions, StartOptions, failed_job_json};
+use serde_json::Value;
 
 pub use local_api::serve_local;
-pub use runpod::{
-    RUNPOD_AI_API_KEY_ENV, RUNPOD_PING_INTERVAL_ENV, RUNPOD_POD_ID_ENV, RUNPOD_WEBHOOK_GET_JOB_ENV,
-    RUNPOD_WEBHOOK_PING_ENV, RUNPOD_WEBHOOK_POST_OUTPUT_ENV, RunpodConfig, serve_runpod,
-};
+pub use runpod::{RunpodConfig, serve_runpod};
 
 /// An error of the version provider, kept as the source of [`ServeError::Version`].
 pub type ProviderError = Box<dyn std::error::Error + Send + Sync>;
@@ -137,6 +132,9 @@ pub enum ServeError {
         signal: i32,
         /// The grace period.
         grace: Duration,
+        /// How the interrupted job ended.
+        #[source]
+        source: Box<HandlerError>,
     },
     /// The job was stopped before it ran (the worker stopped).
     #[error("the worker stopped (signal {signal}) before this job ran; submit it again")]
@@ -172,27 +170,9 @@ impl ServeError {
         }
     }
 
-    /// The failed-job JSON `{"error", "kind", "details"}`: the message with its
-    /// causes (a job's client sees no terminal), like [`HandlerError::to_job_json`].
+    /// The failed-job JSON of this error ([`failed_job_json`]).
     pub(crate) fn to_job_json(&self) -> Value {
-        let mut message = self.to_string();
-        let mut details = Vec::new();
-        if let ServeError::Start { source, .. } = self {
-            let inner = source.to_job_json();
-            message.push_str(": ");
-            message.push_str(inner["error"].as_str().unwrap_or_default());
-            if let Some(d) = inner["details"].as_array() {
-                details.clone_from(d);
-            }
-        } else {
-            let mut cause = std::error::Error::source(self);
-            while let Some(c) = cause {
-                message.push_str(": ");
-                message.push_str(&c.to_string());
-                cause = c.source();
-            }
-        }
-        json!({"error": message, "kind": self.kind(), "details": details})
+        failed_job_json(self.kind(), self)
     }
 }
 
@@ -213,5 +193,6 @@ mod tests {
             msg.contains("`v9`") && msg.ends_with("no spec versions/v9.json"),
             "{msg}"
         );
+        assert_eq!(j["causes"], serde_json::json!(["no spec versions/v9.json"]));
     }
 }

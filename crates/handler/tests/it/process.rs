@@ -1,15 +1,13 @@
 //! The ComfyUI process: a stale server on the port, and no orphan when
 //! comfyver is interrupted (SIGTERM) or killed (SIGKILL).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use comfyver_handler::{ComfyEnv, ComfyProcess, HandlerError, StartOptions, process_exists};
+use crate::common::{env, opts, process_alive, procs_in};
+use comfyver_handler::{ComfyEnv, HandlerError, Session, StartOptions};
 use comfyver_testkit::comfy::{ComfyHome, FakeComfy, free_port, python};
-use common::{env, opts, procs_in};
 
 #[test]
 fn stale_server_on_the_port_is_not_taken_for_our_child() {
@@ -21,7 +19,7 @@ fn stale_server_on_the_port_is_not_taken_for_our_child() {
         port: Some(port),
         ..opts()
     };
-    let err = ComfyProcess::start(&env(&home), &forced).expect_err("the stale server is detected");
+    let err = Session::start(&env(&home), &forced).expect_err("the stale server is detected");
     assert!(
         matches!(err, HandlerError::PortTaken { port: p, .. } if p == port),
         "{err}"
@@ -31,17 +29,14 @@ fn stale_server_on_the_port_is_not_taken_for_our_child() {
             .contains(&format!("another server is answering on 127.0.0.1:{port}")),
         "{err}"
     );
-    assert!(
-        process_exists(stale.pid()),
-        "the stale server is left alone"
-    );
+    assert!(process_alive(stale.pid()), "the stale server is left alone");
 
     // Without a forced port, comfyver runs on a port of its own.
-    let comfy = ComfyProcess::start(&env(&home), &opts()).expect("starts elsewhere");
+    let comfy = Session::start(&env(&home), &opts()).expect("starts elsewhere");
     assert_ne!(comfy.port(), port);
     let pid = comfy.pid();
     drop(comfy);
-    assert!(!process_exists(pid));
+    assert!(!process_alive(pid));
     drop(stale);
     assert!(procs_in(&home.core_dir).is_empty());
 }
@@ -66,8 +61,9 @@ fn hold_helper() {
         logs_dir: root.join("logs"),
         data_dir: root.join("data"),
         version_id: "hold".into(),
+        node_packs: Vec::new(),
     };
-    let comfy = ComfyProcess::start(&env, &opts()).expect("starts");
+    let comfy = Session::start(&env, &opts()).expect("starts");
     let pid_file = root.join("comfy.pid");
     std::fs::write(root.join("comfy.pid.tmp"), comfy.pid().to_string()).unwrap();
     std::fs::rename(root.join("comfy.pid.tmp"), &pid_file).unwrap();
@@ -79,7 +75,7 @@ fn hold_helper() {
 /// it to `<home>/comfy.pid`).
 fn spawn_holder(home: &ComfyHome) -> (std::process::Child, u32) {
     let mut holder = Command::new(std::env::current_exe().unwrap())
-        .args(["hold_helper", "--exact", "--ignored"])
+        .args(["process::hold_helper", "--exact", "--ignored"])
         .env("COMFYVER_HOLD_HOME", home.path())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -100,7 +96,7 @@ fn spawn_holder(home: &ComfyHome) -> (std::process::Child, u32) {
         assert!(Instant::now() < until, "the helper did not start ComfyUI");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(process_exists(pid));
+    assert!(process_alive(pid));
     (holder, pid)
 }
 
@@ -115,7 +111,7 @@ fn send(sig: &str, pid: u32) {
 fn gone_within(pid: u32, limit: Duration) -> bool {
     let until = Instant::now() + limit;
     while Instant::now() < until {
-        if !process_exists(pid) {
+        if !process_alive(pid) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -136,10 +132,7 @@ fn sigterm_to_comfyver_stops_comfyui() {
         "comfyver dies of the signal: {status}"
     );
     // The handler stopped and reaped ComfyUI before re-raising.
-    assert!(
-        !process_exists(comfy_pid),
-        "ComfyUI {comfy_pid} was stopped"
-    );
+    assert!(!process_alive(comfy_pid), "ComfyUI {comfy_pid} was stopped");
     assert!(procs_in(&home.core_dir).is_empty());
     let log = std::fs::read_dir(home.path().join("logs"))
         .unwrap()

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use super::worker::{JobRequest, Live, Outcome, Worker};
-use super::{EnvProvider, ServeError, ServeLog, ServeOptions};
-use crate::client::NoReporter;
-use crate::sys;
+use crate::worker::{JobRequest, Live, Outcome, Worker};
+use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
+use comfyver_fs::child as sys;
 
 /// Largest request body (RunPod's `/runsync` limit).
 const MAX_BODY: u64 = 20 << 20;
@@ -148,7 +147,7 @@ pub fn serve_local(
     }
 
     while let Some((id, req)) = next_job(&shared) {
-        let outcome = worker.run(&req, &NoReporter);
+        let outcome = worker.run(&req, &());
         let mut jobs = shared.lock();
         jobs.running = None;
         jobs.finish(&id, outcome);
@@ -313,9 +312,9 @@ fn submit(mut req: Request, shared: &Shared, sync: bool, query: &str) {
         Err(e) => return error(req, 400, &format!("the request body is not JSON: {e}")),
     };
     let id = if sync {
-        format!("sync-{}", crate::uuid::new_v4())
+        format!("sync-{}", comfyver_handler::new_job_id())
     } else {
-        crate::uuid::new_v4()
+        comfyver_handler::new_job_id()
     };
     let request = match JobRequest::parse(id.clone(), &value) {
         Ok(r) => r,

@@ -1,14 +1,10 @@
 //! Every failure is a clear error, and no ComfyUI process is left behind.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use comfyver_handler::{
-    ComfyProcess, HandlerError, Job, JobOptions, NoReporter, StartOptions, process_exists, run_job,
-};
+use crate::common::{empty_image, env, process_alive, procs_in, start};
+use comfyver_handler::{HandlerError, Job, JobOptions, Session, StartOptions};
 use comfyver_testkit::comfy::ComfyHome;
-use common::{empty_image, env, procs_in, start};
 use serde_json::{Value, json};
 
 /// Runs a one-job scenario and checks that nothing survives the process.
@@ -16,9 +12,9 @@ fn run_failing(packs: &[&str], workflow: serde_json::Value, opts: JobOptions) ->
     let (home, comfy) = start(packs);
     let pid = comfy.pid();
     let job = Job::from_workflow(workflow).unwrap();
-    let err = run_job(&comfy, &job, &opts, &NoReporter).expect_err("the job fails");
+    let err = comfy.run_job(&job, &opts, &()).expect_err("the job fails");
     drop(comfy);
-    assert!(!process_exists(pid), "ComfyUI {pid} is gone");
+    assert!(!process_alive(pid), "ComfyUI {pid} is gone");
     assert!(
         procs_in(&home.core_dir).is_empty(),
         "no process left in the home"
@@ -123,7 +119,7 @@ fn crash_at_start_fails_fast_with_the_log() {
         ..StartOptions::default()
     };
     let t = Instant::now();
-    let err = ComfyProcess::start(&env, &opts).expect_err("start fails");
+    let err = Session::start(&env, &opts).expect_err("start fails");
     assert!(
         t.elapsed() < Duration::from_secs(120),
         "did not wait for the start timeout"
@@ -169,7 +165,7 @@ fn job_timeout_interrupts_the_prompt() {
         timeout: Duration::from_secs(2),
         ..JobOptions::default()
     };
-    let err = run_job(&comfy, &slow, &opts, &NoReporter).expect_err("times out");
+    let err = comfy.run_job(&slow, &opts, &()).expect_err("times out");
     let HandlerError::Timeout { prompt_id, .. } = &err else {
         panic!("expected Timeout, got {err}");
     };
@@ -195,13 +191,13 @@ fn job_timeout_interrupts_the_prompt() {
         timeout: Duration::from_secs(10),
         ..JobOptions::default()
     };
-    run_job(
-        &comfy,
-        &Job::from_workflow(empty_image(2, 2, 0, "q")).unwrap(),
-        &quick,
-        &NoReporter,
-    )
-    .expect("ComfyUI is free again");
+    comfy
+        .run_job(
+            &Job::from_workflow(empty_image(2, 2, 0, "q")).unwrap(),
+            &quick,
+            &(),
+        )
+        .expect("ComfyUI is free again");
     drop(comfy);
     assert!(procs_in(&home.core_dir).is_empty());
 }
@@ -224,8 +220,7 @@ fn ui_format_is_refused_with_the_export_hint() {
 #[test]
 fn failed_node_pack_is_reported_and_explains_missing_classes() {
     let (home, comfy) = start(&["hello_pack", "broken_pack"]);
-    let packs = vec!["hello_pack".to_string(), "broken_pack".to_string()];
-    let report = comfy.node_report(&packs).unwrap();
+    let report = comfy.node_report().unwrap();
     assert_eq!(report.loaded["hello_pack"], vec!["HelloText".to_string()]);
     assert_eq!(report.failed.len(), 1);
     let failed = &report.failed[0];
@@ -245,11 +240,8 @@ fn failed_node_pack_is_reported_and_explains_missing_classes() {
     );
 
     let job = Job::from_workflow(json!({"1": {"class_type": "BrokenNode", "inputs": {}}})).unwrap();
-    let opts = JobOptions {
-        expected_packs: packs,
-        ..JobOptions::default()
-    };
-    let err = run_job(&comfy, &job, &opts, &NoReporter).expect_err("fails");
+    let opts = JobOptions::default();
+    let err = comfy.run_job(&job, &opts, &()).expect_err("fails");
     let msg = err.to_string();
     assert!(
         msg.contains("node class BrokenNode is not available in version testver"),
@@ -273,7 +265,7 @@ fn failed_node_pack_is_reported_and_explains_missing_classes() {
     // A working pack's class runs.
     let hello =
         Job::from_workflow(json!({"1": {"class_type": "HelloText", "inputs": {}}})).unwrap();
-    let out = run_job(&comfy, &hello, &JobOptions::default(), &NoReporter).unwrap();
+    let out = comfy.run_job(&hello, &JobOptions::default(), &()).unwrap();
     assert_eq!(out.to_json()["outputs"][0]["text"], "hello from hello_pack");
     drop(comfy);
     assert!(procs_in(&home.core_dir).is_empty());

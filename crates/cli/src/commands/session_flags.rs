@@ -1,0 +1,91 @@
+//! The flags of a ComfyUI session and its jobs, shared by `run`/`test` and
+//! `serve`: how ComfyUI starts (device, start timeout, extra arguments) and
+//! how each job runs (timeout, output sink, temporary outputs).
+
+use std::time::Duration;
+
+use clap::Args;
+use comfyver_handler::{CloudSink, GpuChoice, JobOptions, OutputSink, StartOptions};
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SessionFlags {
+    /// Where outputs go: `base64` (in the job's JSON), `dir:PATH`, `gcs`
+    /// (GCS_* variables) or `s3` (BUCKET_* variables). Default: `gcs` when
+    /// GCS_BUCKET is set, else `base64`. A bucket is checked before ComfyUI
+    /// starts.
+    #[arg(long, value_name = "SINK")]
+    pub output: Option<OutputSink>,
+    /// Limit of each job in seconds; then its prompt is interrupted.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        env = comfyver_env::COMFYVER_JOB_TIMEOUT
+    )]
+    pub timeout: u64,
+    /// How long ComfyUI may take to start, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        env = comfyver_env::COMFYVER_START_TIMEOUT
+    )]
+    pub start_timeout: u64,
+    /// Run ComfyUI on the GPU even when none is detected (default: the GPU
+    /// when /dev/nvidia* or the NVIDIA driver shows one, else --cpu).
+    #[arg(long, conflicts_with = "cpu")]
+    pub gpu: bool,
+    /// Run ComfyUI on the CPU (--cpu) even when a GPU is present.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Also return temporary outputs (PreviewImage and the like).
+    #[arg(long)]
+    pub include_temp: bool,
+    /// Extra arguments for ComfyUI's main.py (repeatable).
+    #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub comfy_args: Vec<String>,
+}
+
+impl SessionFlags {
+    /// How ComfyUI starts: the device asked for, these flags' start timeout,
+    /// and `extra_args` for main.py.
+    pub(crate) fn start_options(&self, extra_args: Vec<String>) -> StartOptions {
+        StartOptions {
+            gpu: match (self.gpu, self.cpu) {
+                (true, _) => GpuChoice::Gpu,
+                (_, true) => GpuChoice::Cpu,
+                _ => GpuChoice::Auto,
+            },
+            extra_args,
+            start_timeout: Duration::from_secs(self.start_timeout),
+            ..StartOptions::default()
+        }
+    }
+
+    /// The output sink (`--output`, else from the environment); a directory
+    /// made absolute, since ComfyUI and the jobs run elsewhere.
+    pub(crate) fn sink(&self) -> OutputSink {
+        match self
+            .output
+            .clone()
+            .unwrap_or_else(OutputSink::from_env_default)
+        {
+            OutputSink::Dir(p) => OutputSink::Dir(std::path::absolute(&p).unwrap_or(p)),
+            s => s,
+        }
+    }
+
+    /// How each job runs, with the sink and its bucket prepared before
+    /// anything starts (credentials and permissions are checked here).
+    pub(crate) fn job_options(&self) -> anyhow::Result<JobOptions> {
+        let sink = self.sink();
+        let cloud = CloudSink::prepare(&sink)?;
+        Ok(JobOptions {
+            timeout: Duration::from_secs(self.timeout),
+            sink,
+            cloud,
+            include_temp: self.include_temp,
+            ..JobOptions::default()
+        })
+    }
+}

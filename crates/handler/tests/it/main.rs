@@ -1,0 +1,10 @@
+//! The handler's integration tests: sessions of the stand-in ComfyUI (a real
+//! Python process on loopback, `crates/testkit/fixtures/fake-comfyui`).
+
+mod cloud;
+mod common;
+mod compat;
+mod failures;
+mod process;
+mod run;
+mod session;
