@@ -52,7 +52,11 @@ pub fn import_build(
     } else {
         read_json(file)?
     };
-    let (def, at, wrapper_id) = definition(file, &raw)?;
+    let Found {
+        def,
+        at,
+        id: wrapper_id,
+    } = definition(file, &raw)?;
     let id = match (&opts.id, wrapper_id) {
         (Some(id), _) => id.clone(),
         (None, Some(id)) => id,
@@ -183,28 +187,40 @@ pub fn import_build(
     ws.write(&path, &doc, done, notes)
 }
 
-/// The definition object, the JSON path prefix it sits at, and the authoring
-/// file's `id` when there is one.
-fn definition<'a>(
-    file: &Path,
-    raw: &'a Value,
-) -> Result<(&'a Map<String, Value>, String, Option<String>), ImportError> {
+/// Where the definition is in a file.
+struct Found<'a> {
+    /// The definition object.
+    def: &'a Map<String, Value>,
+    /// The JSON path prefix it sits at (`definition.` or empty).
+    at: String,
+    /// The authoring file's `id`, when there is one.
+    id: Option<String>,
+}
+
+/// The definition in `raw`: bare, or under `definition`.
+fn definition<'a>(file: &Path, raw: &'a Value) -> Result<Found<'a>, ImportError> {
     let top = raw
         .as_object()
         .ok_or_else(|| format_error(file, "$", "expected a comfy build definition object"))?;
     match top.get("definition") {
         Some(Value::Object(def)) => {
             let id = top.get("id").and_then(Value::as_str).map(str::to_string);
-            Ok((def, "definition.".to_string(), id))
+            Ok(Found {
+                def,
+                at: "definition.".to_string(),
+                id,
+            })
         }
         Some(_) => Err(format_error(
             file,
             "definition",
             "expected the build definition object",
         )),
-        None if top.contains_key("models") || top.contains_key("customNodes") => {
-            Ok((top, String::new(), None))
-        }
+        None if top.contains_key("models") || top.contains_key("customNodes") => Ok(Found {
+            def: top,
+            at: String::new(),
+            id: None,
+        }),
         None => Err(format_error(
             file,
             "$",
@@ -546,12 +562,17 @@ mod tests {
     #[test]
     fn the_definition_is_found_bare_wrapped_or_refused() {
         let bare = json!({"schema": DEFINITION_SCHEMA, "models": [], "customNodes": []});
-        let (_, at, id) = definition(Path::new("d.json"), &bare).unwrap();
-        assert_eq!((at.as_str(), id), ("", None));
+        let found = definition(Path::new("d.json"), &bare).unwrap();
+        assert_eq!((found.at.as_str(), found.id), ("", None));
         let wrapped = json!({"schema": "comfy-build/1", "id": "b1", "definition": bare});
-        let (_, at, id) = definition(Path::new("d.json"), &wrapped).unwrap();
-        assert_eq!((at.as_str(), id.as_deref()), ("definition.", Some("b1")));
-        let err = definition(Path::new("d.json"), &json!({"nodes": []})).unwrap_err();
+        let found = definition(Path::new("d.json"), &wrapped).unwrap();
+        assert_eq!(
+            (found.at.as_str(), found.id.as_deref()),
+            ("definition.", Some("b1"))
+        );
+        let Err(err) = definition(Path::new("d.json"), &json!({"nodes": []})) else {
+            panic!("not a definition");
+        };
         assert!(
             err.to_string()
                 .starts_with("d.json: $: expected a comfy build definition"),
