@@ -91,12 +91,7 @@ pub(crate) fn retry(
 pub(crate) fn prefix(get: Lookup<'_>, var: &'static str) -> Result<String, CloudError> {
     let raw = get(var).unwrap_or_else(|| "comfyver".to_string());
     let p = raw.trim().trim_matches('/');
-    let ok = p.split('/').all(|part| {
-        !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part.chars().all(|c| !c.is_control() && c != '\\')
-    });
+    let ok = p.split('/').all(safe_part);
     if p.is_empty() || ok {
         Ok(p.to_string())
     } else {
@@ -106,6 +101,14 @@ pub(crate) fn prefix(get: Lookup<'_>, var: &'static str) -> Result<String, Cloud
             expected: "slash-separated names without empty, `.` or `..` parts",
         })
     }
+}
+
+/// One folder of an object name: not empty, `.` or `..`, no control characters or backslashes.
+pub(crate) fn safe_part(part: &str) -> bool {
+    !part.is_empty()
+        && part != "."
+        && part != ".."
+        && part.chars().all(|c| !c.is_control() && c != '\\')
 }
 
 /// A bucket name as GCS and S3 accept it: 3-222 lowercase letters, digits, `-_.`.

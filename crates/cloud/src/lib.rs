@@ -100,11 +100,12 @@ impl Bucket {
         }
     }
 
-    /// The object name for a job's file: `<prefix>/<job id>/<file>`.
+    /// The object name for a job's file: `<prefix>/<job id>/<file>`, where
+    /// an S3 prefix may end with the month (see [`S3Config::month_folder`]).
     pub fn object_name(&self, job_id: &str, file: &str) -> String {
         let prefix = match self {
-            Bucket::Gcs(b) => &b.config().prefix,
-            Bucket::S3(b) => &b.config().prefix,
+            Bucket::Gcs(b) => b.config().prefix.clone(),
+            Bucket::S3(b) => b.key_prefix(&clock::Stamp::now()),
         };
         if prefix.is_empty() {
             format!("{job_id}/{file}")
@@ -113,7 +114,7 @@ impl Bucket {
         }
     }
 
-    /// Uploads one job output as `<prefix>/<job id>/<file>`. `job_id` and
+    /// Uploads one job output as [`Bucket::object_name`]. `job_id` and
     /// `file` must be safe single names (the caller sanitises them).
     pub fn upload(
         &self,

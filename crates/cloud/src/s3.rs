@@ -54,6 +54,10 @@ pub struct S3Config {
     pub secret_key: String,
     /// Object name prefix, without slashes at either end (may be empty).
     pub prefix: String,
+    /// Whether the upload's month (`MM-YY`, UTC) follows the prefix as one
+    /// more folder: runpod's `rp_upload` default bucket name, which becomes a
+    /// folder when the bucket is the endpoint's path.
+    pub month_folder: bool,
     /// Validity of presigned URLs.
     pub signed_url_ttl: Duration,
     /// Retries.
@@ -76,6 +80,7 @@ impl std::fmt::Debug for S3Config {
             .field("path_style", &self.path_style)
             .field("region", &self.region)
             .field("prefix", &self.prefix)
+            .field("month_folder", &self.month_folder)
             .finish_non_exhaustive()
     }
 }
@@ -95,14 +100,24 @@ impl S3Config {
         let bad_endpoint = || CloudError::BadEnv {
             var: BUCKET_ENDPOINT_URL_ENV,
             value: strip_userinfo(&raw),
-            expected: "an http:// or https:// URL without credentials, path or query",
+            expected: "an http:// or https:// URL without credentials or query, its path (if any) the bucket and folders below it",
         };
         let (scheme, rest) = raw.split_once("://").ok_or_else(bad_endpoint)?;
-        let host = rest.trim_end_matches('/');
-        if !matches!(scheme, "http" | "https")
-            || host.is_empty()
-            || host.contains(['/', '@', '?', '#'])
+        let rest = rest.trim_end_matches('/');
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if !matches!(scheme, "http" | "https") || host.is_empty() || rest.contains(['@', '?', '#'])
         {
+            return Err(bad_endpoint());
+        }
+        // A path names the bucket (its first segment) and folders inside it, as
+        // botocore reads such an endpoint: `<endpoint>/<bucket>/<key>` path-style.
+        let mut segments = path.split('/').filter(|_| !path.is_empty());
+        let path_bucket = segments
+            .next()
+            .map(|b| env::bucket_name(BUCKET_ENDPOINT_URL_ENV, b))
+            .transpose()?;
+        let folders: Vec<&str> = segments.collect();
+        if folders.iter().any(|f| !env::safe_part(f)) {
             return Err(bad_endpoint());
         }
         let access_key = env::required(
@@ -118,17 +133,37 @@ impl S3Config {
         let named = get(BUCKET_NAME_ENV)
             .map(|b| b.trim().to_string())
             .filter(|b| !b.is_empty());
-        let (bucket, path_style) = match named {
-            Some(b) => (env::bucket_name(BUCKET_NAME_ENV, &b)?, true),
-            None => {
+        let explicit_prefix = get(BUCKET_PREFIX_ENV).is_some();
+        let prefix = env::prefix(get, BUCKET_PREFIX_ENV)?;
+        let (bucket, path_style, prefix, month_folder) = match (path_bucket, named) {
+            // runpod's `rp_upload` through botocore: the bucket it is given
+            // (`BUCKET_NAME`, else the month) becomes the first folder of the key.
+            (Some(bucket), named) => {
+                let mut parts: Vec<String> = folders.iter().map(|f| f.to_string()).collect();
+                if let Some(n) = &named {
+                    parts.push(env::bucket_name(BUCKET_NAME_ENV, n)?);
+                }
+                if explicit_prefix && !prefix.is_empty() {
+                    parts.push(prefix);
+                }
+                let month_folder = named.is_none() && !explicit_prefix;
+                (bucket, true, parts.join("/"), month_folder)
+            }
+            (None, Some(b)) => (env::bucket_name(BUCKET_NAME_ENV, &b)?, true, prefix, false),
+            (None, None) => {
                 let first = host.split('.').next().unwrap_or_default();
                 if !host.contains('.') || first.parse::<u8>().is_ok() {
                     return Err(CloudError::MissingEnv {
                         var: BUCKET_NAME_ENV,
-                        hint: "the endpoint's host does not start with a bucket name; set BUCKET_NAME to the bucket",
+                        hint: "the endpoint's host does not start with a bucket name; set BUCKET_NAME to the bucket, or give it as the endpoint's path (http://host:9000/<bucket>)",
                     });
                 }
-                (env::bucket_name(BUCKET_ENDPOINT_URL_ENV, first)?, false)
+                (
+                    env::bucket_name(BUCKET_ENDPOINT_URL_ENV, first)?,
+                    false,
+                    prefix,
+                    false,
+                )
             }
         };
         let region = get(BUCKET_REGION_ENV)
@@ -156,7 +191,8 @@ impl S3Config {
             region,
             access_key,
             secret_key,
-            prefix: env::prefix(get, BUCKET_PREFIX_ENV)?,
+            prefix,
+            month_folder,
             signed_url_ttl: Duration::from_secs(ttl as u64),
             retry: env::retry(get, BUCKET_RETRIES_ENV, BUCKET_RETRY_BASE_SLEEP_ENV)?,
             part_size: DEFAULT_PART,
@@ -212,6 +248,20 @@ impl S3Bucket {
     /// The configuration.
     pub fn config(&self) -> &S3Config {
         &self.cfg
+    }
+
+    /// The folders job outputs go under at `at`: the prefix, then the month
+    /// (`MM-YY`) when [`S3Config::month_folder`] is set.
+    pub(crate) fn key_prefix(&self, at: &Stamp) -> String {
+        if !self.cfg.month_folder {
+            return self.cfg.prefix.clone();
+        }
+        let month = format!("{}-{}", &at.date[4..6], &at.date[2..4]);
+        if self.cfg.prefix.is_empty() {
+            month
+        } else {
+            format!("{}/{month}", self.cfg.prefix)
+        }
     }
 
     /// Fails unless the bucket exists and the credentials are accepted
@@ -575,6 +625,66 @@ mod tests {
         assert!(!format!("{c:?}").contains("SK"));
     }
 
+    fn with_endpoint(endpoint: &str, more: &[(&str, &str)]) -> Result<S3Config, CloudError> {
+        let mut vars = vec![
+            (BUCKET_ENDPOINT_URL_ENV, endpoint),
+            (BUCKET_ACCESS_KEY_ID_ENV, "AK"),
+            (BUCKET_SECRET_ACCESS_KEY_ENV, "SK"),
+        ];
+        vars.extend_from_slice(more);
+        S3Config::from_lookup(&lookup(&vars))
+    }
+
+    #[test]
+    fn an_endpoint_path_is_the_bucket_and_folders_as_botocore_reads_it() {
+        let c = with_endpoint("http://127.0.0.1:9000/outputs/", &[]).unwrap();
+        assert_eq!(
+            (c.endpoint.as_str(), c.bucket.as_str(), c.path_style),
+            ("http://127.0.0.1:9000", "outputs", true)
+        );
+        assert_eq!((c.prefix.as_str(), c.month_folder), ("", true));
+        // 2026-03-05: runpod's default bucket name `%m-%y` becomes a folder.
+        let b = S3Bucket::new(c);
+        assert_eq!(b.key_prefix(&Stamp::at(1_772_668_800)), "03-26");
+
+        let c = with_endpoint("http://127.0.0.1:9000/outputs/team/a", &[]).unwrap();
+        assert_eq!((c.prefix.as_str(), c.month_folder), ("team/a", true));
+        let b = S3Bucket::new(c);
+        assert_eq!(b.key_prefix(&Stamp::at(1_772_668_800)), "team/a/03-26");
+
+        // BUCKET_NAME is rp_upload's `bucket_name`, BUCKET_PREFIX its `prefix`: both replace the month.
+        let c = with_endpoint(
+            "https://acc.r2.example/outputs/team",
+            &[(BUCKET_NAME_ENV, "renders"), (BUCKET_PREFIX_ENV, "/p/q/")],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.prefix.as_str(), c.month_folder),
+            ("team/renders/p/q", false)
+        );
+        let c = with_endpoint("http://127.0.0.1:9000/outputs", &[(BUCKET_PREFIX_ENV, "")]).unwrap();
+        assert_eq!((c.prefix.as_str(), c.month_folder), ("", false));
+
+        for bad in [
+            "http://127.0.0.1:9000/Not_A_Bucket",
+            "http://127.0.0.1:9000/outputs//x",
+            "http://127.0.0.1:9000/outputs/../x",
+            "http://127.0.0.1:9000/outputs?x=1",
+        ] {
+            let e = with_endpoint(bad, &[]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    CloudError::BadEnv {
+                        var: BUCKET_ENDPOINT_URL_ENV,
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn missing_credentials_are_errors_not_fallbacks() {
         let get = lookup(&[(BUCKET_ENDPOINT_URL_ENV, "http://127.0.0.1:9000")]);
@@ -611,6 +721,7 @@ mod tests {
             access_key: "AKIAIOSFODNN7EXAMPLE".into(),
             secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
             prefix: String::new(),
+            month_folder: false,
             signed_url_ttl: Duration::from_secs(86_400),
             retry: RetryPolicy::default(),
             part_size: DEFAULT_PART,

@@ -30,6 +30,9 @@ pub enum ImportError {
         #[source]
         source: yaml_rust2::ScanError,
     },
+    /// An export could not be written as YAML.
+    #[error("could not write the export as YAML")]
+    YamlOut(#[source] yaml_rust2::EmitError),
     /// An input file is JSON but not of the expected format.
     #[error("{}: {at}: {expected}", path.display())]
     Format {

@@ -4,6 +4,10 @@
 //!   `git_custom_nodes`, `cnr_custom_nodes`, `file_custom_nodes`, `pips`) → a
 //!   new schema 2 spec pinned to the same commits; [`export_snapshot`] is the
 //!   reverse, from a version's lock.
+//! - [`import_build`]: a comfy-cli build definition (`comfy build scan`, what
+//!   Comfy-Org's hosted serverless builds from), JSON or YAML → a new spec;
+//!   [`export_build`] is the reverse, from a version's spec. What one side
+//!   cannot hold is named, never dropped silently.
 //! - [`import_workflow`]: the node packs a UI-format workflow names
 //!   (`properties.cnr_id`, `aux_id`, `ver`) added to a spec, and the model
 //!   files its loader nodes reference that the spec lacks.
@@ -17,6 +21,7 @@
 //! Every function that writes refuses invalid results before touching the
 //! file, so a refused import or edit leaves the versions directory unchanged.
 
+mod build;
 mod edit;
 mod error;
 mod legacy;
@@ -26,9 +31,11 @@ mod workflow;
 mod workspace;
 mod yaml;
 
+pub use build::{BuildOptions, ExportedBuild, export_build, import_build};
 pub use edit::{add_model, add_node, copy_version, new_version, remove_model, remove_node};
 pub use error::ImportError;
 pub use legacy::migrate;
 pub use snapshot::{PipsAs, SnapshotOptions, export_snapshot, import_snapshot};
 pub use workflow::{MissingModel, WorkflowOptions, import_workflow};
 pub use workspace::{DEFAULT_COMFY_REPO, Preview, Workspace, Written};
+pub use yaml::to_yaml;

@@ -1,11 +1,13 @@
-//! YAML input files as JSON values: the snapshots that ComfyUI-Manager's
+//! YAML files as JSON values: the snapshots that ComfyUI-Manager's
 //! `save-snapshot --output x.yaml` and comfy-cli's `snapshot save` write
-//! (PyYAML's `yaml.dump` of the JSON snapshot under `custom_nodes`).
+//! (PyYAML's `yaml.dump` of the JSON snapshot under `custom_nodes`), comfy-cli's
+//! build definitions, and the YAML form of an export.
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use crate::ImportError;
 use crate::workspace::format_error;
@@ -39,6 +41,38 @@ pub(crate) fn read_yaml(path: &Path) -> Result<Value, ImportError> {
             "$",
             format!("expected one YAML document, found {}", docs.len()),
         )),
+    }
+}
+
+/// `value` as one YAML document (exports written to a `.yaml` file).
+pub fn to_yaml(value: &Value) -> Result<String, ImportError> {
+    let mut out = String::new();
+    let mut emitter = YamlEmitter::new(&mut out);
+    emitter.multiline_strings(true);
+    emitter
+        .dump(&from_json(value))
+        .map_err(ImportError::YamlOut)?;
+    out.push('\n');
+    Ok(out)
+}
+
+fn from_json(v: &Value) -> Yaml {
+    match v {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Integer(i),
+            None => Yaml::Real(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(items) => Yaml::Array(items.iter().map(from_json).collect()),
+        Value::Object(m) => {
+            let mut h = Hash::new();
+            for (k, v) in m {
+                h.insert(Yaml::String(k.clone()), from_json(v));
+            }
+            Yaml::Hash(h)
+        }
     }
 }
 
@@ -109,6 +143,18 @@ mod tests {
                 "file_custom_nodes": [{"disabled": false, "filename": "a.py"}],
                 "pips": {"numpy==1.26.4": "", "7": "x"}}})
         );
+    }
+
+    #[test]
+    fn json_written_as_yaml_reads_back_the_same() {
+        let v = json!({"schema": "distribution-definition/0", "pipDependencies": "a==1\nb==2\n",
+            "models": [{"sizeBytes": 7, "sha256": null, "type": "loras"}], "flag": true,
+            "version": "1.0", "n": 12345678901_u64});
+        let text = to_yaml(&v).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.yaml");
+        std::fs::write(&p, &text).unwrap();
+        assert_eq!(read_yaml(&p).unwrap(), v, "{text}");
     }
 
     #[test]

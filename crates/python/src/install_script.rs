@@ -7,6 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
+use comfyver_spec::UrlRewrites;
 use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
@@ -55,6 +56,9 @@ pub struct ScriptContext<'a> {
     pub installer: &'a Installer,
     /// The version's requirement inputs: package sources and time limits.
     pub reqs: &'a Requirements,
+    /// URL rewrite rules, given to the script's git as `url.<base>.insteadOf`
+    /// configuration (a pack cloning a public URL reaches the mirror).
+    pub rewrites: &'a UrlRewrites,
 }
 
 /// What [`run_install_scripts`] did.
@@ -131,8 +135,9 @@ pub(crate) fn status(home: &Path, script: &InstallScript) -> Result<ScriptStatus
 /// shared checkout), `COMFYUI_PATH` and `COMFYUI_FOLDERS_BASE_PATH` = the
 /// home, `COMFYUI_MODEL_PATH` = the model store, `PYTHONPATH` = the home (so
 /// `import folder_paths` works as inside ComfyUI), the venv activated
-/// (`VIRTUAL_ENV`, `PATH`), `python -m pip` available, credentials removed
-/// and the spec's `env` set. Each runs in its own process group for at most
+/// (`VIRTUAL_ENV`, `PATH`), `python -m pip` available, credentials removed,
+/// the URL rewrites as git configuration (`GIT_CONFIG_COUNT`, …) and the
+/// spec's `env` set. Each runs in its own process group for at most
 /// the install-script limit. Output goes to [`install_log`]; a done-marker
 /// `<home>/.comfyver/install-scripts/<name>@<commit>.done` is written after
 /// success. Rebuilding the venv clears the markers, so scripts rerun then.
@@ -219,6 +224,10 @@ fn run_one(
         .env("COMFYUI_MODEL_PATH", &models)
         .env("PYTHONPATH", home)
         .env("PYTHONUNBUFFERED", "1")
+        .envs(
+            ctx.rewrites
+                .git_config_env(std::env::var("GIT_CONFIG_COUNT").ok().as_deref()),
+        )
         .envs(ctx.env)
         .stdout(out)
         .stderr(err);

@@ -13,7 +13,7 @@ use comfyver_python::{
     self as python, EnvState, InstallScript, Installer, Limits, PlannedInstall, PythonError,
     PythonInputs, Requirements, ScriptContext, ScriptStatus,
 };
-use comfyver_spec::PythonSettings;
+use comfyver_spec::{PythonSettings, UrlRewrites};
 use comfyver_testkit::wheels;
 
 struct Fixture {
@@ -21,6 +21,7 @@ struct Fixture {
     root: PathBuf,
     wheels: PathBuf,
     layout: CacheLayout,
+    rewrites: UrlRewrites,
 }
 
 impl Fixture {
@@ -35,6 +36,7 @@ impl Fixture {
             root,
             wheels: wheels_dir,
             layout,
+            rewrites: UrlRewrites::default(),
         }
     }
 
@@ -44,6 +46,7 @@ impl Fixture {
             _tmp: None,
             wheels: root.join("wheels"),
             layout: CacheLayout::new(root.join("cache")),
+            rewrites: UrlRewrites::default(),
             root,
         }
     }
@@ -119,6 +122,7 @@ impl Fixture {
             layout: &self.layout,
             installer,
             reqs,
+            rewrites: &self.rewrites,
         }
     }
 }
@@ -586,6 +590,51 @@ fn failing_install_script_names_the_node_and_its_log() {
         std::fs::read_to_string(&log)
             .unwrap()
             .contains("fetching weights")
+    );
+}
+
+/// Clones a public-looking URL, as packs that fetch a dependency do.
+const CLONE_SCRIPT: &str = r#"
+import os, subprocess, sys
+env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+r = subprocess.run(["git", "clone", "-q", "https://public-host.example/deps/dep.git", "dep-clone"],
+                   env=env, capture_output=True, text=True)
+print(r.stdout + r.stderr)
+sys.exit(r.returncode)
+"#;
+
+#[test]
+fn install_scripts_git_follows_the_url_rewrites() {
+    let mut fx = Fixture::new();
+    let remotes = fx.root.join("remotes");
+    let mut dep = comfyver_testkit::git::Repo::new(&remotes, "dep");
+    dep.write(&[("DATA.txt", "mirrored\n")]);
+    dep.commit("dep");
+    dep.push();
+    let rule = format!(
+        "https://public-host.example/deps/=file://{}/",
+        remotes.display()
+    );
+    fx.rewrites = UrlRewrites::parse_list(&rule, "test").unwrap();
+    let mut inputs = fx.standard_inputs();
+    let pack = fx.pack("clone_pack", &[("install.py", CLONE_SCRIPT)]);
+    inputs.nodes = vec![pack.clone()];
+    let reqs = collect(&inputs);
+    let home = fx.home("g");
+    let installer = uv();
+    python::build_env(&home, &fx.layout, &reqs, None, &installer).unwrap();
+    let script = InstallScript {
+        name: pack.0,
+        dir: pack.1.clone(),
+        commit: "e".repeat(40),
+        enabled: true,
+    };
+    let env = BTreeMap::new();
+    let ctx = fx.script_ctx(&env, &installer, &reqs);
+    python::run_install_scripts(&home, &[script], &ctx).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(pack.1.join("dep-clone/DATA.txt")).unwrap(),
+        "mirrored\n"
     );
 }
 

@@ -290,6 +290,7 @@ pub fn realize(
             layout: req.layout,
             installer: &installer,
             reqs: &reqs,
+            rewrites: &req.rewrites,
         },
     )?;
     warnings.extend(ran.warnings.iter().cloned());

@@ -105,6 +105,33 @@ impl UrlRewrites {
         with_git_suffix_if_needed(self.rewrite(url))
     }
 
+    /// The rules as git configuration for a child's environment
+    /// (`GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_<n>=url.<replacement>.insteadOf`,
+    /// `GIT_CONFIG_VALUE_<n>=<prefix>`), numbered after the `inherited`
+    /// `GIT_CONFIG_COUNT` so entries already in the environment stay. Git,
+    /// too, takes the longest matching `insteadOf`. Empty without rules. The
+    /// values may hold credentials: never log them.
+    pub fn git_config_env(&self, inherited: Option<&str>) -> Vec<(String, String)> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
+        let first: usize = inherited.and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+        let mut env = Vec::with_capacity(self.rules.len() * 2 + 1);
+        for (i, r) in self.rules.iter().enumerate() {
+            let n = first + i;
+            env.push((
+                format!("GIT_CONFIG_KEY_{n}"),
+                format!("url.{}.insteadOf", r.replacement),
+            ));
+            env.push((format!("GIT_CONFIG_VALUE_{n}"), r.prefix.clone()));
+        }
+        env.push((
+            "GIT_CONFIG_COUNT".to_string(),
+            (first + self.rules.len()).to_string(),
+        ));
+        env
+    }
+
     /// `url` with the longest matching prefix replaced (no filesystem access).
     pub fn rewrite(&self, url: &str) -> String {
         let best = self
@@ -150,6 +177,29 @@ fn with_git_suffix_if_needed(url: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_become_git_config_after_the_inherited_entries() {
+        let r = UrlRewrites::parse_list(
+            "https://github.com/=/srv/mirrors/;https://git.example/o/=https://u:t@m.example/o/",
+            "test",
+        )
+        .unwrap();
+        let env = r.git_config_env(Some("2"));
+        assert_eq!(
+            env,
+            [
+                ("GIT_CONFIG_KEY_2", "url./srv/mirrors/.insteadOf"),
+                ("GIT_CONFIG_VALUE_2", "https://github.com/"),
+                ("GIT_CONFIG_KEY_3", "url.https://u:t@m.example/o/.insteadOf"),
+                ("GIT_CONFIG_VALUE_3", "https://git.example/o/"),
+                ("GIT_CONFIG_COUNT", "4"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(r.git_config_env(Some("junk"))[0].0, "GIT_CONFIG_KEY_0");
+        assert!(UrlRewrites::default().git_config_env(None).is_empty());
+    }
 
     #[test]
     fn longest_prefix_wins() {

@@ -1,9 +1,9 @@
-//! `comfyver import snapshot|workflow`, `export snapshot` and `migrate`.
+//! `comfyver import snapshot|build|workflow`, `export snapshot|build` and `migrate`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use comfyver_import::{PipsAs, SnapshotOptions, WorkflowOptions};
+use comfyver_import::{BuildOptions, PipsAs, SnapshotOptions, WorkflowOptions};
 use serde_json::json;
 
 use crate::commands::edit::{print_written, workspace};
@@ -35,6 +35,17 @@ pub(crate) enum ImportWhat {
         /// Where the snapshot's `pips` go.
         #[arg(long, value_enum, default_value_t = PipsArg::Constraints)]
         pips: PipsArg,
+    },
+    /// A comfy-cli build definition (`comfy build scan`) → a new version.
+    Build {
+        /// The definition, JSON or YAML (`.yaml`/`.yml`): bare, the scan's `--json` payload, or comfy-cli's build file.
+        file: PathBuf,
+        /// The new version's id [default: the build file's `id`, else the file's stem].
+        #[arg(long)]
+        id: Option<String>,
+        /// The core repository (a definition names only the core's version).
+        #[arg(long, value_name = "REPO")]
+        comfy: Option<String>,
     },
     /// The packs a UI-format workflow needs → added to a version.
     Workflow {
@@ -75,6 +86,14 @@ pub(crate) enum ExportWhat {
         /// The version id (resolved).
         id: String,
     },
+    /// A comfy-cli build definition of a version's spec (JSON on stdout by default).
+    Build {
+        /// The version id.
+        id: String,
+        /// Write it to FILE instead: YAML when it ends in `.yaml`/`.yml`, else JSON.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +128,14 @@ pub(crate) fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
                 },
             };
             let w = comfyver_import::import_snapshot(&ws, &file, &id, &opts)?;
+            print_written(ctx, &w);
+        }
+        ImportWhat::Build { file, id, comfy } => {
+            let opts = BuildOptions {
+                id,
+                comfy_repo: comfy,
+            };
+            let w = comfyver_import::import_build(&ws, &file, &opts)?;
             print_written(ctx, &w);
         }
         ImportWhat::Workflow {
@@ -147,9 +174,35 @@ pub(crate) fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
 }
 
 pub(crate) fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<Exit> {
-    let ExportWhat::Snapshot { id } = args.what;
-    let snapshot = comfyver_import::export_snapshot(&workspace(ctx)?, &id)?;
-    ctx.out.json(&snapshot);
+    match args.what {
+        ExportWhat::Snapshot { id } => {
+            let snapshot = comfyver_import::export_snapshot(&workspace(ctx)?, &id)?;
+            ctx.out.json(&snapshot);
+        }
+        ExportWhat::Build { id, output } => {
+            let b = comfyver_import::export_build(&workspace(ctx)?, &id)?;
+            for n in &b.notes {
+                ctx.out.warn(&format!("not exported: {n}"));
+            }
+            match output {
+                None => ctx.out.json(&b.definition),
+                Some(path) => {
+                    let is_yaml = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
+                    });
+                    let text = if is_yaml {
+                        comfyver_import::to_yaml(&b.definition)?
+                    } else {
+                        let mut t = serde_json::to_string_pretty(&b.definition)?;
+                        t.push('\n');
+                        t
+                    };
+                    comfyver_fs::write_atomic(&path, text.as_bytes())?;
+                    ctx.out.info(&format!("wrote {}", path.display()));
+                }
+            }
+        }
+    }
     Ok(Exit::Success)
 }
 

@@ -21,6 +21,7 @@ fn config(endpoint: &str, ak: &str, sk: &str) -> S3Config {
         access_key: ak.into(),
         secret_key: sk.into(),
         prefix: "outs".into(),
+        month_folder: false,
         signed_url_ttl: Duration::from_secs(3600),
         retry: RetryPolicy {
             retries: 4,
