@@ -5,6 +5,7 @@
 mod docker;
 mod faults;
 mod import;
+mod interop;
 mod model_folders;
 mod models;
 mod nodes;
