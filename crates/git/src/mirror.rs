@@ -292,9 +292,9 @@ impl Mirror {
         let err =
             |e: gix::Error| GitError::git("listing the refs of the mirror", &self.shown_url, e);
         let repo = self.repo()?;
-        let platform = repo.references().map_err(|e| err(e.into()))?;
+        let platform = repo.references().map_err(err)?;
         let mut out = Vec::new();
-        for reference in platform.all().map_err(|e| err(e.into()))? {
+        for reference in platform.all().map_err(err)? {
             let Ok(mut reference) = reference else {
                 continue;
             };

@@ -386,6 +386,13 @@ fn set_origin_url(config_path: &Path, url: &str) -> Result<(), NodesError> {
     Ok(())
 }
 
+/// The last component of `path`, for lock keys and temporary siblings.
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::resolve_submodule_url as r;
@@ -405,11 +412,4 @@ mod tests {
         assert_eq!(r("git@h:p.git", "../s.git"), "git@h:s.git");
         assert_eq!(r("https://h/o/p", "https://x/y"), "https://x/y");
     }
-}
-
-/// The last component of `path`, for lock keys and temporary siblings.
-pub(crate) fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
