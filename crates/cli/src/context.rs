@@ -118,19 +118,10 @@ impl Ctx {
     }
 }
 
-/// `COMFYVER_GIT_TIMEOUT` (seconds), else the resolver's default.
+/// `COMFYVER_GIT_TIMEOUT` as `comfyver_git::git_timeout` reads it (the one
+/// reading: a positive whole number of seconds, the default when unset).
 fn git_timeout() -> anyhow::Result<std::time::Duration> {
-    let var = comfyver_env::COMFYVER_GIT_TIMEOUT;
-    match std::env::var(var) {
-        Ok(v) => {
-            let secs: u64 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("{var}=`{v}` is not a number of seconds"))?;
-            Ok(std::time::Duration::from_secs(secs.max(1)))
-        }
-        Err(_) => Ok(comfyver_resolver::DEFAULT_TIMEOUT),
-    }
+    Ok(comfyver_git::git_timeout()?)
 }
 
 fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {

@@ -12,7 +12,7 @@ use crate::output::Printer;
 /// Node-cache events as status lines on stderr.
 pub(crate) struct StatusLines<'a>(pub &'a Printer);
 
-impl comfyver_nodes::Reporter for StatusLines<'_> {
+impl comfyver_git::Reporter for StatusLines<'_> {
     fn fetching(&self, repo: &str, what: &str) {
         self.0.info(&format!("fetching {repo} ({what})"));
     }
@@ -24,7 +24,9 @@ impl comfyver_nodes::Reporter for StatusLines<'_> {
             short(commit)
         ));
     }
+}
 
+impl comfyver_nodes::Reporter for StatusLines<'_> {
     fn checking_out(&self, name: &str, commit: &str) {
         self.0
             .info(&format!("checking out {name} @ {}", short(commit)));

@@ -47,7 +47,10 @@ registry! {
     COMFYVER_WHEELS_DIR,
     /// URL rewrite rules, `PREFIX=REPLACEMENT;...`, applied before any network access.
     COMFYVER_URL_REWRITES,
-    /// Seconds allowed for one git remote operation (default 120).
+    /// Seconds a git network call may go without receiving anything (a fetch)
+    /// or in all (listing one remote's refs) before it is stopped: a positive
+    /// whole number, 120 when unset; 0 or anything else is an error, since
+    /// every network call has a limit (`comfyver_git::git_timeout`).
     COMFYVER_GIT_TIMEOUT,
     /// The command ssh:// and scp-like git remotes are reached with, run by
     /// `sh` with the host and the remote command as arguments (as git reads it).

@@ -1,10 +1,11 @@
 //! The node cache as a whole: its entries, what they use on disk, and which
 //! of them (checkouts and mirrors) no lock references any more.
 //!
-//! This crate owns `<custom_nodes>/<slug>@<commit>`, `<cache>/core/` and `<cache>/git/`: the
+//! This crate owns `<custom_nodes>/<slug>@<commit>` and `<cache>/core/`: the
 //! names of its entries, their completion markers and their lock names are
 //! decided here, and every other crate lists or removes them through these
-//! functions.
+//! functions. The mirrors in `<cache>/git/` are `comfyver-git`'s; gc lists
+//! them and takes their lock through its functions.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,8 +18,6 @@ use crate::checkout::{is_checkout_complete, resolve_submodule_url};
 
 /// The cross-process lock kind of a node checkout (key: `<slug>@<commit>`).
 pub(crate) const CHECKOUT_LOCK: &str = "checkout";
-/// The cross-process lock kind of a git mirror (key: the slug).
-pub(crate) const MIRROR_LOCK: &str = "git";
 
 /// How deep gc follows nested submodules (the checkout code's own limit).
 const MAX_DEPTH: usize = 8;
@@ -67,11 +66,13 @@ pub fn entry_name(url: &RepoUrl, commit: &str) -> String {
     format!("{}@{}", url.slug(), commit.to_ascii_lowercase())
 }
 
-/// The bytes removing the entry at `path` alone would free: its regular
-/// files (symlinks not followed), each counted once, except those with a
-/// link outside it (a checkout's git packs are its mirror's).
-pub fn own_bytes(path: &Path) -> u64 {
-    freed_bytes(&[path])[0]
+impl CacheEntry {
+    /// The bytes removing this entry alone would free: its regular files
+    /// (symlinks not followed), each counted once, except those with a link
+    /// outside it (a checkout's git packs are its mirror's).
+    pub fn own_bytes(&self) -> u64 {
+        freed_bytes(&[self.path.as_path()])[0]
+    }
 }
 
 /// For each of `dirs`, the bytes that removing all of them frees, each file
@@ -158,14 +159,14 @@ impl NodesGcPlan {
 /// node's mirror, every node's checkout, the core's shared checkout (the same
 /// `<slug>@<commit>` name in `<cache>/core`), and the mirrors of their
 /// submodules (nested and relative ones included).
-pub fn referenced(layout: &CacheLayout, locks: &[ResolvedLock]) -> BTreeSet<String> {
+fn referenced(layout: &CacheLayout, locks: &[ResolvedLock]) -> BTreeSet<String> {
     let mut keep = BTreeSet::new();
     for lock in locks {
         for repo in std::iter::once(&lock.comfy).chain(&lock.custom_nodes) {
             let Ok(url) = RepoUrl::parse(&repo.repo) else {
                 continue;
             };
-            keep.insert(format!("{}.git", url.slug()));
+            keep.insert(comfyver_git::mirror_name(&url));
             let name = entry_name(&url, &repo.commit);
             let dir = layout.custom_nodes_dir().join(&name);
             let core_dir = crate::core_cache_dir(layout).join(&name);
@@ -174,7 +175,7 @@ pub fn referenced(layout: &CacheLayout, locks: &[ResolvedLock]) -> BTreeSet<Stri
                 .into_iter()
                 .chain(submodule_repos(&core_dir, &url, 0))
             {
-                keep.insert(format!("{}.git", sub.slug()));
+                keep.insert(comfyver_git::mirror_name(&sub));
             }
         }
     }
@@ -209,8 +210,8 @@ pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPl
             });
         }
     }
-    for (name, path) in subdirs(&layout.git_dir())? {
-        if name.ends_with(".git") && !keep.contains(&name) {
+    for (name, path) in comfyver_git::mirror_dirs(layout)? {
+        if !keep.contains(&name) {
             unused.push(Unused {
                 kind: EntryKind::Mirror,
                 bytes: 0,
@@ -229,22 +230,29 @@ pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPl
 }
 
 /// Removes what `plan` lists. Each entry is removed under its own lock, and
-/// only when `still_unused` (asked under that lock, so a realize that has
-/// just linked the entry is seen) says no lock references it any more.
+/// only when no lock of `current_locks` (asked under that lock, so a realize
+/// that has just linked the entry is seen) references it any more; `None`
+/// from `current_locks` (the locks cannot all be read) keeps the entry.
 /// Returns the bytes freed.
 pub fn gc_apply(
     layout: &CacheLayout,
     plan: &NodesGcPlan,
-    still_unused: &dyn Fn(&Unused) -> bool,
+    current_locks: &dyn Fn() -> Option<Vec<ResolvedLock>>,
 ) -> Result<u64, NodesError> {
+    let still_unused = |entry: &Unused| {
+        current_locks().is_some_and(|locks| !referenced(layout, &locks).contains(&entry.name))
+    };
     let mut freed = 0;
     for entry in &plan.unused {
-        let key = match entry.kind {
-            EntryKind::Checkout => layout.lock_path(CHECKOUT_LOCK, &entry.name),
-            EntryKind::Core => layout.lock_path(crate::shared_core::CORE_LOCK, &entry.name),
-            EntryKind::Mirror => layout.lock_path(MIRROR_LOCK, entry.name.trim_end_matches(".git")),
+        let _guard = match entry.kind {
+            EntryKind::Checkout => {
+                FileLock::acquire(&layout.lock_path(CHECKOUT_LOCK, &entry.name))?
+            }
+            EntryKind::Core => {
+                FileLock::acquire(&layout.lock_path(crate::shared_core::CORE_LOCK, &entry.name))?
+            }
+            EntryKind::Mirror => comfyver_git::lock_mirror(layout, &entry.name)?,
         };
-        let _guard = FileLock::acquire(&key)?;
         if entry.path.exists() && still_unused(entry) {
             let bytes = freed_bytes(&[entry.path.as_path()])[0];
             comfyver_fs::discard(&entry.path)?;

@@ -1,21 +1,19 @@
 //! Checkouts of one commit, built from a mirror in a temporary sibling and
 //! renamed into place with a completion marker, submodules included.
 
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use comfyver_fs::{CacheLayout, FileLock, TempDir, remove_stale_temps};
+use comfyver_git::Mirror;
 use comfyver_spec::RepoUrl;
 
-use crate::mirror::file_name;
-use crate::{Mirror, NodesError, NodesOptions, Reporter};
+use crate::{NodesError, NodesOptions, Reporter};
 
 /// The completion marker inside a checkout, relative to its root. It sits in
 /// `.git/`, where neither git nor the node pack looks, and it is written
 /// before the rename that publishes the entry, so an entry is whole exactly
 /// when the marker exists. It holds the commit id.
-pub const COMPLETE_MARKER: &str = ".git/comfyver-complete";
+pub(crate) const COMPLETE_MARKER: &str = ".git/comfyver-complete";
 
 /// How deep submodules may nest before comfyver gives up (a cycle guard).
 const MAX_SUBMODULE_DEPTH: usize = 8;
@@ -151,11 +149,12 @@ fn check_commit(commit: &str) -> Result<(), NodesError> {
 }
 
 fn core_is_at(dest: &Path, commit: &str) -> bool {
-    marker_commit(dest).is_some_and(|c| c == commit)
+    checkout_commit(dest).is_some_and(|c| c == commit)
 }
 
-/// The commit a complete checkout's marker records.
-pub(crate) fn marker_commit(dir: &Path) -> Option<String> {
+/// The commit the complete checkout at `dir` holds (as its completion
+/// marker records it); `None` when `dir` is not a complete checkout.
+pub fn checkout_commit(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join(COMPLETE_MARKER))
         .ok()
         .map(|c| c.trim().to_string())
@@ -219,7 +218,7 @@ fn build_tree(
     depth: usize,
 ) -> Result<(), NodesError> {
     let shown = repo.redacted();
-    let checked_out = clone_one_commit(mirror, commit, work, &shown)?;
+    let checked_out = mirror.check_out(commit, work)?;
     set_origin_url(&work.join(".git/config"), &shown)?;
     comfyver_fs::test_pause("checkout-after-clone");
     let submodules = read_submodules(&checked_out, work)?;
@@ -247,10 +246,11 @@ fn build_tree(
                 source,
             })
         })?;
-        let sub_mirror = Mirror::open(layout, &sub_repo, &opts.rewrites).map_err(wrap)?;
+        let sub_mirror =
+            Mirror::open(layout, &sub_repo, &opts.rewrites).map_err(|e| wrap(e.into()))?;
         sub_mirror
             .ensure_commit_with(&sub_commit, opts.offline, reporter)
-            .map_err(wrap)?;
+            .map_err(|e| wrap(e.into()))?;
         reporter.checking_out(&sub.path, &sub_commit);
         let sub_work = work.join(&sub.path);
         if sub_work.is_dir() {
@@ -275,151 +275,6 @@ fn build_tree(
         .map_err(wrap)?;
     }
     Ok(())
-}
-
-/// A new repository at `work` holding `commit` (one commit deep: `.git/shallow`
-/// names it), `HEAD` detached at it and its tree checked out. Its objects are
-/// the mirror's packs, hard-linked (copied across filesystems): packs are
-/// never changed once written, so this costs no disk and no second packing
-/// and indexing of the commit. Where the mirror's packs do not hold the
-/// commit (loose objects), it is fetched from the mirror instead.
-fn clone_one_commit(
-    mirror: &Mirror,
-    commit: &str,
-    work: &Path,
-    shown: &str,
-) -> Result<gix::Repository, NodesError> {
-    let err = |e| NodesError::git("checkout", shown, e);
-    let id =
-        gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| err(gix::Error::from_error(e)))?;
-    let mut repo = crate::git_dir::init(work, crate::git_dir::Kind::WithWorktree, shown)?;
-    link_packs(mirror, &repo)?;
-    // Reopened, so the object store sees the packs just linked in.
-    repo = gix::open_opts(repo.git_dir(), gix::open::Options::isolated()).map_err(err)?;
-    if repo.has_object(id) {
-        comfyver_fs::write_atomic(
-            &repo.git_dir().join("shallow"),
-            format!("{commit}\n").as_bytes(),
-        )?;
-    } else {
-        fetch_one_commit(&repo, mirror, commit, shown)?;
-    }
-    // A detached HEAD is the commit id in `.git/HEAD` (no reflog: that would
-    // need a committer identity, which a worker need not have).
-    comfyver_fs::write_atomic(
-        &repo.git_dir().join("HEAD"),
-        format!("{commit}\n").as_bytes(),
-    )?;
-    let interrupt = AtomicBool::new(false);
-    let tree = repo
-        .find_commit(id)
-        .and_then(|c| c.tree_id())
-        .map_err(err)?
-        .detach();
-    let mut index = repo.index_from_tree(&tree).map_err(err)?;
-    let mut opts = repo
-        .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
-        .map_err(err)?;
-    opts.destination_is_initially_empty = true;
-    let objects = repo
-        .objects
-        .clone()
-        .into_arc()
-        .map_err(|e| err(gix::Error::from_error(e)))?;
-    gix::worktree::state::checkout(
-        &mut index,
-        work,
-        objects,
-        &gix::progress::Discard,
-        &gix::progress::Discard,
-        &interrupt,
-        opts,
-    )
-    .map_err(err)?;
-    index.write(Default::default()).map_err(err)?;
-    Ok(repo)
-}
-
-/// Hard-links every complete pack of the mirror (its `.idx` beside its
-/// `.pack`) into `repo`'s object store, copying where a link is refused
-/// (another filesystem, `fs.protected_hardlinks`). A pack whose index is not
-/// there yet is still being written by another worker's fetch, and skipped.
-fn link_packs(mirror: &Mirror, repo: &gix::Repository) -> Result<(), NodesError> {
-    let from = mirror.path().join("objects/pack");
-    let to = repo.objects.store_ref().path().join("pack");
-    std::fs::create_dir_all(&to)
-        .map_err(|e| NodesError::io("could not create directory", &to, e))?;
-    let entries = match std::fs::read_dir(&from) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(NodesError::io("could not list the packs of", &from, e)),
-    };
-    for entry in entries {
-        let idx = entry
-            .map_err(|e| NodesError::io("could not list the packs of", &from, e))?
-            .path();
-        if idx.extension().is_none_or(|x| x != "idx") {
-            continue;
-        }
-        let pack = idx.with_extension("pack");
-        if !pack.is_file() {
-            continue;
-        }
-        for file in [&pack, &idx] {
-            let dest = to.join(file.file_name().unwrap_or_default());
-            if std::fs::hard_link(file, &dest).is_err() {
-                std::fs::copy(file, &dest)
-                    .map_err(|e| NodesError::io("could not copy the pack", file, e))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Fetches `commit` one commit deep from the mirror, where it is pinned,
-/// into `repo`. The mirror is read through a contained `git upload-pack`
-/// (own process group, killed with us and at the git timeout), not through
-/// a transport gix would spawn itself.
-fn fetch_one_commit(
-    repo: &gix::Repository,
-    mirror: &Mirror,
-    commit: &str,
-    shown: &str,
-) -> Result<(), NodesError> {
-    let err = |e| NodesError::git("checkout", shown, e);
-    let limit = crate::transport::git_timeout().map_err(|value| NodesError::BadSetting {
-        name: crate::transport::GIT_TIMEOUT_ENV,
-        value,
-        expected: "a whole number of seconds greater than 0",
-    })?;
-    let mirror_path = mirror.path().to_string_lossy().into_owned();
-    let Some((conn, guard)) = crate::transport::bounded_transport(&mirror_path, limit)
-        .map_err(|e| err(gix::Error::from_error(e)))?
-    else {
-        unreachable!("a mirror is a local path");
-    };
-    let one = NonZeroU32::new(1).expect("1 is not zero");
-    let interrupt = AtomicBool::new(false);
-    let pin = format!("refs/pins/{commit}");
-    let fetched = (|| -> Result<(), gix::Error> {
-        repo.remote_at_without_url_rewrite(mirror_path.as_str())?
-            .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs([pin.as_str()], gix::remote::Direction::Fetch)?
-            .to_connection_with_transport(conn)
-            .prepare_fetch(gix::progress::Discard, Default::default())?
-            .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(one))
-            .receive(gix::progress::Discard, &interrupt)?;
-        Ok(())
-    })();
-    let stalled = guard.stalled();
-    drop(guard);
-    if stalled {
-        return Err(NodesError::FetchTimeout {
-            repo: shown.to_string(),
-            seconds: limit.as_secs(),
-        });
-    }
-    fetched.map_err(err)
 }
 
 /// One submodule listed in `.gitmodules` with the commit its parent records.
@@ -529,6 +384,13 @@ fn set_origin_url(config_path: &Path, url: &str) -> Result<(), NodesError> {
     }
     comfyver_fs::write_atomic(config_path, out.as_bytes())?;
     Ok(())
+}
+
+/// The last component of `path`, for lock keys and temporary siblings.
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

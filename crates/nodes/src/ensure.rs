@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use comfyver_fs::CacheLayout;
+use comfyver_git::Mirror;
 use comfyver_spec::{LockedRepo, RepoUrl, ResolvedLock, UrlRewrites};
 
 use crate::checkout::{ensure_node_checkout, is_checkout_complete};
 use crate::error::MissingCommit;
-use crate::{Mirror, NodesError, Reporter};
+use crate::{NodesError, Reporter};
 
 /// How nodes are fetched and checked out.
 #[derive(Debug, Clone)]

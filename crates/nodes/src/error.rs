@@ -26,7 +26,7 @@ pub enum NodesError {
         #[source]
         source: comfyver_spec::RepoUrlError,
     },
-    /// A git operation (init, open, fetch, clone, checkout) failed.
+    /// A git operation on a checkout (reading its submodules, its config) failed.
     #[error(
         "git {action} failed for {repo}; check that the repository is reachable (URL rewrites: COMFYVER_URL_REWRITES) and that `git` is installed"
     )]
@@ -39,38 +39,10 @@ pub enum NodesError {
         #[source]
         source: gix::Error,
     },
-    /// A fetch received nothing for the git timeout and was stopped.
-    #[error(
-        "fetching {repo} stopped: nothing received for {seconds} s (the server stalled); retry, raise COMFYVER_GIT_TIMEOUT, or check the server"
-    )]
-    FetchTimeout {
-        /// The repository (credentials removed).
-        repo: String,
-        /// The limit.
-        seconds: u64,
-    },
-    /// A setting from the environment has a value comfyver cannot use.
-    #[error("{name}=`{value}` is not valid: expected {expected}")]
-    BadSetting {
-        /// The environment variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What it must be.
-        expected: &'static str,
-    },
-    /// A commit is not in the mirror and the remote does not serve it.
-    #[error(
-        "commit {commit} of {repo} could not be fetched: the remote no longer has it (force-pushed or deleted) or refuses fetching it by id; pin a commit the remote still has, or restore the mirror {mirror}"
-    )]
-    CommitUnavailable {
-        /// The repository (credentials removed).
-        repo: String,
-        /// The wanted commit.
-        commit: String,
-        /// The mirror that was searched.
-        mirror: PathBuf,
-    },
+    /// A mirror could not be created, fetched or read, or a checkout could
+    /// not be built from it.
+    #[error(transparent)]
+    Mirror(comfyver_git::GitError),
     /// Offline, and some commits are not in the mirrors.
     #[error("offline (--offline / COMFYVER_OFFLINE) and {} commit(s) are not in the local git mirrors:\n{}\nrun once with network access (e.g. `comfyver nodes fetch <id>`) to fill the cache", missing.len(), format_missing(missing))]
     OfflineMissing {
@@ -150,6 +122,23 @@ fn format_missing(missing: &[MissingCommit]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A mirror's error, except that a commit missing offline joins the others
+/// in [`NodesError::OfflineMissing`].
+impl From<comfyver_git::GitError> for NodesError {
+    fn from(e: comfyver_git::GitError) -> Self {
+        match e {
+            comfyver_git::GitError::Offline { repo, commit } => NodesError::OfflineMissing {
+                missing: vec![MissingCommit {
+                    repo,
+                    commit,
+                    no_mirror: false,
+                }],
+            },
+            other => NodesError::Mirror(other),
+        }
+    }
 }
 
 impl NodesError {

@@ -1,11 +1,13 @@
-//! Git mirrors, custom-node checkouts and linking for comfyver.
+//! Custom-node checkouts, shared core checkouts and linking for comfyver.
 //!
-//! - [`Mirror`]: a bare mirror per repository at `<cache>/git/<slug>.git`,
-//!   created and fetched with gix; a commit already there costs no network.
+//! The bare mirrors these are built from (`<cache>/git/<slug>.git`) are
+//! `comfyver-git`'s.
+//!
 //! - Checkouts: `<custom_nodes>/<slug>@<commit>`, one per repository commit,
 //!   built in a temporary sibling and renamed into place with a completion
-//!   marker ([`COMPLETE_MARKER`], `.git/comfyver-complete`) under a per-entry
-//!   cross-process lock; submodules are checked out inside, recursively.
+//!   marker (`.git/comfyver-complete`, holding the commit: [`checkout_commit`],
+//!   [`is_checkout_complete`]) under a per-entry cross-process lock;
+//!   submodules are checked out inside, recursively.
 //! - Shared cores: `<cache>/core/<slug>@<commit>`, one ComfyUI core checkout
 //!   per commit ([`ensure_shared_core`]), linked as `<home>/core`
 //!   ([`link_core`]) for cores that take `--base-directory`; [`checkout_core`]
@@ -14,8 +16,6 @@
 //!   it, before the commit is fetched (realize starts the Python install
 //!   with the core's requirements); [`peek_core`] does it only where no
 //!   fetch is needed.
-//! - [`init_bare`]: a bare repository without git's templates (hooks,
-//!   description), as every mirror and checkout here is made.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
 //!   what no lock references, and its removal under each entry's lock.
@@ -27,7 +27,8 @@
 //!   [`Reporter`].
 //!
 //! Every fetch is bounded: nothing received for `COMFYVER_GIT_TIMEOUT`
-//! ([`GIT_TIMEOUT_ENV`]) seconds stops it with [`NodesError::FetchTimeout`].
+//! seconds stops it with `comfyver_git::GitError::FetchTimeout` (inside
+//! [`NodesError::Mirror`]).
 //!
 //! `COMFYVER_TEST_PAUSE_AT` (`comfyver_fs::test_pause`) is a test-only fault hook.
 
@@ -35,32 +36,19 @@ mod cache;
 mod checkout;
 mod ensure;
 mod error;
-mod git_dir;
 mod isolate;
 mod link;
-mod mirror;
-mod peek;
 mod report;
 mod shared_core;
-mod transport;
 
-pub use cache::{
-    CacheEntry, EntryKind, NodesGcPlan, Unused, cache_entries, entry_name, gc_apply, gc_plan,
-    own_bytes, referenced,
-};
-pub use checkout::{COMPLETE_MARKER, checkout_core, is_checkout_complete};
+pub use cache::{NodesGcPlan, cache_entries, entry_name, gc_apply, gc_plan};
+pub use checkout::{checkout_commit, checkout_core, is_checkout_complete};
 pub use ensure::{NodeCheckout, NodesOptions, ensure_nodes, fill_caches};
-pub use error::{MissingCommit, NodesError};
-pub use git_dir::init_bare;
+pub use error::NodesError;
 pub use isolate::{checkout_changes, isolate_node, node_source};
-pub use link::{LinkOutcome, link_nodes};
-pub use mirror::{GIT_LOCK_STALE_AGE, Mirror, TreeFile};
+pub use link::link_nodes;
 pub use report::{NoReporter, Reporter};
 pub use shared_core::{
     CoreProbe, core_cache_dir, core_link, ensure_shared_core, link_core, peek_core, probe_core,
     shared_core_path,
-};
-pub use transport::{
-    BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,
-    git_timeout,
 };

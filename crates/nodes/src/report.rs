@@ -2,22 +2,12 @@
 
 use std::path::Path;
 
-/// Receives progress events from fetches and checkouts. Every method has an
+/// Receives progress events from fetches and checkouts: the mirrors'
+/// network events through its supertrait ([`comfyver_git::Reporter`]:
+/// `fetching`, `reading_remote`), the checkouts' here. Every method has an
 /// empty default; implementations must be cheap and thread-safe (events come
 /// from worker threads).
-pub trait Reporter: Send + Sync {
-    /// A network fetch into the mirror of `repo` starts (`what`: refspecs or
-    /// "all branches and tags"). Exactly one call per network fetch.
-    fn fetching(&self, repo: &str, what: &str) {
-        let _ = (repo, what);
-    }
-
-    /// `paths` of `repo` at `commit` are read from the remote, without
-    /// fetching the commit into the mirror (its trees and those files only).
-    fn reading_remote(&self, repo: &str, commit: &str, paths: &[&str]) {
-        let _ = (repo, commit, paths);
-    }
-
+pub trait Reporter: comfyver_git::Reporter {
     /// A checkout of `name` (a node, `comfy` or a submodule path) at `commit` starts.
     fn checking_out(&self, name: &str, commit: &str) {
         let _ = (name, commit);
@@ -32,5 +22,7 @@ pub trait Reporter: Send + Sync {
 /// A [`Reporter`] that ignores every event.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoReporter;
+
+impl comfyver_git::Reporter for NoReporter {}
 
 impl Reporter for NoReporter {}

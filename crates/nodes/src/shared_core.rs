@@ -8,12 +8,12 @@
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
+use comfyver_git::{Mirror, TreeFile};
 use comfyver_spec::RepoUrl;
 
 use crate::cache::entry_name;
 use crate::checkout::{ensure_cached_checkout, is_checkout_complete};
-use crate::mirror::TreeFile;
-use crate::{Mirror, NodesError, NodesOptions, Reporter};
+use crate::{NodesError, NodesOptions, Reporter};
 
 /// The cross-process lock kind of a shared core checkout (key: `<slug>@<commit>`).
 pub(crate) const CORE_LOCK: &str = "core-checkout";
@@ -146,7 +146,7 @@ fn read_mirror(
 ) -> Result<Vec<TreeFile>, NodesError> {
     wanted
         .iter()
-        .map(|path| mirror.read_file(commit, path))
+        .map(|path| mirror.read_file(commit, path).map_err(NodesError::from))
         .collect()
 }
 
@@ -203,7 +203,7 @@ pub fn link_core(home: &Path, core: &Path) -> Result<(), NodesError> {
         if std::fs::symlink_metadata(&link).is_ok_and(|m| !m.file_type().is_symlink()) {
             return Err(NodesError::CoreInTheWay {
                 path: link,
-                commit: crate::checkout::marker_commit(core).unwrap_or_default(),
+                commit: crate::checkout::checkout_commit(core).unwrap_or_default(),
             });
         }
         crate::link::replace_link(home, CORE_LINK, core)?;

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use comfyver_fs::{CacheLayout, FileLock};
+use comfyver_git::TreeFile;
 use comfyver_models::FetchOptions;
-use comfyver_nodes::{NodeCheckout, NodesOptions, TreeFile};
+use comfyver_nodes::{NodeCheckout, NodesOptions};
 use comfyver_python::{self as python, InstallScript, Installer, PythonInputs};
 use comfyver_spec::{
     LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders,
@@ -178,8 +179,11 @@ pub fn realize(
                 None => {
                     // Fetched first, so the probe reads the mirror and does
                     // not ask the remote again.
-                    comfyver_nodes::Mirror::open(req.layout, &core_repo, &nodes_opts.rewrites)?
-                        .ensure_commit_with(&core_commit, nodes_opts.offline, reporter.nodes())?;
+                    comfyver_git::Mirror::open(req.layout, &core_repo, &nodes_opts.rewrites)
+                        .and_then(|m| {
+                            m.ensure_commit_with(&core_commit, nodes_opts.offline, reporter.nodes())
+                        })
+                        .map_err(comfyver_nodes::NodesError::from)?;
                     comfyver_nodes::probe_core(
                         req.layout,
                         &core_repo,
@@ -514,9 +518,7 @@ fn claim_home(
             });
         }
         clear_stamp(home)?;
-        let copy_at = std::fs::read_to_string(root.join(comfyver_nodes::COMPLETE_MARKER))
-            .ok()
-            .map(|c| c.trim().to_ascii_lowercase());
+        let copy_at = comfyver_nodes::checkout_commit(root).map(|c| c.to_ascii_lowercase());
         let keep = match &copy_at {
             None => share,
             Some(at) => !share && *at == commit,

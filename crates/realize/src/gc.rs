@@ -119,12 +119,8 @@ pub fn gc_apply(
     plan: &CachePlan,
     current: &dyn Fn() -> Option<References>,
 ) -> Result<u64, RealizeError> {
-    let still_unused = |entry: &comfyver_nodes::Unused| {
-        current().is_some_and(|refs| {
-            !comfyver_nodes::referenced(layout, &refs.locks).contains(&entry.name)
-        })
-    };
-    let mut freed = comfyver_nodes::gc_apply(layout, &plan.nodes, &still_unused)?;
+    let current_locks = || current().map(|refs| refs.locks);
+    let mut freed = comfyver_nodes::gc_apply(layout, &plan.nodes, &current_locks)?;
     freed += comfyver_models::gc_apply(layout, &plan.models)?;
     Ok(freed)
 }

@@ -123,7 +123,7 @@ impl Home {
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .is_some_and(|v| v["kind"] == HOME_KIND);
-        marked || self.root.join(comfyver_nodes::COMPLETE_MARKER).is_file()
+        marked || comfyver_nodes::is_checkout_complete(&self.root)
     }
 
     /// Writes the home marker (atomically). A home without `.comfyver/` gets

@@ -50,8 +50,8 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
     let skip = req.skip_models || req.spec.skip_models();
     let warm = is_warm_for(home, req.lock, req.layout, skip);
     let at_commit = |dir: &std::path::Path| {
-        std::fs::read_to_string(dir.join(comfyver_nodes::COMPLETE_MARKER))
-            .is_ok_and(|c| c.trim().eq_ignore_ascii_case(&req.lock.comfy.commit))
+        comfyver_nodes::checkout_commit(dir)
+            .is_some_and(|c| c.eq_ignore_ascii_case(&req.lock.comfy.commit))
     };
     let core_dir = Some(home.core_dir())
         .filter(|dir| at_commit(dir))

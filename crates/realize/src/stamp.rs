@@ -90,12 +90,7 @@ fn warm_check(
     {
         return false;
     }
-    if !home
-        .core_dir()
-        .join(comfyver_nodes::COMPLETE_MARKER)
-        .is_file()
-        || !home.python().exists()
-    {
+    if !comfyver_nodes::is_checkout_complete(&home.core_dir()) || !home.python().exists() {
         return false;
     }
     let links_ok = lock.custom_nodes.iter().all(|n| {

@@ -121,7 +121,7 @@ pub enum ResolveError {
         prefix: String,
         /// The mirror's error.
         #[source]
-        source: Box<comfyver_nodes::NodesError>,
+        source: Box<comfyver_git::GitError>,
     },
     /// Several entries failed; the CLI lists each with its causes.
     #[error("{} entries could not be resolved", .0.len())]

@@ -29,10 +29,9 @@ mod remote;
 mod report;
 mod resolve;
 
-pub use error::{RemoteCause, ResolveError};
+pub use error::ResolveError;
 pub use lockfile::{LockScan, LockWrite, locks, read_lock, replace_lock, write_lock};
 pub use options::{ResolveOptions, UpdatePolicy};
 pub use outcome::{ChangeKind, EntryOutcome, LockChange, ResolveOutcome, Source};
-pub use remote::DEFAULT_TIMEOUT;
 pub use report::{NoReporter, Reporter};
 pub use resolve::resolve;

@@ -11,7 +11,7 @@ use gix::remote::{Direction, fetch::Tags, ref_map};
 use crate::error::{RemoteCause, ResolveError};
 
 /// Default time allowed for listing one remote's refs.
-pub const DEFAULT_TIMEOUT: Duration = comfyver_nodes::DEFAULT_GIT_TIMEOUT;
+pub(crate) const DEFAULT_TIMEOUT: Duration = comfyver_git::DEFAULT_GIT_TIMEOUT;
 
 /// One ref advertised by a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Lister {
         let dir = comfyver_fs::TempDir::beside(&tmp.join(SCRATCH))
             .map_err(|e| scratch_err(e.to_string()))?;
         comfyver_fs::test_pause("ls-remote-scratch");
-        let repo = comfyver_nodes::init_bare(dir.path())
+        let repo = comfyver_git::init_bare(dir.path())
             .map_err(|e| scratch_err(error_text(&e, &[])))?
             .into_sync();
         Ok(Lister {
@@ -162,7 +162,7 @@ fn list_blocking(
     // git:// and local repositories through comfyver's bounded transports
     // (a local `git upload-pack` is contained: own group, killed with us).
     let (map, _handshake) =
-        match comfyver_nodes::bounded_transport(url, limit).map_err(gix::Error::from_error)? {
+        match comfyver_git::bounded_transport(url, limit).map_err(gix::Error::from_error)? {
             Some((transport, _guard)) => remote
                 .to_connection_with_transport(transport)
                 .ref_map(gix::progress::Discard, options)?,

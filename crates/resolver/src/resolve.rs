@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use comfyver_fs::CacheLayout;
-use comfyver_nodes::Mirror;
+use comfyver_git::Mirror;
 use comfyver_spec::{RepoUrl, ResolvedLock, VersionSpec};
 
 use crate::lockfile::{self, read_lock};
@@ -303,7 +303,9 @@ fn online(
                 prefix: prefix.to_string(),
                 source: Box::new(source),
             };
-            let mirror = Mirror::open(layout, &url, &opts.rewrites).map_err(mirror_err)?;
+            let mirror = Mirror::open(layout, &url, &opts.rewrites)
+                .map_err(mirror_err)?
+                .with_git_timeout(opts.timeout);
             mirror.fetch_all().map_err(mirror_err)?;
             let found = mirror.commits_with_prefix(prefix).map_err(mirror_err)?;
             prefix_result(e, shown, &refs, found).map(|c| (Some(c), Source::Remote))
@@ -327,7 +329,7 @@ fn offline(e: &Entry, layout: &CacheLayout, opts: &ResolveOptions) -> Result<Str
             e.repo_redacted()
         ));
     };
-    let refs = crate::mirror::mirror_refs(mirror.path())?;
+    let refs = crate::mirror::mirror_refs(&mirror)?;
     let found = match match_ref(&refs, Some(wanted)) {
         RefMatch::Commit(c) => return Ok(c),
         RefMatch::NeedsHistory => mirror

@@ -499,7 +499,7 @@ fn offline_resolves_new_refs_from_an_existing_mirror() {
     let (core, cc) = standard_repo(f.root(), "core");
     let layout = f.layout();
     let url = comfyver_spec::RepoUrl::parse(&core.file_url()).unwrap();
-    let mirror = comfyver_nodes::Mirror::open(&layout, &url, &UrlRewrites::default()).unwrap();
+    let mirror = comfyver_git::Mirror::open(&layout, &url, &UrlRewrites::default()).unwrap();
     mirror.fetch_all().unwrap();
     std::fs::remove_dir_all(core.bare()).unwrap();
     let offline = ResolveOptions {

@@ -83,7 +83,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
         rows.push(json!({
             "entry": entry.name,
             "complete": entry.complete,
-            "size": comfyver_nodes::own_bytes(&entry.path),
+            "size": entry.own_bytes(),
             "versions": users.get(&entry.name).cloned().unwrap_or_default(),
             "path": entry.path,
         }));

@@ -550,3 +550,38 @@ fn a_scratch_repository_left_by_a_killed_resolve_is_removed_by_the_next() {
     ok(&cmd.output().unwrap());
     assert_eq!(scratch(), Vec::<String>::new());
 }
+
+#[test]
+fn a_git_timeout_of_zero_or_garbage_is_refused_naming_the_variable() {
+    let env = sandbox();
+    let (core, _) = standard_repo(&env.remotes(), "core");
+    write_spec(
+        &env,
+        "t",
+        json!({"repo": core.file_url(), "ref": "main"}),
+        json!([]),
+    );
+    for value in ["0", "soon", "-3"] {
+        let out = env
+            .cmd(&["resolve", "t"])
+            .env("COMFYVER_GIT_TIMEOUT", value)
+            .output()
+            .unwrap();
+        let (_, stderr) = fails(&out);
+        assert!(
+            stderr.contains(&format!("COMFYVER_GIT_TIMEOUT=`{value}` is not valid")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("positive whole number of seconds"),
+            "{stderr}"
+        );
+        assert!(!env.lock_path("t").exists(), "nothing was resolved");
+    }
+    let out = env
+        .cmd(&["resolve", "t"])
+        .env("COMFYVER_GIT_TIMEOUT", " 30 ")
+        .output()
+        .unwrap();
+    ok(&out);
+}

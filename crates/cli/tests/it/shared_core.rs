@@ -580,7 +580,7 @@ fn from_a_remote_that_filters_the_install_starts_before_the_cores_commit_is_fetc
     let layout = comfyver_fs::CacheLayout::new(w.root.join("cache"));
     let url = comfyver_spec::RepoUrl::parse(&w.core.file_url()).unwrap();
     let mirror_has_commit = || {
-        comfyver_nodes::Mirror::existing(&layout, &url, &Default::default())
+        comfyver_git::Mirror::existing(&layout, &url, &Default::default())
             .is_some_and(|m| m.has_commit(&commit))
     };
     let held = realize_paused_at(&w, "shared-core-checkout");

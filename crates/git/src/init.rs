@@ -8,12 +8,12 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::NodesError;
+use crate::GitError;
 
 /// A new, empty bare repository in `dir` (created if missing, else empty),
 /// without git's templates, opened isolated from the user's and system's
 /// git configuration: for a caller's scratch repository.
-pub fn init_bare(dir: &Path) -> Result<gix::Repository, NodesError> {
+pub fn init_bare(dir: &Path) -> Result<gix::Repository, GitError> {
     init(dir, Kind::Bare, &dir.display().to_string())
 }
 
@@ -29,9 +29,8 @@ pub(crate) enum Kind {
 /// Makes the repository in `dir` (created if missing; a bare one must be
 /// empty, a work tree must have no `.git` yet) and opens it, isolated from
 /// the user's and system's git configuration.
-pub(crate) fn init(dir: &Path, kind: Kind, shown: &str) -> Result<gix::Repository, NodesError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| NodesError::io("could not create directory", dir, e))?;
+pub(crate) fn init(dir: &Path, kind: Kind, shown: &str) -> Result<gix::Repository, GitError> {
+    std::fs::create_dir_all(dir).map_err(|e| GitError::io("could not create directory", dir, e))?;
     let (git_dir, core) = match kind {
         Kind::Bare => (dir.to_path_buf(), "\tbare = true\n".to_string()),
         Kind::WithWorktree => {
@@ -46,7 +45,7 @@ pub(crate) fn init(dir: &Path, kind: Kind, shown: &str) -> Result<gix::Repositor
     for sub in ["objects/info", "objects/pack", "refs/heads", "refs/tags"] {
         let d = git_dir.join(sub);
         std::fs::create_dir_all(&d)
-            .map_err(|e| NodesError::io("could not create directory", &d, e))?;
+            .map_err(|e| GitError::io("could not create directory", &d, e))?;
     }
     for (name, text) in [
         ("HEAD", "ref: refs/heads/main\n".to_string()),
@@ -61,10 +60,10 @@ pub(crate) fn init(dir: &Path, kind: Kind, shown: &str) -> Result<gix::Repositor
             .create_new(true)
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-            .map_err(|e| NodesError::io("could not write", &path, e))?;
+            .map_err(|e| GitError::io("could not write", &path, e))?;
     }
     gix::open_opts(&git_dir, gix::open::Options::isolated())
-        .map_err(|e| NodesError::git("opening the new repository", shown, e))
+        .map_err(|e| GitError::git("opening the new repository", shown, e))
 }
 
 /// The filesystem's capabilities where `dir` is, probed once per device and

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use comfyver_fs::CacheLayout;
-use comfyver_nodes::{Mirror, NodesOptions, Reporter, TreeFile, ensure_shared_core, probe_core};
+use comfyver_git::{Mirror, TreeFile};
+use comfyver_nodes::{NodesOptions, Reporter, ensure_shared_core, probe_core};
 use comfyver_spec::{RepoUrl, UrlRewrites};
 use comfyver_testkit::git::{GitDaemon, GitHttp, Repo};
 
@@ -39,7 +40,7 @@ fn core(root: &Path, filter: bool) -> (Repo, String) {
 #[derive(Default)]
 struct Events(Mutex<Vec<String>>);
 
-impl Reporter for Events {
+impl comfyver_git::Reporter for Events {
     fn fetching(&self, _repo: &str, what: &str) {
         self.0.lock().unwrap().push(format!("fetch {what}"));
     }
@@ -50,6 +51,8 @@ impl Reporter for Events {
             .push(format!("peek {}", paths.join(" ")));
     }
 }
+
+impl Reporter for Events {}
 
 impl Events {
     fn taken(&self) -> Vec<String> {

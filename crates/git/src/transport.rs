@@ -18,31 +18,9 @@ use gix::protocol::transport::Protocol;
 use gix::protocol::transport::client::git::ConnectMode;
 use gix::protocol::transport::client::git::blocking_io::Connection;
 
-/// Environment variable: seconds a fetch may go without receiving anything
-/// (and the limit for listing one remote's refs) before it is stopped.
-pub use comfyver_env::COMFYVER_GIT_TIMEOUT as GIT_TIMEOUT_ENV;
-
-/// The default of [`GIT_TIMEOUT_ENV`].
-pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// [`GIT_TIMEOUT_ENV`] as a duration (the default when unset); `Err` with the
-/// raw value when it is not a whole number of seconds.
-pub fn git_timeout() -> Result<Duration, String> {
-    match std::env::var(GIT_TIMEOUT_ENV) {
-        Err(_) => Ok(DEFAULT_GIT_TIMEOUT),
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .ok_or(v),
-    }
-}
-
 /// A transport comfyver provides for a fetch URL, boxed, and what must live
 /// as long as it.
-pub type BoundedTransport = (
+pub(crate) type BoundedTransport = (
     Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
     TransportGuard,
 );

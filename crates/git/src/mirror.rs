@@ -1,5 +1,7 @@
 //! Bare git mirrors: `<cache>/git/<slug>.git`, one per repository, shared by
 //! every commit of it. Writers serialise on `<cache>/locks/git/<slug>.lock`.
+//! This crate owns `<cache>/git/`: the names of its entries and their lock
+//! are decided here ([`mirror_name`], [`mirror_dirs`], [`lock_mirror`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,9 +12,47 @@ use comfyver_fs::{CacheLayout, FileLock, TempDir, remove_stale_temps};
 use comfyver_spec::{RepoUrl, UrlRewrites};
 use gix::remote::{Direction, fetch::Tags};
 
-use crate::error::MissingCommit;
-use crate::transport;
-use crate::{NoReporter, NodesError, Reporter};
+use crate::{GitError, Reporter, transport};
+
+/// The cross-process lock kind of a mirror (key: the slug).
+const MIRROR_LOCK: &str = "git";
+
+/// `<slug>.git`: the name of `repo`'s mirror in `<cache>/git/`.
+pub fn mirror_name(repo: &RepoUrl) -> String {
+    format!("{}.git", repo.slug())
+}
+
+/// Every mirror in `<cache>/git/` as (name, path), sorted by name
+/// (temporary siblings of mirrors being created are left out).
+pub fn mirror_dirs(layout: &CacheLayout) -> Result<Vec<(String, PathBuf)>, GitError> {
+    let dir = layout.git_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(GitError::io("could not list", &dir, e)),
+    };
+    let mut out: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(name, _)| !name.starts_with('.') && name.ends_with(".git"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Takes the cross-process lock of the mirror named `name` (as
+/// [`mirror_dirs`] lists it), which every fetch into it holds: for removing
+/// it while no fetch runs.
+pub fn lock_mirror(layout: &CacheLayout, name: &str) -> Result<FileLock, GitError> {
+    let slug = name.strip_suffix(".git").unwrap_or(name);
+    Ok(FileLock::acquire(&layout.lock_path(MIRROR_LOCK, slug))?)
+}
+
+/// A [`Reporter`] for the calls that take none.
+struct Silent;
+
+impl Reporter for Silent {}
 
 /// A path of a commit's tree, read from the mirror (no checkout needed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,14 +103,14 @@ impl Session<'_> {
         self,
         mirror: &Mirror,
         conn: gix::remote::Connection<'_, '_, '_, T>,
-    ) -> Result<(), NodesError>
+    ) -> Result<(), GitError>
     where
         T: gix::protocol::transport::client::blocking_io::Transport,
     {
         match self {
             Session::Fetch => mirror.receive(conn),
             Session::Peek(peek) => peek.run(conn).map_err(|e| {
-                NodesError::git(
+                GitError::git(
                     "reading files of a commit from the remote",
                     &mirror.shown_url,
                     e,
@@ -103,11 +143,11 @@ impl Mirror {
         layout: &CacheLayout,
         repo: &RepoUrl,
         rewrites: &UrlRewrites,
-    ) -> Result<Mirror, NodesError> {
+    ) -> Result<Mirror, GitError> {
         let slug = repo.slug();
         let mirror = Mirror {
             path: layout.git_mirror(&slug),
-            lock_path: layout.lock_path(crate::cache::MIRROR_LOCK, &slug),
+            lock_path: layout.lock_path(MIRROR_LOCK, &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
             git_timeout: None,
@@ -132,7 +172,7 @@ impl Mirror {
         let path = layout.git_mirror(&slug);
         path.is_dir().then(|| Mirror {
             path,
-            lock_path: layout.lock_path(crate::cache::MIRROR_LOCK, &slug),
+            lock_path: layout.lock_path(MIRROR_LOCK, &slug),
             fetch_url: rewrites.apply(repo.as_str()),
             shown_url: repo.redacted(),
             git_timeout: None,
@@ -158,19 +198,19 @@ impl Mirror {
 
     /// Fetches every branch and tag of the remote into the mirror (under the
     /// mirror's lock).
-    pub fn fetch_all(&self) -> Result<(), NodesError> {
-        self.fetch_all_with(&NoReporter)
+    pub fn fetch_all(&self) -> Result<(), GitError> {
+        self.fetch_all_with(&Silent)
     }
 
     /// [`Mirror::fetch_all`], telling `reporter` when the network is used.
-    pub fn fetch_all_with(&self, reporter: &dyn Reporter) -> Result<(), NodesError> {
+    pub fn fetch_all_with(&self, reporter: &dyn Reporter) -> Result<(), GitError> {
         let _lock = self.lock()?;
         self.fetch_locked(&ALL_REFSPECS, reporter)
     }
 
     /// The full ids of every commit in the mirror whose id starts with `prefix`
     /// (hex, at least 4 characters; fewer gives an empty list).
-    pub fn commits_with_prefix(&self, prefix: &str) -> Result<Vec<String>, NodesError> {
+    pub fn commits_with_prefix(&self, prefix: &str) -> Result<Vec<String>, GitError> {
         let Ok(prefix_id) = gix::hash::Prefix::from_hex(prefix) else {
             return Ok(Vec::new());
         };
@@ -178,7 +218,7 @@ impl Mirror {
         let mut candidates = HashSet::new();
         repo.objects
             .lookup_prefix(prefix_id, Some(&mut candidates))
-            .map_err(|e| NodesError::git("object lookup", &self.shown_url, e))?;
+            .map_err(|e| GitError::git("object lookup", &self.shown_url, e))?;
         let mut out: Vec<String> = candidates
             .into_iter()
             .filter(|id| {
@@ -193,8 +233,8 @@ impl Mirror {
 
     /// The file at `path` in the tree of `commit` (which must be in the
     /// mirror).
-    pub(crate) fn read_file(&self, commit: &str, path: &str) -> Result<TreeFile, NodesError> {
-        let err = |e: gix::Error| NodesError::git("reading a file of a commit", &self.shown_url, e);
+    pub fn read_file(&self, commit: &str, path: &str) -> Result<TreeFile, GitError> {
+        let err = |e: gix::Error| GitError::git("reading a file of a commit", &self.shown_url, e);
         let id = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| err(gix::Error::from_error(e)))?;
         let repo = self.repo()?;
@@ -208,19 +248,20 @@ impl Mirror {
     }
 
     /// The files at `paths` in the tree of `commit`, read from the remote
-    /// without fetching the commit into the mirror (see [`crate::peek`]).
+    /// without fetching the commit into the mirror: its trees at depth 1
+    /// into a throwaway repository beside the mirror, then just those blobs.
     /// `Ok(None)` when the remote cannot serve it so (no `filter` or
     /// `shallow` support, blobs not given by id) or the attempt fails: the
     /// caller then fetches the commit and reads it from the mirror, which
     /// reports any error there is. A remote that stalls is
-    /// [`NodesError::FetchTimeout`] at once: it would not do better for the
+    /// [`GitError::FetchTimeout`] at once: it would not do better for the
     /// fetch.
-    pub(crate) fn peek_files(
+    pub fn peek_files(
         &self,
         commit: &str,
         paths: &[&str],
         reporter: &dyn Reporter,
-    ) -> Result<Option<Vec<TreeFile>>, NodesError> {
+    ) -> Result<Option<Vec<TreeFile>>, GitError> {
         let Ok(commit) = gix::ObjectId::from_hex(commit.as_bytes()) else {
             return Ok(None);
         };
@@ -228,8 +269,7 @@ impl Mirror {
         let parent = place.parent().unwrap_or(Path::new("."));
         remove_stale_temps(parent, Some(&file_name(&place)))?;
         let tmp = TempDir::beside(&place)?;
-        let Ok(repo) =
-            crate::git_dir::init(tmp.path(), crate::git_dir::Kind::Bare, &self.shown_url)
+        let Ok(repo) = crate::init::init(tmp.path(), crate::init::Kind::Bare, &self.shown_url)
         else {
             return Ok(None);
         };
@@ -237,9 +277,44 @@ impl Mirror {
         let mut peek = crate::peek::Peek::new(commit, paths);
         match self.over_connection(&repo, &[], Session::Peek(&mut peek)) {
             Ok(()) => Ok(peek.into_files()),
-            Err(e @ NodesError::FetchTimeout { .. }) => Err(e),
+            Err(e @ GitError::FetchTimeout { .. }) => Err(e),
             Err(_) => Ok(None),
         }
+    }
+
+    /// The mirror's branches and tags as (full ref name, commit), sorted by
+    /// name, in the shape a remote advertises them: remote-tracking
+    /// `refs/remotes/origin/x` counted as `refs/heads/x` (a real branch wins
+    /// over a remote-tracking one of the same name), tags peeled. The
+    /// mirror's own HEAD is left out: fetches do not record the remote's
+    /// HEAD, so it says nothing about what the remote's default branch is.
+    pub fn branches_and_tags(&self) -> Result<Vec<(String, String)>, GitError> {
+        let err =
+            |e: gix::Error| GitError::git("listing the refs of the mirror", &self.shown_url, e);
+        let repo = self.repo()?;
+        let platform = repo.references().map_err(err)?;
+        let mut out = Vec::new();
+        for reference in platform.all().map_err(err)? {
+            let Ok(mut reference) = reference else {
+                continue;
+            };
+            let full = reference.name().as_bstr().to_string();
+            let name = match full.strip_prefix("refs/remotes/origin/") {
+                Some("HEAD") => continue,
+                Some(branch) => format!("refs/heads/{branch}"),
+                None => full,
+            };
+            if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) {
+                continue;
+            }
+            let Ok(commit) = reference.peel_to_id() else {
+                continue;
+            };
+            out.push((name, commit.to_string()));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
+        Ok(out)
     }
 
     /// Whether the mirror holds `commit` (a full hex id) as a commit object.
@@ -257,8 +332,8 @@ impl Mirror {
     /// (so no gc drops it). Costs no network when it is already there.
     /// Otherwise fetches it by id, falling back to fetching every branch and
     /// tag; offline, or when the remote no longer has it, returns a clear error.
-    pub fn ensure_commit(&self, commit: &str, offline: bool) -> Result<(), NodesError> {
-        self.ensure_commit_with(commit, offline, &NoReporter)
+    pub fn ensure_commit(&self, commit: &str, offline: bool) -> Result<(), GitError> {
+        self.ensure_commit_with(commit, offline, &Silent)
     }
 
     /// [`Mirror::ensure_commit`], telling `reporter` when the network is used.
@@ -267,7 +342,7 @@ impl Mirror {
         commit: &str,
         offline: bool,
         reporter: &dyn Reporter,
-    ) -> Result<(), NodesError> {
+    ) -> Result<(), GitError> {
         let commit = commit.to_ascii_lowercase();
         // Warm path, one stat: a loose pin is written only after its objects.
         if gix::ObjectId::from_hex(commit.as_bytes()).is_ok()
@@ -283,12 +358,9 @@ impl Mirror {
             return Ok(());
         }
         if offline {
-            return Err(NodesError::OfflineMissing {
-                missing: vec![MissingCommit {
-                    repo: self.shown_url.clone(),
-                    commit,
-                    no_mirror: false,
-                }],
+            return Err(GitError::Offline {
+                repo: self.shown_url.clone(),
+                commit,
             });
         }
         let _lock = self.lock()?;
@@ -300,7 +372,7 @@ impl Mirror {
         match self.fetch_locked(&[by_id.as_str()], reporter) {
             Ok(()) if self.has_commit(&commit) => return self.pin_locked(&commit),
             // A stalled server will not do better for a second request.
-            Err(e @ NodesError::FetchTimeout { .. }) => return Err(e),
+            Err(e @ GitError::FetchTimeout { .. }) => return Err(e),
             _ => {}
         }
         // The server may refuse unadvertised ids: take every branch and tag.
@@ -311,28 +383,34 @@ impl Mirror {
             return self.pin_locked(&commit);
         }
         all?;
-        Err(NodesError::CommitUnavailable {
+        Err(GitError::CommitUnavailable {
             repo: self.shown_url.clone(),
             commit,
             mirror: self.path.clone(),
         })
     }
 
-    fn lock(&self) -> Result<FileLock, NodesError> {
+    /// The fetch limit: the one set by [`Mirror::with_git_timeout`], else
+    /// `COMFYVER_GIT_TIMEOUT`.
+    pub(crate) fn limit(&self) -> Result<Duration, GitError> {
+        self.git_timeout.map_or_else(crate::git_timeout, Ok)
+    }
+
+    fn lock(&self) -> Result<FileLock, GitError> {
         Ok(FileLock::acquire(&self.lock_path)?)
     }
 
-    fn repo(&self) -> Result<gix::Repository, NodesError> {
+    pub(crate) fn repo(&self) -> Result<gix::Repository, GitError> {
         gix::open_opts(&self.path, gix::open::Options::isolated())
-            .map_err(|e| NodesError::git("open of the mirror", &self.shown_url, e))
+            .map_err(|e| GitError::git("open of the mirror", &self.shown_url, e))
     }
 
-    fn create(&self) -> Result<(), NodesError> {
+    fn create(&self) -> Result<(), GitError> {
         let parent = self.path.parent().unwrap_or(Path::new("."));
         let name = file_name(&self.path);
         remove_stale_temps(parent, Some(&name))?;
         let tmp = TempDir::beside(&self.path)?;
-        crate::git_dir::init(tmp.path(), crate::git_dir::Kind::Bare, &self.shown_url)?;
+        crate::init::init(tmp.path(), crate::init::Kind::Bare, &self.shown_url)?;
         comfyver_fs::test_pause("mirror-before-publish");
         match tmp.publish(&self.path) {
             // Another worker whose lock we did not see published it first.
@@ -342,7 +420,7 @@ impl Mirror {
     }
 
     /// Runs one fetch with `refspecs`; the caller holds the mirror's lock.
-    fn fetch_locked(&self, refspecs: &[&str], reporter: &dyn Reporter) -> Result<(), NodesError> {
+    fn fetch_locked(&self, refspecs: &[&str], reporter: &dyn Reporter) -> Result<(), GitError> {
         let _writing = self.begin_write();
         comfyver_fs::test_pause("fetch-before-receive");
         let what = if refspecs == ALL_REFSPECS {
@@ -359,22 +437,15 @@ impl Mirror {
 
     /// Opens a bounded connection to the remote for `repo` (the mirror, or
     /// a throwaway for a peek) and runs `session` over it. A connection
-    /// that ran into the limit is [`NodesError::FetchTimeout`].
+    /// that ran into the limit is [`GitError::FetchTimeout`].
     fn over_connection(
         &self,
         repo: &gix::Repository,
         refspecs: &[&str],
         session: Session<'_>,
-    ) -> Result<(), NodesError> {
-        let limit = self
-            .git_timeout
-            .map_or_else(transport::git_timeout, Ok)
-            .map_err(|value| NodesError::BadSetting {
-                name: transport::GIT_TIMEOUT_ENV,
-                value,
-                expected: "a whole number of seconds greater than 0",
-            })?;
-        let err = |e| NodesError::git("fetch", &self.shown_url, e);
+    ) -> Result<(), GitError> {
+        let limit = self.limit()?;
+        let err = |e| GitError::git("fetch", &self.shown_url, e);
         let remote = repo
             .remote_at_without_url_rewrite(self.fetch_url.as_str())
             .map_err(err)?
@@ -396,7 +467,7 @@ impl Mirror {
                         None => conn,
                     };
                     let r = session.run(self, conn);
-                    if let Err(NodesError::Git { source, .. }) = &r {
+                    if let Err(GitError::Git { source, .. }) = &r {
                         stalled = transport::chain_timed_out(source);
                     }
                     r
@@ -409,7 +480,7 @@ impl Mirror {
             }
         };
         match result {
-            Err(_) if stalled => Err(NodesError::FetchTimeout {
+            Err(_) if stalled => Err(GitError::FetchTimeout {
                 repo: self.shown_url.clone(),
                 seconds: limit.as_secs(),
             }),
@@ -418,11 +489,11 @@ impl Mirror {
     }
 
     /// Negotiates and receives the pack over an open connection.
-    fn receive<T>(&self, conn: gix::remote::Connection<'_, '_, '_, T>) -> Result<(), NodesError>
+    fn receive<T>(&self, conn: gix::remote::Connection<'_, '_, '_, T>) -> Result<(), GitError>
     where
         T: gix::protocol::transport::client::blocking_io::Transport,
     {
-        let err = |e| NodesError::git("fetch", &self.shown_url, e);
+        let err = |e| GitError::git("fetch", &self.shown_url, e);
         let interrupt = AtomicBool::new(false);
         conn.prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(err)?
@@ -439,13 +510,13 @@ impl Mirror {
     }
 
     /// Writes `refs/pins/<commit>`; the caller holds the mirror's lock.
-    fn pin_locked(&self, commit: &str) -> Result<(), NodesError> {
+    fn pin_locked(&self, commit: &str) -> Result<(), GitError> {
         if self.is_pinned(commit) {
             return Ok(());
         }
         let _writing = self.begin_write();
         let repo = self.repo()?;
-        let err = |e| NodesError::git("pinning a commit in the mirror", &self.shown_url, e);
+        let err = |e| GitError::git("pinning a commit in the mirror", &self.shown_url, e);
         let id = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| err(gix::Error::from_error(e)))?;
         let mut attempt = 0;
@@ -527,7 +598,7 @@ const PIN_ATTEMPTS: u64 = 5;
 /// How old a git lock file (or writer record) in a mirror must be before it
 /// is removed when its writer cannot be proven dead (it may be another host
 /// whose lock we do not see): 10 minutes. git holds such files for moments.
-pub const GIT_LOCK_STALE_AGE: Duration = Duration::from_secs(600);
+const GIT_LOCK_STALE_AGE: Duration = Duration::from_secs(600);
 
 /// Removes the writer record on drop, if it is still ours.
 struct WriterRecord {
@@ -551,7 +622,7 @@ fn older_than(path: &Path, age: Duration) -> bool {
         .is_some_and(|e| e > age)
 }
 
-pub(crate) fn file_name(path: &Path) -> String {
+fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -1,7 +1,7 @@
 //! Mirror behaviour against real repositories over file:// and git://.
 
 use comfyver_fs::CacheLayout;
-use comfyver_nodes::{Mirror, NodesError, Reporter};
+use comfyver_git::{GitError, Mirror, Reporter};
 use comfyver_spec::{RepoUrl, UrlRewrites};
 use comfyver_testkit::git::{GitDaemon, Repo};
 use std::net::TcpListener;
@@ -71,17 +71,14 @@ fn git_daemon_mirror_and_missing_commits() {
     m.ensure_commit(&commits[1], false).unwrap();
     let absent = "1111111111111111111111111111111111111111";
     let err = m.ensure_commit(absent, false).unwrap_err();
-    assert!(matches!(err, NodesError::CommitUnavailable { .. }), "{err}");
+    assert!(matches!(err, GitError::CommitUnavailable { .. }), "{err}");
     assert!(err.to_string().contains(absent));
     commits.push(r.commit("three"));
     r.push();
     daemon.stop();
     let err = m.ensure_commit(&commits[2], true).unwrap_err();
     match err {
-        NodesError::OfflineMissing { missing } => {
-            assert_eq!(missing.len(), 1);
-            assert_eq!(missing[0].commit, commits[2]);
-        }
+        GitError::Offline { commit, .. } => assert_eq!(commit, commits[2]),
         other => panic!("{other}"),
     }
 }
@@ -98,7 +95,7 @@ fn assert_fetch_times_out(url: &str, layout: &CacheLayout) {
         .ensure_commit("2222222222222222222222222222222222222222", false)
         .unwrap_err();
     let took = t0.elapsed();
-    assert!(matches!(err, NodesError::FetchTimeout { .. }), "{err}");
+    assert!(matches!(err, GitError::FetchTimeout { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("COMFYVER_GIT_TIMEOUT"), "{text}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
@@ -232,7 +229,7 @@ fn an_http_server_that_stalls_ends_in_a_timeout_naming_the_setting() {
         );
         let (err, took, free) = worker.join().unwrap();
         assert!(
-            matches!(err, NodesError::FetchTimeout { seconds: 2, .. }),
+            matches!(err, GitError::FetchTimeout { seconds: 2, .. }),
             "headers={headers}: {err}"
         );
         assert!(err.to_string().contains("COMFYVER_GIT_TIMEOUT"), "{err}");

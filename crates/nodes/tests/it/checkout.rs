@@ -679,8 +679,7 @@ fn a_mirror_of_loose_objects_is_still_checked_out() {
     let url = RepoUrl::parse(&node.file_url()).unwrap();
     let slug = url.slug();
     let mirror =
-        comfyver_nodes::Mirror::open(&layout, &url, &comfyver_spec::UrlRewrites::default())
-            .unwrap();
+        comfyver_git::Mirror::open(&layout, &url, &comfyver_spec::UrlRewrites::default()).unwrap();
     mirror.ensure_commit(&commit, false).unwrap();
     // Unpack the mirror's packs into loose objects, as a mirror written by
     // another tool may hold them.
@@ -766,7 +765,7 @@ fn gc_counts_a_pack_shared_by_a_checkout_and_its_mirror_once() {
     assert_eq!(plan.unused.len(), 2, "{plan:?}");
     let all = find_bytes(&[&entry, &mirror], &[]);
     assert_eq!(plan.bytes(), all);
-    let freed = comfyver_nodes::gc_apply(&layout, &plan, &|_| true).unwrap();
+    let freed = comfyver_nodes::gc_apply(&layout, &plan, &|| Some(Vec::new())).unwrap();
     assert_eq!(freed, all);
     assert!(!entry.exists() && !mirror.exists());
 }
