@@ -64,3 +64,5 @@ pub use transport::{
     BoundedTransport, DEFAULT_GIT_TIMEOUT, GIT_TIMEOUT_ENV, TransportGuard, bounded_transport,
     git_timeout,
 };
+mod users;
+pub use users::users_by_entry;
