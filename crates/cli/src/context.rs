@@ -139,24 +139,10 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 
 impl Ctx {
     /// URL rewrite rules: `COMFYVER_URL_REWRITES` first, then the cache's
-    /// `config.json` (`{"url_rewrites": [{"prefix", "replacement"}]}`).
+    /// `config.json` (read by `comfyver_spec::UrlRewrites::from_settings`).
     pub(crate) fn rewrites(&self) -> anyhow::Result<comfyver_spec::UrlRewrites> {
-        use comfyver_env::COMFYVER_URL_REWRITES as VAR;
-        use comfyver_spec::UrlRewrites;
-        let from_env = match std::env::var(VAR) {
-            Ok(v) => UrlRewrites::parse_list(&v, VAR)?,
-            Err(_) => UrlRewrites::default(),
-        };
-        let file = self.layout.config_file();
-        let from_file = match std::fs::read_to_string(&file) {
-            Ok(text) => UrlRewrites::parse_config(&text, &file.display().to_string())?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => UrlRewrites::default(),
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("could not read {}", file.display()))
-                );
-            }
-        };
-        Ok(from_env.merged(from_file))
+        Ok(comfyver_spec::UrlRewrites::from_settings(
+            &self.layout.config_file(),
+        )?)
     }
 }
