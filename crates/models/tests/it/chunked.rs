@@ -172,7 +172,12 @@ fn a_sigkill_mid_download_resends_only_the_missing_bytes() {
     let layout = CacheLayout::new(dir.path());
     let m = model(&server.url("/k.bin"), &bytes);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_fetch", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "chunked::child_fetch",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(CHILD_URL, server.url("/k.bin"))
         .env(CHILD_DIR, dir.path())
         .spawn()
