@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use comfyver_fs::{CacheLayout, FileLock};
-use comfyver_spec::{LockedModel, ModelSource, redact};
+use comfyver_spec::{lock::LockedModel, model_source::ModelSource, redact};
 
 use crate::hash::{Digests, first_mismatch, hash_file};
 use crate::index::{Index, IndexEntry, record};
@@ -324,7 +324,9 @@ fn fetch_one(
                 .ok_or_else(|| ModelsError::BadSource {
                     path: m.path.clone(),
                     url: redact(&m.source),
-                    source: comfyver_spec::ModelSourceError::Malformed(redact(&m.source)),
+                    source: comfyver_spec::model_source::ModelSourceError::Malformed(redact(
+                        &m.source,
+                    )),
                 })?;
             let d =
                 download::download(&job.client, job.reporter, models_dir, &key, m, &url, &dest)?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 
 use crate::ModelsError;
 

@@ -27,7 +27,7 @@ pub fn users_by_entry(locks: &[ResolvedLock]) -> BTreeMap<String, Vec<String>> {
 
 #[cfg(test)]
 mod tests {
-    use comfyver_spec::{LOCK_VERSION, LockedRepo};
+    use comfyver_spec::{lock::LOCK_VERSION, lock::LockedRepo};
 
     use super::*;
 

@@ -101,7 +101,7 @@ pub enum ScriptStatus {
 }
 
 /// `<home>/.comfyver/logs/install-<name>.log`: a node's install.py output.
-pub fn install_log(home: &Path, name: &str) -> PathBuf {
+pub(crate) fn install_log(home: &Path, name: &str) -> PathBuf {
     state_dir(home)
         .join("logs")
         .join(format!("install-{name}.log"))

@@ -11,7 +11,8 @@ use comfyver_nodes::{NodeCheckout, NodesOptions, TreeFile};
 use comfyver_python::{self as python, InstallScript, Installer, PythonInputs};
 use comfyver_resolver::LockWrite;
 use comfyver_spec::{
-    LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders,
+    RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, lock::LockedPython,
+    model_folders,
 };
 
 use crate::describe::{has_recorded_lock, record_lock};
@@ -459,7 +460,7 @@ fn warm(home: &Home, lock: &ResolvedLock) -> Result<Realized, RealizeError> {
 
 /// The lock file that serializes work on one home.
 pub(crate) fn home_lock(layout: &CacheLayout, home: &Home) -> PathBuf {
-    let digest = comfyver_spec::Digest::of_bytes(home.root().to_string_lossy().as_bytes());
+    let digest = comfyver_spec::digest::Digest::of_bytes(home.root().to_string_lossy().as_bytes());
     let key = digest.as_str().trim_start_matches("blake3:");
     let name = home
         .root()

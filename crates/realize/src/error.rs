@@ -79,7 +79,7 @@ pub enum RealizeError {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: comfyver_spec::LockParseError,
+        source: comfyver_spec::lock::LockParseError,
     },
     /// Another process (maybe on another host) kept building the home.
     #[error(

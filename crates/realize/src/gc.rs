@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use comfyver_fs::CacheLayout;
 use comfyver_models::GcPlan;
 use comfyver_nodes::NodesGcPlan;
-use comfyver_spec::{LockedModel, ResolvedLock};
+use comfyver_spec::{ResolvedLock, lock::LockedModel};
 
 use crate::{Home, RealizeError};
 

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 /// One rule: URLs starting with `prefix` have it replaced by `replacement`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RewriteRule {
+pub(crate) struct RewriteRule {
     /// The prefix to match (git's `insteadOf` value).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// What replaces it (git's `url.<base>`).
-    pub replacement: String,
+    pub(crate) replacement: String,
 }
 
 /// A set of rewrite rules; the longest matching prefix wins, as in git.
@@ -53,11 +53,6 @@ struct ConfigFile {
 }
 
 impl UrlRewrites {
-    /// Rules from a list.
-    pub fn new(rules: Vec<RewriteRule>) -> UrlRewrites {
-        UrlRewrites { rules }
-    }
-
     /// The rules in effect: `COMFYVER_URL_REWRITES` first, then the
     /// `url_rewrites` of the cache's settings file `config_file`
     /// (`<cache>/config.json`, `CacheLayout::config_file`; a missing file

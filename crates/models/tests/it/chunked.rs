@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use comfyver_fs::CacheLayout;
 use comfyver_models::{FetchOptions, FetchStatus, NoReporter, fetch_models, source_key};
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{Fault, HttpServer, blake3_hex, pseudo_random};
 
 const CHILD_URL: &str = "CHUNKED_TEST_CHILD_URL";

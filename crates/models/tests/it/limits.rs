@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use comfyver_fs::CacheLayout;
 use comfyver_models::{FetchOptions, ModelsError, NoReporter, fetch_models};
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{Fault, HttpServer, pseudo_random};
 
 fn model(source: &str, size: Option<u64>) -> LockedModel {
