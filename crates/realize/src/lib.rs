@@ -35,7 +35,7 @@ pub use error::RealizeError;
 pub use gc::{CachePlan, References, Unreadable, gc_apply, gc_plan, references};
 pub use home::Home;
 pub use in_use::{HomeInUse, realize_for_use};
-pub use plan::{Item, RealizePlan, plan};
+pub use plan::{RealizePlan, plan};
 pub use remove::remove_home;
 pub use report::{NoReporter, RealizeReporter};
 pub use verify::{Problem, verify};
