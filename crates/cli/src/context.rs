@@ -26,6 +26,8 @@ pub(crate) struct Ctx {
     pub git_timeout: std::time::Duration,
     /// stdout/stderr writer that knows `-q`/`-v`.
     pub out: Printer,
+    /// The URL rewrite rules, read once, when first needed.
+    rewrites: std::sync::OnceLock<comfyver_spec::UrlRewrites>,
 }
 
 impl Ctx {
@@ -49,6 +51,7 @@ impl Ctx {
             jobs: g.jobs.max(1),
             git_timeout: git_timeout()?,
             out: Printer::new(g.verbose, g.quiet, g.color),
+            rewrites: std::sync::OnceLock::new(),
         })
     }
 
@@ -139,10 +142,14 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 
 impl Ctx {
     /// URL rewrite rules: `COMFYVER_URL_REWRITES` first, then the cache's
-    /// `config.json` (read by `comfyver_spec::UrlRewrites::from_settings`).
+    /// `config.json`, read once per command by
+    /// `comfyver_spec::UrlRewrites::from_settings` (a command that needs no
+    /// rules never reads them, so a bad file does not stop it).
     pub(crate) fn rewrites(&self) -> anyhow::Result<comfyver_spec::UrlRewrites> {
-        Ok(comfyver_spec::UrlRewrites::from_settings(
-            &self.layout.config_file(),
-        )?)
+        if let Some(rules) = self.rewrites.get() {
+            return Ok(rules.clone());
+        }
+        let rules = comfyver_spec::UrlRewrites::from_settings(&self.layout.config_file())?;
+        Ok(self.rewrites.get_or_init(|| rules).clone())
     }
 }
