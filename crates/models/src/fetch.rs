@@ -21,10 +21,10 @@ use crate::{ModelsError, Reporter, download, local};
 /// the spec (`size`) nor the server (`Content-Length`) says how large the
 /// file is, and the largest announced length accepted (default
 /// [`DEFAULT_MAX_MODEL_BYTES`]).
-pub use comfyver_env::COMFYVER_MAX_MODEL_BYTES as MAX_MODEL_BYTES_ENV;
+pub(crate) use comfyver_env::COMFYVER_MAX_MODEL_BYTES as MAX_MODEL_BYTES_ENV;
 
 /// The default cap of one download: 256 GiB.
-pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 30;
+pub(crate) const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 30;
 
 /// How [`fetch_models`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
