@@ -133,7 +133,7 @@ pub(crate) fn status(home: &Path, script: &InstallScript) -> Result<ScriptStatus
 /// `import folder_paths` works as inside ComfyUI), the venv activated
 /// (`VIRTUAL_ENV`, `PATH`), `python -m pip` available, credentials removed
 /// and the spec's `env` set. Each runs in its own process group for at most
-/// the install-script limit. Output goes to [`install_log`]; a done-marker
+/// the install-script limit. Output goes to `<home>/.comfyver/logs/install-<name>.log`; a done-marker
 /// `<home>/.comfyver/install-scripts/<name>@<commit>.done` is written after
 /// success. Rebuilding the venv clears the markers, so scripts rerun then.
 pub fn run_install_scripts(

@@ -53,4 +53,4 @@ pub use plan::{EnvState, PlannedInstall, PythonPlan, plan};
 pub use requirements::{PythonInputs, Requirements, collect_requirements};
 pub use tool::Installer;
 pub use venv::{venv_dir, venv_python};
-pub use warm::warm_cache;
+pub use warm::{WarmedCache, warm_cache};
