@@ -26,6 +26,8 @@ pub(crate) struct Ctx {
     pub git_timeout: std::time::Duration,
     /// stdout/stderr writer that knows `-q`/`-v`.
     pub out: Printer,
+    /// The URL rewrite rules, read once, when first needed.
+    rewrites: std::sync::OnceLock<comfyver_spec::UrlRewrites>,
 }
 
 impl Ctx {
@@ -49,6 +51,7 @@ impl Ctx {
             jobs: g.jobs.max(1),
             git_timeout: git_timeout()?,
             out: Printer::new(g.verbose, g.quiet, g.color),
+            rewrites: std::sync::OnceLock::new(),
         })
     }
 
@@ -130,24 +133,14 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 
 impl Ctx {
     /// URL rewrite rules: `COMFYVER_URL_REWRITES` first, then the cache's
-    /// `config.json` (`{"url_rewrites": [{"prefix", "replacement"}]}`).
+    /// `config.json`, read once per command by
+    /// `comfyver_spec::UrlRewrites::from_settings` (a command that needs no
+    /// rules never reads them, so a bad file does not stop it).
     pub(crate) fn rewrites(&self) -> anyhow::Result<comfyver_spec::UrlRewrites> {
-        use comfyver_env::COMFYVER_URL_REWRITES as VAR;
-        use comfyver_spec::UrlRewrites;
-        let from_env = match std::env::var(VAR) {
-            Ok(v) => UrlRewrites::parse_list(&v, VAR)?,
-            Err(_) => UrlRewrites::default(),
-        };
-        let file = self.layout.config_file();
-        let from_file = match std::fs::read_to_string(&file) {
-            Ok(text) => UrlRewrites::parse_config(&text, &file.display().to_string())?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => UrlRewrites::default(),
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("could not read {}", file.display()))
-                );
-            }
-        };
-        Ok(from_env.merged(from_file))
+        if let Some(rules) = self.rewrites.get() {
+            return Ok(rules.clone());
+        }
+        let rules = comfyver_spec::UrlRewrites::from_settings(&self.layout.config_file())?;
+        Ok(self.rewrites.get_or_init(|| rules).clone())
     }
 }

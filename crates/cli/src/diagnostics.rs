@@ -137,16 +137,34 @@ fn render(err: &(dyn StdError + 'static), indent: &str, out: &mut Vec<Line>) {
             first.1 = "-";
         }
     }
-    if let Some(f) = last.downcast_ref::<Failures>() {
-        for (subject, e) in &f.failures {
-            let start = out.len();
-            render(e.as_ref(), &inner, out);
-            if let Some(first) = out.get_mut(start) {
-                first.1 = "-";
-                first.2 = format!("{subject}: {}", first.2);
-            }
+    for (subject, e) in subjects(last) {
+        let start = out.len();
+        render(e, &inner, out);
+        if let Some(first) = out.get_mut(start) {
+            first.1 = "-";
+            first.2 = format!("{subject}: {}", first.2);
         }
     }
+}
+
+/// The failures an error stands for that are each about one subject (a
+/// version, a file), with that subject: a command's [`Failures`], and the
+/// files gc could not read.
+fn subjects<'a>(err: &'a (dyn StdError + 'static)) -> Vec<(String, &'a (dyn StdError + 'static))> {
+    if let Some(f) = err.downcast_ref::<Failures>() {
+        return (f.failures.iter())
+            .map(|(subject, e)| (subject.clone(), e.as_ref()))
+            .collect();
+    }
+    if let Some(comfyver_realize::RealizeError::Unreadable(files)) = err.downcast_ref() {
+        return (files.iter())
+            .map(|f| {
+                let reason: &(dyn StdError + 'static) = f.reason.as_ref();
+                (f.path.display().to_string(), reason)
+            })
+            .collect();
+    }
+    Vec::new()
 }
 
 /// The failures a library's "several failed" error stands for.
@@ -176,9 +194,11 @@ fn hints(err: &anyhow::Error) -> Vec<String> {
     let mut all: Vec<&(dyn StdError + 'static)> = Vec::new();
     for cause in err.chain() {
         all.push(cause);
-        if let Some(f) = cause.downcast_ref::<Failures>() {
-            for (_, e) in &f.failures {
-                all.extend(e.chain().map(|c| c as &(dyn StdError + 'static)));
+        for (_, e) in subjects(cause) {
+            let mut next = Some(e);
+            while let Some(c) = next {
+                all.push(c);
+                next = c.source();
             }
         }
     }

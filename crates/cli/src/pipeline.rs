@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 
 use comfyver_handler::ComfyEnv;
-use comfyver_realize::{Home, HomeInUse, RealizeRequest, Realized, References};
+use comfyver_realize::{Home, HomeInUse, LockRecord, RealizeRequest, Realized, References};
 use comfyver_spec::{Loaded, ResolvedLock};
 
 use crate::context::Ctx;
-use crate::diagnostics::Failures;
 
 /// Flags of every command that realizes a version.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,56 +75,19 @@ pub(crate) fn lock_for_id(ctx: &Ctx, id: &str) -> anyhow::Result<ResolvedLock> {
     lock_for(ctx, &loaded)
 }
 
-/// What keeps cache entries alive, for `gc` and `models gc` alike: every
-/// lock, the lock every home on disk was realized from, and every spec. When one of them cannot be read nothing may be
-/// deleted, since what it references is unknown: the error names each file
-/// and its reason. With `force` those files are ignored, each with a warning
-/// that says so.
+/// What keeps cache entries alive, for `gc` and `models gc` alike
+/// (`comfyver_realize::references`), with a warning for each file `--force`
+/// ignores.
 pub(crate) fn references(ctx: &Ctx, force: bool) -> anyhow::Result<References> {
-    let locks = comfyver_resolver::locks(&ctx.layout)?;
-    let homes = comfyver_realize::recorded_locks(&ctx.layout);
-    let specs = comfyver_spec::load_specs(&ctx.versions_dir)?;
-    let shown = |p: std::path::PathBuf| p.display().to_string();
-    let unreadable: Vec<(String, anyhow::Error)> = (locks.unreadable.into_iter())
-        .map(|(p, e)| (shown(p), anyhow::Error::new(e)))
-        .chain(
-            homes
-                .unreadable
-                .into_iter()
-                .map(|(p, e)| (shown(p), e.into())),
-        )
-        .chain(
-            specs
-                .unreadable
-                .into_iter()
-                .map(|(p, e)| (shown(p), e.into())),
-        )
-        .collect();
-    if !unreadable.is_empty() {
-        if !force {
-            return Err(Failures {
-                summary: format!(
-                    "nothing was deleted: {} spec or lock file(s) could not be read, so what they use is unknown; fix or move them, or pass --force to ignore them (what only they use is then deleted)",
-                    unreadable.len()
-                ),
-                failures: unreadable,
-            }
-            .into());
-        }
-        for (file, err) in &unreadable {
-            ctx.out.warn(&format!(
-                "--force: ignoring {file} ({err}); what only it references is treated as unused"
-            ));
-        }
+    let (refs, ignored) = comfyver_realize::references(&ctx.layout, &ctx.versions_dir, force)?;
+    for ignored in &ignored {
+        ctx.out.warn(&format!(
+            "--force: ignoring {} ({}); what only it references is treated as unused",
+            ignored.path.display(),
+            ignored.reason
+        ));
     }
-    Ok(References {
-        locks: locks.locks.into_iter().chain(homes.locks).collect(),
-        spec_models: specs
-            .specs
-            .iter()
-            .flat_map(|l| ResolvedLock::models_from(&l.spec))
-            .collect(),
-    })
+    Ok(refs)
 }
 
 /// The home of a version: `--home`/`COMFY_HOME`, else the default.
@@ -162,14 +124,15 @@ pub(crate) fn request<'a>(
     })
 }
 
-/// Realizes the version and records the installed Python set in its lock.
+/// Realizes the version (which records the installed Python set in its
+/// lock) and says what the user should know.
 pub(crate) fn realize(
     ctx: &Ctx,
     req: &RealizeRequest<'_>,
     reporter: &dyn comfyver_realize::RealizeReporter,
 ) -> anyhow::Result<Realized> {
     let realized = comfyver_realize::realize(req, reporter)?;
-    after_realize(ctx, req, &realized)?;
+    warn_after(ctx, req, &realized);
     Ok(realized)
 }
 
@@ -181,25 +144,19 @@ pub(crate) fn realize_for_use(
     reporter: &dyn comfyver_realize::RealizeReporter,
 ) -> anyhow::Result<(Realized, HomeInUse)> {
     let (realized, in_use) = comfyver_realize::realize_for_use(req, reporter)?;
-    after_realize(ctx, req, &realized)?;
+    warn_after(ctx, req, &realized);
     Ok((realized, in_use))
 }
 
-/// Records the installed Python set in the lock and says what is missing.
-fn after_realize(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) -> anyhow::Result<()> {
-    if let Some(python) = &realized.python
-        && req.lock.python.as_ref() != Some(python)
-    {
-        let mut lock = req.lock.clone();
-        lock.python = Some(python.clone());
-        let written = comfyver_resolver::replace_lock(&ctx.layout, req.lock, &lock)?;
-        if written == comfyver_resolver::LockWrite::Superseded {
-            ctx.out.warn(&format!(
-                "the lock of `{}` changed while realizing (a `resolve` meanwhile?): kept the newer lock \
-                 and did not record this Python set; run `comfyver realize {}` to realize the newer lock",
-                lock.version_id, lock.version_id
-            ));
-        }
+/// Warns about a lock that moved on meanwhile, missing models and what
+/// else the realize reported.
+fn warn_after(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) {
+    if realized.lock_record == LockRecord::Superseded {
+        let id = &req.lock.version_id;
+        ctx.out.warn(&format!(
+            "the lock of `{id}` changed while realizing (a `resolve` meanwhile?): kept the newer lock \
+             and did not record this Python set; run `comfyver realize {id}` to realize the newer lock"
+        ));
     }
     for m in &realized.missing_models {
         ctx.out.warn(&format!(
@@ -209,7 +166,6 @@ fn after_realize(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) -> an
     for w in &realized.warnings {
         ctx.out.warn(w);
     }
-    Ok(())
 }
 
 /// The environment ComfyUI runs in for version `id` (or `--spec`): resolved

@@ -18,10 +18,10 @@
 
 use std::path::Path;
 
-use comfyver_spec::{
-    ComfyCore, CustomNode, Model, ModelSource, PythonSettings, SpecDocument, VersionSpec,
-    is_full_commit, redact,
-};
+use comfyver_spec::edit::SpecDocument;
+use comfyver_spec::model_source::ModelSource;
+use comfyver_spec::version::{ComfyCore, CustomNode, Model, PythonSettings};
+use comfyver_spec::{VersionSpec, is_full_commit, redact};
 use serde_json::{Map, Value, json};
 
 use crate::workspace::{Workspace, Written, format_error, read_json};
@@ -168,7 +168,7 @@ pub fn import_build(
     }
 
     let spec = VersionSpec {
-        schema_version: comfyver_spec::CURRENT_SCHEMA_VERSION,
+        schema_version: comfyver_spec::version::CURRENT_SCHEMA_VERSION,
         version_id: id.to_string(),
         description: Some(format!(
             "imported from the comfy build definition {}",

@@ -1,7 +1,9 @@
 //! `new`, `add node|model`, `remove node|model` and `copy`: edits of a
 //! version's spec file that keep its formatting (see [`SpecDocument`]).
 
-use comfyver_spec::{ComfyCore, CustomNode, Model, SpecDocument, VersionSpec};
+use comfyver_spec::{
+    VersionSpec, edit::SpecDocument, version::ComfyCore, version::CustomNode, version::Model,
+};
 
 use crate::workspace::{Workspace, Written, free_name, parse_repo_at};
 use crate::{DEFAULT_COMFY_REPO, ImportError};
@@ -17,7 +19,7 @@ pub fn new_version(
     let path = ws.new_spec_path(id)?;
     let (repo, git_ref, commit) = parse_repo_at(comfy.unwrap_or(DEFAULT_COMFY_REPO))?;
     let spec = VersionSpec {
-        schema_version: comfyver_spec::CURRENT_SCHEMA_VERSION,
+        schema_version: comfyver_spec::version::CURRENT_SCHEMA_VERSION,
         version_id: id.to_string(),
         description: description.map(str::to_string),
         comfy: ComfyCore {

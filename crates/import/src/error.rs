@@ -80,7 +80,7 @@ pub enum ImportError {
     Spec(#[from] comfyver_spec::SpecError),
     /// The edit would make the spec invalid, or names nothing in it.
     #[error(transparent)]
-    Edit(#[from] comfyver_spec::EditError),
+    Edit(#[from] comfyver_spec::edit::EditError),
     /// The version has no resolved lock to export.
     #[error("version `{id}` has no resolved lock yet: run `comfyver resolve {id}` first")]
     NoLock {

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use comfyver_resolver::{NoReporter, ResolveOptions};
 use comfyver_spec::{
-    ComfyCore, CustomNode, Model, Options, PythonSettings, SpecDocument, VersionSpec,
-    is_full_commit, model_folders, redact,
+    VersionSpec, edit::SpecDocument, is_full_commit, model_folders, redact, version::ComfyCore,
+    version::CustomNode, version::Model, version::Options, version::PythonSettings,
 };
 use serde_json::{Map, Value};
 
@@ -42,7 +42,7 @@ pub fn migrate(
         ));
     };
     if top.get("schema_version").and_then(Value::as_u64)
-        == Some(comfyver_spec::CURRENT_SCHEMA_VERSION)
+        == Some(comfyver_spec::version::CURRENT_SCHEMA_VERSION)
     {
         return Err(format_error(
             file,
@@ -296,7 +296,7 @@ impl Reader<'_> {
             _ => None,
         };
         Ok(VersionSpec {
-            schema_version: comfyver_spec::CURRENT_SCHEMA_VERSION,
+            schema_version: comfyver_spec::version::CURRENT_SCHEMA_VERSION,
             version_id: id.to_string(),
             description: top
                 .get("description")

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use comfyver_spec::{
-    ComfyCore, CustomNode, PythonSettings, RepoUrl, SpecDocument, VersionSpec, is_full_commit,
-    redact,
+    RepoUrl, VersionSpec, edit::SpecDocument, is_full_commit, redact, version::ComfyCore,
+    version::CustomNode, version::PythonSettings,
 };
 use serde_json::{Map, Value, json};
 
@@ -110,7 +110,7 @@ pub fn import_snapshot(
             .unwrap_or("HEAD")
     ));
     let spec = VersionSpec {
-        schema_version: comfyver_spec::CURRENT_SCHEMA_VERSION,
+        schema_version: comfyver_spec::version::CURRENT_SCHEMA_VERSION,
         version_id: id.to_string(),
         description: Some(format!(
             "imported from the ComfyUI-Manager snapshot {}",

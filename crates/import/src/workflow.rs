@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use comfyver_spec::{CustomNode, RepoUrl, is_full_commit, model_folders, redact};
+use comfyver_spec::{RepoUrl, is_full_commit, model_folders, redact, version::CustomNode};
 use serde::Serialize;
 use serde_json::Value;
 

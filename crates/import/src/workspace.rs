@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
 use comfyver_resolver::{LockChange, NoReporter, ResolveError, ResolveOptions};
-use comfyver_spec::{RepoUrl, SpecDocument, VersionSpec, is_full_commit};
+use comfyver_spec::{RepoUrl, VersionSpec, edit::SpecDocument, is_full_commit};
 use serde_json::Value;
 
 use crate::ImportError;

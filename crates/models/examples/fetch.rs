@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use comfyver_fs::CacheLayout;
 use comfyver_models::{FetchOptions, NoReporter, fetch_models};
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

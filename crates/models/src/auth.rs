@@ -4,7 +4,7 @@
 //! redirect only to the host of the original request (signed CDN URLs need
 //! none).
 
-pub(crate) use comfyver_spec::host_of;
+pub(crate) use comfyver_spec::model_source::host_of;
 
 /// The tokens read from the environment once per fetch.
 #[derive(Clone, Default)]
@@ -33,7 +33,7 @@ fn env_token(name: &str) -> Option<String> {
 
 impl Tokens {
     pub(crate) fn from_env() -> Tokens {
-        let hf_host = host_of(&comfyver_spec::hf_endpoint()).unwrap_or_default();
+        let hf_host = host_of(&comfyver_spec::model_source::hf_endpoint()).unwrap_or_default();
         Tokens {
             hf_host,
             hf: env_token(comfyver_env::HF_TOKEN),

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use serde::{Deserialize, Serialize};
 
 use crate::download::{

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use comfyver_fs::write_atomic;
-use comfyver_spec::{LockedModel, redact};
+use comfyver_spec::{lock::LockedModel, redact};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Tokens, host_of};

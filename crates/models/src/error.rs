@@ -37,7 +37,7 @@ pub enum ModelsError {
         url: String,
         /// The parse error.
         #[source]
-        source: comfyver_spec::ModelSourceError,
+        source: comfyver_spec::model_source::ModelSourceError,
     },
     /// The server answered with a status that retrying cannot fix.
     #[error("model {path}: {url} answered HTTP {status}; {hint}")]

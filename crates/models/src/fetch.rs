@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use comfyver_fs::{CacheLayout, FileLock};
-use comfyver_spec::{LockedModel, ModelSource, redact};
+use comfyver_spec::{lock::LockedModel, model_source::ModelSource, redact};
 
 use crate::hash::{Digests, first_mismatch, hash_file};
 use crate::index::{Index, IndexEntry, record};
@@ -21,10 +21,10 @@ use crate::{ModelsError, Reporter, download, local};
 /// the spec (`size`) nor the server (`Content-Length`) says how large the
 /// file is, and the largest announced length accepted (default
 /// [`DEFAULT_MAX_MODEL_BYTES`]).
-pub use comfyver_env::COMFYVER_MAX_MODEL_BYTES as MAX_MODEL_BYTES_ENV;
+pub(crate) use comfyver_env::COMFYVER_MAX_MODEL_BYTES as MAX_MODEL_BYTES_ENV;
 
 /// The default cap of one download: 256 GiB.
-pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 30;
+pub(crate) const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 30;
 
 /// How [`fetch_models`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,7 +324,9 @@ fn fetch_one(
                 .ok_or_else(|| ModelsError::BadSource {
                     path: m.path.clone(),
                     url: redact(&m.source),
-                    source: comfyver_spec::ModelSourceError::Malformed(redact(&m.source)),
+                    source: comfyver_spec::model_source::ModelSourceError::Malformed(redact(
+                        &m.source,
+                    )),
                 })?;
             let d =
                 download::download(&job.client, job.reporter, models_dir, &key, m, &url, &dest)?;

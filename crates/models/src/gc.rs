@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use comfyver_fs::{CacheLayout, FileLock};
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 
 use crate::ModelsError;
 use crate::index::{Index, IndexEntry, update_index};

@@ -34,13 +34,12 @@ mod yaml;
 
 pub use error::ModelsError;
 pub use fetch::{
-    DEFAULT_MAX_MODEL_BYTES, FetchOptions, FetchOutcome, FetchStatus, MAX_MODEL_BYTES_ENV,
-    ModelReport, fetch_models, is_present, models_intact,
+    FetchOptions, FetchOutcome, FetchStatus, ModelReport, fetch_models, is_present, models_intact,
 };
 pub use folders::link_custom_folders;
 pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
 pub use index::{Index, IndexEntry};
 pub use progress::{NoReporter, Reporter};
-pub use store::{META_DIR, model_file, source_key};
+pub use store::source_key;
 pub use verify::{VerifyReport, VerifyStatus, actual_model, verify_models};
-pub use yaml::{YAML_SECTION, extra_model_paths_yaml};
+pub use yaml::extra_model_paths_yaml;

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use comfyver_spec::{LockedModel, redact};
+use comfyver_spec::{lock::LockedModel, redact};
 
 use crate::hash::{BUF, Digests, Hashers, first_mismatch, hash_file};
 use crate::{ModelsError, Reporter};

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 
 use crate::ModelsError;
 
 /// The store's private directory (index, partial downloads).
-pub const META_DIR: &str = ".comfyver";
+pub(crate) const META_DIR: &str = ".comfyver";
 
 /// Lock kind of per-model locks (`<cache>/locks/models/<key>.lock`).
 pub(crate) const LOCK_KIND: &str = "models";
@@ -24,7 +24,7 @@ pub fn source_key(source: &str) -> String {
 
 /// The absolute path of a model in the store, after checking that its
 /// relative path cannot escape the store.
-pub fn model_file(models_dir: &Path, model: &LockedModel) -> Result<PathBuf, ModelsError> {
+pub(crate) fn model_file(models_dir: &Path, model: &LockedModel) -> Result<PathBuf, ModelsError> {
     check_path(&model.path)?;
     Ok(models_dir.join(&model.path))
 }

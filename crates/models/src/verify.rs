@@ -2,7 +2,7 @@
 //! checksums (from the index when the file is unchanged, else by hashing).
 
 use comfyver_fs::CacheLayout;
-use comfyver_spec::{LockedModel, redact};
+use comfyver_spec::{lock::LockedModel, redact};
 
 use crate::ModelsError;
 use crate::fetch::entry_satisfies;

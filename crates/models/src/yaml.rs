@@ -11,7 +11,7 @@ use comfyver_spec::model_folders::{MODEL_FOLDERS, RESERVED_YAML_KEYS, is_known, 
 use crate::folders::custom_tops;
 
 /// The section name in the generated file.
-pub const YAML_SECTION: &str = "comfyver";
+pub(crate) const YAML_SECTION: &str = "comfyver";
 
 fn q(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")

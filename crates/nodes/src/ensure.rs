@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use comfyver_fs::CacheLayout;
 use comfyver_git::Mirror;
-use comfyver_spec::{LockedRepo, RepoUrl, ResolvedLock, UrlRewrites};
+use comfyver_spec::{RepoUrl, ResolvedLock, UrlRewrites, lock::LockedRepo};
 
 use crate::checkout::{ensure_node_checkout, is_checkout_complete};
 use crate::error::MissingCommit;

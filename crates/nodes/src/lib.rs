@@ -52,3 +52,5 @@ pub use shared_core::{
     CoreProbe, core_cache_dir, core_link, ensure_shared_core, link_core, peek_core, probe_core,
     shared_core_path,
 };
+mod users;
+pub use users::users_by_entry;

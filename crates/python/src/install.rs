@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use comfyver_fs::{CacheLayout, FileLock};
-use comfyver_spec::LockedPython;
+use comfyver_spec::lock::LockedPython;
 
 use super::conflict;
 use super::error::PythonError;
@@ -17,7 +17,7 @@ use super::torch;
 use super::venv::{self, state_dir, venv_dir, work_dir};
 
 /// The file (inside a home) that records the installed set: `.comfyver/python-freeze.txt`.
-pub const FREEZE_FILE: &str = ".comfyver/python-freeze.txt";
+pub(crate) const FREEZE_FILE: &str = ".comfyver/python-freeze.txt";
 
 /// Makes `<home>/.venv` hold the environment for `reqs` and returns the
 /// installed set.

@@ -105,7 +105,7 @@ pub enum ScriptStatus {
 }
 
 /// `<home>/.comfyver/logs/install-<name>.log`: a node's install.py output.
-pub fn install_log(home: &Path, name: &str) -> PathBuf {
+pub(crate) fn install_log(home: &Path, name: &str) -> PathBuf {
     state_dir(home)
         .join("logs")
         .join(format!("install-{name}.log"))
@@ -138,7 +138,7 @@ pub(crate) fn status(home: &Path, script: &InstallScript) -> Result<ScriptStatus
 /// (`VIRTUAL_ENV`, `PATH`), `python -m pip` available, credentials removed,
 /// the URL rewrites as git configuration (`GIT_CONFIG_COUNT`, …) and the
 /// spec's `env` set. Each runs in its own process group for at most
-/// the install-script limit. Output goes to [`install_log`]; a done-marker
+/// the install-script limit. Output goes to `<home>/.comfyver/logs/install-<name>.log`; a done-marker
 /// `<home>/.comfyver/install-scripts/<name>@<commit>.done` is written after
 /// success. Rebuilding the venv clears the markers, so scripts rerun then.
 pub fn run_install_scripts(

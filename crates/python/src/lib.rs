@@ -26,7 +26,7 @@
 //! `UV_*` or `PIP_*` from the caller except transport tuning, no uv or pip
 //! config files; URLs in messages are redacted.
 //!
-//! [`LockedPython`]: comfyver_spec::LockedPython
+//! [`LockedPython`]: comfyver_spec::lock::LockedPython
 
 mod conflict;
 mod error;
@@ -44,18 +44,13 @@ mod torch;
 mod venv;
 mod warm;
 
-pub use error::{PythonError, ToolOutput};
+pub use error::PythonError;
 pub use freeze::freeze;
-pub use install::{FREEZE_FILE, build_env, prepare_venv, record_after_scripts};
-pub use install_script::{
-    InstallScript, ScriptContext, ScriptStatus, ScriptsRun, install_log, run_install_scripts,
-};
-pub use limits::{INSTALL_SCRIPT_TIMEOUT_ENV, Limits, PIP_TIMEOUT_ENV};
+pub use install::{build_env, prepare_venv, record_after_scripts};
+pub use install_script::{InstallScript, ScriptContext, ScriptStatus, run_install_scripts};
+pub use limits::Limits;
 pub use plan::{EnvState, PlannedInstall, PythonPlan, plan};
-pub use requirements::{
-    CONSTRAINTS_ORIGIN, CORE_ORIGIN, OVERRIDES_ORIGIN, PythonInputs, Requirement, Requirements,
-    SPEC_ORIGIN, collect_requirements, normalize_name,
-};
+pub use requirements::{PythonInputs, Requirements, collect_requirements};
 pub use tool::Installer;
 pub use venv::{venv_dir, venv_python};
 pub use warm::{WarmedCache, warm_cache};

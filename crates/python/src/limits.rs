@@ -6,10 +6,10 @@ use std::time::Duration;
 use super::error::PythonError;
 
 /// Seconds one node's `install.py` may take before it is stopped; default 1800.
-pub use comfyver_env::COMFYVER_INSTALL_SCRIPT_TIMEOUT as INSTALL_SCRIPT_TIMEOUT_ENV;
+pub(crate) use comfyver_env::COMFYVER_INSTALL_SCRIPT_TIMEOUT as INSTALL_SCRIPT_TIMEOUT_ENV;
 /// Seconds one uv or pip run (venv creation, resolution, install, freeze) may
 /// take before it is stopped; default 3600.
-pub use comfyver_env::COMFYVER_PIP_TIMEOUT as PIP_TIMEOUT_ENV;
+pub(crate) use comfyver_env::COMFYVER_PIP_TIMEOUT as PIP_TIMEOUT_ENV;
 
 /// How long each kind of child may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use comfyver_spec::LockedPython;
+use comfyver_spec::lock::LockedPython;
 use serde::Serialize;
 
 use super::error::PythonError;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use comfyver_spec::{Digest, PythonSettings, digest_json};
+use comfyver_spec::{digest::Digest, digest::digest_json, version::PythonSettings};
 use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
@@ -78,13 +78,13 @@ pub struct Requirements {
 }
 
 /// Where the core's requirements come from, in origins and messages.
-pub const CORE_ORIGIN: &str = "ComfyUI requirements.txt";
+pub(crate) const CORE_ORIGIN: &str = "ComfyUI requirements.txt";
 /// Origin of the spec's `python.requirements`.
-pub const SPEC_ORIGIN: &str = "spec python.requirements";
+pub(crate) const SPEC_ORIGIN: &str = "spec python.requirements";
 /// Origin of the spec's `python.overrides`.
-pub const OVERRIDES_ORIGIN: &str = "spec python.overrides";
+pub(crate) const OVERRIDES_ORIGIN: &str = "spec python.overrides";
 /// Origin of the spec's `python.constraints`.
-pub const CONSTRAINTS_ORIGIN: &str = "spec python.constraints";
+pub(crate) const CONSTRAINTS_ORIGIN: &str = "spec python.constraints";
 
 /// Reads the core's and every node's requirements and the spec's python
 /// settings into one [`Requirements`]. A node's `requirements.txt` wins over its
@@ -455,7 +455,7 @@ fn strip_comment(line: &str) -> &str {
 }
 
 /// PEP 503 name normalization: lowercase, runs of `-`, `_`, `.` become `-`.
-pub fn normalize_name(name: &str) -> String {
+pub(crate) fn normalize_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut sep = false;
     for c in name.chars() {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
-use comfyver_spec::LockedPython;
+use comfyver_spec::lock::LockedPython;
 
 use super::error::PythonError;
 use super::limits::Limits;

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use comfyver_fs::{CacheLayout, TempDir};
-use comfyver_spec::LockedPython;
+use comfyver_spec::lock::LockedPython;
 
 use super::error::PythonError;
 use super::install::source_args;

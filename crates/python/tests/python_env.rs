@@ -13,8 +13,27 @@ use comfyver_python::{
     self as python, EnvState, InstallScript, Installer, Limits, PlannedInstall, PythonError,
     PythonInputs, Requirements, ScriptContext, ScriptStatus,
 };
-use comfyver_spec::{PythonSettings, UrlRewrites};
+use comfyver_spec::UrlRewrites;
+use comfyver_spec::version::PythonSettings;
 use comfyver_testkit::wheels;
+
+/// Where a home's installed set is recorded (documented in docs/realize.md).
+const FREEZE_FILE: &str = ".comfyver/python-freeze.txt";
+
+/// `<home>/.comfyver/logs/install-<name>.log`: a node's install.py output.
+fn install_log(home: &Path, name: &str) -> PathBuf {
+    home.join(format!(".comfyver/logs/install-{name}.log"))
+}
+
+/// PEP 503 name normalization: lowercase, runs of `-`, `_`, `.` become `-`.
+fn normalize_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let parts: Vec<&str> = lower
+        .split(['-', '_', '.'])
+        .filter(|p| !p.is_empty())
+        .collect();
+    parts.join("-")
+}
 
 struct Fixture {
     _tmp: Option<tempfile::TempDir>,
@@ -216,7 +235,7 @@ fn one_resolution_for_core_nodes_and_spec_and_every_package_imports() {
     assert!(combined.contains("nodedep-a  # from custom_nodes/pack_a/requirements.txt"));
     assert!(combined.contains("pyprojdep>=1.0  # from custom_nodes/pack_pyproj/pyproject.toml"));
     assert!(combined.contains("nodedep-b  # from spec python.requirements"));
-    let freeze = std::fs::read_to_string(home.join(python::FREEZE_FILE)).unwrap();
+    let freeze = std::fs::read_to_string(home.join(FREEZE_FILE)).unwrap();
     assert_eq!(freeze, format!("{}\n", EXPECTED.join("\n")));
     assert_eq!(python::freeze(&python::venv_dir(&home)).unwrap(), EXPECTED);
 
@@ -525,7 +544,7 @@ fn install_script_runs_once_per_commit_logs_and_can_be_disabled() {
         ran.contains(&format!("ran in pack_script with {}", venv.display())),
         "{ran}"
     );
-    let log = std::fs::read_to_string(python::install_log(&home, "pack_script")).unwrap();
+    let log = std::fs::read_to_string(install_log(&home, "pack_script")).unwrap();
     assert!(log.contains("installing pack_script assets"), "{log}");
     assert!(
         home.join(format!(
@@ -578,7 +597,7 @@ fn failing_install_script_names_the_node_and_its_log() {
     let ctx = fx.script_ctx(&env, &installer, &reqs);
     let err = python::run_install_scripts(&home, &[script], &ctx).unwrap_err();
     let text = err.to_string();
-    let log = python::install_log(&home, "broken_pack");
+    let log = install_log(&home, "broken_pack");
     assert!(
         text.contains("install.py of custom node `broken_pack` failed"),
         "{text}"
@@ -830,7 +849,7 @@ fn install_py_runs_with_managers_environment_and_what_it_installs_is_recorded() 
         after.packages
     );
     assert_eq!(after.inputs_digest, before.inputs_digest);
-    let freeze = std::fs::read_to_string(home.join(python::FREEZE_FILE)).unwrap();
+    let freeze = std::fs::read_to_string(home.join(FREEZE_FILE)).unwrap();
     assert!(freeze.contains("scriptdep @ file://"), "{freeze}");
     assert_eq!(
         venv_run(&home, "import scriptdep; print(scriptdep.__version__)"),
@@ -867,13 +886,12 @@ fn a_sleeping_install_py_is_stopped_at_its_limit_with_an_error_naming_the_variab
         "{text}"
     );
     assert!(text.contains("within 2 s"), "{text}");
-    assert!(text.contains(python::INSTALL_SCRIPT_TIMEOUT_ENV), "{text}");
     assert!(
-        text.contains(
-            &python::install_log(&home, "sleepy_pack")
-                .display()
-                .to_string()
-        ),
+        text.contains(comfyver_env::COMFYVER_INSTALL_SCRIPT_TIMEOUT),
+        "{text}"
+    );
+    assert!(
+        text.contains(&install_log(&home, "sleepy_pack").display().to_string()),
         "{text}"
     );
     let pid = std::fs::read_to_string(pid_file).unwrap();
@@ -899,7 +917,7 @@ fn an_install_py_that_prints_a_failure_but_exits_0_is_a_warning_with_its_log() {
     let ctx = fx.script_ctx(&env, &installer, &reqs);
     let run = python::run_install_scripts(&home, &[script], &ctx).unwrap();
     assert_eq!(run.statuses[0].1, ScriptStatus::Run);
-    let log = python::install_log(&home, "quiet_fail_pack");
+    let log = install_log(&home, "quiet_fail_pack");
     assert_eq!(run.warnings.len(), 1, "{:?}", run.warnings);
     assert!(
         run.warnings[0].contains("`quiet_fail_pack` exited 0"),
@@ -1102,7 +1120,7 @@ fn a_pack_may_not_downgrade_torch_unless_the_spec_overrides_it() {
         .filter(|r| r.name.as_deref() == Some("torch"))
         .collect();
     assert_eq!(torch.len(), 1);
-    assert_eq!(torch[0].origin, python::OVERRIDES_ORIGIN);
+    assert_eq!(torch[0].origin, "spec python.overrides");
     let env = python::build_env(&fx.home("t1"), &fx.layout, &reqs, None, &uv()).unwrap();
     assert!(
         env.packages.contains(&"torch==1.13.1".to_string()),
@@ -1405,10 +1423,10 @@ fn freeze_lists_exactly_what_importlib_metadata_lists() {
         .lines()
         .filter(|l| !l.starts_with("None"))
         .map(|l| match l.split_once(" @ ") {
-            Some((n, url)) => format!("{} @ {url}", python::normalize_name(n)),
+            Some((n, url)) => format!("{} @ {url}", normalize_name(n)),
             None => {
                 let (n, v) = l.split_once("==").unwrap();
-                format!("{}=={v}", python::normalize_name(n))
+                format!("{}=={v}", normalize_name(n))
             }
         })
         .collect();

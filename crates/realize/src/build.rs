@@ -10,8 +10,10 @@ use comfyver_git::TreeFile;
 use comfyver_models::FetchOptions;
 use comfyver_nodes::{NodeCheckout, NodesOptions};
 use comfyver_python::{self as python, InstallScript, Installer, PythonInputs};
+use comfyver_resolver::LockWrite;
 use comfyver_spec::{
-    LockedPython, RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, model_folders,
+    RepoUrl, ResolvedLock, TOOL_VERSION, UrlRewrites, VersionSpec, lock::LockedPython,
+    model_folders,
 };
 
 use crate::describe::{has_recorded_lock, record_lock};
@@ -55,10 +57,27 @@ pub struct Realized {
     pub warm: bool,
     /// The installed Python set (record it in the lock); `None` when warm.
     pub python: Option<LockedPython>,
+    /// What became of the installed Python set in the version's lock.
+    pub lock_record: LockRecord,
     /// Models that are not in the store (offline or skipped), as store paths.
     pub missing_models: Vec<String>,
     /// Things worth telling the user.
     pub warnings: Vec<String>,
+}
+
+/// What became of the installed Python set in the version's lock
+/// (`<cache>/resolved/<id>.lock.json`) after a realize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockRecord {
+    /// The set was written into the lock.
+    Recorded,
+    /// The lock already held it (always so on the warm path, which installs
+    /// nothing).
+    AlreadyThere,
+    /// The lock changed while realizing (a `resolve` meanwhile, or it was
+    /// removed): the newer lock was kept and this set not recorded; realize
+    /// again to build the newer lock.
+    Superseded,
 }
 
 /// The default home of a version: `COMFY_HOME` is applied by the caller;
@@ -73,7 +92,9 @@ pub fn default_home(layout: &CacheLayout, version_id: &str) -> Home {
 
 /// Realizes a version: core checkout and node links, models,
 /// `extra_model_paths.yaml`, the Python environment, install scripts, then
-/// the stamp. When the stamp already matches, returns at once (warm).
+/// the stamp, and records the installed Python set in the version's lock
+/// ([`Realized::lock_record`] says whether it was). When the stamp already
+/// matches, returns at once (warm).
 ///
 /// Runs under the home's lock: a second process realizing the same home
 /// waits, then finds the stamp and returns warm. The stamp is removed before
@@ -318,13 +339,37 @@ pub fn realize(
             skip_models: skip,
         },
     )?;
+    let lock_record = record_python(req, &installed)?;
     Ok(Realized {
         home: home.clone(),
         warm: false,
         python: Some(installed),
+        lock_record,
         missing_models,
         warnings,
     })
+}
+
+/// Writes the installed Python set back into the version's lock, over the
+/// lock this realize started from only (compare-and-swap through the
+/// resolver, which owns `<cache>/resolved/`): a lock resolved meanwhile is
+/// kept.
+fn record_python(
+    req: &RealizeRequest<'_>,
+    installed: &LockedPython,
+) -> Result<LockRecord, RealizeError> {
+    if req.lock.python.as_ref() == Some(installed) {
+        return Ok(LockRecord::AlreadyThere);
+    }
+    let mut lock = req.lock.clone();
+    lock.python = Some(installed.clone());
+    Ok(
+        match comfyver_resolver::replace_lock(req.layout, req.lock, &lock)? {
+            LockWrite::Written => LockRecord::Recorded,
+            LockWrite::Unchanged => LockRecord::AlreadyThere,
+            LockWrite::Superseded => LockRecord::Superseded,
+        },
+    )
 }
 
 /// A scoped thread's result; its panic goes on in the caller.
@@ -412,6 +457,7 @@ fn warm(home: &Home, lock: &ResolvedLock) -> Result<Realized, RealizeError> {
         home: home.clone(),
         warm: true,
         python: None,
+        lock_record: LockRecord::AlreadyThere,
         missing_models: Vec::new(),
         warnings: Vec::new(),
     })
@@ -419,7 +465,7 @@ fn warm(home: &Home, lock: &ResolvedLock) -> Result<Realized, RealizeError> {
 
 /// The lock file that serializes work on one home.
 pub(crate) fn home_lock(layout: &CacheLayout, home: &Home) -> PathBuf {
-    let digest = comfyver_spec::Digest::of_bytes(home.root().to_string_lossy().as_bytes());
+    let digest = comfyver_spec::digest::Digest::of_bytes(home.root().to_string_lossy().as_bytes());
     let key = digest.as_str().trim_start_matches("blake3:");
     let name = home
         .root()

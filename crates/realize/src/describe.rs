@@ -4,7 +4,7 @@
 
 use comfyver_fs::CacheLayout;
 use comfyver_python as python;
-use comfyver_spec::{LockedPython, LockedRepo, ResolvedLock};
+use comfyver_spec::{ResolvedLock, lock::LockedPython, lock::LockedRepo};
 
 use crate::stamp::read_stamp;
 use crate::verify::{head_commit, without_seed};

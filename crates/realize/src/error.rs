@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::Unreadable;
+
 /// Why a version could not be realized, verified or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum RealizeError {
@@ -12,6 +14,20 @@ pub enum RealizeError {
     /// Building the Python environment failed.
     #[error("could not build the version's Python environment")]
     Python(#[from] comfyver_python::PythonError),
+    /// Reading the locks, or recording the installed Python set in the
+    /// version's lock, failed (the resolver owns `<cache>/resolved/`).
+    #[error(transparent)]
+    Lock(#[from] comfyver_resolver::ResolveError),
+    /// Reading the specs failed.
+    #[error(transparent)]
+    Spec(#[from] comfyver_spec::SpecError),
+    /// gc refuses: what these files reference is unknown.
+    #[error(
+        "nothing was deleted: {} spec or lock file(s) could not be read, so what they use is unknown; \
+         fix or move them, or pass --force to ignore them (what only they use is then deleted)",
+        .0.len()
+    )]
+    Unreadable(Vec<Unreadable>),
     /// A filesystem operation failed.
     #[error(transparent)]
     Fs(#[from] comfyver_fs::FsError),
@@ -63,7 +79,7 @@ pub enum RealizeError {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: comfyver_spec::LockParseError,
+        source: comfyver_spec::lock::LockParseError,
     },
     /// Another process (maybe on another host) kept building the home.
     #[error(

@@ -2,12 +2,15 @@
 //!
 //! The node cache and the model store each plan and remove their own
 //! entries; this module composes them behind one rule for what is still in
-//! use ([`References`]): every resolved lock and every spec counts.
+//! use ([`references`]): every resolved lock, every home's recorded lock and
+//! every spec counts.
+
+use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
 use comfyver_models::GcPlan;
 use comfyver_nodes::NodesGcPlan;
-use comfyver_spec::{LockedModel, ResolvedLock};
+use comfyver_spec::{ResolvedLock, lock::LockedModel};
 
 use crate::{Home, RealizeError};
 
@@ -15,10 +18,62 @@ use crate::{Home, RealizeError};
 /// every spec (a spec not resolved yet still protects its models).
 #[derive(Debug, Clone, Default)]
 pub struct References {
-    /// Every lock in the cache.
+    /// Every lock in the cache, and the lock every home was realized from.
     pub locks: Vec<ResolvedLock>,
     /// The models every spec names.
     pub spec_models: Vec<LockedModel>,
+}
+
+/// A spec, lock or home's recorded lock that could not be read.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it could not be read.
+    pub reason: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+/// What keeps cache entries alive, for the cache's gc and the model store's
+/// alike: every lock in `<cache>/resolved/`, the lock every home on disk was
+/// realized from, and every spec in `versions_dir`. When one of them cannot
+/// be read, what it references is unknown, so this fails with
+/// [`RealizeError::Unreadable`] naming each file and its reason; with
+/// `force` those files are ignored instead (what only they reference counts
+/// as unused) and returned beside the references, for the caller to say so.
+pub fn references(
+    layout: &CacheLayout,
+    versions_dir: &Path,
+    force: bool,
+) -> Result<(References, Vec<Unreadable>), RealizeError> {
+    let locks = comfyver_resolver::locks(layout)?;
+    let homes = recorded_locks(layout);
+    let specs = comfyver_spec::load_specs(versions_dir)?;
+    let unreadable: Vec<Unreadable> = (locks.unreadable.into_iter())
+        .map(|(path, e)| Unreadable {
+            path,
+            reason: e.into(),
+        })
+        .chain(homes.unreadable.into_iter().map(|(path, e)| Unreadable {
+            path,
+            reason: e.into(),
+        }))
+        .chain(specs.unreadable.into_iter().map(|(path, e)| Unreadable {
+            path,
+            reason: e.into(),
+        }))
+        .collect();
+    if !unreadable.is_empty() && !force {
+        return Err(RealizeError::Unreadable(unreadable));
+    }
+    let refs = References {
+        locks: locks.locks.into_iter().chain(homes.locks).collect(),
+        spec_models: specs
+            .specs
+            .iter()
+            .flat_map(|l| ResolvedLock::models_from(&l.spec))
+            .collect(),
+    };
+    Ok((refs, unreadable))
 }
 
 impl References {
@@ -38,7 +93,7 @@ impl References {
 /// changed (a job may be running from it). Files that cannot be read are
 /// returned with their error; homes realized before comfyver recorded the
 /// lock there are skipped.
-pub fn recorded_locks(layout: &CacheLayout) -> RecordedLocks {
+pub(crate) fn recorded_locks(layout: &CacheLayout) -> RecordedLocks {
     let mut out = RecordedLocks::default();
     let volume = std::path::Path::new(comfyver_fs::RUNPOD_VOLUME);
     let mut places = vec![layout.homes_dir().to_path_buf()];
@@ -79,11 +134,11 @@ pub fn recorded_locks(layout: &CacheLayout) -> RecordedLocks {
 
 /// What [`recorded_locks`] found.
 #[derive(Debug, Default)]
-pub struct RecordedLocks {
+pub(crate) struct RecordedLocks {
     /// The locks the homes were realized from.
-    pub locks: Vec<ResolvedLock>,
+    pub(crate) locks: Vec<ResolvedLock>,
     /// Recorded locks that could not be read, with the reason.
-    pub unreadable: Vec<(std::path::PathBuf, RealizeError)>,
+    pub(crate) unreadable: Vec<(PathBuf, RealizeError)>,
 }
 
 /// What a gc would remove.

@@ -2,7 +2,7 @@
 //! on the warm path with a handful of stats.
 
 use comfyver_fs::CacheLayout;
-use comfyver_spec::{Digest, LockedModel, ResolvedLock, TOOL_VERSION};
+use comfyver_spec::{ResolvedLock, TOOL_VERSION, digest::Digest, lock::LockedModel};
 use serde::{Deserialize, Serialize};
 
 use crate::Home;

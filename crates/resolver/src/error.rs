@@ -179,7 +179,7 @@ pub enum ResolveError {
     },
     /// The existing lock file is not a lock this comfyver reads.
     #[error(transparent)]
-    BadLock(#[from] comfyver_spec::LockParseError),
+    BadLock(#[from] comfyver_spec::lock::LockParseError),
     /// Writing the lock, or taking its file lock, failed.
     #[error("could not write the lock of version `{version_id}`")]
     WriteLock {

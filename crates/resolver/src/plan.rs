@@ -1,7 +1,7 @@
 //! The repositories of a spec, how each is to be resolved given the existing
 //! lock, and the differences between two locks.
 
-use comfyver_spec::{LockedRepo, ResolvedLock, VersionSpec};
+use comfyver_spec::{ResolvedLock, VersionSpec, lock::LockedRepo};
 
 use crate::{ChangeKind, LockChange, ResolveError, UpdatePolicy};
 
@@ -233,7 +233,7 @@ pub(crate) fn build_lock(
         if same_commits { o.python.clone() } else { None }
     });
     ResolvedLock {
-        lock_version: comfyver_spec::LOCK_VERSION,
+        lock_version: comfyver_spec::lock::LOCK_VERSION,
         version_id: spec.version_id.clone(),
         spec_digest: spec.digest().as_str().to_string(),
         tool_version: comfyver_spec::TOOL_VERSION.to_string(),

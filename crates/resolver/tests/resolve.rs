@@ -11,7 +11,7 @@ use comfyver_resolver::{
     ChangeKind, EntryOutcome, LockWrite, NoReporter, Reporter, ResolveError, ResolveOptions,
     ResolveOutcome, Source, UpdatePolicy, read_lock, replace_lock, resolve, write_lock,
 };
-use comfyver_spec::{LockedPython, RewriteRule, UrlRewrites, VersionSpec};
+use comfyver_spec::{UrlRewrites, VersionSpec, lock::LockedPython};
 use comfyver_testkit::git::{GitDaemon, Repo, git, git_command, standard_repo};
 use serde_json::{Value, json};
 
@@ -735,10 +735,14 @@ fn url_rewrites_apply_before_network_and_the_lock_keeps_the_spec_url() {
     let spec_url = "https://git.example.invalid/org/core.git";
     let s = spec("rw", (spec_url, Some("v2")), &[]);
     let o = ResolveOptions {
-        rewrites: UrlRewrites::new(vec![RewriteRule {
-            prefix: "https://git.example.invalid/org/".into(),
-            replacement: format!("file://{}/", f.root().display()),
-        }]),
+        rewrites: UrlRewrites::parse_list(
+            &format!(
+                "https://git.example.invalid/org/=file://{}/",
+                f.root().display()
+            ),
+            "test",
+        )
+        .unwrap(),
         ..opts()
     };
     let layout = f.layout();
@@ -758,10 +762,11 @@ fn a_rewrite_to_a_directory_of_bare_mirrors_finds_name_dot_git() {
     let spec_url = "https://git.example.invalid/org/core";
     let s = spec("rwgit", (spec_url, Some("v2")), &[]);
     let o = ResolveOptions {
-        rewrites: UrlRewrites::new(vec![RewriteRule {
-            prefix: "https://git.example.invalid/org/".into(),
-            replacement: format!("{}/", f.root().display()),
-        }]),
+        rewrites: UrlRewrites::parse_list(
+            &format!("https://git.example.invalid/org/={}/", f.root().display()),
+            "test",
+        )
+        .unwrap(),
         ..opts()
     };
     let out = run(&s, &f.layout(), &o);

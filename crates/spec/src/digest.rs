@@ -1,3 +1,5 @@
+//! Content digests (`blake3:<hex>`) of locks, specs and inputs.
+
 use std::fmt;
 
 use serde::Serialize;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::parse::parse_spec;
-use crate::{CustomNode, Model, SpecError, VersionSpec};
+use crate::version::{CustomNode, Model};
+use crate::{SpecError, VersionSpec};
 
 /// A spec's text together with its parsed, validated content.
 #[derive(Debug, Clone)]

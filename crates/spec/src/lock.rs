@@ -1,8 +1,15 @@
+//! The resolved lock (`<cache>/resolved/<id>.lock.json`): every ref of a
+//! spec pinned to a full commit, its models and the installed Python set,
+//! serialized deterministically; and what [`lock_diff`](crate::lock_diff)
+//! finds between two locks.
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::VersionSpec;
+
+pub use crate::lock_diff::{Change, LockDiff};
 
 /// The lock format version this build reads and writes.
 pub const LOCK_VERSION: u64 = 1;
@@ -208,8 +215,8 @@ impl ResolvedLock {
     }
 
     /// The digest of the lock's content (what a realized stamp records).
-    pub fn digest(&self) -> crate::Digest {
-        crate::Digest::of_bytes(&self.to_json())
+    pub fn digest(&self) -> crate::digest::Digest {
+        crate::digest::Digest::of_bytes(&self.to_json())
     }
 
     /// The models of `spec` as locked entries.

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{LockedModel, LockedRepo, ResolvedLock, redact};
+use crate::lock::{LockedModel, LockedRepo};
+use crate::{ResolvedLock, redact};
 
 /// Every difference between two locks, in a stable order (core, nodes,
 /// Python, models, tool); empty when they describe the same environment.
@@ -157,7 +158,7 @@ fn python_changes(out: &mut Vec<Change>, left: &ResolvedLock, right: &ResolvedLo
         (None, None) => return,
         (Some(l), Some(r)) => (l, r),
         (l, r) => {
-            let count = |p: &Option<crate::LockedPython>| {
+            let count = |p: &Option<crate::lock::LockedPython>| {
                 p.as_ref()
                     .map(|p| format!("{} package(s)", p.packages.len()))
                     .unwrap_or_else(|| "not recorded (never realized)".into())
@@ -175,7 +176,7 @@ fn python_changes(out: &mut Vec<Change>, left: &ResolvedLock, right: &ResolvedLo
     // Every recorded setting but the package list and the inputs digest (a
     // torch backend, for one), compared generically so that settings added
     // to the lock later are compared too.
-    let settings = |p: &crate::LockedPython| -> BTreeMap<String, String> {
+    let settings = |p: &crate::lock::LockedPython| -> BTreeMap<String, String> {
         match serde_json::to_value(p) {
             Ok(serde_json::Value::Object(map)) => map
                 .into_iter()
@@ -199,7 +200,7 @@ fn python_changes(out: &mut Vec<Change>, left: &ResolvedLock, right: &ResolvedLo
             });
         }
     }
-    let packages = |p: &crate::LockedPython| -> BTreeMap<String, String> {
+    let packages = |p: &crate::lock::LockedPython| -> BTreeMap<String, String> {
         p.packages.iter().map(|line| package(line)).collect()
     };
     for (name, (lv, rv)) in paired(packages(l), packages(r)) {
@@ -258,7 +259,7 @@ fn show_model(m: &LockedModel) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LOCK_VERSION, LockedPython};
+    use crate::lock::{LOCK_VERSION, LockedPython};
 
     fn repo(name: Option<&str>, commit: char) -> LockedRepo {
         LockedRepo {

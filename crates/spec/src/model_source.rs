@@ -1,3 +1,6 @@
+//! Where a model comes from (`http(s)://`, `hf://`, `file://` or a path),
+//! parsed, with the Hugging Face endpoint and URL hosts (for credentials).
+
 use std::path::PathBuf;
 
 use percent_encoding::percent_decode_str;

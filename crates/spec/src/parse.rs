@@ -1,7 +1,8 @@
 use std::path::{Path, PathBuf};
 
+use crate::error::Issue;
 use crate::validate::validate;
-use crate::{Issue, SpecError, VersionSpec};
+use crate::{SpecError, VersionSpec};
 
 /// A spec that parsed and validated, with the warnings found on the way.
 #[derive(Debug, Clone)]

@@ -1,16 +1,18 @@
 //! URL rewrite rules, like git's `url.<base>.insteadOf`, applied to every
 //! repository URL before any network access. The lock keeps the spec's URL.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 /// One rule: URLs starting with `prefix` have it replaced by `replacement`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RewriteRule {
+pub(crate) struct RewriteRule {
     /// The prefix to match (git's `insteadOf` value).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// What replaces it (git's `url.<base>`).
-    pub replacement: String,
+    pub(crate) replacement: String,
 }
 
 /// A set of rewrite rules; the longest matching prefix wins, as in git.
@@ -19,16 +21,28 @@ pub struct UrlRewrites {
     rules: Vec<RewriteRule>,
 }
 
-/// A malformed rewrite rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid URL rewrite rule `{rule}` in {origin}: expected PREFIX=REPLACEMENT with a non-empty prefix"
-)]
-pub struct RewriteError {
-    /// Where the rule came from.
-    pub origin: String,
-    /// The offending rule.
-    pub rule: String,
+/// Rewrite rules that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// A malformed rule.
+    #[error(
+        "invalid URL rewrite rule `{rule}` in {origin}: expected PREFIX=REPLACEMENT with a non-empty prefix"
+    )]
+    Rule {
+        /// Where the rule came from.
+        origin: String,
+        /// The offending rule.
+        rule: String,
+    },
+    /// The settings file cannot be read.
+    #[error("could not read the settings file {}: fix its permissions or move it away", .path.display())]
+    Read {
+        /// The file (`<cache>/config.json`).
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The `url_rewrites` part of the cache's `config.json`.
@@ -39,12 +53,30 @@ struct ConfigFile {
 }
 
 impl UrlRewrites {
-    /// Rules from a list.
-    pub fn new(rules: Vec<RewriteRule>) -> UrlRewrites {
-        UrlRewrites { rules }
+    /// The rules in effect: `COMFYVER_URL_REWRITES` first, then the
+    /// `url_rewrites` of the cache's settings file `config_file`
+    /// (`<cache>/config.json`, `CacheLayout::config_file`; a missing file
+    /// holds no rule). Errors name the variable or the file.
+    pub fn from_settings(config_file: &Path) -> Result<UrlRewrites, RewriteError> {
+        use comfyver_env::COMFYVER_URL_REWRITES as VAR;
+        let from_env = match std::env::var(VAR) {
+            Ok(v) => UrlRewrites::parse_list(&v, VAR)?,
+            Err(_) => UrlRewrites::default(),
+        };
+        let from_file = match std::fs::read_to_string(config_file) {
+            Ok(text) => UrlRewrites::parse_config(&text, &config_file.display().to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => UrlRewrites::default(),
+            Err(source) => {
+                return Err(RewriteError::Read {
+                    path: config_file.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Ok(from_env.merged(from_file))
     }
 
-    /// Parses `PREFIX=REPLACEMENT;...` (the format of [`URL_REWRITES_ENV`]).
+    /// Parses `PREFIX=REPLACEMENT;...` (the format of `COMFYVER_URL_REWRITES`).
     pub fn parse_list(text: &str, origin: &str) -> Result<UrlRewrites, RewriteError> {
         let mut rules = Vec::new();
         for item in text
@@ -58,7 +90,7 @@ impl UrlRewrites {
                     replacement: r.trim().to_string(),
                 }),
                 _ => {
-                    return Err(RewriteError {
+                    return Err(RewriteError::Rule {
                         origin: origin.to_string(),
                         rule: item.to_string(),
                     });
@@ -69,13 +101,13 @@ impl UrlRewrites {
     }
 
     /// Parses the `url_rewrites` array of a cache `config.json`.
-    pub fn parse_config(json: &str, origin: &str) -> Result<UrlRewrites, RewriteError> {
-        let cfg: ConfigFile = serde_json::from_str(json).map_err(|e| RewriteError {
+    fn parse_config(json: &str, origin: &str) -> Result<UrlRewrites, RewriteError> {
+        let cfg: ConfigFile = serde_json::from_str(json).map_err(|e| RewriteError::Rule {
             origin: origin.to_string(),
             rule: e.to_string(),
         })?;
         if let Some(bad) = cfg.url_rewrites.iter().find(|r| r.prefix.is_empty()) {
-            return Err(RewriteError {
+            return Err(RewriteError::Rule {
                 origin: origin.to_string(),
                 rule: format!("{}={}", bad.prefix, bad.replacement),
             });
@@ -86,7 +118,7 @@ impl UrlRewrites {
     }
 
     /// These rules followed by `other`'s (ours win on equal prefixes).
-    pub fn merged(mut self, other: UrlRewrites) -> UrlRewrites {
+    fn merged(mut self, other: UrlRewrites) -> UrlRewrites {
         self.rules.extend(other.rules);
         self
     }
@@ -225,26 +257,53 @@ mod tests {
         .unwrap();
         assert_eq!(r.apply("https://h/x"), "/srv/x");
         // The bad item is named alone, not the whole list.
-        let bad = |rule: &str| RewriteError {
-            origin: "env".into(),
-            rule: rule.into(),
+        let bad = |err: RewriteError| match err {
+            RewriteError::Rule { origin, rule } => (origin, rule),
+            other => panic!("{other:?}"),
         };
         assert_eq!(
-            UrlRewrites::parse_list("https://a/=/b/;nonsense", "env").unwrap_err(),
-            bad("nonsense")
+            bad(UrlRewrites::parse_list("https://a/=/b/;nonsense", "env").unwrap_err()),
+            ("env".into(), "nonsense".into())
         );
-        assert_eq!(UrlRewrites::parse_list("=x", "env").unwrap_err(), bad("=x"));
         assert_eq!(
-            UrlRewrites::parse_config(
+            bad(UrlRewrites::parse_list("=x", "env").unwrap_err()),
+            ("env".into(), "=x".into())
+        );
+        assert_eq!(
+            bad(UrlRewrites::parse_config(
                 r#"{"url_rewrites": [{"prefix": "", "replacement": "/srv/"}]}"#,
                 "config.json"
             )
-            .unwrap_err(),
-            RewriteError {
-                origin: "config.json".into(),
-                rule: "=/srv/".into()
-            }
+            .unwrap_err()),
+            ("config.json".into(), "=/srv/".into())
         );
+    }
+
+    #[test]
+    fn settings_file_missing_read_or_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        // No file: no rule (the variable is not set in unit tests).
+        assert!(UrlRewrites::from_settings(&file).unwrap().is_empty());
+        std::fs::write(
+            &file,
+            r#"{"url_rewrites": [{"prefix": "https://h/", "replacement": "/srv/"}]}"#,
+        )
+        .unwrap();
+        let r = UrlRewrites::from_settings(&file).unwrap();
+        assert_eq!(r.rewrite("https://h/x"), "/srv/x");
+        std::fs::write(&file, "{ oops").unwrap();
+        match UrlRewrites::from_settings(&file).unwrap_err() {
+            RewriteError::Rule { origin, .. } => assert_eq!(origin, file.display().to_string()),
+            other => panic!("{other:?}"),
+        }
+        // A directory where the file should be cannot be read: named.
+        let not_a_file = dir.path().join("dir");
+        std::fs::create_dir(&not_a_file).unwrap();
+        match UrlRewrites::from_settings(&not_a_file).unwrap_err() {
+            RewriteError::Read { path, .. } => assert_eq!(path, not_a_file),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -4,9 +4,12 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::error::Issue;
+use crate::model_source::ModelSource;
 use crate::names::{unsafe_component_reason, unsafe_relative_path_reason, version_id_reason};
 use crate::suggest::closest;
-use crate::{CURRENT_SCHEMA_VERSION, Issue, ModelSource, RepoUrl, is_full_commit, model_folders};
+use crate::version::CURRENT_SCHEMA_VERSION;
+use crate::{RepoUrl, is_full_commit, model_folders};
 
 const TOP: &[&str] = &[
     "schema_version",

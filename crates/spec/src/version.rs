@@ -1,3 +1,6 @@
+//! The spec (`versions/<id>.json`, schema version 2) and its parts: the
+//! ComfyUI core, custom nodes, models, the Python settings and options.
+
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
@@ -116,7 +119,7 @@ impl Model {
     pub fn effective_name(&self) -> String {
         match &self.name {
             Some(n) => n.clone(),
-            None => crate::ModelSource::parse(&self.source)
+            None => crate::model_source::ModelSource::parse(&self.source)
                 .map(|s| s.default_name())
                 .unwrap_or_default(),
         }
@@ -228,7 +231,7 @@ impl VersionSpec {
 
     /// The spec's digest: BLAKE3 of its canonical JSON, so formatting changes
     /// do not count as changes.
-    pub fn digest(&self) -> crate::Digest {
-        crate::digest_json(self)
+    pub fn digest(&self) -> crate::digest::Digest {
+        crate::digest::digest_json(self)
     }
 }

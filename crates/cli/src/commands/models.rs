@@ -7,7 +7,7 @@ use comfyver_models::{
     FetchOptions, FetchStatus, VerifyStatus, fetch_models, gc_apply, gc_plan, list_store,
     verify_models,
 };
-use comfyver_spec::{LockedModel, ResolvedLock};
+use comfyver_spec::{ResolvedLock, lock::LockedModel};
 use serde_json::json;
 
 use crate::context::Ctx;

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
 use comfyver_nodes::{NodesOptions, fill_caches};
-use comfyver_spec::RepoUrl;
 use serde_json::json;
 
 use crate::context::Ctx;
@@ -128,18 +127,5 @@ fn users_by_entry(ctx: &Ctx) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     for (path, err) in &scan.unreadable {
         ctx.out.warn(&format!("skipping {}: {err}", path.display()));
     }
-    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for lock in &scan.locks {
-        for node in &lock.custom_nodes {
-            if let Ok(url) = RepoUrl::parse(&node.repo) {
-                let ids = users
-                    .entry(comfyver_nodes::entry_name(&url, &node.commit))
-                    .or_default();
-                if !ids.contains(&lock.version_id) {
-                    ids.push(lock.version_id.clone());
-                }
-            }
-        }
-    }
-    Ok(users)
+    Ok(comfyver_nodes::users_by_entry(&scan.locks))
 }

@@ -272,8 +272,13 @@ pub(crate) fn gc(ctx: &Ctx, args: GcArgs) -> anyhow::Result<Exit> {
         ));
         return Ok(Exit::Success);
     }
-    // Asked again under each entry's lock: a realize may have started using it.
-    let current = || pipeline::references(ctx, args.force).ok();
+    // Asked again under each entry's lock: a realize may have started using it
+    // (the warnings for what --force ignores were printed once, above).
+    let current = || {
+        comfyver_realize::references(&ctx.layout, &ctx.versions_dir, args.force)
+            .ok()
+            .map(|(refs, _)| refs)
+    };
     let freed = comfyver_realize::gc_apply(&ctx.layout, &plan, &current)?;
     ctx.out.info(&format!("freed {}", human_bytes(freed)));
     Ok(Exit::Success)

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
+use comfyver_spec::{RepoUrl, ResolvedLock, lock::LOCK_VERSION, lock::LockedRepo};
 use comfyver_testkit::cli::{Paused, Sandbox};
 use comfyver_testkit::git::{GitDaemon, Repo, git};
 

@@ -10,7 +10,7 @@ use comfyver_nodes::{
     ensure_shared_core, fill_caches, is_checkout_complete, link_core, link_nodes, probe_core,
     shared_core_path,
 };
-use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
+use comfyver_spec::{RepoUrl, ResolvedLock, lock::LOCK_VERSION, lock::LockedRepo};
 use comfyver_testkit::git::{GitDaemon, Repo, git};
 
 fn locked(name: Option<&str>, url: &str, commit: &str) -> LockedRepo {

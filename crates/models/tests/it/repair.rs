@@ -10,7 +10,7 @@ use comfyver_models::{
     FetchOptions, FetchStatus, ModelsError, NoReporter, VerifyStatus, fetch_models, models_intact,
     verify_models,
 };
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{HttpServer, pseudo_random, sha256_hex};
 
 fn opts(repair: bool) -> FetchOptions {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use comfyver_fs::CacheLayout;
 use comfyver_models::{FetchOptions, FetchStatus, NoReporter, fetch_models, source_key};
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{Fault, HttpServer, blake3_hex, pseudo_random};
 
 const CHILD_URL: &str = "CHUNKED_TEST_CHILD_URL";
@@ -172,7 +172,12 @@ fn a_sigkill_mid_download_resends_only_the_missing_bytes() {
     let layout = CacheLayout::new(dir.path());
     let m = model(&server.url("/k.bin"), &bytes);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_fetch", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "chunked::child_fetch",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(CHILD_URL, server.url("/k.bin"))
         .env(CHILD_DIR, dir.path())
         .spawn()

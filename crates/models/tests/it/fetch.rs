@@ -11,7 +11,7 @@ use comfyver_models::{
     extra_model_paths_yaml, fetch_models, gc_apply, gc_plan, is_present, list_store, source_key,
     verify_models,
 };
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{Fault, HttpServer, etag_of};
 use sha2::Digest as _;
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use comfyver_fs::CacheLayout;
 use comfyver_realize::{References, gc_apply, gc_plan};
-use comfyver_spec::{LOCK_VERSION, LockedRepo, RepoUrl, ResolvedLock};
+use comfyver_spec::{RepoUrl, ResolvedLock, lock::LOCK_VERSION, lock::LockedRepo};
 
 const CORE: &str = "https://git.example.invalid/org/ComfyUI";
 const A: &str = "https://git.example.invalid/org/pack-a";

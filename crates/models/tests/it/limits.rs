@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use comfyver_fs::CacheLayout;
 use comfyver_models::{FetchOptions, ModelsError, NoReporter, fetch_models};
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{Fault, HttpServer, pseudo_random};
 
 fn model(source: &str, size: Option<u64>) -> LockedModel {
@@ -91,7 +91,7 @@ fn an_endless_body_without_any_size_stops_at_the_cap() {
     let text = err.to_string();
     assert!(text.contains("past 2097152 bytes"), "{text}");
     assert!(
-        text.contains(comfyver_models::MAX_MODEL_BYTES_ENV),
+        text.contains(comfyver_env::COMFYVER_MAX_MODEL_BYTES),
         "{text}"
     );
     assert_nothing_kept(&layout);

@@ -9,7 +9,7 @@ use comfyver_fs::CacheLayout;
 use comfyver_models::{
     FetchOptions, FetchStatus, Index, ModelsError, NoReporter, fetch_models, source_key,
 };
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{Fault, HttpServer, blake3_hex, pseudo_random, sha256_hex};
 
 const PATH: &str = "loras/same.safetensors";
