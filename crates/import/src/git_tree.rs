@@ -109,7 +109,8 @@ fn git(dir: &Path, args: &[&str], timeout: Duration) -> Result<String, ImportErr
     // Only the end is trimmed: a status line starts with a space.
     let stdout = String::from_utf8_lossy(&done.stdout).trim_end().to_string();
     // `config --get` exits 1 for a missing key: an empty answer.
-    if !status.success() && !(args.first() == Some(&"config") && status.code() == Some(1)) {
+    let missing_key = args.first() == Some(&"config") && status.code() == Some(1);
+    if !(status.success() || missing_key) {
         return Err(err(
             format!(
                 "{shown} failed: {}",

@@ -91,7 +91,10 @@ pub fn import_install(
     note_tree(&mut notes, "the core", &core);
     done.push(format!("core {} {}", redact(&core_repo), core.commit));
 
-    let (custom_nodes, node_dirs) = scan_nodes(&dir, &map, timeout, &mut done, &mut notes)?;
+    let Packs {
+        nodes: custom_nodes,
+        dirs: node_dirs,
+    } = scan_nodes(&dir, &map, timeout, &mut done, &mut notes)?;
     let found_models = scan_models(&dir, &mut notes);
     if dir.join("extra_model_paths.yaml").is_file() {
         notes.push(
@@ -207,15 +210,22 @@ fn note_tree(notes: &mut Vec<String>, what: &str, tree: &Tree) {
     }
 }
 
-/// The packs of `<dir>/custom_nodes`, in name order, and the directory of
-/// each (for the Python inputs).
+/// The packs found in `<dir>/custom_nodes`, in name order.
+struct Packs {
+    /// As spec entries.
+    nodes: Vec<CustomNode>,
+    /// `(name, directory)` of each, for the Python inputs.
+    dirs: Vec<(String, PathBuf)>,
+}
+
+/// The packs of `<dir>/custom_nodes`.
 fn scan_nodes(
     dir: &Path,
     map: &NodeMap,
     timeout: std::time::Duration,
     done: &mut Vec<String>,
     notes: &mut Vec<String>,
-) -> Result<(Vec<CustomNode>, Vec<(String, PathBuf)>), ImportError> {
+) -> Result<Packs, ImportError> {
     let root = dir.join("custom_nodes");
     let mut nodes = Vec::new();
     let mut dirs = Vec::new();
@@ -288,7 +298,7 @@ fn scan_nodes(
         dirs.push((name, path));
         nodes.push(node);
     }
-    Ok((nodes, dirs))
+    Ok(Packs { nodes, dirs })
 }
 
 /// A registry install, mapped as a snapshot's `cnr_custom_nodes` entry:
