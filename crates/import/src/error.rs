@@ -123,7 +123,7 @@ pub enum ImportError {
         source: Option<std::io::Error>,
     },
     /// The install's model files could not be taken into the model store.
-    #[error("the install's models could not be taken into the model store, so nothing was written")]
+    #[error("the install's models could not be taken into the model store, so no spec was written")]
     Models(#[source] Box<comfyver_models::ModelsError>),
     /// The venv's installed set could not be read.
     #[error("could not read the installed Python packages of {}", venv.display())]
