@@ -102,4 +102,45 @@ pub enum ImportError {
     /// The spec file could not be written.
     #[error(transparent)]
     Write(#[from] comfyver_fs::FsError),
+    /// The folder given to `import install` is not a ComfyUI install this
+    /// import can read.
+    #[error("{}: {why}", dir.display())]
+    NotInstall {
+        /// The folder.
+        dir: PathBuf,
+        /// What is missing and how to fix it.
+        why: String,
+    },
+    /// Reading a git work tree failed.
+    #[error("{}: {what}", dir.display())]
+    Git {
+        /// The work tree.
+        dir: PathBuf,
+        /// Which git command failed and why.
+        what: String,
+        /// The I/O error, when git could not be run.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// The install's model files could not be taken into the model store.
+    #[error("the install's models could not be taken into the model store, so no spec was written")]
+    Models(#[source] Box<comfyver_models::ModelsError>),
+    /// The venv's installed set could not be read.
+    #[error("could not read the installed Python packages of {}", venv.display())]
+    Python {
+        /// The venv.
+        venv: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<comfyver_python::PythonError>,
+    },
+    /// The lock of an imported version could not be written (the spec was).
+    #[error("the lock of `{id}` could not be written (the spec was): run `comfyver resolve {id}`")]
+    WriteLock {
+        /// The id.
+        id: String,
+        /// The cause.
+        #[source]
+        source: Box<comfyver_resolver::ResolveError>,
+    },
 }

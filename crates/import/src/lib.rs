@@ -8,6 +8,11 @@
 //!   Comfy-Org's hosted serverless builds from), JSON or YAML → a new spec;
 //!   [`export_build`] is the reverse, from a version's spec. What one side
 //!   cannot hold is named, never dropped silently.
+//! - [`import_install`]: a live ComfyUI folder (its core and packs' git
+//!   checkouts, its models, its venv) → a new spec pinned to the commits
+//!   found and its lock with the venv's packages; the models are adopted
+//!   into the model store by content. What cannot be carried over (a
+//!   folder that is no checkout, uncommitted changes) is named.
 //! - [`import_workflow`]: the node packs a UI-format workflow names
 //!   (`properties.cnr_id`, `aux_id`, `ver`) added to a spec, and the model
 //!   files its loader nodes reference that the spec lacks.
@@ -24,6 +29,8 @@
 mod build;
 mod edit;
 mod error;
+mod git_tree;
+mod install;
 mod legacy;
 mod node_map;
 mod snapshot;
@@ -34,6 +41,7 @@ mod yaml;
 pub use build::{BuildOptions, ExportedBuild, export_build, import_build};
 pub use edit::{add_model, add_node, copy_version, new_version, remove_model, remove_node};
 pub use error::ImportError;
+pub use install::{InstallOptions, import_install};
 pub use legacy::migrate;
 pub use snapshot::{PipsAs, SnapshotOptions, export_snapshot, import_snapshot};
 pub use workflow::{MissingModel, WorkflowOptions, import_workflow};

@@ -12,11 +12,14 @@
 //!   and renamed into place; local sources are hard-linked or copied. Existing
 //!   files are adopted when their checksum matches, kept when there is none.
 //!   Nothing incomplete or unverified is ever put at a model's final path.
+//! - [`adopt_files`]: files a ComfyUI install already has, taken into the
+//!   store by content (hard link or copy) and indexed with their SHA-256.
 //! - [`is_present`]: the warm-path check (one `stat`).
 //! - [`verify_models`], [`actual_model`] (what the store holds for a model), [`list_store`], [`gc_plan`] / [`gc_apply`].
 //! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store,
 //!   and [`link_custom_folders`]: the home's links for packs' own folders.
 
+mod adopt;
 mod auth;
 mod chunked;
 mod download;
@@ -32,6 +35,7 @@ mod store;
 mod verify;
 mod yaml;
 
+pub use adopt::{AdoptedModel, LocalModel, adopt_files};
 pub use error::ModelsError;
 pub use fetch::{
     FetchOptions, FetchOutcome, FetchStatus, ModelReport, fetch_models, is_present, models_intact,

@@ -1,6 +1,8 @@
 //! Local sources (`file://` or an absolute path): hard-linked into the store
 //! when on the same filesystem, else copied, always through a temporary
-//! sibling renamed into place after verification.
+//! sibling renamed into place after verification. Both digests are taken on
+//! the way (reading a local file is cheap next to a download), so the index
+//! can answer a later SHA-256 question without reading the file again.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -46,7 +48,7 @@ pub(crate) fn place(
     reporter.start(&m.path, 0, Some(meta.len()));
     let linked = std::fs::hard_link(src, &tmp).is_ok();
     let result = if linked {
-        hash_file(&tmp, m.sha256.is_some())
+        hash_file(&tmp, true)
     } else {
         copy_hashing(reporter, m, src, &tmp)
     };
@@ -96,7 +98,7 @@ fn copy_hashing(
         .create_new(true)
         .open(tmp)
         .map_err(|e| ModelsError::io("create", tmp, e))?;
-    let mut h = Hashers::new(m.sha256.is_some());
+    let mut h = Hashers::new(true);
     let mut buf = vec![0u8; BUF];
     loop {
         let n = input

@@ -1,9 +1,9 @@
-//! `comfyver import snapshot|build|workflow`, `export snapshot|build` and `migrate`.
+//! `comfyver import snapshot|build|install|workflow`, `export snapshot|build` and `migrate`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use comfyver_import::{BuildOptions, PipsAs, SnapshotOptions, WorkflowOptions};
+use comfyver_import::{BuildOptions, InstallOptions, PipsAs, SnapshotOptions, WorkflowOptions};
 use serde_json::json;
 
 use crate::commands::edit::{print_written, workspace};
@@ -46,6 +46,23 @@ pub(crate) enum ImportWhat {
         /// The core repository (a definition names only the core's version).
         #[arg(long, value_name = "REPO")]
         comfy: Option<String>,
+    },
+    /// A live ComfyUI folder → a new version pinned to the commits it has
+    /// checked out, locked with its venv's packages; its models are adopted
+    /// into the model store (hard link on the same filesystem, else a copy).
+    Install {
+        /// The ComfyUI folder (a git checkout, with custom_nodes/, models/ and a venv).
+        dir: PathBuf,
+        /// The new version's id.
+        #[arg(long)]
+        id: String,
+        /// The install's venv or its Python interpreter [default: DIR/venv, else DIR/.venv].
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+        /// A local custom-node-list.json or extension-node-map.json mapping registry
+        /// ids to repositories, for registry installs (repeatable).
+        #[arg(long, value_name = "FILE")]
+        node_map: Vec<PathBuf>,
     },
     /// The packs a UI-format workflow needs → added to a version.
     Workflow {
@@ -136,6 +153,19 @@ pub(crate) fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
                 comfy_repo: comfy,
             };
             let w = comfyver_import::import_build(&ws, &file, &opts)?;
+            print_written(ctx, &w);
+        }
+        ImportWhat::Install {
+            dir,
+            id,
+            python,
+            node_map,
+        } => {
+            let opts = InstallOptions {
+                python,
+                node_maps: node_map,
+            };
+            let w = comfyver_import::import_install(&ws, &dir, &id, &opts)?;
             print_written(ctx, &w);
         }
         ImportWhat::Workflow {
