@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 use comfyver_models::{AdoptedModel, FetchStatus, LocalModel};
 use comfyver_python::PythonInputs;
 use comfyver_resolver::{NoReporter, ResolveOptions};
-use comfyver_spec::{
-    ComfyCore, CustomNode, LockedPython, Model, PythonSettings, RepoUrl, SpecDocument, VersionSpec,
-    names::unsafe_component_reason, redact,
-};
+use comfyver_spec::edit::SpecDocument;
+use comfyver_spec::lock::LockedPython;
+use comfyver_spec::version::{ComfyCore, CustomNode, Model, PythonSettings};
+use comfyver_spec::{RepoUrl, VersionSpec, names::unsafe_component_reason, redact};
 
 use crate::ImportError;
 use crate::git_tree::{Tree, is_work_tree, read_tree};
@@ -112,7 +112,7 @@ pub fn import_install(
         });
 
     let mut spec = VersionSpec {
-        schema_version: comfyver_spec::CURRENT_SCHEMA_VERSION,
+        schema_version: comfyver_spec::version::CURRENT_SCHEMA_VERSION,
         version_id: id.to_string(),
         description: Some(format!(
             "imported from the ComfyUI install {}",

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use comfyver_fs::CacheLayout;
-use comfyver_spec::LockedModel;
+use comfyver_spec::lock::LockedModel;
 
 use crate::fetch::{FetchOptions, FetchStatus, fetch_models};
 use crate::hash::hash_file;

@@ -5,6 +5,7 @@
 mod docker;
 mod faults;
 mod import;
+mod import_install;
 mod interop;
 mod model_folders;
 mod models;
