@@ -9,6 +9,7 @@
 //!
 //! The job uploads a 600×600 noise PNG (about 1.08 MB, base64 in the body),
 //! `LoadImage` → `SaveImage`, and returns the PNG base64 in the output.
+#![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,4 +1,5 @@
 //! Mirror behaviour against real repositories over file:// and git://.
+#![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
 
 use comfyver_fs::CacheLayout;
 use comfyver_git::{GitError, Mirror, Reporter};

@@ -1,5 +1,6 @@
 //! The Python environment with real uv, real pip and real wheels built at
 //! test time, offline (a local `--wheels-dir`, no index, no internet).
+#![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

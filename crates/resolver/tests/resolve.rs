@@ -1,5 +1,6 @@
 //! comfyver-resolver against real bare repositories built at test time,
 //! served over file:// and over git:// by git's own daemon on loopback.
+#![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

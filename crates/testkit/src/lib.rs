@@ -17,6 +17,7 @@
 //! - [`cloud`]: GCS and S3 emulators, a fault proxy, throwaway service-account keys.
 //! - [`world`]: a whole version to realize and run (core and node-pack
 //!   repositories, wheels, a model server, a spec).
+#![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
 
 pub mod cli;
 pub mod cloud;

@@ -1,6 +1,7 @@
 //! The CLI's integration tests, one binary (`cargo test -p comfyver --test it`): each module
 //! runs the real `comfyver` binary against real fixtures. One binary links once, which keeps
 //! CI's link steps few; `cargo test -p comfyver --test it realize::` runs one module.
+#![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
 
 mod docker;
 mod faults;
