@@ -35,7 +35,7 @@ const FORMAT_VERSION: u64 = 1;
 pub struct OutputHashes {
     /// Always `comfyver-output-hashes`.
     pub format: String,
-    /// [`FORMAT_VERSION`].
+    /// The format's version: files of another version are refused.
     pub format_version: u64,
     /// The version that produced the outputs (for the reader; not compared).
     pub version_id: String,

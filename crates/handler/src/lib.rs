@@ -48,12 +48,12 @@ mod ws;
 
 pub use client::{JobOptions, JobReporter};
 pub use cloud_sink::CloudSink;
-pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError, failed_job_json};
-pub use hashes::{HashMismatch, OutputHash, OutputHashes};
-pub use job::{InputImage, Job};
+pub use error::{HandlerError, failed_job_json};
+pub use hashes::OutputHashes;
+pub use job::Job;
 pub use node_report::NodeReport;
-pub use outputs::{OutputData, OutputItem};
-pub use process::{ComfyEnv, DeviceChoice, GpuChoice, StartOptions, StartTimings};
+pub use outputs::OutputData;
+pub use process::{ComfyEnv, GpuChoice, StartOptions};
 pub use session::{Session, SessionControl};
-pub use sink::{JobOutput, JobTimings, OutputSink};
+pub use sink::{JobOutput, OutputSink};
 pub use uuid::new_v4 as new_job_id;

@@ -47,7 +47,7 @@ pub struct IndexEntry {
 /// The whole index: entries by store path.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
-    /// [`INDEX_VERSION`].
+    /// The index format's version, written with every update.
     pub index_version: u64,
     /// Entries by `<target_subdir>/<name>`.
     pub models: BTreeMap<String, IndexEntry>,
