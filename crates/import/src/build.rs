@@ -24,7 +24,7 @@ use comfyver_spec::version::{ComfyCore, CustomNode, Model, PythonSettings};
 use comfyver_spec::{VersionSpec, is_full_commit, redact};
 use serde_json::{Map, Value, json};
 
-use crate::workspace::{Workspace, Written, format_error, read_json};
+use crate::workspace::{Workspace, Written, core_line, format_error, read_json};
 use crate::yaml::{is_yaml, read_yaml};
 use crate::{DEFAULT_COMFY_REPO, ImportError};
 
@@ -118,15 +118,7 @@ pub fn import_build(
             ));
         }
     };
-    done.push(format!(
-        "core {} {}",
-        redact(&comfy.repo),
-        comfy
-            .commit
-            .as_deref()
-            .or(comfy.git_ref.as_deref())
-            .unwrap_or("HEAD")
-    ));
+    done.push(core_line(&comfy));
 
     let python = match def.get("pipDependencies") {
         None | Some(Value::Null) => None,

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::edit::add_node_renaming;
 use crate::node_map::NodeMap;
-use crate::workspace::{Workspace, Written, format_error, parse_repo_at, read_json};
+use crate::workspace::{Workspace, Written, core_line, format_error, parse_repo_at, read_json};
 use crate::yaml::{is_yaml, read_yaml};
 use crate::{DEFAULT_COMFY_REPO, ImportError};
 
@@ -100,15 +100,7 @@ pub fn import_snapshot(
             ));
         }
     };
-    done.push(format!(
-        "core {} {}",
-        redact(&comfy.repo),
-        comfy
-            .commit
-            .as_deref()
-            .or(comfy.git_ref.as_deref())
-            .unwrap_or("HEAD")
-    ));
+    done.push(core_line(&comfy));
     let spec = VersionSpec {
         schema_version: comfyver_spec::version::CURRENT_SCHEMA_VERSION,
         version_id: id.to_string(),

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
 use comfyver_resolver::{LockChange, NoReporter, ResolveError, ResolveOptions};
+use comfyver_spec::version::ComfyCore;
 use comfyver_spec::{RepoUrl, VersionSpec, edit::SpecDocument, is_full_commit};
 use serde_json::Value;
 
@@ -199,6 +200,15 @@ pub(crate) fn free_name(repo: &str, taken: &[String]) -> Option<String> {
     (2..)
         .map(|n| format!("{owner}-{n}"))
         .find(|c| !taken.contains(c))
+}
+
+/// The report line of an imported core: its redacted repository and the
+/// commit, else the ref, it is pinned to.
+pub(crate) fn core_line(comfy: &ComfyCore) -> String {
+    let pin = (comfy.commit.as_deref())
+        .or(comfy.git_ref.as_deref())
+        .unwrap_or("HEAD");
+    format!("core {} {pin}", comfyver_spec::redact(&comfy.repo))
 }
 
 #[cfg(test)]

@@ -573,3 +573,27 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The python of the venv holding the official runpod SDK (with boto3 and
+/// botocore), installed by `scripts/install-test-deps.sh`:
+/// `COMFYVER_TEST_RUNPOD_VENV`, else `~/.cache/comfyver-test/runpod-sdk`.
+/// Panics, naming the script, when the SDK is not there.
+pub fn runpod_sdk_python() -> PathBuf {
+    let venv = std::env::var_os("COMFYVER_TEST_RUNPOD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/comfyver-test/runpod-sdk")
+        });
+    let py = venv.join("bin/python");
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import runpod, boto3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the official runpod SDK is not installed in {}: run scripts/install-test-deps.sh",
+        venv.display()
+    );
+    py
+}

@@ -20,27 +20,6 @@ fn bin() -> &'static Path {
 
 // ---- S3 endpoints with a path (runpod's rp_upload through botocore) ----
 
-/// The python of the venv holding the official runpod SDK (and botocore).
-fn sdk_python() -> PathBuf {
-    let venv = std::env::var_os("COMFYVER_TEST_RUNPOD_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/comfyver-test/runpod-sdk")
-        });
-    let py = venv.join("bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import runpod, boto3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the official runpod SDK is not installed in {}: run scripts/install-test-deps.sh",
-        venv.display()
-    );
-    py
-}
-
 /// Uploads `file` for `job` with the SDK's `rp_upload.upload_image` (the
 /// call worker-comfyui makes) and `upload_file_to_bucket`, with the same
 /// `BUCKET_*` variables, then prints every key of bucket `outputs`.
@@ -57,7 +36,7 @@ for o in s3.list_objects_v2(Bucket="outputs").get("Contents", []):
 
 #[test]
 fn s3_endpoint_with_a_path_puts_outputs_where_runpods_rp_upload_puts_them() {
-    let py = sdk_python();
+    let py = comfyver_testkit::cloud::runpod_sdk_python();
     let w = World::new(&[]);
     let wf = w.workflow("smoke", &smoke_workflow(false));
     let wf = wf.to_str().unwrap();

@@ -194,26 +194,6 @@ def handler(job):
 runpod.serverless.start({"handler": handler})
 "#;
 
-fn sdk_python() -> PathBuf {
-    let venv = std::env::var_os("COMFYVER_TEST_RUNPOD_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/comfyver-test/runpod-sdk")
-        });
-    let py = venv.join("bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import runpod"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the official runpod SDK is not installed in {}: run scripts/install-test-deps.sh",
-        venv.display()
-    );
-    py
-}
-
 /// What one recorded call looks like, without its volatile parts.
 fn signature(r: &Value) -> String {
     let q = r["query"].as_object().unwrap();
@@ -333,7 +313,7 @@ fn runpod_worker_makes_the_calls_the_official_sdk_makes() {
     let sdk_fake = FakeRunpod::start(&w.root.join("rp-sdk"), &protocol_jobs());
     let handler = w.root.join("sdk_handler.py");
     std::fs::write(&handler, SDK_HANDLER).unwrap();
-    let mut sdk = Command::new(sdk_python())
+    let mut sdk = Command::new(comfyver_testkit::cloud::runpod_sdk_python())
         .arg(&handler)
         .envs(sdk_fake.env())
         .env("RUNPOD_SKIP_GPU_CHECK", "true")
