@@ -295,6 +295,14 @@ fn key_queue_limit_cancel_versions_progress_and_secrets() {
         );
     }
 
+    // A failed job leaves no per-job output folder behind.
+    let mut failing = smoke_workflow(false);
+    failing["4"] = json!({"class_type": "FakeFail", "inputs": {}});
+    let (_, r) = api.post("/runsync", &job(&failing));
+    assert!(r.to_string().contains("FakeFail"), "{r}");
+    let left = job_folders(&w.home("v1"));
+    assert!(left.is_empty(), "per-job output folders left: {left:?}");
+
     // Versions outside --versions: 400, nothing realized.
     let mut other = job(&smoke_workflow(false));
     other["input"]["version_id"] = json!("v9");
@@ -366,6 +374,26 @@ fn key_queue_limit_cancel_versions_progress_and_secrets() {
     assert_eq!(h["jobs"]["cancelled"], 2, "{h}");
     assert_eq!(h["jobs"]["failed"], 0, "{h}");
     stop(serve, &log);
+}
+
+/// The per-job folders (`output/comfyver/<job>`) under `home`.
+fn job_folders(home: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![home.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if !p.is_dir() || p.is_symlink() {
+                continue;
+            }
+            if dir.ends_with("output/comfyver") {
+                found.push(p);
+            } else {
+                stack.push(p);
+            }
+        }
+    }
+    found
 }
 
 fn comfy_pids(root: &Path) -> Vec<u32> {
@@ -504,7 +532,8 @@ fn denial_of_service_cases_leave_health_and_status_answering() {
     assert_eq!(h["jobs"]["inQueue"], 10, "{h}");
     let grown = peak_mb(pid).saturating_sub(base_mb);
     eprintln!("worker peak memory: {base_mb} MB before, +{grown} MB with 10 large jobs queued");
-    assert!(grown < 700, "the worker grew by {grown} MB");
+    // Measured: +183 MB for ten queued (unbounded, forty took it past 900 MB).
+    assert!(grown < 400, "the worker grew by {grown} MB");
 
     // 4. A 64 MB URL: refused (431/414), not echoed, memory unchanged.
     let before = peak_mb(pid);
