@@ -12,6 +12,11 @@
 # Environment:
 #   COMFYVER_VERSION_ID  version served when a job names none
 #   COMFYVER_LISTEN      address of the local job API (not in worker mode)
+#   COMFYVER_API_KEY     the key the local job API requires (Authorization:
+#                        Bearer <key>); without one, serve refuses to listen on
+#                        the default 0.0.0.0:8000 unless COMFYVER_NO_AUTH=1
+#   COMFYVER_MAX_QUEUE   queued jobs at most (default 8; beyond: 429)
+#   COMFYVER_VERSIONS    the only versions jobs may name (comma-separated)
 #   COMFYVER_VOLUME      network volume mount point (default /runpod-volume)
 #   COMFY_CACHE          cache root (default $COMFYVER_VOLUME/.comfy-cache)
 #   COMFY_VERSIONS_DIR   version specs (default $COMFYVER_VOLUME/versions)

@@ -97,6 +97,18 @@ registry! {
     COMFYVER_LISTEN,
     /// `1`/`true`: `serve` stops after each job (RunPod's `refresh_worker`).
     REFRESH_WORKER,
+    /// The key every local job API endpoint but `/health` requires
+    /// (`Authorization: Bearer <key>` or the raw key; never logged).
+    COMFYVER_API_KEY,
+    /// `1`/`true`: `serve` listens on a non-loopback address without a key.
+    COMFYVER_NO_AUTH,
+    /// The most jobs the local job API holds queued (default 8); beyond: 429.
+    COMFYVER_MAX_QUEUE,
+    /// Comma-separated version ids `serve` may run (default: any).
+    COMFYVER_VERSIONS,
+    /// The Standard Webhooks secret (`whsec_<base64>`) `serve` signs webhook
+    /// deliveries with (never logged, never in ComfyUI's environment).
+    COMFYVER_WEBHOOK_SECRET,
     /// RunPod: the job-take URL; when set, `serve` is a RunPod worker.
     RUNPOD_WEBHOOK_GET_JOB,
     /// RunPod: the job-done URL (`$ID` is the job id).

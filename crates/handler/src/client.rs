@@ -130,6 +130,13 @@ fn run_job_inner(
     let job_prefix = format!("comfyver/{job_id}");
     let mut workflow = job.workflow.clone();
     prefix_outputs(&mut workflow, &job_prefix);
+    // The job's output folder goes when the job ends, however it ends (a
+    // failed job leaves no folder behind), unless outputs are kept.
+    let _output_dir = JobOutputDir((!opts.keep_outputs).then(|| {
+        let mut ours = PathBuf::from(comfy.data_dir()).join("output");
+        ours.extend(job_prefix.split('/'));
+        ours
+    }));
 
     // Input images get names of their own for this job (so concurrent jobs on
     // one input directory never see each other's files) and are removed when
@@ -243,11 +250,6 @@ fn run_job_inner(
         }
         (OutputSink::Base64, _) => {}
     }
-    if !opts.keep_outputs {
-        let mut ours = PathBuf::from(comfy.data_dir()).join("output");
-        ours.extend(job_prefix.split('/'));
-        let _ = std::fs::remove_dir_all(ours);
-    }
     let timings = JobTimings {
         upload_ms,
         queue_ms: start_ts.map(|s| s.saturating_sub(posted_at)).unwrap_or(0),
@@ -266,6 +268,17 @@ fn run_job_inner(
         execution_error,
         timings,
     })
+}
+
+/// One job's output folder in ComfyUI's output directory; removed on drop.
+struct JobOutputDir(Option<PathBuf>);
+
+impl Drop for JobOutputDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// The input files one job uploaded; removed from ComfyUI's input directory on drop.

@@ -190,6 +190,20 @@ pub struct StartTimings {
 }
 
 /// A running ComfyUI, our child. Stopped (and reaped) on drop.
+/// Variables of comfyver's own environment ComfyUI is started without: API
+/// keys, the webhook secret and cloud credentials.
+const SECRET_VARS: &[&str] = &[
+    comfyver_env::RUNPOD_AI_API_KEY,
+    comfyver_env::COMFYVER_API_KEY,
+    comfyver_env::COMFYVER_WEBHOOK_SECRET,
+    comfyver_env::BUCKET_ACCESS_KEY_ID,
+    comfyver_env::BUCKET_SECRET_ACCESS_KEY,
+    comfyver_env::GOOGLE_APPLICATION_CREDENTIALS,
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
 #[derive(Debug)]
 pub(crate) struct ComfyProcess {
     child: Mutex<Child>,
@@ -294,8 +308,13 @@ impl ComfyProcess {
         cmd.args(&opts.extra_args)
             .current_dir(&env.core_dir)
             .env_remove("PYTHONPATH")
-            .env_remove("VIRTUAL_ENV")
-            .env("PYTHONUNBUFFERED", "1")
+            .env_remove("VIRTUAL_ENV");
+        // The worker's secrets never reach ComfyUI or its custom nodes (a
+        // version's own `env` may still set what it needs).
+        for secret in SECRET_VARS {
+            cmd.env_remove(secret);
+        }
+        cmd.env("PYTHONUNBUFFERED", "1")
             .envs(&env.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -6,7 +6,9 @@
 //!   poll, job-done, progress, ping heartbeat), configured from the
 //!   environment RunPod injects ([`RunpodConfig::from_env`]).
 //! - [`serve_local`]: a local job API shaped like RunPod's (`POST /run`,
-//!   `POST /runsync`, `GET /status/{id}`, `POST /cancel/{id}`, `GET /health`).
+//!   `POST /runsync`, `GET /status/{id}`, `POST /cancel/{id}`, `GET /health`,
+//!   `GET /ready`) on hyper, configured by [`LocalApiOptions`]: a key, a queue
+//!   limit, read timeouts and size caps, so it may face a network.
 //!
 //! Both run jobs one at a time on the calling thread (ComfyUI runs one prompt
 //! at a time, and the ComfyUI child must be spawned by a thread that outlives
@@ -28,7 +30,7 @@ use std::time::Duration;
 use comfyver_handler::{ComfyEnv, HandlerError, JobOptions, StartOptions, failed_job_json};
 use serde_json::Value;
 
-pub use local_api::serve_local;
+pub use local_api::{LocalApiOptions, serve_local};
 pub use runpod::{RunpodConfig, serve_runpod};
 
 /// An error of the version provider, kept as the source of [`ServeError::Version`].
@@ -64,6 +66,9 @@ pub struct ServeOptions {
     /// Refresh the worker after every job (RunPod: `stopPod`, then exit; local:
     /// a fresh ComfyUI for the next job). A job can also ask with `input.refresh_worker`.
     pub refresh_worker: bool,
+    /// The versions jobs may name (empty: any). The default version is always
+    /// allowed; a job naming another one fails without anything realized.
+    pub versions: Vec<String>,
 }
 
 impl ServeOptions {
@@ -75,7 +80,29 @@ impl ServeOptions {
             job: JobOptions::default(),
             grace: Duration::from_secs(30),
             refresh_worker: false,
+            versions: Vec::new(),
         }
+    }
+
+    /// Whether jobs may run `version_id` ([`ServeOptions::versions`]).
+    pub(crate) fn allows(&self, version_id: &str) -> Result<(), ServeError> {
+        if self.versions.is_empty()
+            || version_id == self.default_version
+            || self.versions.iter().any(|v| v == version_id)
+        {
+            return Ok(());
+        }
+        let mut allowed = vec![self.default_version.clone()];
+        allowed.extend(
+            self.versions
+                .iter()
+                .filter(|v| **v != self.default_version)
+                .cloned(),
+        );
+        Err(ServeError::VersionNotAllowed {
+            version_id: version_id.to_string(),
+            allowed: allowed.join(", "),
+        })
     }
 }
 
@@ -151,6 +178,24 @@ pub enum ServeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The job names a version this worker does not serve (`--versions`).
+    #[error(
+        "version `{version_id}` is not served by this worker (it serves {allowed}); send the job to a worker of that version or add it to --versions"
+    )]
+    VersionNotAllowed {
+        /// The version the job asked for.
+        version_id: String,
+        /// The versions the worker serves, comma-separated.
+        allowed: String,
+    },
+    /// The local job API would be reachable from other machines with no key.
+    #[error(
+        "the local job API would listen on {addr}, reachable from other machines, without a key; set COMFYVER_API_KEY (or --api-key-file), listen on 127.0.0.1, or pass --no-auth to serve it open on purpose"
+    )]
+    Unprotected {
+        /// The address.
+        addr: String,
+    },
     /// The RunPod environment is incomplete or malformed.
     #[error("RunPod worker mode: {0}")]
     RunpodConfig(String),
@@ -166,6 +211,8 @@ impl ServeError {
             ServeError::Stopped { .. } => "stopped",
             ServeError::NotRun { .. } => "not_run",
             ServeError::Listen { .. } => "listen",
+            ServeError::VersionNotAllowed { .. } => "version_not_allowed",
+            ServeError::Unprotected { .. } => "unprotected",
             ServeError::RunpodConfig(_) => "config",
         }
     }

@@ -150,6 +150,8 @@ struct LiveState {
     stopped_by: Option<i32>,
     /// When the running job's prompt was last interrupted.
     interrupted_at: Option<Instant>,
+    /// The running job's latest progress `{"node", "class_type", "step", "steps"}`.
+    progress: Option<Value>,
 }
 
 impl Live {
@@ -170,6 +172,12 @@ impl Live {
     /// How many times a ComfyUI was started.
     pub(crate) fn starts(&self) -> usize {
         self.starts.load(Ordering::SeqCst)
+    }
+
+    /// The running job's id and latest progress, if it reported any.
+    pub(crate) fn progress(&self) -> Option<(String, Value)> {
+        let s = self.lock();
+        Some((s.job.clone()?, s.progress.clone()?))
     }
 
     /// Cancels job `id`: the running one is interrupted; one about to begin
@@ -194,6 +202,7 @@ impl Live {
         s.cancelled = s.cancel_for.take().as_deref() == Some(id);
         s.stopped_by = None;
         s.interrupted_at = None;
+        s.progress = None;
     }
 
     /// While the job is cancelled or stopped, interrupts its prompt again on
@@ -219,6 +228,7 @@ impl Live {
         let mut s = self.lock();
         s.job = None;
         s.prompt_id = None;
+        s.progress = None;
         (std::mem::take(&mut s.cancelled), s.stopped_by.take())
     }
 }
@@ -253,10 +263,24 @@ impl JobReporter for Tracking<'_> {
     }
     fn node_started(&self, node_id: &str, class_type: &str) {
         self.live.reinterrupt();
+        self.live.lock().progress = Some(json!({"node": node_id, "class_type": class_type}));
         self.inner.node_started(node_id, class_type);
     }
     fn progress(&self, node_id: &str, value: f64, max: f64) {
         self.live.reinterrupt();
+        {
+            let mut s = self.live.lock();
+            let class_type = s
+                .progress
+                .as_ref()
+                .filter(|p| p["node"] == node_id)
+                .and_then(|p| p.get("class_type").cloned());
+            let mut p = json!({"node": node_id, "step": value, "steps": max});
+            if let Some(c) = class_type {
+                p["class_type"] = c;
+            }
+            s.progress = Some(p);
+        }
         self.inner.progress(node_id, value, max);
     }
 }
@@ -400,7 +424,11 @@ impl<'a> Worker<'a> {
         self.live.begin_job(&req.id);
         let live = Arc::clone(&self.live);
         let opts = self.opts;
-        let outcome = match self.ensure(&version) {
+        let outcome = match self
+            .opts
+            .allows(&version)
+            .and_then(|()| self.ensure(&version))
+        {
             Err(e) => Outcome::Failed(e.to_job_json()),
             // Cancelled while its version was being prepared: it does not run.
             Ok(_) if live.lock().cancelled => {

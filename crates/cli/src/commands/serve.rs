@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use comfyver_handler::ComfyEnv;
 use comfyver_realize::HomeInUse;
-use comfyver_serve::{ProviderError, RunpodConfig, ServeOptions};
+use comfyver_serve::{LocalApiOptions, ProviderError, RunpodConfig, ServeOptions};
 
 use super::session_flags::SessionFlags;
 
@@ -30,6 +31,30 @@ pub(crate) struct ServeArgs {
         env = comfyver_env::COMFYVER_LISTEN
     )]
     pub listen: String,
+    /// A file holding the key the local job API requires (else COMFYVER_API_KEY);
+    /// clients send `Authorization: Bearer <key>`. `/health` needs none.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Serve the local job API with no key on a non-loopback address (refused otherwise).
+    #[arg(long, env = comfyver_env::COMFYVER_NO_AUTH)]
+    pub no_auth: bool,
+    /// Jobs the local job API holds queued at most; beyond, /run and /runsync answer 429.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = LocalApiOptions::DEFAULT_MAX_QUEUE,
+        env = comfyver_env::COMFYVER_MAX_QUEUE
+    )]
+    pub max_queue: usize,
+    /// The only versions jobs may name, comma-separated (the default version is
+    /// always served); a job naming another fails without anything realized.
+    #[arg(
+        long,
+        value_name = "ID,ID",
+        value_delimiter = ',',
+        env = comfyver_env::COMFYVER_VERSIONS
+    )]
+    pub versions: Vec<String>,
     /// After SIGTERM/SIGINT, how long the current job may still run, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub grace: u64,
@@ -56,6 +81,17 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
     opts.job = args.session.job_options()?;
     opts.grace = Duration::from_secs(args.grace);
     opts.refresh_worker = args.refresh_worker;
+    opts.versions = args
+        .versions
+        .iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    for v in &opts.versions {
+        if let Some(reason) = comfyver_spec::names::version_id_reason(v) {
+            anyhow::bail!("--versions names `{v}`, which is not a version id: {reason}");
+        }
+    }
 
     let other_flags = RealizeFlags {
         home: None::<PathBuf>,
@@ -88,8 +124,36 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
     let log = |line: &str| ctx.out.info(line);
     match RunpodConfig::from_env() {
         Some(config) => comfyver_serve::serve_runpod(&config?, &provider, &opts, &log)?,
-        None => comfyver_serve::serve_local(&args.listen, &provider, &opts, &log)?,
+        None => {
+            let mut api = LocalApiOptions::new(&args.listen);
+            api.api_key = api_key(args.api_key_file.as_deref())?;
+            api.no_auth = args.no_auth;
+            api.max_queue = args.max_queue;
+            comfyver_serve::serve_local(&api, &provider, &opts, &log)?
+        }
     }
     ctx.out.info("serve stopped");
     Ok(Exit::Success)
+}
+
+/// The local job API's key: the first line of `--api-key-file`, else
+/// `COMFYVER_API_KEY`; an empty key is an error, not an open API.
+fn api_key(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let (key, from) = match file {
+        Some(f) => (
+            std::fs::read_to_string(f)
+                .with_context(|| format!("could not read the API key file {}", f.display()))?,
+            format!("the API key file {}", f.display()),
+        ),
+        None => match std::env::var(comfyver_env::COMFYVER_API_KEY) {
+            Ok(k) => (k, comfyver_env::COMFYVER_API_KEY.to_string()),
+            Err(_) => return Ok(None),
+        },
+    };
+    let key = key.lines().next().unwrap_or_default().trim().to_string();
+    anyhow::ensure!(
+        !key.is_empty(),
+        "{from} holds an empty key; put the key in it, or leave it unset"
+    );
+    Ok(Some(key))
 }

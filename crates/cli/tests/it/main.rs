@@ -5,6 +5,7 @@
 
 mod docker;
 mod faults;
+mod front_door;
 mod import;
 mod import_install;
 mod interop;
