@@ -7,6 +7,7 @@ mod faults;
 mod import;
 mod import_install;
 mod interop;
+mod job_models;
 mod model_folders;
 mod models;
 mod nodes;
