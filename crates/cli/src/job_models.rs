@@ -59,7 +59,7 @@ impl JobModelProvider for StoreJobModels {
             fetch_job_models(&self.layout, &requests, &self.opts, &NoReporter).map_err(|e| {
                 ModelFailure {
                     index: e.index,
-                    reason: Box::new(e.source),
+                    reason: e.source,
                 }
             })?;
         Ok(ProvidedModels {

@@ -68,7 +68,7 @@ pub struct JobModelError {
     pub url: String,
     /// Why.
     #[source]
-    pub source: ModelsError,
+    pub source: Box<ModelsError>,
 }
 
 /// The cross-process "in use" lock of a store path.
@@ -134,7 +134,7 @@ pub fn fetch_job_models(
     let fail = |index: usize, source: ModelsError| JobModelError {
         index,
         url: redact(&requests[index].source),
-        source,
+        source: Box::new(source),
     };
     let mut models = Vec::new();
     for (i, r) in requests.iter().enumerate() {
