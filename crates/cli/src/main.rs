@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod context;
 mod diagnostics;
+mod job_models;
 mod output;
 mod pipeline;
 mod progress;

@@ -76,6 +76,12 @@ registry! {
     /// The most bytes one model download may write when neither the spec's
     /// `size` nor the server gives the length (default 256 GiB).
     COMFYVER_MAX_MODEL_BYTES,
+    /// The budget, in GB, of model files that only jobs brought (`input.models`,
+    /// URLs in loader inputs); the least recently used are evicted beyond it.
+    COMFYVER_JOB_MODELS_MAX_GB,
+    /// Hosts (comma-separated) a job's model URLs may reach although they are
+    /// loopback, private or link-local addresses (e.g. `127.0.0.1,models.lan`).
+    COMFYVER_JOB_MODEL_HOSTS,
     /// Hugging Face token, sent only to the Hugging Face endpoint.
     HF_TOKEN,
     /// The Hugging Face endpoint `hf://` sources resolve against.

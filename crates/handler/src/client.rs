@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::cloud_sink::CloudSink;
 use crate::error::{HandlerError, NodeFailure, NodeInputError};
 use crate::job::{Job, check_api_format, class_of, prefix_outputs, substitute_input};
+use crate::job_models::JobModelProvider;
 use crate::outputs::fetch_outputs;
 use crate::process::ComfyProcess;
 use crate::sink::{JobOutput, JobTimings, OutputSink, write_to_dir};
@@ -54,6 +55,8 @@ pub struct JobOptions {
     /// The job id in cloud object names (`<prefix>/<job id>/<file>`), e.g. a
     /// RunPod job id; default: the prompt id.
     pub job_id: Option<String>,
+    /// Fetches the models a job brings; without one, such a job fails.
+    pub models: Option<std::sync::Arc<dyn JobModelProvider>>,
 }
 
 impl Default for JobOptions {
@@ -66,8 +69,48 @@ impl Default for JobOptions {
             history_poll: Duration::from_secs(5),
             cloud: None,
             job_id: None,
+            models: None,
         }
     }
+}
+
+/// Fetches the job's models before anything is queued and sets the loader
+/// inputs that named a URL to the stored file's name.
+fn provide_models(
+    job: &Job,
+    opts: &JobOptions,
+    workflow: &mut Value,
+) -> Result<Option<Box<dyn Send>>, HandlerError> {
+    let wanted = job.model_requests();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let Some(provider) = &opts.models else {
+        return Err(HandlerError::Model {
+            path: wanted[0].json_path.clone(),
+            url: wanted[0].redacted_url(),
+            source: "this front end fetches no job models".into(),
+        });
+    };
+    let provided = provider.provide(&wanted).map_err(|f| {
+        let m = wanted.get(f.index).unwrap_or(&wanted[0]);
+        HandlerError::Model {
+            path: m.json_path.clone(),
+            url: m.redacted_url(),
+            source: f.reason,
+        }
+    })?;
+    for (m, name) in wanted.iter().zip(&provided.names) {
+        if let Some((node, input)) = &m.replaces
+            && let Some(slot) = workflow
+                .get_mut(node)
+                .and_then(|n| n.get_mut("inputs"))
+                .and_then(|i| i.get_mut(input))
+        {
+            *slot = Value::String(name.clone());
+        }
+    }
+    Ok(Some(provided.guard))
 }
 
 /// How long one WebSocket read waits before the loop looks at the child and the clock.
@@ -129,6 +172,8 @@ fn run_job_inner(
     let client_id = crate::uuid::new_v4();
     let job_prefix = format!("comfyver/{job_id}");
     let mut workflow = job.workflow.clone();
+    // Held until the job ends: its models stay in use.
+    let _models = provide_models(job, opts, &mut workflow)?;
     prefix_outputs(&mut workflow, &job_prefix);
     // The job's output folder goes when the job ends, however it ends (a
     // failed job leaves no folder behind), unless outputs are kept.

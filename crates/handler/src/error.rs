@@ -116,6 +116,20 @@ impl FailedPack {
 /// Everything that can go wrong starting ComfyUI or running a job.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// A model the job brings could not be provided; the prompt did not run.
+    #[error(
+        "the job's model at `{path}` ({url}) could not be provided, so the prompt was not run; \
+         fix the entry and submit the job again"
+    )]
+    Model {
+        /// The entry's JSON path (`input.models[0]`, `input.workflow.4.inputs.lora_name`).
+        path: String,
+        /// Its URL, redacted.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A file or directory could not be created, read or written.
     #[error("{what} {}", .path.display())]
     Io {
@@ -433,6 +447,7 @@ impl HandlerError {
             HandlerError::Upload { .. } => "upload",
             HandlerError::Failed(_) => "failed",
             HandlerError::Sink { .. } => "sink",
+            HandlerError::Model { .. } => "model",
         }
     }
 
@@ -495,6 +510,11 @@ impl HandlerError {
             | HandlerError::StartTimeout { tail, .. }
             | HandlerError::ComfyDied { tail, .. } => tail.clone(),
             HandlerError::NoOutputs { errors } | HandlerError::Upload { errors } => errors.clone(),
+            HandlerError::Model { path, url, source } => {
+                out["model_error"] =
+                    json!({"path": path, "url": url, "reason": source.to_string()});
+                vec![format!("{path} ({url}): {source}")]
+            }
             _ => return None,
         })
     }

@@ -8,6 +8,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::error::HandlerError;
+use crate::job_models::{JobModel, loader_urls, parse_models};
 
 /// An input image uploaded to ComfyUI before the workflow runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct Job {
     /// `input.comfy_org_api_key`), sent as `extra_data.api_key_comfy_org`.
     /// When unset, `COMFY_ORG_API_KEY` is used. Never printed.
     pub comfy_org_api_key: Option<String>,
+    /// Models the job brings (`input.models`, `--model`), fetched before
+    /// the prompt is queued; URLs in loader inputs are added to them.
+    pub models: Vec<JobModel>,
 }
 
 impl std::fmt::Debug for Job {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for Job {
                 "comfy_org_api_key",
                 &self.comfy_org_api_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("models", &self.models)
             .finish()
     }
 }
@@ -61,6 +66,7 @@ impl Job {
             workflow,
             images: Vec::new(),
             comfy_org_api_key: None,
+            models: Vec::new(),
         })
     }
 
@@ -104,6 +110,10 @@ impl Job {
                     "'comfy_org_api_key' must be a string".into(),
                 ));
             }
+        }
+        match input.get("models") {
+            None | Some(Value::Null) => {}
+            Some(models) => job.models = parse_models(models)?,
         }
         match input.get("images") {
             None | Some(Value::Null) => {}
@@ -149,6 +159,49 @@ impl Job {
             bytes,
         });
         Ok(())
+    }
+
+    /// Adds a model from `--model URL[,target_subdir]` (folder default `checkpoints`).
+    pub fn add_model_arg(&mut self, arg: &str) -> Result<(), HandlerError> {
+        let (url, subdir) = match arg.rsplit_once(',') {
+            Some((u, s))
+                if !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c)) =>
+            {
+                (u, s.trim())
+            }
+            _ => (arg, "checkpoints"),
+        };
+        if url.trim().is_empty() || subdir.is_empty() {
+            return Err(HandlerError::BadJobInput(format!(
+                "--model `{}` must be URL[,target_subdir]",
+                comfyver_spec::redact(arg)
+            )));
+        }
+        let n = self
+            .models
+            .iter()
+            .filter(|m| m.json_path.starts_with("--model"))
+            .count();
+        self.models.push(JobModel {
+            json_path: format!("--model[{n}]"),
+            source: url.trim().to_string(),
+            target_subdir: subdir.to_string(),
+            name: None,
+            sha256: None,
+            size: None,
+            replaces: None,
+        });
+        Ok(())
+    }
+
+    /// Every model the job needs: [`Job::models`], then the URLs in known
+    /// loader inputs ([`crate::MODEL_INPUTS`]).
+    pub fn model_requests(&self) -> Vec<JobModel> {
+        let mut all = self.models.clone();
+        all.extend(loader_urls(&self.workflow));
+        all
     }
 
     /// Adds an image from `--image name=path`.

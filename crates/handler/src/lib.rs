@@ -24,6 +24,11 @@
 //!   [`OutputSink`], also when a node raised after others produced outputs;
 //!   [`JobOutput::to_json`] gives the worker-comfyui compatible result, and
 //!   [`failed_job_json`] the failed-job JSON of any error.
+//! - [`JobModel`]s: `input.models` entries and URLs in known loader inputs
+//!   ([`MODEL_INPUTS`]), fetched by the [`JobOptions::models`] provider
+//!   before the prompt is queued (a failure is `kind: "model"`, naming the
+//!   entry's JSON path and its redacted URL), loader inputs replaced by the
+//!   stored names.
 //! - [`OutputHashes`] reduces a job's outputs to SHA-256 and pixel hashes
 //!   (PNG metadata ignored) and compares them with a recorded set.
 //! - [`CloudSink`] prepares the `gcs`/`s3` sinks (variables, credentials,
@@ -36,6 +41,7 @@ mod error;
 mod hashes;
 mod http;
 mod job;
+mod job_models;
 mod logs;
 mod node_report;
 mod outputs;
@@ -51,6 +57,7 @@ pub use cloud_sink::CloudSink;
 pub use error::{HandlerError, failed_job_json};
 pub use hashes::OutputHashes;
 pub use job::Job;
+pub use job_models::{JobModel, JobModelProvider, MODEL_INPUTS, ModelFailure, ProvidedModels};
 pub use node_report::NodeReport;
 pub use outputs::OutputData;
 pub use process::{ComfyEnv, GpuChoice, StartOptions};

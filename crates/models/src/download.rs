@@ -101,6 +101,15 @@ impl Client {
         let origin = host_of(url);
         let mut current = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
+            if let Some(rule) = &self.opts.hosts
+                && let Err(reason) = rule.check(&current)
+            {
+                return Err(ModelsError::HostRefused {
+                    path: model.path.clone(),
+                    url: redact(&current),
+                    reason,
+                });
+            }
             let mut req = self.agent.get(&current);
             if host_of(&current) == origin
                 && let Some(token) = self.tokens.for_url(&current)
@@ -534,6 +543,7 @@ pub(crate) fn download(
             ModelsError::HttpStatus { .. }
                 | ModelsError::TooLarge { .. }
                 | ModelsError::Redirects { .. }
+                | ModelsError::HostRefused { .. }
         ) {
             partial.discard();
         }

@@ -80,6 +80,16 @@ pub enum ModelsError {
         /// What was announced or sent, and the limit.
         detail: String,
     },
+    /// A job model's URL (or a redirect) leads where jobs may not fetch from.
+    #[error("model {path}: {url} is refused: {reason}")]
+    HostRefused {
+        /// The store path.
+        path: String,
+        /// The URL (redacted).
+        url: String,
+        /// Why (scheme, loopback, private, link-local or metadata address).
+        reason: String,
+    },
     /// Redirects went on without end.
     #[error(
         "model {path}: {url} redirected more than {max} times (a redirect loop?); \

@@ -55,6 +55,9 @@ pub struct FetchOptions {
     /// Hash every model already in the store; one that does not verify is
     /// moved aside (to `.comfyver/damaged/`) and fetched again.
     pub repair: bool,
+    /// The rule every URL (and every redirect) must pass: set for job
+    /// models, `None` for a spec's models (whose author chose the hosts).
+    pub hosts: Option<crate::HostRule>,
 }
 
 impl Default for FetchOptions {
@@ -74,6 +77,7 @@ impl Default for FetchOptions {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(DEFAULT_MAX_MODEL_BYTES),
             repair: false,
+            hosts: None,
         }
     }
 }
@@ -370,6 +374,8 @@ fn index_file(
             mtime_ns: mtime_ns(&meta),
             inode: std::os::unix::fs::MetadataExt::ino(&meta),
             verified_at: now_secs(),
+            job_only: false,
+            last_used: 0,
         },
     )
 }

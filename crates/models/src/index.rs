@@ -42,6 +42,17 @@ pub struct IndexEntry {
     pub inode: u64,
     /// When the content was last hashed (seconds since the epoch).
     pub verified_at: u64,
+    /// Only jobs brought this file (`input.models`, a URL in a loader
+    /// input): it counts against the job-model budget and may be evicted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_only: bool,
+    /// When a job last used it (seconds since the epoch; 0: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_used: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The whole index: entries by store path.
@@ -95,13 +106,20 @@ pub(crate) fn update_index(
     Ok(())
 }
 
-/// Records `entry` at `path`.
+/// Records `entry` at `path`. Whether only jobs brought the file, and when
+/// a job last used it, are kept from the entry it replaces (same source).
 pub(crate) fn record(
     layout: &CacheLayout,
     path: &str,
-    entry: IndexEntry,
+    mut entry: IndexEntry,
 ) -> Result<(), ModelsError> {
     update_index(layout, |i| {
+        if let Some(old) = i.models.get(path)
+            && old.key == entry.key
+        {
+            entry.job_only |= old.job_only;
+            entry.last_used = entry.last_used.max(old.last_used);
+        }
         i.models.insert(path.to_string(), entry);
     })
 }

@@ -16,6 +16,10 @@
 //!   store by content (hard link or copy) and indexed with their SHA-256.
 //! - [`is_present`]: the warm-path check (one `stat`).
 //! - [`verify_models`], [`actual_model`] (what the store holds for a model), [`list_store`], [`gc_plan`] / [`gc_apply`].
+//! - [`fetch_job_models`]: the models a job brings by URL, only from hosts
+//!   its [`HostRule`] allows (redirects included), held in use while the job
+//!   runs; [`evict_job_models`] keeps files only jobs brought within a
+//!   budget, least recently used first.
 //! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store,
 //!   and [`link_custom_folders`]: the home's links for packs' own folders.
 
@@ -28,7 +32,9 @@ mod fetch;
 mod folders;
 mod gc;
 mod hash;
+mod hosts;
 mod index;
+mod job_models;
 mod local;
 mod progress;
 mod store;
@@ -42,7 +48,12 @@ pub use fetch::{
 };
 pub use folders::link_custom_folders;
 pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
+pub use hosts::HostRule;
 pub use index::{Index, IndexEntry};
+pub use job_models::{
+    JobModelError, JobModelOptions, JobModelRequest, JobModelsInUse, evict_job_models,
+    fetch_job_models,
+};
 pub use progress::{NoReporter, Reporter};
 pub use store::source_key;
 pub use verify::{VerifyReport, VerifyStatus, actual_model, verify_models};

@@ -185,6 +185,8 @@ fn verify_one(
             mtime_ns: mtime_ns(&meta),
             inode: std::os::unix::fs::MetadataExt::ino(&meta),
             verified_at: now_secs(),
+            job_only: false,
+            last_used: 0,
         },
     )?;
     Ok(VerifyStatus::Ok { hashed: true })

@@ -28,12 +28,17 @@ pub(crate) struct JobFlags {
         required_unless_present = "input"
     )]
     pub workflow: Option<PathBuf>,
-    /// A worker-comfyui job: {"input": {"workflow", "images": [{"name", "image"}]}}.
+    /// A worker-comfyui job: {"input": {"workflow", "images": [{"name", "image"}],
+    /// "models": [{"source", "target_subdir", "name", "sha256", "size"}]}}.
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
     /// An input image, uploaded before the prompt (repeatable).
     #[arg(long, value_name = "NAME=PATH")]
     pub image: Vec<String>,
+    /// A model the job brings, fetched into the store before the prompt runs
+    /// (repeatable; folder default `checkpoints`).
+    #[arg(long, value_name = "URL[,TARGET_SUBDIR]")]
+    pub model: Vec<String>,
     /// How ComfyUI starts and the job runs.
     #[command(flatten)]
     pub session: SessionFlags,
@@ -274,8 +279,11 @@ fn execute(
     for image in &args.job.image {
         job.add_image_arg(image)?;
     }
+    for model in &args.job.model {
+        job.add_model_arg(model)?;
+    }
     // Credentials and bucket permissions are checked before anything starts.
-    let opts = args.job.session.job_options()?;
+    let opts = args.job.session.job_options(ctx)?;
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
     let lock = pipeline::lock_for(ctx, &loaded)?;
     let req = pipeline::request(ctx, &loaded, &lock, &args.flags)?;

@@ -78,7 +78,7 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
     let mut opts = ServeOptions::new(default_id.clone());
     opts.start = args.session.start_options(args.session.comfy_args.clone());
     // Credentials and bucket permissions are checked before the first job.
-    opts.job = args.session.job_options()?;
+    opts.job = args.session.job_options(ctx)?;
     opts.grace = Duration::from_secs(args.grace);
     opts.refresh_worker = args.refresh_worker;
     opts.versions = args

@@ -1,11 +1,16 @@
 //! The flags of a ComfyUI session and its jobs, shared by `run`/`test` and
 //! `serve`: how ComfyUI starts (device, start timeout, extra arguments) and
-//! how each job runs (timeout, output sink, temporary outputs).
+//! how each job runs (timeout, output sink, temporary outputs, the budget of
+//! the models jobs bring).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use comfyver_handler::{CloudSink, GpuChoice, JobOptions, OutputSink, StartOptions};
+
+use crate::context::Ctx;
+use crate::job_models::StoreJobModels;
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SessionFlags {
@@ -41,6 +46,11 @@ pub(crate) struct SessionFlags {
     /// Also return temporary outputs (PreviewImage and the like).
     #[arg(long)]
     pub include_temp: bool,
+    /// The most GB (decimal) of model files only jobs brought (`input.models`,
+    /// URLs in loader inputs); beyond it the least recently used are evicted.
+    /// Default: no limit.
+    #[arg(long, value_name = "GB", env = comfyver_env::COMFYVER_JOB_MODELS_MAX_GB)]
+    pub job_models_max_gb: Option<f64>,
     /// Extra arguments for ComfyUI's main.py (repeatable).
     #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub comfy_args: Vec<String>,
@@ -77,10 +87,13 @@ impl SessionFlags {
 
     /// How each job runs, with the sink and its bucket prepared before
     /// anything starts (credentials and permissions are checked here).
-    pub(crate) fn job_options(&self) -> anyhow::Result<JobOptions> {
+    /// Job models go to `ctx`'s model store.
+    pub(crate) fn job_options(&self, ctx: &Ctx) -> anyhow::Result<JobOptions> {
         let sink = self.sink();
         let cloud = CloudSink::prepare(&sink)?;
+        let models = StoreJobModels::new(ctx, self.job_models_max_gb)?;
         Ok(JobOptions {
+            models: Some(Arc::new(models)),
             timeout: Duration::from_secs(self.timeout),
             sink,
             cloud,

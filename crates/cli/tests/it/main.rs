@@ -9,6 +9,7 @@ mod front_door;
 mod import;
 mod import_install;
 mod interop;
+mod job_models;
 mod model_folders;
 mod models;
 mod nodes;
