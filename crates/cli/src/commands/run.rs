@@ -283,7 +283,7 @@ fn execute(
     // Held until this function returns, after ComfyUI has stopped.
     let (realized, _in_use) = pipeline::realize_for_use(ctx, &req, &progress)?;
     let home = &realized.home;
-    let env = pipeline::env_of(home, &loaded.spec, &lock);
+    let env = pipeline::env_of(home, &loaded.spec, &lock, ctx.layout.models_dir());
     let before_start = invoked.elapsed();
     let mut extra_args = args.job.session.comfy_args.clone();
     if reproducible {
