@@ -272,6 +272,11 @@ fn answer(mut req: Request, shared: &Shared) {
                 "comfyui": {"version_id": shared.live.version(), "starts": shared.live.starts()},
                 "stopping": sys::stop_requested().is_some(),
             });
+            let mut v = v;
+            if let Some((confined, reason)) = shared.live.confined() {
+                v["comfyui"]["confined"] = json!(confined);
+                v["comfyui"]["confined_reason"] = json!(reason);
+            }
             drop(jobs);
             respond(req, 200, &v);
         }

@@ -2,6 +2,7 @@
 //! runs the real `comfyver` binary against real fixtures. One binary links once, which keeps
 //! CI's link steps few; `cargo test -p comfyver --test it realize::` runs one module.
 
+mod confine;
 mod docker;
 mod faults;
 mod import;
