@@ -83,8 +83,8 @@ impl From<NodeFailure> for HandlerError {
             class_type: f.class_type,
             exception_type: f.exception_type,
             message: f.message,
-            traceback: f.traceback,
-            hint: f.hint,
+            traceback: f.traceback.into_boxed_slice(),
+            hint: f.hint.map(Box::new),
         }
     }
 }
@@ -311,10 +311,11 @@ pub enum HandlerError {
         exception_type: String,
         /// The exception message.
         message: String,
-        /// The last traceback lines.
-        traceback: Vec<String>,
+        /// The last traceback lines (boxed, as the hint: it keeps every
+        /// `Result<_, HandlerError>` small).
+        traceback: Box<[String]>,
         /// comfyver's hint, when the node was refused a path by the confinement.
-        hint: Option<String>,
+        hint: Option<Box<String>>,
     },
     /// The prompt was interrupted by someone else.
     #[error("the job was interrupted in ComfyUI (node {node_id})")]
@@ -503,8 +504,8 @@ impl HandlerError {
                     class_type: class_type.clone(),
                     exception_type: exception_type.clone(),
                     message: message.clone(),
-                    traceback: traceback.clone(),
-                    hint: hint.clone(),
+                    traceback: traceback.to_vec(),
+                    hint: hint.as_deref().cloned(),
                 };
                 out["execution_error"] = failure.to_json();
                 vec![failure.summary()]

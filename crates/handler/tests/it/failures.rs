@@ -85,7 +85,7 @@ fn execution_error_names_node_exception_and_traceback() {
     else {
         panic!("expected an execution error, got {err}");
     };
-    assert_eq!(hint, &None, "no path was refused");
+    assert!(hint.is_none(), "no path was refused: {hint:?}");
     assert_eq!((node_id.as_str(), class_type.as_str()), ("1", "FakeFail"));
     assert!(exception_type.contains("RuntimeError"), "{exception_type}");
     assert_eq!(message, "FakeFail: intentional failure");
