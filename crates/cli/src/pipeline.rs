@@ -181,7 +181,10 @@ pub(crate) fn comfy_env(
     let lock = lock_for(ctx, &loaded)?;
     let req = request(ctx, &loaded, &lock, flags)?;
     let (realized, in_use) = realize_for_use(ctx, &req, reporter)?;
-    Ok((env_of(&realized.home, &loaded.spec, &lock), in_use))
+    Ok((
+        env_of(&realized.home, &loaded.spec, &lock, ctx.layout.models_dir()),
+        in_use,
+    ))
 }
 
 /// How ComfyUI starts from `home`: from its core (`<home>/core` on a shared
@@ -192,6 +195,7 @@ pub(crate) fn env_of(
     home: &Home,
     spec: &comfyver_spec::VersionSpec,
     lock: &ResolvedLock,
+    models_dir: &std::path::Path,
 ) -> ComfyEnv {
     let mut env: std::collections::BTreeMap<String, String> =
         home.python_env().into_iter().collect();
@@ -210,5 +214,6 @@ pub(crate) fn env_of(
             .iter()
             .filter_map(|n| n.name.clone())
             .collect(),
+        model_dirs: vec![models_dir.to_path_buf()],
     }
 }

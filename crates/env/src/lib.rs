@@ -95,6 +95,12 @@ registry! {
     COMFY_ORG_API_KEY,
     /// Test hook: the directory searched for GPU device files instead of `/dev`.
     COMFYVER_GPU_PROBE_PATH,
+    /// Whether ComfyUI and install scripts run confined by Landlock: `auto`
+    /// (default: when the kernel has it), `required` (refuse to start
+    /// without it) or `off`.
+    COMFYVER_CONFINE,
+    /// Test hook: `none` simulates a kernel without Landlock; a number, that ABI.
+    COMFYVER_LANDLOCK_PROBE,
     /// Set (to anything): no colors on stderr.
     NO_COLOR,
     /// The version `serve` runs when a job names none (also the entrypoint's).

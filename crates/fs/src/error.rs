@@ -101,4 +101,20 @@ pub enum FsError {
         /// The directory it must stay in.
         root: PathBuf,
     },
+    /// `--confine required` on a kernel without Landlock.
+    #[error(
+        "ComfyUI must run confined (--confine required, or COMFYVER_CONFINE=required) but {reason}; \
+         use a Linux 5.13+ kernel with Landlock enabled, or `--confine auto` to run unconfined"
+    )]
+    ConfineUnavailable {
+        /// Why the kernel offers no Landlock.
+        reason: String,
+    },
+    /// The Landlock ruleset could not be built.
+    #[error("could not build the Landlock ruleset; `--confine off` runs without it")]
+    Confine {
+        /// What the landlock crate reported.
+        #[source]
+        source: Box<landlock::RulesetError>,
+    },
 }

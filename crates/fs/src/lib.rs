@@ -4,11 +4,13 @@
 //! [`write_atomic`] (temp file in the same directory, fsync, rename), directory
 //! publication by rename ([`TempDir`] + [`TempDir::publish`]), and cross-process
 //! locks ([`FileLock`]). Child processes are started through [`child`]: own
-//! process group, killed with us, bounded by a timeout. [`CacheLayout`] names every path inside the cache root so
+//! process group, killed with us, bounded by a timeout; a [`Confinement`]
+//! limits what one may read and write (Landlock, applied in the child). [`CacheLayout`] names every path inside the cache root so
 //! that the stages agree on where things live.
 
 mod atomic;
 pub mod child;
+mod confine;
 mod error;
 mod inside;
 mod layout;
@@ -17,6 +19,7 @@ mod pause;
 mod tempdir;
 
 pub use atomic::{write_atomic, write_atomic_if_changed};
+pub use confine::{ConfineMode, ConfineStatus, Confinement, LandlockSupport};
 pub use error::FsError;
 pub use inside::read_inside;
 pub use layout::{CacheLayout, RUNPOD_VOLUME, default_cache_root};

@@ -264,7 +264,10 @@ fn run_job_inner(
     // A node that raised does not lose what other nodes produced (as
     // worker-comfyui): the outputs are fetched and the error is reported with
     // them; only a job with nothing to return fails.
-    let execution_error = check_status(&workflow, &entry)?;
+    let mut execution_error = check_status(&workflow, &entry)?;
+    if let Some(failure) = &mut execution_error {
+        failure.hint = comfy.refused_hint(failure);
+    }
     let (start_ts, end_ts) = exec_timestamps(&entry);
     let (mut items, fetch_errors) = fetch_outputs(
         &comfy.http,
@@ -621,6 +624,7 @@ fn check_status(workflow: &Value, entry: &Value) -> Result<Option<NodeFailure>, 
                     exception_type: s("exception_type"),
                     message: s("exception_message").trim_end().to_string(),
                     traceback: last,
+                    hint: None,
                 }));
             }
             "execution_interrupted" => {

@@ -50,14 +50,21 @@ pub struct NodeFailure {
     pub message: String,
     /// The last traceback lines.
     pub traceback: Vec<String>,
+    /// comfyver's hint, when the node was refused a path by the confinement.
+    pub hint: Option<String>,
 }
 
 impl NodeFailure {
     /// The line worker-comfyui puts in `errors` for an execution error.
     pub fn summary(&self) -> String {
         format!(
-            "Workflow execution error: Node Type: {}, Node ID: {}, Message: {}",
-            self.class_type, self.node_id, self.message
+            "Workflow execution error: Node Type: {}, Node ID: {}, Message: {}{}",
+            self.class_type,
+            self.node_id,
+            self.message,
+            self.hint
+                .as_ref()
+                .map_or(String::new(), |h| format!(" (comfyver: {h})"))
         )
     }
 
@@ -65,7 +72,7 @@ impl NodeFailure {
     pub fn to_json(&self) -> Value {
         json!({"node_id": self.node_id, "class_type": self.class_type,
                "exception_type": self.exception_type, "exception_message": self.message,
-               "traceback": self.traceback})
+               "traceback": self.traceback, "hint": self.hint})
     }
 }
 
@@ -76,7 +83,8 @@ impl From<NodeFailure> for HandlerError {
             class_type: f.class_type,
             exception_type: f.exception_type,
             message: f.message,
-            traceback: f.traceback,
+            traceback: f.traceback.into_boxed_slice(),
+            hint: f.hint.map(Box::new),
         }
     }
 }
@@ -298,9 +306,14 @@ pub enum HandlerError {
         /// Packs of the spec that failed to import (the class may come from one).
         failed_packs: Vec<FailedPack>,
     },
+    /// ComfyUI could not be confined as asked (`--confine required` on a
+    /// kernel without Landlock, or a ruleset that could not be built).
+    #[error("ComfyUI was not started")]
+    Confine(#[from] comfyver_fs::FsError),
     /// A node raised while executing.
     #[error(
-        "node {node_id} ({class_type}) failed: {exception_type}: {message}{}",
+        "node {node_id} ({class_type}) failed: {exception_type}: {message}{}{}",
+        hint.as_ref().map_or(String::new(), |h| format!("\nhint: {h}")),
         fmt_traceback(traceback)
     )]
     Execution {
@@ -312,8 +325,11 @@ pub enum HandlerError {
         exception_type: String,
         /// The exception message.
         message: String,
-        /// The last traceback lines.
-        traceback: Vec<String>,
+        /// The last traceback lines (boxed, as the hint: it keeps every
+        /// `Result<_, HandlerError>` small).
+        traceback: Box<[String]>,
+        /// comfyver's hint, when the node was refused a path by the confinement.
+        hint: Option<Box<String>>,
     },
     /// The prompt was interrupted by someone else.
     #[error("the job was interrupted in ComfyUI (node {node_id})")]
@@ -448,6 +464,7 @@ impl HandlerError {
             HandlerError::Failed(_) => "failed",
             HandlerError::Sink { .. } => "sink",
             HandlerError::Model { .. } => "model",
+            HandlerError::Confine(_) => "confine",
         }
     }
 
@@ -495,13 +512,15 @@ impl HandlerError {
                 exception_type,
                 message,
                 traceback,
+                hint,
             } => {
                 let failure = NodeFailure {
                     node_id: node_id.clone(),
                     class_type: class_type.clone(),
                     exception_type: exception_type.clone(),
                     message: message.clone(),
-                    traceback: traceback.clone(),
+                    traceback: traceback.to_vec(),
+                    hint: hint.as_deref().cloned(),
                 };
                 out["execution_error"] = failure.to_json();
                 vec![failure.summary()]

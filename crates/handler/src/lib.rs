@@ -10,6 +10,12 @@
 //!   state, so several sessions can be alive at once; a [`SessionControl`]
 //!   interrupts or kills one from another thread, and
 //!   [`Session::free_memory`] unloads its models.
+//! - ComfyUI runs confined by Landlock ([`StartOptions::confine`],
+//!   [`ConfineMode`]): it reads its version's files (home, core, linked node
+//!   checkouts, model store, venv, base Python, system paths) and writes only
+//!   its input, output, temp and user folders and a private `TMPDIR`;
+//!   [`Session::confined`] says whether it is, and a node refused a path
+//!   fails with a hint naming the path (and the pack, for its own checkout).
 //! - [`Session::node_report`] says which custom node packs failed to import
 //!   ([`NodeReport`]), with their log lines (front-end-only packs and core's
 //!   own files are no failures).
@@ -37,6 +43,7 @@
 
 mod client;
 mod cloud_sink;
+mod confine;
 mod error;
 mod hashes;
 mod http;
@@ -54,6 +61,7 @@ mod ws;
 
 pub use client::{JobOptions, JobReporter};
 pub use cloud_sink::CloudSink;
+pub use comfyver_fs::{ConfineMode, ConfineStatus, LandlockSupport};
 pub use error::{HandlerError, failed_job_json};
 pub use hashes::OutputHashes;
 pub use job::Job;

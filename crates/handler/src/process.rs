@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::error::HandlerError;
+use comfyver_fs::{ConfineMode, ConfineStatus, Confinement, LandlockSupport};
+
+use crate::confine::JobDirs;
+use crate::error::{HandlerError, NodeFailure};
 use crate::http::ComfyHttp;
 use crate::logs::{LogCapture, timestamp};
 use crate::sys;
@@ -39,6 +42,9 @@ pub struct ComfyEnv {
     /// whose import failures [`Session::node_report`](crate::Session::node_report)
     /// reports; empty: every pack ComfyUI's log marks `(IMPORT FAILED)`.
     pub node_packs: Vec<String>,
+    /// Directories ComfyUI reads models from besides the home (the shared
+    /// model store): read-only when it runs confined.
+    pub model_dirs: Vec<PathBuf>,
 }
 
 /// Whether ComfyUI gets the GPU.
@@ -166,6 +172,10 @@ pub struct StartOptions {
     pub stop_grace: Duration,
     /// A fixed port instead of a free one (tests; the identity check still applies).
     pub port: Option<u16>,
+    /// Whether ComfyUI runs confined by Landlock (default `auto`).
+    pub confine: ConfineMode,
+    /// What the kernel offers; `None`: probe it (tests inject a kernel without Landlock).
+    pub landlock: Option<LandlockSupport>,
 }
 
 impl Default for StartOptions {
@@ -176,6 +186,8 @@ impl Default for StartOptions {
             start_timeout: Duration::from_secs(600),
             stop_grace: Duration::from_secs(5),
             port: None,
+            confine: ConfineMode::Auto,
+            landlock: None,
         }
     }
 }
@@ -220,6 +232,9 @@ pub(crate) struct ComfyProcess {
     stop_grace: Duration,
     timings: StartTimings,
     device: DeviceChoice,
+    confinement: Confinement,
+    confined: ConfineStatus,
+    packs_dirs: Vec<(String, PathBuf)>,
     object_info: Mutex<Option<Arc<Value>>>,
 }
 
@@ -267,7 +282,16 @@ impl ComfyProcess {
         let output = env.data_dir.join("output");
         let user = env.data_dir.join("user");
         let instance_dir = env.data_dir.join("temp").join(&token);
-        for dir in [&input, &output, &user, &instance_dir, &env.logs_dir] {
+        // The private TMPDIR: beside the temp folder, which ComfyUI empties at start.
+        let tmpdir = env.data_dir.join("temp").join(format!("{token}-tmp"));
+        for dir in [
+            &input,
+            &output,
+            &user,
+            &instance_dir,
+            &tmpdir,
+            &env.logs_dir,
+        ] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| HandlerError::io("could not create directory", dir, e))?;
         }
@@ -316,10 +340,26 @@ impl ComfyProcess {
         }
         cmd.env("PYTHONUNBUFFERED", "1")
             .envs(&env.env)
+            .env("TMPDIR", &tmpdir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         sys::prepare_child(&mut cmd);
+        let dirs = JobDirs {
+            input,
+            output,
+            user,
+            temp: instance_dir.clone(),
+            tmpdir: tmpdir.clone(),
+        };
+        let confinement = crate::confine::plan(env, &dirs);
+        let support = opts.landlock.clone().unwrap_or_else(LandlockSupport::probe);
+        let confined = confinement
+            .apply(&mut cmd, opts.confine, &support)
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&instance_dir);
+                let _ = std::fs::remove_dir_all(&tmpdir);
+            })?;
         let mut child = cmd.spawn().map_err(|source| HandlerError::Spawn {
             python: env.python.clone(),
             source,
@@ -351,6 +391,9 @@ impl ComfyProcess {
                 to_ready: Duration::ZERO,
             },
             device,
+            confinement,
+            confined,
+            packs_dirs: crate::confine::packs(env),
             object_info: Mutex::new(None),
         };
         // Dropping `process` on any error below stops the child.
@@ -434,6 +477,19 @@ impl ComfyProcess {
     /// The per-version data directory (`input/`, `output/`, `user/`, `temp/`).
     pub(crate) fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Whether ComfyUI runs confined, and why.
+    pub(crate) fn confined(&self) -> &ConfineStatus {
+        &self.confined
+    }
+
+    /// comfyver's hint for a node refused a path by the confinement.
+    pub(crate) fn refused_hint(&self, failure: &NodeFailure) -> Option<String> {
+        if !self.confined.confined {
+            return None;
+        }
+        crate::confine::refused_hint(failure, &self.confinement, &self.packs_dirs)
     }
 
     /// The device ComfyUI was started on, and why (for the log).
@@ -538,6 +594,9 @@ impl ComfyProcess {
         sys::unregister(self.pid);
         self.drain_log();
         let _ = std::fs::remove_dir_all(&self.instance_dir);
+        let mut tmpdir = self.instance_dir.clone().into_os_string();
+        tmpdir.push("-tmp");
+        let _ = std::fs::remove_dir_all(tmpdir);
         status
     }
 }
@@ -612,6 +671,7 @@ mod tests {
             data_dir: "data".into(),
             version_id: "v".into(),
             node_packs: Vec::new(),
+            model_dirs: Vec::new(),
         };
         let fake = env(comfyver_testkit::comfy::fake_core_dir());
         assert!(fake.accepts_flag("--deterministic"));

@@ -20,6 +20,7 @@ use crate::node_report::NodeReport;
 use crate::process::{ComfyEnv, ComfyProcess, DeviceChoice, StartOptions, StartTimings};
 use crate::sink::JobOutput;
 use crate::sys;
+use comfyver_fs::ConfineStatus;
 
 /// How long an interrupt or a free request may take (another thread waits on it).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,6 +132,11 @@ impl Session {
     /// The device ComfyUI was started on, and why.
     pub fn device(&self) -> &DeviceChoice {
         self.process.device()
+    }
+
+    /// Whether ComfyUI runs confined by Landlock, and why (or why not).
+    pub fn confined(&self) -> &ConfineStatus {
+        self.process.confined()
     }
 
     /// How long starting took.

@@ -480,13 +480,18 @@ async fn answer(req: Request<Incoming>, shared: &Shared) -> Answer {
 fn health_json(shared: &Shared) -> Value {
     let jobs = shared.lock();
     let running = usize::from(jobs.running.is_some());
-    json!({
+    let mut health = json!({
         "jobs": {"completed": jobs.completed, "failed": jobs.failed, "cancelled": jobs.cancelled,
                  "inProgress": running, "inQueue": jobs.queue.len(), "retried": 0},
         "workers": {"idle": 1 - running, "running": running},
         "comfyui": {"version_id": shared.live.version(), "starts": shared.live.starts()},
         "stopping": sys::stop_requested().is_some(),
-    })
+    });
+    if let Some((confined, reason)) = shared.live.confined() {
+        health["comfyui"]["confined"] = json!(confined);
+        health["comfyui"]["confined_reason"] = json!(reason);
+    }
+    health
 }
 
 /// Why the worker should not be sent jobs now (`/ready`), or `None`.

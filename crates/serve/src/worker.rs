@@ -138,6 +138,8 @@ pub(crate) struct Live {
 struct LiveState {
     /// The running ComfyUI's control and version.
     comfy: Option<(SessionControl, String)>,
+    /// Whether the last ComfyUI started runs confined, and why.
+    confined: Option<comfyver_handler::ConfineStatus>,
     /// The running job's id.
     job: Option<String>,
     /// ComfyUI's prompt id of the running job.
@@ -167,6 +169,14 @@ impl Live {
     /// The version whose ComfyUI is running.
     pub(crate) fn version(&self) -> Option<String> {
         self.lock().comfy.as_ref().map(|c| c.1.clone())
+    }
+
+    /// Whether the last ComfyUI started runs confined, and why (`/health`).
+    pub(crate) fn confined(&self) -> Option<(bool, String)> {
+        self.lock()
+            .confined
+            .as_ref()
+            .map(|c| (c.confined, c.reason.clone()))
     }
 
     /// How many times a ComfyUI was started.
@@ -391,7 +401,12 @@ impl<'a> Worker<'a> {
                     pack["name"].as_str().unwrap_or_default()
                 ));
             }
-            self.live.lock().comfy = Some((session.control(), version.to_string()));
+            self.log
+                .event(&format!("ComfyUI runs {}", session.confined()));
+            let mut live = self.live.lock();
+            live.comfy = Some((session.control(), version.to_string()));
+            live.confined = Some(session.confined().clone());
+            drop(live);
             self.current = Some(session);
         }
         self.current

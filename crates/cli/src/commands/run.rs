@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use clap::Args;
 use comfyver_handler::{
-    ComfyEnv, HandlerError, Job, JobOutput, NodeReport, OutputHashes, Session, failed_job_json,
+    ComfyEnv, ConfineStatus, HandlerError, Job, JobOutput, NodeReport, OutputHashes, Session,
+    failed_job_json,
 };
 use serde_json::json;
 
@@ -102,14 +103,16 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Exit> {
             return Err(err);
         }
     };
-    let (result, packs) = outcome;
+    let (result, packs, confined) = outcome;
     match result {
         Ok(output) => {
-            ctx.out.json(&with_failed_packs(output.to_json(), &packs));
+            let value = with_confined(output.to_json(), confined.as_ref());
+            ctx.out.json(&with_failed_packs(value, &packs));
             Ok(Exit::Success)
         }
         Err(err) => {
-            ctx.out.json(&with_failed_packs(err.to_job_json(), &packs));
+            let value = with_confined(err.to_job_json(), confined.as_ref());
+            ctx.out.json(&with_failed_packs(value, &packs));
             Err(err.into())
         }
     }
@@ -128,7 +131,7 @@ pub(crate) fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
-    let (result, packs) = execute(ctx, &args.run, invoked, hashing)?;
+    let (result, packs, _) = execute(ctx, &args.run, invoked, hashing)?;
     let output = match result {
         Ok(output) => output,
         Err(err) => {
@@ -233,6 +236,19 @@ pub(crate) fn handler(ctx: &Ctx, args: HandlerArgs) -> anyhow::Result<Exit> {
     }
 }
 
+/// `value` with `"confined": true|false` and `"confined_reason"` once
+/// ComfyUI was started.
+fn with_confined(
+    mut value: serde_json::Value,
+    status: Option<&ConfineStatus>,
+) -> serde_json::Value {
+    if let Some(s) = status {
+        value["confined"] = json!(s.confined);
+        value["confined_reason"] = json!(s.reason);
+    }
+    value
+}
+
 /// `value` with `failed_packs: [{"name", "error", "log"}]` when a pack of the
 /// spec failed to import.
 fn with_failed_packs(mut value: serde_json::Value, packs: &NodeReport) -> serde_json::Value {
@@ -261,16 +277,24 @@ fn reproducible_args(ctx: &Ctx, env: &ComfyEnv, args: &mut Vec<String>) {
     }
 }
 
+/// The job's result, the node-pack report and the confinement of its ComfyUI.
+type Executed = (
+    Result<JobOutput, HandlerError>,
+    NodeReport,
+    Option<ConfineStatus>,
+);
+
 /// Prepares everything, runs the job; the outer error is a failure before
 /// the job (bad input, realize), the inner one the job's own. With
 /// `reproducible`, ComfyUI gets the flags of [`reproducible_args`]. Also
-/// returns the node-pack report (empty when ComfyUI did not start).
+/// returns the node-pack report (empty when ComfyUI did not start) and
+/// whether ComfyUI ran confined (`None` when it did not start).
 fn execute(
     ctx: &Ctx,
     args: &RunArgs,
     invoked: Instant,
     reproducible: bool,
-) -> anyhow::Result<(Result<JobOutput, HandlerError>, NodeReport)> {
+) -> anyhow::Result<Executed> {
     let mut job = match (&args.job.workflow, &args.job.input) {
         (Some(wf), _) => Job::from_workflow_file(wf)?,
         (None, Some(input)) => Job::from_input_file(input)?,
@@ -291,7 +315,7 @@ fn execute(
     // Held until this function returns, after ComfyUI has stopped.
     let (realized, _in_use) = pipeline::realize_for_use(ctx, &req, &progress)?;
     let home = &realized.home;
-    let env = pipeline::env_of(home, &loaded.spec, &lock);
+    let env = pipeline::env_of(home, &loaded.spec, &lock, ctx.layout.models_dir());
     let before_start = invoked.elapsed();
     let mut extra_args = args.job.session.comfy_args.clone();
     if reproducible {
@@ -300,9 +324,12 @@ fn execute(
     let start = args.job.session.start_options(extra_args);
     let session = match Session::start(&env, &start) {
         Ok(s) => s,
-        Err(e) => return Ok((Err(e), NodeReport::default())),
+        Err(e) => return Ok((Err(e), NodeReport::default(), None)),
     };
     ctx.out.info(&session.device().to_string());
+    ctx.out
+        .info(&format!("ComfyUI runs {}", session.confined()));
+    let confined = session.confined().clone();
     let timings = session.timings();
     ctx.out.debug(&format!(
         "{} warm={} invoke→spawn {:.1?}, spawn→ready {:.1?}",
@@ -330,5 +357,5 @@ fn execute(
     };
     let result = session.run_job(&job, &opts, &JobProgress::new(&ctx.out));
     session.stop();
-    Ok((result, report))
+    Ok((result, report, Some(confined)))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use comfyver_handler::{CloudSink, GpuChoice, JobOptions, OutputSink, StartOptions};
+use comfyver_handler::{CloudSink, ConfineMode, GpuChoice, JobOptions, OutputSink, StartOptions};
 
 use crate::context::Ctx;
 use crate::job_models::StoreJobModels;
@@ -54,6 +54,16 @@ pub(crate) struct SessionFlags {
     /// Extra arguments for ComfyUI's main.py (repeatable).
     #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub comfy_args: Vec<String>,
+    /// Confine ComfyUI with Landlock: `auto` (when the kernel has it),
+    /// `required` (refuse to start without it) or `off`. See docs/run.md,
+    /// "What a job can touch".
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "auto",
+        env = comfyver_env::COMFYVER_CONFINE
+    )]
+    pub confine: ConfineMode,
 }
 
 impl SessionFlags {
@@ -68,6 +78,7 @@ impl SessionFlags {
             },
             extra_args,
             start_timeout: Duration::from_secs(self.start_timeout),
+            confine: self.confine,
             ..StartOptions::default()
         }
     }

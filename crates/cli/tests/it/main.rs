@@ -3,6 +3,7 @@
 //! CI's link steps few; `cargo test -p comfyver --test it realize::` runs one module.
 #![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
 
+mod confine;
 mod docker;
 mod faults;
 mod front_door;

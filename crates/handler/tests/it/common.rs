@@ -20,6 +20,7 @@ pub(crate) fn env(home: &ComfyHome) -> ComfyEnv {
         data_dir: home.data_dir.clone(),
         version_id: "testver".into(),
         node_packs: Vec::new(),
+        model_dirs: vec![home.models_dir.clone()],
     }
 }
 

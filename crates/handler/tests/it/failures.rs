@@ -80,10 +80,12 @@ fn execution_error_names_node_exception_and_traceback() {
         exception_type,
         message,
         traceback,
+        hint,
     } = &err
     else {
         panic!("expected an execution error, got {err}");
     };
+    assert!(hint.is_none(), "no path was refused: {hint:?}");
     assert_eq!((node_id.as_str(), class_type.as_str()), ("1", "FakeFail"));
     assert!(exception_type.contains("RuntimeError"), "{exception_type}");
     assert_eq!(message, "FakeFail: intentional failure");

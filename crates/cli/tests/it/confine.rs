@@ -1,0 +1,137 @@
+//! ComfyUI runs confined by Landlock: a job reads only its version's files
+//! and writes only its own folders (`touch_pack` reads and writes any path
+//! it is given); `--confine off` lifts it; `required` without Landlock
+//! refuses to start.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use comfyver_testkit::world::World;
+use serde_json::{Value, json};
+
+fn run(w: &World, wf: &Value, extra: &[&str], env: &[(&str, &str)]) -> (Output, Value) {
+    let file = w.workflow("touch", wf);
+    let mut args = vec!["--json", "run", "v1", "--workflow", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = w.comfyver_env(Path::new(env!("CARGO_BIN_EXE_comfyver")), &args, None, env);
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, value)
+}
+
+fn read(path: &Path) -> Value {
+    json!({"1": {"class_type": "ReadPath", "inputs": {"path": path.to_str().unwrap()}}})
+}
+
+fn write(path: &Path) -> Value {
+    json!({"1": {"class_type": "WritePath", "inputs": {"path": path.to_str().unwrap(), "text": "x"}}})
+}
+
+fn landlock() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lsm").is_ok_and(|l| l.contains("landlock"))
+}
+
+/// A file in the model store (the world's one model).
+fn model_in_store(w: &World) -> PathBuf {
+    walk(&w.root.join("cache/models"))
+        .into_iter()
+        .find(|p| std::fs::read(p).is_ok_and(|b| b == b"not really a model"))
+        .expect("the model is in the store")
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            found.extend(walk(&p));
+        } else if p.is_file() {
+            found.push(p);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_job_reads_its_version_and_writes_its_folders_only() {
+    if !landlock() {
+        eprintln!("skipped: this kernel has no Landlock");
+        return;
+    }
+    let w = World::new(&["touch_pack"]);
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "the secret").unwrap();
+
+    // Reading outside fails with ComfyUI's error and comfyver's hint.
+    let (out, value) = run(&w, &read(&secret), &[], &[]);
+    assert!(!out.status.success(), "{value}");
+    let text = value.to_string();
+    assert!(text.contains("Permission denied"), "{text}");
+    let hint = value["execution_error"]["hint"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(hint.contains("outside the job's area"), "{value}");
+    assert!(hint.contains("node 1 (ReadPath)"), "{hint}");
+    assert!(hint.contains("secret.txt"), "{hint}");
+    assert!(!text.contains("the secret"), "{text}");
+    assert_eq!(value["confined"], json!(true), "{value}");
+
+    // Writing outside fails and creates nothing.
+    let planted = outside.path().join("planted.txt");
+    let (out, value) = run(&w, &write(&planted), &[], &[]);
+    assert!(!out.status.success(), "{value}");
+    assert!(!planted.exists(), "the outside file was created");
+    assert!(
+        value.to_string().contains("outside the job's area"),
+        "{value}"
+    );
+
+    // A normal job still produces its output; a model in the store is read.
+    let smoke = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ok"}},
+        "3": {"class_type": "ReadPath", "inputs": {"path": model_in_store(&w).to_str().unwrap()}}
+    });
+    let (out, value) = run(&w, &smoke, &[], &[]);
+    assert!(out.status.success(), "{value}");
+    assert!(!value["images"].as_array().unwrap().is_empty(), "{value}");
+    assert!(value.to_string().contains("not really a model"), "{value}");
+
+    // Off: the same reading job succeeds (so the test above can fail).
+    let (out, value) = run(&w, &read(&secret), &["--confine", "off"], &[]);
+    assert!(out.status.success(), "{value}");
+    assert!(value.to_string().contains("the secret"), "{value}");
+    assert_eq!(value["confined"], json!(false), "{value}");
+}
+
+#[test]
+fn required_without_landlock_refuses_and_auto_runs_unconfined() {
+    let w = World::new(&["touch_pack"]);
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "the secret").unwrap();
+    let no_landlock = [(comfyver_env::COMFYVER_LANDLOCK_PROBE, "none")];
+
+    let (out, value) = run(&w, &read(&secret), &["--confine", "required"], &no_landlock);
+    assert!(!out.status.success(), "{value}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--confine required"), "{stderr}");
+    assert!(stderr.contains("no Landlock"), "{stderr}");
+
+    let (out, value) = run(&w, &read(&secret), &[], &no_landlock);
+    assert!(out.status.success(), "{value}");
+    assert_eq!(value["confined"], json!(false), "{value}");
+    assert!(
+        value["confined_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no Landlock"),
+        "{value}"
+    );
+}

@@ -1,0 +1,282 @@
+//! What a job can touch: the [`Confinement`] of a version's ComfyUI, computed
+//! in one place from its [`ComfyEnv`], and the hint added to a node's error
+//! when the kernel refused it a path.
+
+use std::path::{Path, PathBuf};
+
+use comfyver_fs::Confinement;
+
+use crate::error::NodeFailure;
+use crate::process::ComfyEnv;
+
+/// The folders one ComfyUI instance writes: the job's input, output, temp
+/// and user folders, and its private `TMPDIR`.
+#[derive(Debug, Clone)]
+pub(crate) struct JobDirs {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub user: PathBuf,
+    pub temp: PathBuf,
+    pub tmpdir: PathBuf,
+}
+
+/// The paths of `env`'s ComfyUI (see `docs/run.md`, "What a job can touch"):
+///
+/// - read: the system paths, the home, its core checkout, every
+///   `custom_nodes/` entry (links resolved to the node cache), the model
+///   directories, the venv and the Python it was built from;
+/// - read and write: `dirs`, and the home's bytecode cache
+///   (`PYTHONPYCACHEPREFIX`, `.comfyver/pycache`).
+pub(crate) fn plan(env: &ComfyEnv, dirs: &JobDirs) -> Confinement {
+    let mut c = Confinement::new();
+    let home = env.base_dir.as_deref().unwrap_or(&env.core_dir);
+    c.read(home).read(&env.core_dir);
+    for (_, dir) in packs(env) {
+        c.read(dir);
+    }
+    if let Some(yaml) = &env.extra_model_paths {
+        c.read(yaml);
+    }
+    for models in &env.model_dirs {
+        c.read(models);
+    }
+    for python in python_roots(&env.python) {
+        c.read(python);
+    }
+    for dir in [
+        &dirs.input,
+        &dirs.output,
+        &dirs.user,
+        &dirs.temp,
+        &dirs.tmpdir,
+    ] {
+        c.write(dir);
+    }
+    if let Some(prefix) = env.env.get("PYTHONPYCACHEPREFIX") {
+        c.write(prefix);
+    }
+    c
+}
+
+/// The home's `custom_nodes/` entries with their resolved directories.
+pub(crate) fn packs(env: &ComfyEnv) -> Vec<(String, PathBuf)> {
+    let home = env.base_dir.as_deref().unwrap_or(&env.core_dir);
+    std::fs::read_dir(home.join("custom_nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let real = std::fs::canonicalize(e.path()).ok()?;
+            real.is_dir()
+                .then(|| (e.file_name().to_string_lossy().into_owned(), real))
+        })
+        .collect()
+}
+
+/// The venv of `python` (`<venv>/bin/python`) and the install root of the
+/// interpreter it was built from: the link's target, and the venv's
+/// `pyvenv.cfg` `home`.
+fn python_roots(python: &Path) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    // A bare name (`python3`) is found on PATH, as the spawn finds it.
+    let found;
+    let python = if python.components().count() == 1 {
+        found = std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(python))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_default();
+        match &found {
+            Some(p) => p.as_path(),
+            None => return roots,
+        }
+    } else {
+        python
+    };
+    let venv = python.parent().and_then(Path::parent);
+    if let Some(venv) = venv {
+        roots.push(venv.to_path_buf());
+        if let Ok(cfg) = std::fs::read_to_string(venv.join("pyvenv.cfg")) {
+            for line in cfg.lines() {
+                if let Some((key, value)) = line.split_once('=')
+                    && key.trim() == "home"
+                {
+                    let bin = PathBuf::from(value.trim());
+                    roots.extend(bin.parent().map(Path::to_path_buf));
+                }
+            }
+        }
+    }
+    if let Ok(real) = std::fs::canonicalize(python) {
+        roots.extend(real.parent().and_then(Path::parent).map(Path::to_path_buf));
+    }
+    roots
+}
+
+/// comfyver's hint for a node that failed with "permission denied" in a
+/// confined ComfyUI: which path was refused and why, naming the pack when it
+/// wrote into its own (shared, read-only) checkout. `None` when the failure
+/// is no refusal.
+pub(crate) fn refused_hint(
+    failure: &NodeFailure,
+    confinement: &Confinement,
+    packs: &[(String, PathBuf)],
+) -> Option<String> {
+    let text = format!(
+        "{} {} {}",
+        failure.exception_type,
+        failure.message,
+        failure.traceback.join("\n")
+    );
+    let refused = failure.exception_type == "PermissionError"
+        || text.contains("Permission denied")
+        || text.contains("[Errno 13]");
+    if !refused {
+        return None;
+    }
+    let node = format!("node {} ({})", failure.node_id, failure.class_type);
+    let Some(path) = quoted_path(&failure.message).or_else(|| quoted_path(&text)) else {
+        return Some(format!(
+            "{node} was refused a path: comfyver confines ComfyUI to its version's files \
+             (read-only) and the job's input, output, temp and user folders; see \
+             docs/run.md, \"What a job can touch\" (`--confine off` lifts it)"
+        ));
+    };
+    let resolved = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    if let Some((name, _)) = packs
+        .iter()
+        .find(|(_, dir)| resolved.starts_with(dir) || path.starts_with(dir))
+    {
+        return Some(format!(
+            "{node} wrote into its pack's own directory ({}): node pack `{name}` is a shared \
+             checkout, read-only to ComfyUI; a pack that writes into its directory needs a \
+             per-home copy, which comfyver makes for a pack with an install.py that runs \
+             (`\"install_script\": true` in the spec's custom_nodes entry); otherwise have the \
+             pack write under ComfyUI's user or temp folder, or run with `--confine off`",
+            path.display()
+        ));
+    }
+    let what = if confinement.allows_read(&path) {
+        "may be read but not written"
+    } else {
+        "is outside the job's area"
+    };
+    Some(format!(
+        "{node}: {} {what}; comfyver confines ComfyUI to its version's files (read-only) and the \
+         job's input, output, temp and user folders; see docs/run.md, \"What a job can touch\" \
+         (`--confine off` lifts it)",
+        path.display()
+    ))
+}
+
+/// The last `'...'`-quoted absolute path in `text` (Python's
+/// `[Errno 13] Permission denied: '/x'`).
+fn quoted_path(text: &str) -> Option<PathBuf> {
+    text.split('\'')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with('/'))
+        .last()
+        .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(message: &str) -> NodeFailure {
+        NodeFailure {
+            node_id: "7".into(),
+            class_type: "ReadPath".into(),
+            exception_type: "PermissionError".into(),
+            message: message.into(),
+            traceback: Vec::new(),
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn a_refused_path_gets_a_hint_naming_node_path_and_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = std::fs::canonicalize(dir.path()).unwrap().join("pack");
+        std::fs::create_dir(&pack).unwrap();
+        let c = Confinement::new();
+        let packs = vec![("the_pack".to_string(), pack.clone())];
+        let outside = refused_hint(
+            &failure("[Errno 13] Permission denied: '/secret/file'"),
+            &c,
+            &packs,
+        )
+        .unwrap();
+        assert!(outside.contains("node 7 (ReadPath)"), "{outside}");
+        assert!(outside.contains("/secret/file is outside the job's area"));
+        let own = refused_hint(
+            &failure(&format!(
+                "[Errno 13] Permission denied: '{}'",
+                pack.join("state.json").display()
+            )),
+            &c,
+            &packs,
+        )
+        .unwrap();
+        assert!(
+            own.contains("`the_pack`") && own.contains("install_script"),
+            "{own}"
+        );
+        let mut other = failure("division by zero");
+        other.exception_type = "ZeroDivisionError".into();
+        assert_eq!(refused_hint(&other, &c, &packs), None);
+    }
+
+    #[test]
+    fn the_plan_reads_the_venv_base_python_and_writes_only_the_job_dirs() {
+        let home = tempfile::tempdir().unwrap();
+        let base = tempfile::tempdir().unwrap();
+        let venv = home.path().join(".venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::create_dir_all(base.path().join("bin")).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            format!("home = {}\n", base.path().join("bin").display()),
+        )
+        .unwrap();
+        let run = home.path().join(".comfyver/run");
+        let dirs = JobDirs {
+            input: run.join("input"),
+            output: run.join("output"),
+            user: run.join("user"),
+            temp: run.join("temp/x"),
+            tmpdir: run.join("temp/x-tmp"),
+        };
+        for d in [
+            &dirs.input,
+            &dirs.output,
+            &dirs.user,
+            &dirs.temp,
+            &dirs.tmpdir,
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let env = ComfyEnv {
+            python: venv.join("bin/python"),
+            core_dir: home.path().to_path_buf(),
+            base_dir: None,
+            extra_model_paths: None,
+            env: Default::default(),
+            logs_dir: home.path().join(".comfyver/logs"),
+            data_dir: run.clone(),
+            version_id: "v".into(),
+            node_packs: Vec::new(),
+            model_dirs: Vec::new(),
+        };
+        let c = plan(&env, &dirs);
+        assert!(c.allows_read(&base.path().join("bin/python3")));
+        assert!(c.allows_read(&venv.join("lib")));
+        assert!(!c.allows_write(&venv.join("lib")));
+        assert!(c.allows_write(&dirs.output.join("a.png")));
+        assert!(!c.allows_write(&run.join("temp/other-instance")));
+        assert!(!c.allows_write(&home.path().join(".comfyver/logs/x.log")));
+    }
+}
