@@ -51,14 +51,14 @@ fn realize(w: &World, id: &str) {
 }
 
 /// A client of the local job API, with or without the key.
-struct Client {
+pub(crate) struct Client {
     base: String,
     agent: ureq::Agent,
     auth: Option<String>,
 }
 
 impl Client {
-    fn new(port: u16, auth: Option<&str>) -> Client {
+    pub(crate) fn new(port: u16, auth: Option<&str>) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
@@ -108,12 +108,12 @@ impl Client {
         )
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         let (s, v, _) = self.send("GET", path, None);
         (s, v)
     }
 
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (s, v, _) = self.send("POST", path, Some(&body.to_string()));
         (s, v)
     }
@@ -131,7 +131,7 @@ impl Client {
         v
     }
 
-    fn wait_ready(&self, serve: &mut Child) {
+    pub(crate) fn wait_ready(&self, serve: &mut Child) {
         let until = Instant::now() + Duration::from_secs(120);
         loop {
             assert!(serve.try_wait().unwrap().is_none(), "serve exited");
@@ -177,7 +177,7 @@ fn peak_mb(pid: u32) -> u64 {
         / 1024
 }
 
-fn stop(mut serve: Child, log: &Path) {
+pub(crate) fn stop(mut serve: Child, log: &Path) {
     let _ = Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
         .status();

@@ -258,3 +258,89 @@ fn the_budget_evicts_the_least_recently_used_job_model_never_a_spec_model_or_one
     );
     assert!(holder.wait().unwrap().success());
 }
+
+/// The worker (`comfyver serve`, local job API) fails each bad job with
+/// `kind: "model"` before its prompt runs and goes on: a 404, a wrong
+/// sha256 and a refused host, each followed by jobs on the same worker and
+/// the same ComfyUI, and then a good job completes.
+#[test]
+fn the_worker_keeps_serving_after_every_job_model_failure() {
+    use crate::front_door::{Client, stop};
+    use comfyver_testkit::comfy::free_port;
+
+    let w = World::new(&[]);
+    let files = HttpServer::start();
+    let lora = pseudo_random(4096, 7);
+    let sha = sha256_hex(&lora);
+    files.add_file("/w/good.safetensors", lora.clone());
+    files.add_file("/w/other.safetensors", pseudo_random(1024, 8));
+    let port = free_port();
+    let log = w.root.join("serve-job-models.stderr");
+    let mut serve = comfyver_testkit::cli::comfyver_command(
+        Path::new(env!("CARGO_BIN_EXE_comfyver")),
+        &w.root.join("cache"),
+        &w.root.join("versions"),
+    )
+    .args(["serve", "v1", "--listen", &format!("127.0.0.1:{port}")])
+    .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
+    .env(ALLOW.0, ALLOW.1)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let api = Client::new(port, None);
+    api.wait_ready(&mut serve);
+
+    let entry = |source: String, sha: Option<&str>| {
+        let mut e = json!({"source": source, "target_subdir": "loras"});
+        if let Some(s) = sha {
+            e["sha256"] = json!(s);
+        }
+        json!({"input": {"workflow": lora_workflow("good.safetensors"), "models": [e]}})
+    };
+    let bad = [
+        ("404", entry(files.url("/w/missing.safetensors"), None)),
+        (
+            "wrong sha256",
+            entry(files.url("/w/other.safetensors"), Some(&sha)),
+        ),
+        (
+            "refused host",
+            entry("http://169.254.169.254/w/good.safetensors".into(), None),
+        ),
+    ];
+    for (name, body) in &bad {
+        let (status, r) = api.post("/runsync", body);
+        assert_eq!(status, 200, "{name}: {r}");
+        assert_eq!(r["status"], "FAILED", "{name}: {r}");
+        assert_eq!(r["output"]["kind"], "model", "{name}: {r}");
+        assert_eq!(
+            r["output"]["model_error"]["path"], "input.models[0]",
+            "{name}: {r}"
+        );
+        assert!(
+            !store(&w).join("loras/other.safetensors").exists()
+                && !store(&w).join("loras/missing.safetensors").exists(),
+            "{name}: nothing at a final path"
+        );
+    }
+    // The worker went on, on the same ComfyUI: a good job completes.
+    let (_, r) = api.post(
+        "/runsync",
+        &entry(files.url("/w/good.safetensors"), Some(&sha)),
+    );
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    assert!(
+        r.to_string()
+            .contains(&format!("lora good.safetensors sha256 {sha}")),
+        "{r}"
+    );
+    let (_, health) = api.get("/health");
+    assert_eq!(health["jobs"]["failed"], 3, "{health}");
+    assert_eq!(health["jobs"]["completed"], 1, "{health}");
+    assert_eq!(
+        health["comfyui"]["starts"], 1,
+        "one ComfyUI served all: {health}"
+    );
+    stop(serve, &log);
+}
