@@ -131,14 +131,14 @@ pub(crate) fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
-    let (result, packs, _) = execute(ctx, &args.run, invoked, hashing)?;
+    let (result, packs, confined) = execute(ctx, &args.run, invoked, hashing)?;
     let output = match result {
         Ok(output) => output,
         Err(err) => {
             if ctx.json {
-                ctx.out.json(&with_failed_packs(
-                    json!({"ok": false, "error": err.to_job_json()}),
-                    &packs,
+                ctx.out.json(&with_confined(
+                    with_failed_packs(json!({"ok": false, "error": err.to_job_json()}), &packs),
+                    confined.as_ref(),
                 ));
             }
             return Err(err.into());
@@ -166,7 +166,7 @@ pub(crate) fn test(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Exit> {
     if args.expect.is_some() {
         summary["changed"] = serde_json::to_value(&mismatches)?;
     }
-    let summary = with_failed_packs(summary, &packs);
+    let summary = with_confined(with_failed_packs(summary, &packs), confined.as_ref());
     if ctx.json {
         ctx.out.json(&summary);
     }
