@@ -30,6 +30,7 @@ fn main() {
         data_dir: home.data_dir.clone(),
         version_id: "bench".into(),
         node_packs: Vec::new(),
+        node_index: None,
     };
 
     let mut to_spawn = Vec::new();

@@ -24,6 +24,11 @@
 //!   [`OutputSink`], also when a node raised after others produced outputs;
 //!   [`JobOutput::to_json`] gives the worker-comfyui compatible result, and
 //!   [`failed_job_json`] the failed-job JSON of any error.
+//! - [`NodeIndex`]: the version's node classes (inputs, types, pack), recorded
+//!   from `/object_info` after the first start ([`ComfyEnv::node_index`],
+//!   keyed by the home's stamp), so [`ComfyEnv::precheck`] refuses a workflow
+//!   ComfyUI would refuse (unknown class, missing input, bad link or value)
+//!   before ComfyUI starts.
 //! - [`OutputHashes`] reduces a job's outputs to SHA-256 and pixel hashes
 //!   (PNG metadata ignored) and compares them with a recorded set.
 //! - [`CloudSink`] prepares the `gcs`/`s3` sinks (variables, credentials,
@@ -37,8 +42,10 @@ mod hashes;
 mod http;
 mod job;
 mod logs;
+mod node_index;
 mod node_report;
 mod outputs;
+mod precheck;
 mod process;
 mod session;
 mod sink;
@@ -51,6 +58,7 @@ pub use cloud_sink::CloudSink;
 pub use error::{FailedPack, HandlerError, NodeFailure, NodeInputError, failed_job_json};
 pub use hashes::{HashMismatch, OutputHash, OutputHashes};
 pub use job::{InputImage, Job};
+pub use node_index::{InputSpec, NodeClass, NodeIndex, NodeIndexFile};
 pub use node_report::NodeReport;
 pub use outputs::{OutputData, OutputItem};
 pub use process::{ComfyEnv, DeviceChoice, GpuChoice, StartOptions, StartTimings};

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use crate::error::HandlerError;
 use crate::http::ComfyHttp;
+use crate::job::Job;
 use crate::logs::{LogCapture, timestamp};
+use crate::node_index::{NodeIndex, NodeIndexFile};
 use crate::sys;
 
 /// Where and how a version's ComfyUI runs (filled in by the realize stage).
@@ -39,6 +41,10 @@ pub struct ComfyEnv {
     /// whose import failures [`Session::node_report`](crate::Session::node_report)
     /// reports; empty: every pack ComfyUI's log marks `(IMPORT FAILED)`.
     pub node_packs: Vec<String>,
+    /// The version's node index: recorded after the first start whose packs
+    /// all loaded, read by [`ComfyEnv::precheck`]; `None`: no index (jobs are
+    /// checked by ComfyUI alone).
+    pub node_index: Option<NodeIndexFile>,
 }
 
 /// Whether ComfyUI gets the GPU.
@@ -144,6 +150,17 @@ fn probe_gpu(dev: &Path, driver: Option<&Path>) -> DeviceChoice {
 }
 
 impl ComfyEnv {
+    /// Checks a job's workflow against the version's node index before
+    /// ComfyUI starts: `Err` in ComfyUI's shape (`missing_node`,
+    /// `validation`) for a workflow ComfyUI would refuse. Without an index
+    /// for the home as realized now, everything passes.
+    pub fn precheck(&self, job: &Job) -> Result<(), HandlerError> {
+        match self.node_index.as_ref().and_then(NodeIndex::read) {
+            Some(index) => crate::precheck::precheck(&index, &job.workflow, &self.version_id),
+            None => Ok(()),
+        }
+    }
+
     /// Whether this ComfyUI defines the command-line flag `flag` (such as
     /// `--deterministic`, which older pins lack and would refuse): its
     /// `comfy/cli_args.py` declares it.
@@ -593,6 +610,7 @@ mod tests {
             data_dir: "data".into(),
             version_id: "v".into(),
             node_packs: Vec::new(),
+            node_index: None,
         };
         let fake = env(comfyver_testkit::comfy::fake_core_dir());
         assert!(fake.accepts_flag("--deterministic"));

@@ -20,6 +20,7 @@ pub(crate) fn env(home: &ComfyHome) -> ComfyEnv {
         data_dir: home.data_dir.clone(),
         version_id: "testver".into(),
         node_packs: Vec::new(),
+        node_index: None,
     }
 }
 
@@ -36,6 +37,7 @@ pub(crate) fn start(packs: &[&str]) -> (ComfyHome, Session) {
     let home = ComfyHome::new(packs);
     let env = ComfyEnv {
         node_packs: packs.iter().map(|p| p.to_string()).collect(),
+        node_index: None,
         ..env(&home)
     };
     let comfy = Session::start(&env, &opts()).expect("ComfyUI starts");

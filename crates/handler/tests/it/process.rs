@@ -62,6 +62,7 @@ fn hold_helper() {
         data_dir: root.join("data"),
         version_id: "hold".into(),
         node_packs: Vec::new(),
+        node_index: None,
     };
     let comfy = Session::start(&env, &opts()).expect("starts");
     let pid_file = root.join("comfy.pid");
