@@ -9,6 +9,7 @@ mod import_install;
 mod interop;
 mod model_folders;
 mod models;
+mod node_index;
 mod nodes;
 mod realize;
 mod reproduce;
