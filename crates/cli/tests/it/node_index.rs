@@ -73,9 +73,11 @@ fn a_run_records_the_index_then_bad_workflows_fail_before_comfyui_starts() {
     assert_eq!(j["missing_node"]["node_id"], "1");
     assert_eq!(starts(&w), started, "ComfyUI did not start");
 
-    // A bad value: refused the same way, naming node, input and type.
+    // A bad value: refused the same way, naming node, input and type (its
+    // only output depends on it: ComfyUI runs a workflow with a good output).
     let mut bad = smoke_workflow(false);
     bad["1"]["inputs"]["width"] = json!("wide");
+    bad.as_object_mut().unwrap().remove("3");
     let out = run(&w, "bad", &bad);
     assert!(!out.status.success());
     let j = stdout_json(&out);
