@@ -287,7 +287,7 @@ enum NotReady {
     /// The version could not be prepared or its ComfyUI not started.
     Serve(ServeError),
     /// The job's workflow failed the pre-check against the node index.
-    Refused(HandlerError),
+    Refused(Box<HandlerError>),
 }
 
 impl From<ServeError> for NotReady {
@@ -363,7 +363,8 @@ impl<'a> Worker<'a> {
                     source,
                 })?;
             if let Some(job) = job {
-                env.precheck(job).map_err(NotReady::Refused)?;
+                env.precheck(job)
+                    .map_err(|e| NotReady::Refused(Box::new(e)))?;
             }
             self.stop_current();
             self.log
