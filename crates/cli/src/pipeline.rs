@@ -215,5 +215,25 @@ pub(crate) fn env_of(
             .filter_map(|n| n.name.clone())
             .collect(),
         model_dirs: vec![models_dir.to_path_buf()],
+        node_index: node_index_file(home),
     }
+}
+
+/// Where the home's node index lives and the key it must carry; `None`
+/// while the home has no complete realize.
+pub(crate) fn node_index_file(home: &Home) -> Option<comfyver_handler::NodeIndexFile> {
+    Some(comfyver_handler::NodeIndexFile {
+        path: home.node_index_file(),
+        key: home.stamp_key()?,
+    })
+}
+
+/// The node index of version `id`'s home (`--home` when given) as realized
+/// now, if its ComfyUI has started once since.
+pub(crate) fn node_index(
+    ctx: &Ctx,
+    id: &str,
+    home: Option<&PathBuf>,
+) -> Option<comfyver_handler::NodeIndex> {
+    node_index_file(&home_for(ctx, id, home)).and_then(|f| comfyver_handler::NodeIndex::read(&f))
 }

@@ -31,6 +31,7 @@ fn main() {
         version_id: "bench".into(),
         node_packs: Vec::new(),
         model_dirs: Vec::new(),
+        node_index: None,
     };
 
     let mut to_spawn = Vec::new();

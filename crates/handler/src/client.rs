@@ -533,6 +533,7 @@ fn rejected(
             failed_packs: crate::node_report::report(comfy, packs)
                 .map(|r| r.failed)
                 .unwrap_or_default(),
+            provided_by: None,
         };
     }
     HandlerError::Validation {

@@ -270,6 +270,7 @@ mod tests {
             version_id: "v".into(),
             node_packs: Vec::new(),
             model_dirs: Vec::new(),
+            node_index: None,
         };
         let c = plan(&env, &dirs);
         assert!(c.allows_read(&base.path().join("bin/python3")));

@@ -149,6 +149,11 @@ pub enum HandlerError {
         #[source]
         source: std::io::Error,
     },
+    /// The version's node index could not be written.
+    #[error(
+        "could not record the version's node index; until it is written, jobs are checked by ComfyUI alone"
+    )]
+    NodeIndex(#[source] comfyver_fs::FsError),
     /// An output hashes file (`--expect`) could not be used.
     #[error(
         "{path} is not a comfyver output hashes file ({message}); record one with `comfyver test <id> --workflow <wf> --record FILE`"
@@ -293,7 +298,8 @@ pub enum HandlerError {
     },
     /// The workflow uses a node class that this version does not have.
     #[error(
-        "node class {class_type} is not available in version {version_id}; is its custom node in the spec? (used by node {node_id}){}",
+        "node class {class_type} is not available in version {version_id}; is its custom node in the spec? (used by node {node_id}){}{}",
+        provided_by.as_ref().map(|p| format!("; {p} provides it")).unwrap_or_default(),
         fmt_failed_packs(failed_packs)
     )]
     MissingNode {
@@ -305,6 +311,8 @@ pub enum HandlerError {
         version_id: String,
         /// Packs of the spec that failed to import (the class may come from one).
         failed_packs: Vec<FailedPack>,
+        /// Where the class is known to come from (`pack `X` (in version `v2`)`), a hint.
+        provided_by: Option<String>,
     },
     /// ComfyUI could not be confined as asked (`--confine required` on a
     /// kernel without Landlock, or a ruleset that could not be built).
@@ -437,7 +445,7 @@ impl HandlerError {
     /// A short machine-readable name of the variant (`validation`, `timeout`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
-            HandlerError::Io { .. } => "io",
+            HandlerError::Io { .. } | HandlerError::NodeIndex(_) => "io",
             HandlerError::BadHashFile { .. } | HandlerError::HashOfUploaded { .. } => {
                 "bad_hash_file"
             }
@@ -492,10 +500,14 @@ impl HandlerError {
                 class_type,
                 node_id,
                 failed_packs,
+                provided_by,
                 ..
             } => {
                 out["missing_node"] = json!({"node_id": node_id, "class_type": class_type,
                     "failed_packs": failed_packs.iter().map(FailedPack::to_json).collect::<Vec<_>>()});
+                if let Some(p) = provided_by {
+                    out["missing_node"]["provided_by"] = json!(p);
+                }
                 let mut lines = vec![format!("node {node_id}: class {class_type} is missing")];
                 lines.extend(failed_packs.iter().map(|p| {
                     format!(

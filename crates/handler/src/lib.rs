@@ -35,6 +35,11 @@
 //!   before the prompt is queued (a failure is `kind: "model"`, naming the
 //!   entry's JSON path and its redacted URL), loader inputs replaced by the
 //!   stored names.
+//! - [`NodeIndex`]: the version's node classes (inputs, types, pack), recorded
+//!   from `/object_info` after the first start ([`ComfyEnv::node_index`],
+//!   keyed by the home's stamp), so [`ComfyEnv::precheck`] refuses a workflow
+//!   ComfyUI would refuse (unknown class, missing input, bad link or value)
+//!   before ComfyUI starts.
 //! - [`OutputHashes`] reduces a job's outputs to SHA-256 and pixel hashes
 //!   (PNG metadata ignored) and compares them with a recorded set.
 //! - [`CloudSink`] prepares the `gcs`/`s3` sinks (variables, credentials,
@@ -50,8 +55,10 @@ mod http;
 mod job;
 mod job_models;
 mod logs;
+mod node_index;
 mod node_report;
 mod outputs;
+mod precheck;
 mod process;
 mod session;
 mod sink;
@@ -66,6 +73,7 @@ pub use error::{HandlerError, failed_job_json};
 pub use hashes::OutputHashes;
 pub use job::Job;
 pub use job_models::{JobModel, JobModelProvider, MODEL_INPUTS, ModelFailure, ProvidedModels};
+pub use node_index::{InputSpec, NodeClass, NodeIndex, NodeIndexFile};
 pub use node_report::NodeReport;
 pub use outputs::OutputData;
 pub use process::{ComfyEnv, GpuChoice, StartOptions};

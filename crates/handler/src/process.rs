@@ -15,7 +15,9 @@ use comfyver_fs::{ConfineMode, ConfineStatus, Confinement, LandlockSupport};
 use crate::confine::JobDirs;
 use crate::error::{HandlerError, NodeFailure};
 use crate::http::ComfyHttp;
+use crate::job::Job;
 use crate::logs::{LogCapture, timestamp};
+use crate::node_index::{NodeIndex, NodeIndexFile};
 use crate::sys;
 
 /// Where and how a version's ComfyUI runs (filled in by the realize stage).
@@ -45,6 +47,10 @@ pub struct ComfyEnv {
     /// Directories ComfyUI reads models from besides the home (the shared
     /// model store): read-only when it runs confined.
     pub model_dirs: Vec<PathBuf>,
+    /// The version's node index: recorded after the first start whose packs
+    /// all loaded, read by [`ComfyEnv::precheck`]; `None`: no index (jobs are
+    /// checked by ComfyUI alone).
+    pub node_index: Option<NodeIndexFile>,
 }
 
 /// Whether ComfyUI gets the GPU.
@@ -150,6 +156,17 @@ fn probe_gpu(dev: &Path, driver: Option<&Path>) -> DeviceChoice {
 }
 
 impl ComfyEnv {
+    /// Checks a job's workflow against the version's node index before
+    /// ComfyUI starts: `Err` in ComfyUI's shape (`missing_node`,
+    /// `validation`) for a workflow ComfyUI would refuse. Without an index
+    /// for the home as realized now, everything passes.
+    pub fn precheck(&self, job: &Job) -> Result<(), HandlerError> {
+        match self.node_index.as_ref().and_then(NodeIndex::read) {
+            Some(index) => crate::precheck::precheck(&index, &job.workflow, &self.version_id),
+            None => Ok(()),
+        }
+    }
+
     /// Whether this ComfyUI defines the command-line flag `flag` (such as
     /// `--deterministic`, which older pins lack and would refuse): its
     /// `comfy/cli_args.py` declares it.
@@ -672,6 +689,7 @@ mod tests {
             version_id: "v".into(),
             node_packs: Vec::new(),
             model_dirs: Vec::new(),
+            node_index: None,
         };
         let fake = env(comfyver_testkit::comfy::fake_core_dir());
         assert!(fake.accepts_flag("--deterministic"));

@@ -16,6 +16,7 @@ use crate::client::{JobOptions, JobReporter};
 use crate::error::HandlerError;
 use crate::http::ComfyHttp;
 use crate::job::Job;
+use crate::node_index::{NodeIndex, NodeIndexFile};
 use crate::node_report::NodeReport;
 use crate::process::{ComfyEnv, ComfyProcess, DeviceChoice, StartOptions, StartTimings};
 use crate::sink::JobOutput;
@@ -46,11 +47,32 @@ impl Session {
     /// answers on the chosen port (a ComfyUI left over by a crash), a new free
     /// port is tried, unless `opts.port` fixes it: then
     /// [`HandlerError::PortTaken`].
+    ///
+    /// The first start of a home whose packs all load records the version's
+    /// node index ([`ComfyEnv::node_index`]); a failure to write it is not
+    /// the start's (jobs are then checked by ComfyUI alone).
     pub fn start(env: &ComfyEnv, opts: &StartOptions) -> Result<Session, HandlerError> {
-        Ok(Session {
+        let session = Session {
             process: ComfyProcess::start(env, opts)?,
             packs: env.node_packs.clone(),
-        })
+        };
+        if let Some(file) = &env.node_index
+            && NodeIndex::read(file).is_none()
+        {
+            let _ = session.record_index(file);
+        }
+        Ok(session)
+    }
+
+    /// Writes the node index from `/object_info`, unless a pack of the
+    /// version failed to import (its classes would be missing from it).
+    fn record_index(&self, file: &NodeIndexFile) -> Result<(), HandlerError> {
+        if !self.node_report()?.failed.is_empty() {
+            return Ok(());
+        }
+        let info = self.process.object_info()?;
+        let core_custom = self.process.core_dir().join("custom_nodes");
+        NodeIndex::from_object_info(&info, &file.key, &core_custom).write(&file.path)
     }
 
     /// Which of the version's node packs ([`ComfyEnv::node_packs`]) loaded and

@@ -15,7 +15,10 @@
 //!   folder that is no checkout, uncommitted changes) is named.
 //! - [`import_workflow`]: the node packs a UI-format workflow names
 //!   (`properties.cnr_id`, `aux_id`, `ver`) added to a spec, and the model
-//!   files its loader nodes reference that the spec lacks.
+//!   files its loader nodes reference that the spec lacks (`\` subfolders
+//!   read as `/`); classes the version already provides (its node index,
+//!   passed in [`WorkflowOptions::provided`]) and UI-only nodes are not
+//!   looked up ([`WorkflowFindings`]).
 //! - [`migrate`]: a schema 1 spec or an old per-tag lockfile → a schema 2 spec
 //!   and its resolved lock, with what could not be carried over.
 //! - [`new_version`], [`add_node`], [`add_model`], [`remove_node`],
@@ -44,6 +47,6 @@ pub use error::ImportError;
 pub use install::{InstallOptions, import_install};
 pub use legacy::migrate;
 pub use snapshot::{PipsAs, SnapshotOptions, export_snapshot, import_snapshot};
-pub use workflow::{MissingModel, WorkflowOptions, import_workflow};
+pub use workflow::{MissingModel, WorkflowFindings, WorkflowOptions, import_workflow};
 pub use workspace::{DEFAULT_COMFY_REPO, Preview, Workspace, Written};
 pub use yaml::to_yaml;

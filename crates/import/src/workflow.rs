@@ -26,6 +26,9 @@ pub struct WorkflowOptions {
     pub node_maps: Vec<PathBuf>,
     /// The base URL an `aux_id` (`owner/repo`) is appended to.
     pub aux_base: String,
+    /// The classes the target version provides (from its node index), each
+    /// with its pack (`None`: ComfyUI's core); these are not looked up.
+    pub provided: BTreeMap<String, Option<String>>,
 }
 
 impl Default for WorkflowOptions {
@@ -33,15 +36,36 @@ impl Default for WorkflowOptions {
         WorkflowOptions {
             node_maps: vec![],
             aux_base: "https://github.com".to_string(),
+            provided: BTreeMap::new(),
         }
     }
 }
 
+/// What [`import_workflow`] found beyond the spec edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkflowFindings {
+    /// Model files the workflow references that the spec lacks.
+    pub missing_models: Vec<MissingModel>,
+    /// Classes the workflow uses that the version already provides
+    /// (per [`WorkflowOptions::provided`]), with their pack (`None`: core).
+    pub provided: BTreeMap<String, Option<String>>,
+    /// UI-only nodes (notes, primitives, reroutes) that were skipped, by class.
+    pub skipped: Vec<String>,
+}
+
+/// Nodes that exist only in the frontend: they never reach ComfyUI, name
+/// no pack, and their text (a note's URL) is no model.
+const UI_ONLY: &[&str] = &["Note", "MarkdownNote", "PrimitiveNode", "Reroute"];
+
 /// A model file the workflow references and the spec lacks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MissingModel {
-    /// The file name as the workflow writes it (may hold a subfolder).
+    /// The file name, with `/` between subfolders (may hold a subfolder).
     pub name: String,
+    /// The name as the workflow writes it, when that differs (a Windows
+    /// `\` subfolder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written_as: Option<String>,
     /// The ComfyUI model folder, when the loader is known.
     pub folder: Option<String>,
     /// The node class and id that reference it.
@@ -100,7 +124,7 @@ pub fn import_workflow(
     file: &Path,
     id: &str,
     opts: &WorkflowOptions,
-) -> Result<(Written, Vec<MissingModel>), ImportError> {
+) -> Result<(Written, WorkflowFindings), ImportError> {
     let mut doc = ws.open(id)?;
     let path = ws.spec_path(id)?;
     let raw = read_json(file)?;
@@ -111,6 +135,8 @@ pub fn import_workflow(
     let mut unplaced: BTreeMap<String, ()> = BTreeMap::new();
     let mut core_ver = None;
     let mut models = Vec::new();
+    let mut provided = BTreeMap::new();
+    let mut skipped = Vec::new();
 
     for (at, node) in &nodes {
         let class = node
@@ -122,9 +148,18 @@ pub fn import_workflow(
             })
             .unwrap_or("?")
             .to_string();
+        if UI_ONLY.contains(&class.as_str()) {
+            skipped.push(class);
+            continue;
+        }
         let props = node.get("properties");
         let prop = |k: &str| props.and_then(|p| p.get(k)).and_then(Value::as_str);
         let ver = prop("ver").filter(|v| !v.is_empty()).map(str::to_string);
+        if let Some(pack) = opts.provided.get(&class) {
+            provided.insert(class.clone(), pack.clone());
+            models.extend(model_refs(at, &class, node));
+            continue;
+        }
         let repo = match (prop("cnr_id"), prop("aux_id")) {
             (Some("comfy-core"), _) => {
                 core_ver = core_ver.or(ver.clone());
@@ -295,7 +330,14 @@ pub fn import_workflow(
     } else {
         ws.write(&path, &doc, done, notes)?
     };
-    Ok((written, missing))
+    Ok((
+        written,
+        WorkflowFindings {
+            missing_models: missing,
+            provided,
+            skipped,
+        },
+    ))
 }
 
 fn aux_url(base: &str, aux: &str) -> String {
@@ -366,8 +408,10 @@ fn model_refs(at: &str, class: &str, node: &Value) -> Vec<MissingModel> {
         .unwrap_or_default();
     for m in from_props {
         if let Some(name) = m.get("name").and_then(Value::as_str) {
+            let (name, written_as) = normalised(name);
             out.push(MissingModel {
-                name: name.to_string(),
+                name,
+                written_as,
                 folder: m
                     .get("directory")
                     .and_then(Value::as_str)
@@ -396,15 +440,28 @@ fn model_refs(at: &str, class: &str, node: &Value) -> Vec<MissingModel> {
             }
             None => continue,
         };
-        if out.iter().any(|m: &MissingModel| m.name == s) {
+        let (name, written_as) = normalised(s);
+        if out.iter().any(|m: &MissingModel| m.name == name) {
             continue;
         }
         out.push(MissingModel {
-            name: s.to_string(),
+            name,
+            written_as,
             folder,
             node: label.clone(),
             url: None,
         });
     }
     out
+}
+
+/// A model name with `/` between subfolders (ComfyUI on Windows writes
+/// `sub\\file`, which never matches on Linux), and the original spelling when
+/// it differed.
+fn normalised(name: &str) -> (String, Option<String>) {
+    if name.contains('\\') {
+        (name.replace('\\', "/"), Some(name.to_string()))
+    } else {
+        (name.to_string(), None)
+    }
 }

@@ -82,6 +82,24 @@ impl Home {
         self.meta_dir().join("lock.json")
     }
 
+    /// `.comfyver/node-index.json`: the node classes its ComfyUI reported
+    /// (written by the handler, valid only under [`Home::stamp_key`]).
+    pub fn node_index_file(&self) -> PathBuf {
+        self.meta_dir().join("node-index.json")
+    }
+
+    /// The key of the home as realized now (from its stamp: the lock's
+    /// commits and models, the Python inputs, the comfyver version); `None`
+    /// while it has no complete realize. Anything recorded from a running
+    /// ComfyUI is valid only under the key it was recorded with.
+    pub fn stamp_key(&self) -> Option<String> {
+        let stamp = crate::stamp::read_stamp(self)?;
+        Some(format!(
+            "{}+{}+{}",
+            stamp.lock_digest, stamp.python_inputs_digest, stamp.tool_version
+        ))
+    }
+
     /// `.comfyver/logs/`.
     pub fn logs_dir(&self) -> PathBuf {
         self.meta_dir().join("logs")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use comfyver_fs::child as sys;
-use comfyver_handler::{Job, JobOptions, JobReporter, Session, SessionControl};
+use comfyver_handler::{HandlerError, Job, JobOptions, JobReporter, Session, SessionControl};
 
 use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
 
@@ -316,6 +316,29 @@ fn with_packs(mut result: Value, failed: &[Value]) -> Value {
     result
 }
 
+/// Why [`Worker::ensure`] has no ComfyUI for a job.
+enum NotReady {
+    /// The version could not be prepared or its ComfyUI not started.
+    Serve(ServeError),
+    /// The job's workflow failed the pre-check against the node index.
+    Refused(Box<HandlerError>),
+}
+
+impl From<ServeError> for NotReady {
+    fn from(e: ServeError) -> Self {
+        NotReady::Serve(e)
+    }
+}
+
+impl NotReady {
+    fn to_job_json(&self) -> Value {
+        match self {
+            NotReady::Serve(e) => e.to_job_json(),
+            NotReady::Refused(e) => e.to_job_json(),
+        }
+    }
+}
+
 impl<'a> Worker<'a> {
     /// A worker with no ComfyUI yet, and the stop watchdog running.
     pub(crate) fn new(
@@ -346,7 +369,7 @@ impl<'a> Worker<'a> {
     /// reports the error.
     pub(crate) fn warm_up(&mut self) {
         let version = self.opts.default_version.clone();
-        if let Err(e) = self.ensure(&version) {
+        if let Err(e) = self.ensure(&version, None) {
             self.log.event(&format!(
                 "warning: {}",
                 e.to_job_json()["error"].as_str().unwrap_or_default()
@@ -354,8 +377,11 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Makes `version`'s ComfyUI the running one.
-    fn ensure(&mut self, version: &str) -> Result<&Session, ServeError> {
+    /// Makes `version`'s ComfyUI the running one. When it has to start,
+    /// `job` is first checked against the version's node index: a workflow
+    /// the version cannot run is refused before the running ComfyUI is
+    /// stopped or another started.
+    fn ensure(&mut self, version: &str, job: Option<&Job>) -> Result<&Session, NotReady> {
         let reusable = self
             .current
             .as_ref()
@@ -370,6 +396,10 @@ impl<'a> Worker<'a> {
                     version_id: version.to_string(),
                     source,
                 })?;
+            if let Some(job) = job {
+                env.precheck(job)
+                    .map_err(|e| NotReady::Refused(Box::new(e)))?;
+            }
             self.stop_current();
             self.log
                 .event(&format!("starting ComfyUI of version {version}"));
@@ -411,7 +441,7 @@ impl<'a> Worker<'a> {
         }
         self.current
             .as_ref()
-            .ok_or_else(|| ServeError::BadJob("no ComfyUI is running".into()))
+            .ok_or_else(|| ServeError::BadJob("no ComfyUI is running".into()).into())
     }
 
     /// Stops the running ComfyUI, if any.
@@ -442,7 +472,8 @@ impl<'a> Worker<'a> {
         let outcome = match self
             .opts
             .allows(&version)
-            .and_then(|()| self.ensure(&version))
+            .map_err(NotReady::from)
+            .and_then(|()| self.ensure(&version, Some(&req.job)))
         {
             Err(e) => Outcome::Failed(e.to_job_json()),
             // Cancelled while its version was being prepared: it does not run.

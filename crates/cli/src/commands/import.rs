@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::commands::edit::{print_written, workspace};
 use crate::context::Ctx;
 use crate::diagnostics::Exit;
+use crate::pipeline;
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -174,27 +175,62 @@ pub(crate) fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Exit> {
             node_map,
             aux_base,
         } => {
+            // The classes the version provides, when its ComfyUI has run once.
+            let provided = pipeline::node_index(ctx, &into, None)
+                .map(|index| {
+                    index
+                        .classes()
+                        .iter()
+                        .map(|(name, class)| (name.clone(), class.pack.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
             let opts = WorkflowOptions {
                 node_maps: node_map,
                 aux_base,
+                provided,
             };
-            let (w, missing) = comfyver_import::import_workflow(&ws, &file, &into, &opts)?;
+            let (w, found) = comfyver_import::import_workflow(&ws, &file, &into, &opts)?;
             if ctx.json {
                 ctx.out.json(&json!({
                     "version_id": w.spec.version_id, "path": w.path, "changed": w.changed,
-                    "done": w.done, "notes": w.notes, "missing_models": missing,
+                    "done": w.done, "notes": w.notes, "missing_models": found.missing_models,
+                    "provided": found.provided, "skipped": found.skipped,
                 }));
                 return Ok(Exit::Success);
             }
             print_written(ctx, &w);
-            for m in &missing {
+            let mut by_pack: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+            for (class, pack) in &found.provided {
+                by_pack
+                    .entry(pack.as_deref().unwrap_or("core"))
+                    .or_default()
+                    .push(class);
+            }
+            for (pack, classes) in by_pack {
+                ctx.out.data(&format!(
+                    "provided by {into} ({pack}): {}",
+                    classes.join(", ")
+                ));
+            }
+            if !found.skipped.is_empty() {
+                ctx.out.info(&format!(
+                    "skipped UI-only nodes: {}",
+                    found.skipped.join(", ")
+                ));
+            }
+            for m in &found.missing_models {
                 let folder = m.folder.as_deref().unwrap_or("?");
                 let hint = match &m.url {
                     Some(u) => format!(": comfyver add model {into} {u} --to {folder}"),
                     None => String::new(),
                 };
+                let written = match &m.written_as {
+                    Some(w) => format!(" (written `{w}` in the workflow)"),
+                    None => String::new(),
+                };
                 ctx.out.data(&format!(
-                    "missing model {folder}/{} (used by {}){hint}",
+                    "missing model {folder}/{}{written} (used by {}){hint}",
                     m.name, m.node
                 ));
             }

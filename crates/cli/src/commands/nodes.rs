@@ -1,4 +1,5 @@
-//! `comfyver nodes fetch|list`: the node cache (git mirrors and checkouts).
+//! `comfyver nodes fetch|list`: the node cache (git mirrors and checkouts);
+//! `comfyver nodes classes`: a version's node classes, from its node index.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,19 @@ pub(crate) enum NodesCommand {
     Fetch(FetchArgs),
     /// List node checkouts in the cache, with the versions that use them.
     List,
+    /// List a version's node classes with the pack each comes from (from its
+    /// node index, recorded when its ComfyUI first started).
+    Classes(ClassesArgs),
+}
+
+/// `comfyver nodes classes`.
+#[derive(Debug, Args)]
+pub(crate) struct ClassesArgs {
+    /// The version id.
+    pub id: String,
+    /// The version's home [default: <cache>/versions/comfy-<id>].
+    #[arg(long, value_name = "DIR", env = comfyver_env::COMFY_HOME)]
+    pub home: Option<std::path::PathBuf>,
 }
 
 /// `comfyver nodes fetch`.
@@ -40,7 +54,42 @@ pub(crate) fn run(ctx: &Ctx, args: NodesArgs) -> anyhow::Result<Exit> {
     match args.command {
         NodesCommand::Fetch(a) => fetch(ctx, a),
         NodesCommand::List => list(ctx),
+        NodesCommand::Classes(a) => classes(ctx, a),
     }
+}
+
+fn classes(ctx: &Ctx, args: ClassesArgs) -> anyhow::Result<Exit> {
+    let Some(index) = pipeline::node_index(ctx, &args.id, args.home.as_ref()) else {
+        anyhow::bail!(
+            "version `{0}` has no node index: it is recorded when its ComfyUI first starts after a realize; \
+             run a workflow with `comfyver run {0} --workflow FILE` (or `comfyver test {0}`) first",
+            args.id
+        );
+    };
+    if ctx.json {
+        let rows: Vec<_> = index
+            .classes()
+            .iter()
+            .map(|(name, c)| {
+                json!({"class": name, "pack": c.pack, "python_module": c.python_module,
+                       "output_node": c.output_node,
+                       "required": c.required.keys().collect::<Vec<_>>(),
+                       "optional": c.optional.keys().collect::<Vec<_>>(),
+                       "outputs": c.outputs})
+            })
+            .collect();
+        ctx.out
+            .json(&json!({"version_id": args.id, "classes": rows}));
+        return Ok(Exit::Success);
+    }
+    ctx.out.data(&format!("{:<48} PACK", "CLASS"));
+    for (name, c) in index.classes() {
+        ctx.out.data(&format!(
+            "{name:<48} {}",
+            c.pack.as_deref().unwrap_or("(core)")
+        ));
+    }
+    Ok(Exit::Success)
 }
 
 fn fetch(ctx: &Ctx, args: FetchArgs) -> anyhow::Result<Exit> {

@@ -316,6 +316,22 @@ fn execute(
     let (realized, _in_use) = pipeline::realize_for_use(ctx, &req, &progress)?;
     let home = &realized.home;
     let env = pipeline::env_of(home, &loaded.spec, &lock, ctx.layout.models_dir());
+    // A workflow this version cannot run fails here, before ComfyUI starts.
+    if let Err(mut e) = env.precheck(&job) {
+        if let HandlerError::MissingNode {
+            class_type,
+            provided_by,
+            ..
+        } = &mut e
+        {
+            *provided_by = provider_of(ctx, &loaded.spec.version_id, class_type);
+        }
+        ctx.out.debug(&format!(
+            "refused by the node index before starting ComfyUI, in {:.1?}",
+            invoked.elapsed()
+        ));
+        return Ok((Err(e), NodeReport::default(), None));
+    }
     let before_start = invoked.elapsed();
     let mut extra_args = args.job.session.comfy_args.clone();
     if reproducible {
@@ -358,4 +374,19 @@ fn execute(
     let result = session.run_job(&job, &opts, &JobProgress::new(&ctx.out));
     session.stop();
     Ok((result, report, Some(confined)))
+}
+
+/// Which pack of another version provides `class`, from those versions'
+/// node indexes (their default homes): `pack `P` (in version `v`)`.
+fn provider_of(ctx: &Ctx, version_id: &str, class: &str) -> Option<String> {
+    let specs = comfyver_spec::spec_files(&ctx.versions_dir).ok()?;
+    specs
+        .iter()
+        .filter_map(|p| p.file_stem()?.to_str().map(String::from))
+        .filter(|id| id != version_id)
+        .find_map(|id| {
+            let index = pipeline::node_index(ctx, &id, None)?;
+            let pack = index.class(class)?.pack.clone()?;
+            Some(format!("pack `{pack}` (in version `{id}`)"))
+        })
 }

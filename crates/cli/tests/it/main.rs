@@ -13,6 +13,7 @@ mod interop;
 mod job_models;
 mod model_folders;
 mod models;
+mod node_index;
 mod nodes;
 mod realize;
 mod reproduce;

@@ -21,6 +21,7 @@ pub(crate) fn env(home: &ComfyHome) -> ComfyEnv {
         version_id: "testver".into(),
         node_packs: Vec::new(),
         model_dirs: vec![home.models_dir.clone()],
+        node_index: None,
     }
 }
 
@@ -37,6 +38,7 @@ pub(crate) fn start(packs: &[&str]) -> (ComfyHome, Session) {
     let home = ComfyHome::new(packs);
     let env = ComfyEnv {
         node_packs: packs.iter().map(|p| p.to_string()).collect(),
+        node_index: None,
         ..env(&home)
     };
     let comfy = Session::start(&env, &opts()).expect("ComfyUI starts");

@@ -343,6 +343,7 @@ fn import_report_names_failures_only() {
     .to_vec();
     let env = ComfyEnv {
         node_packs: expected,
+        node_index: None,
         ..env(&home)
     };
     let comfy = Session::start(&env, &opts()).expect("starts");

@@ -6,6 +6,7 @@ mod cloud;
 mod common;
 mod compat;
 mod failures;
+mod node_index;
 mod process;
 mod run;
 mod session;

@@ -63,6 +63,7 @@ fn hold_helper() {
         version_id: "hold".into(),
         node_packs: Vec::new(),
         model_dirs: Vec::new(),
+        node_index: None,
     };
     let comfy = Session::start(&env, &opts()).expect("starts");
     let pid_file = root.join("comfy.pid");
