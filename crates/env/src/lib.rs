@@ -97,6 +97,9 @@ registry! {
     COMFYVER_LISTEN,
     /// `1`/`true`: `serve` stops after each job (RunPod's `refresh_worker`).
     REFRESH_WORKER,
+    /// `1`/`true`: `run` and `serve` keep ComfyUI's metadata (the prompt and
+    /// the job's `ui_workflow`) in outputs instead of `--disable-metadata`.
+    COMFYVER_KEEP_METADATA,
     /// RunPod: the job-take URL; when set, `serve` is a RunPod worker.
     RUNPOD_WEBHOOK_GET_JOB,
     /// RunPod: the job-done URL (`$ID` is the job id).

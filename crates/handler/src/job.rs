@@ -29,6 +29,11 @@ pub struct Job {
     /// `input.comfy_org_api_key`), sent as `extra_data.api_key_comfy_org`.
     /// When unset, `COMFY_ORG_API_KEY` is used. Never printed.
     pub comfy_org_api_key: Option<String>,
+    /// The UI-format workflow the API graph was exported from (the job's
+    /// `input.ui_workflow`), sent as `extra_data.extra_pnginfo.workflow`: with
+    /// metadata kept, ComfyUI writes it into each output, so the result can be
+    /// dragged back into its web UI.
+    pub ui_workflow: Option<Value>,
 }
 
 impl std::fmt::Debug for Job {
@@ -40,6 +45,7 @@ impl std::fmt::Debug for Job {
                 "comfy_org_api_key",
                 &self.comfy_org_api_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("ui_workflow", &self.ui_workflow.as_ref().map(|_| "<graph>"))
             .finish()
     }
 }
@@ -61,6 +67,7 @@ impl Job {
             workflow,
             images: Vec::new(),
             comfy_org_api_key: None,
+            ui_workflow: None,
         })
     }
 
@@ -102,6 +109,16 @@ impl Job {
             Some(_) => {
                 return Err(HandlerError::BadJobInput(
                     "'comfy_org_api_key' must be a string".into(),
+                ));
+            }
+        }
+        match input.get("ui_workflow") {
+            None | Some(Value::Null) => {}
+            Some(graph @ Value::Object(_)) => job.ui_workflow = Some(graph.clone()),
+            Some(_) => {
+                return Err(HandlerError::BadJobInput(
+                    "'ui_workflow' must be a UI-format workflow object (ComfyUI: Workflow → Export)"
+                        .into(),
                 ));
             }
         }
@@ -380,6 +397,24 @@ mod tests {
             Job::from_runpod(&json!({"input": {"workflow": wf, "comfy_org_api_key": 3}})),
             Err(HandlerError::BadJobInput(_))
         ));
+    }
+
+    #[test]
+    fn ui_workflow_is_taken_from_the_job_and_must_be_an_object() {
+        let wf = json!({"1": {"class_type": "EmptyImage", "inputs": {}}});
+        let ui = json!({"nodes": [], "links": []});
+        let job = Job::from_runpod(&json!({"input": {"workflow": wf, "ui_workflow": ui}})).unwrap();
+        assert_eq!(job.ui_workflow, Some(ui));
+        assert!(
+            Job::from_workflow(wf.clone())
+                .unwrap()
+                .ui_workflow
+                .is_none()
+        );
+        let err = Job::from_runpod(&json!({"input": {"workflow": wf, "ui_workflow": "x"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'ui_workflow' must be"), "{err}");
     }
 
     #[test]

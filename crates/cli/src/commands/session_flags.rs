@@ -1,6 +1,7 @@
 //! The flags of a ComfyUI session and its jobs, shared by `run`/`test` and
-//! `serve`: how ComfyUI starts (device, start timeout, extra arguments) and
-//! how each job runs (timeout, output sink, temporary outputs).
+//! `serve`: how ComfyUI starts ([`StartFlags`]: device, start timeout, extra
+//! arguments; also `launch`'s) and how each job runs (timeout, output sink,
+//! temporary outputs, metadata).
 
 use std::time::Duration;
 
@@ -23,6 +24,26 @@ pub(crate) struct SessionFlags {
         env = comfyver_env::COMFYVER_JOB_TIMEOUT
     )]
     pub timeout: u64,
+    /// Also return temporary outputs (PreviewImage and the like).
+    #[arg(long)]
+    pub include_temp: bool,
+    /// Keep ComfyUI's metadata in outputs: the prompt, and the job's
+    /// `ui_workflow` as the workflow a PNG opens with in ComfyUI (default:
+    /// --disable-metadata). `test --record/--expect` always drops it.
+    #[arg(
+        long,
+        env = comfyver_env::COMFYVER_KEEP_METADATA,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub keep_metadata: bool,
+    /// How ComfyUI starts.
+    #[command(flatten)]
+    pub start: StartFlags,
+}
+
+/// How ComfyUI starts: shared by `run`/`test`, `serve` and `launch`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StartFlags {
     /// How long ComfyUI may take to start, in seconds.
     #[arg(
         long,
@@ -38,17 +59,14 @@ pub(crate) struct SessionFlags {
     /// Run ComfyUI on the CPU (--cpu) even when a GPU is present.
     #[arg(long)]
     pub cpu: bool,
-    /// Also return temporary outputs (PreviewImage and the like).
-    #[arg(long)]
-    pub include_temp: bool,
     /// Extra arguments for ComfyUI's main.py (repeatable).
     #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub comfy_args: Vec<String>,
 }
 
-impl SessionFlags {
-    /// How ComfyUI starts: the device asked for, these flags' start timeout,
-    /// and `extra_args` for main.py.
+impl StartFlags {
+    /// How ComfyUI starts: the device asked for, the start timeout, and
+    /// `extra_args` for main.py.
     pub(crate) fn start_options(&self, extra_args: Vec<String>) -> StartOptions {
         StartOptions {
             gpu: match (self.gpu, self.cpu) {
@@ -59,6 +77,17 @@ impl SessionFlags {
             extra_args,
             start_timeout: Duration::from_secs(self.start_timeout),
             ..StartOptions::default()
+        }
+    }
+}
+
+impl SessionFlags {
+    /// How ComfyUI starts for jobs: [`StartFlags::start_options`], with
+    /// the metadata kept when asked for.
+    pub(crate) fn start_options(&self, extra_args: Vec<String>) -> StartOptions {
+        StartOptions {
+            keep_metadata: self.keep_metadata,
+            ..self.start.start_options(extra_args)
         }
     }
 

@@ -7,6 +7,7 @@ mod faults;
 mod import;
 mod import_install;
 mod interop;
+mod launch;
 mod model_folders;
 mod models;
 mod nodes;
