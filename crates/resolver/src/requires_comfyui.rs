@@ -4,7 +4,9 @@
 //!
 //! The files are read from the repositories' mirrors (a commit not there yet
 //! is read from the remote without fetching it where the server allows, else
-//! fetched); a file that cannot be read is a warning, never a failed resolve.
+//! fetched; a dry run, which changes nothing on disk, and an offline resolve
+//! read only what the mirrors hold); a file that cannot be read is a
+//! warning, never a failed resolve.
 
 use comfyver_fs::CacheLayout;
 use comfyver_git::{Mirror, TreeFile};
@@ -53,6 +55,8 @@ pub(crate) fn check(
                 }
             }
             Ok(None) => {}
+            // A dry run changes nothing on disk, so it checks only what the mirrors hold.
+            Err(_) if opts.dry_run => {}
             Err(why) => warnings.push(format!(
                 "could not read the pyproject.toml of `{name}` to check `requires-comfyui`: {why}"
             )),
@@ -73,6 +77,7 @@ pub(crate) fn check(
             ));
             return Ok(warnings);
         }
+        Err(_) if opts.dry_run => return Ok(warnings),
         Err(why) => {
             warnings.push(format!(
                 "could not read the core's version to check `requires-comfyui`: {why}"
@@ -154,9 +159,10 @@ fn read(
     let url = RepoUrl::parse(repo).map_err(|e| e.to_string())?;
     let mirror = match Mirror::existing(layout, &url, &opts.rewrites) {
         Some(m) if m.has_commit(commit) => m,
-        _ if opts.offline => {
+        _ if opts.offline || opts.dry_run => {
             return Err(format!(
-                "offline, and the commit {} is not in the local mirror",
+                "{}, and the commit {} is not in the local mirror",
+                if opts.offline { "offline" } else { "a dry run" },
                 &commit[..commit.len().min(12)]
             ));
         }
