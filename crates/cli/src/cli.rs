@@ -104,6 +104,9 @@ pub(crate) enum Command {
     Run(commands::run::RunArgs),
     /// Smoke-test a version with a workflow (`--expect-outputs N`).
     Test(commands::run::TestArgs),
+    /// Open a version's ComfyUI web UI: realize if needed, run ComfyUI in the
+    /// foreground, print its URL; Ctrl-C stops it.
+    Launch(commands::launch::LaunchArgs),
     /// Write a new version spec with the core only.
     New(commands::edit::NewArgs),
     /// Add a custom node (`add node ID REPO[@REF]`) or a model (`add model ID URL`) to a spec.

@@ -47,6 +47,9 @@ pub(crate) fn lock_for(ctx: &Ctx, loaded: &Loaded) -> anyhow::Result<ResolvedLoc
     let opts = ctx.resolve_options(Some(spec))?;
     let outcome =
         comfyver_resolver::resolve(spec, &ctx.layout, &opts, &comfyver_resolver::NoReporter)?;
+    for w in &outcome.warnings {
+        ctx.out.warn(w);
+    }
     if outcome.written {
         ctx.out.info(&format!(
             "resolved {} into {}",

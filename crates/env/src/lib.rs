@@ -121,6 +121,9 @@ registry! {
     /// The Standard Webhooks secret (`whsec_<base64>`) `serve` signs webhook
     /// deliveries with (never logged, never in ComfyUI's environment).
     COMFYVER_WEBHOOK_SECRET,
+    /// `1`/`true`: `run` and `serve` keep ComfyUI's metadata (the prompt and
+    /// the job's `ui_workflow`) in outputs instead of `--disable-metadata`.
+    COMFYVER_KEEP_METADATA,
     /// RunPod: the job-take URL; when set, `serve` is a RunPod worker.
     RUNPOD_WEBHOOK_GET_JOB,
     /// RunPod: the job-done URL (`$ID` is the job id).

@@ -229,7 +229,10 @@ fn run_job_inner(
         .or_else(|| std::env::var(comfyver_env::COMFY_ORG_API_KEY).ok())
         .filter(|k| !k.is_empty());
     if let Some(key) = api_key {
-        body["extra_data"] = json!({"api_key_comfy_org": key});
+        body["extra_data"]["api_key_comfy_org"] = json!(key);
+    }
+    if let Some(graph) = &job.ui_workflow {
+        body["extra_data"]["extra_pnginfo"] = json!({"workflow": graph});
     }
     let answer = comfy.http.post_json("/prompt", &body)?;
     if answer.status != 200 {

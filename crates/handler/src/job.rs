@@ -33,6 +33,11 @@ pub struct Job {
     /// Models the job brings (`input.models`, `--model`), fetched before
     /// the prompt is queued; URLs in loader inputs are added to them.
     pub models: Vec<JobModel>,
+    /// The UI-format workflow the API graph was exported from (the job's
+    /// `input.ui_workflow`), sent as `extra_data.extra_pnginfo.workflow`: with
+    /// metadata kept, ComfyUI writes it into each output, so the result can be
+    /// dragged back into its web UI.
+    pub ui_workflow: Option<Value>,
 }
 
 impl std::fmt::Debug for Job {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for Job {
                 &self.comfy_org_api_key.as_ref().map(|_| "<redacted>"),
             )
             .field("models", &self.models)
+            .field("ui_workflow", &self.ui_workflow.as_ref().map(|_| "<graph>"))
             .finish()
     }
 }
@@ -67,6 +73,7 @@ impl Job {
             images: Vec::new(),
             comfy_org_api_key: None,
             models: Vec::new(),
+            ui_workflow: None,
         })
     }
 
@@ -114,6 +121,16 @@ impl Job {
         match input.get("models") {
             None | Some(Value::Null) => {}
             Some(models) => job.models = parse_models(models)?,
+        }
+        match input.get("ui_workflow") {
+            None | Some(Value::Null) => {}
+            Some(graph @ Value::Object(_)) => job.ui_workflow = Some(graph.clone()),
+            Some(_) => {
+                return Err(HandlerError::BadJobInput(
+                    "'ui_workflow' must be a UI-format workflow object (ComfyUI: Workflow → Export)"
+                        .into(),
+                ));
+            }
         }
         match input.get("images") {
             None | Some(Value::Null) => {}
@@ -433,6 +450,24 @@ mod tests {
             Job::from_runpod(&json!({"input": {"workflow": wf, "comfy_org_api_key": 3}})),
             Err(HandlerError::BadJobInput(_))
         ));
+    }
+
+    #[test]
+    fn ui_workflow_is_taken_from_the_job_and_must_be_an_object() {
+        let wf = json!({"1": {"class_type": "EmptyImage", "inputs": {}}});
+        let ui = json!({"nodes": [], "links": []});
+        let job = Job::from_runpod(&json!({"input": {"workflow": wf, "ui_workflow": ui}})).unwrap();
+        assert_eq!(job.ui_workflow, Some(ui));
+        assert!(
+            Job::from_workflow(wf.clone())
+                .unwrap()
+                .ui_workflow
+                .is_none()
+        );
+        let err = Job::from_runpod(&json!({"input": {"workflow": wf, "ui_workflow": "x"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'ui_workflow' must be"), "{err}");
     }
 
     #[test]

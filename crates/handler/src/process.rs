@@ -187,12 +187,19 @@ pub struct StartOptions {
     pub start_timeout: Duration,
     /// After SIGINT, how long ComfyUI gets to exit before SIGTERM, then SIGKILL (default 5 s).
     pub stop_grace: Duration,
-    /// A fixed port instead of a free one (tests; the identity check still applies).
+    /// A fixed port instead of a free one (`launch --port`, tests; the
+    /// identity check still applies).
     pub port: Option<u16>,
     /// Whether ComfyUI runs confined by Landlock (default `auto`).
     pub confine: ConfineMode,
     /// What the kernel offers; `None`: probe it (tests inject a kernel without Landlock).
     pub landlock: Option<LandlockSupport>,
+    /// Where ComfyUI listens besides 127.0.0.1 (`launch --listen`: an
+    /// address, `0.0.0.0` for every interface); `None`: loopback only.
+    pub listen: Option<String>,
+    /// Keep ComfyUI's metadata (the prompt and the job's `extra_pnginfo`)
+    /// in outputs; otherwise ComfyUI gets `--disable-metadata`.
+    pub keep_metadata: bool,
 }
 
 impl Default for StartOptions {
@@ -205,6 +212,20 @@ impl Default for StartOptions {
             port: None,
             confine: ConfineMode::Auto,
             landlock: None,
+            listen: None,
+            keep_metadata: false,
+        }
+    }
+}
+
+impl StartOptions {
+    /// ComfyUI's `--listen` value: 127.0.0.1 (where readiness is probed)
+    /// and the address asked for, if any.
+    fn listen_arg(&self) -> String {
+        match self.listen.as_deref().map(str::trim) {
+            None | Some("" | "127.0.0.1") => "127.0.0.1".to_string(),
+            Some(all @ ("0.0.0.0" | "::")) => all.to_string(),
+            Some(addr) => format!("127.0.0.1,{addr}"),
         }
     }
 }
@@ -326,7 +347,7 @@ impl ComfyProcess {
 
         let mut cmd = Command::new(&env.python);
         cmd.arg("main.py")
-            .args(["--listen", "127.0.0.1", "--port", &port.to_string()]);
+            .args(["--listen", &opts.listen_arg(), "--port", &port.to_string()]);
         if let Some(base) = &env.base_dir {
             cmd.arg("--base-directory").arg(base);
         }
@@ -341,7 +362,10 @@ impl ComfyProcess {
             .arg(&instance_dir)
             .arg("--user-directory")
             .arg(&user)
-            .args(["--disable-auto-launch", "--disable-metadata"]);
+            .arg("--disable-auto-launch");
+        if !opts.keep_metadata {
+            cmd.arg("--disable-metadata");
+        }
         let device = opts.gpu.decide();
         if !device.gpu {
             cmd.arg("--cpu");

@@ -535,6 +535,7 @@ fn python_set(
         wheels_dir: None,
         offline: true,
         limits: comfyver_python::Limits::default(),
+        rewrites: comfyver_spec::UrlRewrites::default(),
     };
     match comfyver_python::collect_requirements(&inputs) {
         Ok(reqs) => Some(LockedPython {

@@ -291,6 +291,7 @@ impl Reader<'_> {
                 Some(Options {
                     offline: o.get("offline").and_then(Value::as_bool),
                     skip_models: o.get("skip_models").and_then(Value::as_bool),
+                    allow_comfyui_mismatch: None,
                 })
             }
             _ => None,

@@ -12,7 +12,7 @@ use super::conflict;
 use super::error::PythonError;
 use super::freeze::freeze;
 use super::requirements::{PythonInputs, Requirements};
-use super::tool::{Installer, hermetic, run};
+use super::tool::{Installer, hermetic, run, with_git_rewrites};
 use super::torch;
 use super::venv::{self, state_dir, venv_dir, work_dir};
 
@@ -199,7 +199,7 @@ fn resolve_and_install(
             // exactly what was installed, and a replay installs that set
             // with `uv pip sync`. The venv was just created empty, so
             // install leaves the set a sync of the resolution would.
-            let mut install = uv_command(uv, layout, &work);
+            let mut install = uv_command(uv, layout, reqs, &work);
             install
                 .args(["pip", "install", "--no-config", "--quiet"])
                 .args(["--link-mode", "hardlink", "--python"])
@@ -217,7 +217,7 @@ fn resolve_and_install(
             )
         }
         Installer::Pip { .. } => {
-            let mut install = pip_command(&python, &work);
+            let mut install = pip_command(&python, reqs, &work);
             install
                 .args(["install", "-r", "requirements.in"])
                 .args(source_args(reqs, installer));
@@ -261,7 +261,7 @@ fn install_exact(
                 Some(index) => pinned_pyproject(&work, "locked", packages, &index)?,
                 None => "locked.txt".into(),
             };
-            let mut c = uv_command(uv, layout, &work);
+            let mut c = uv_command(uv, layout, reqs, &work);
             c.args([
                 "pip",
                 "sync",
@@ -276,7 +276,7 @@ fn install_exact(
             c
         }
         Installer::Pip { .. } => {
-            let mut c = pip_command(&python, &work);
+            let mut c = pip_command(&python, reqs, &work);
             c.args(["install", "--no-deps", "-r", "locked.txt"]);
             c
         }
@@ -308,14 +308,16 @@ fn pinned_pyproject(
     Ok(rel)
 }
 
-fn uv_command(uv: &Path, layout: &CacheLayout, cwd: &Path) -> Command {
+fn uv_command(uv: &Path, layout: &CacheLayout, reqs: &Requirements, cwd: &Path) -> Command {
     let mut c = hermetic(uv);
+    with_git_rewrites(&mut c, &reqs.rewrites);
     c.env("UV_CACHE_DIR", layout.uv_cache()).current_dir(cwd);
     c
 }
 
-fn pip_command(python: &Path, cwd: &Path) -> Command {
+fn pip_command(python: &Path, reqs: &Requirements, cwd: &Path) -> Command {
     let mut c = hermetic(python);
+    with_git_rewrites(&mut c, &reqs.rewrites);
     c.args([
         "-I",
         "-m",

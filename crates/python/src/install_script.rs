@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
 use super::requirements::Requirements;
-use super::tool::{Installer, describe, hermetic};
+use super::tool::{Installer, describe, hermetic, with_git_rewrites};
 use super::venv::{scripts_dir, state_dir, venv_dir, venv_python};
 use super::{install, pip_shim};
 
@@ -215,6 +215,7 @@ fn run_one(
     for name in SECRETS {
         cmd.env_remove(name);
     }
+    with_git_rewrites(&mut cmd, ctx.rewrites);
     cmd.arg("install.py")
         .current_dir(&script.dir)
         .env("VIRTUAL_ENV", &venv)
@@ -224,10 +225,6 @@ fn run_one(
         .env("COMFYUI_MODEL_PATH", &models)
         .env("PYTHONPATH", home)
         .env("PYTHONUNBUFFERED", "1")
-        .envs(
-            ctx.rewrites
-                .git_config_env(std::env::var("GIT_CONFIG_COUNT").ok().as_deref()),
-        )
         .envs(ctx.env)
         .stdout(out)
         .stderr(err);

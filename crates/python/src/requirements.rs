@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use comfyver_spec::{digest::Digest, digest::digest_json, version::PythonSettings};
+use comfyver_spec::{UrlRewrites, digest::Digest, digest::digest_json, version::PythonSettings};
 use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
@@ -25,6 +25,9 @@ pub struct PythonInputs {
     pub offline: bool,
     /// How long uv, pip and install scripts may run.
     pub limits: Limits,
+    /// The URL rewrite rules, given to the git that uv and pip run for
+    /// `git+` requirements (as git configuration; never logged).
+    pub rewrites: UrlRewrites,
 }
 
 /// One requirement line and where it came from.
@@ -75,6 +78,9 @@ pub struct Requirements {
     pub torch_pin: Option<String>,
     /// How long uv and pip may run (not part of the inputs digest).
     pub limits: Limits,
+    /// The URL rewrite rules for the git uv and pip run (not part of the
+    /// inputs digest: the requirements keep their own URLs).
+    pub rewrites: UrlRewrites,
 }
 
 /// Where the core's requirements come from, in origins and messages.
@@ -102,6 +108,7 @@ pub fn collect_requirements(inputs: &PythonInputs) -> Result<Requirements, Pytho
         wheels_dir: inputs.wheels_dir.clone(),
         offline: inputs.offline,
         limits: inputs.limits,
+        rewrites: inputs.rewrites.clone(),
         ..Requirements::default()
     };
     let core_file = inputs.core_dir.join("requirements.txt");
@@ -498,6 +505,7 @@ mod tests {
             wheels_dir: None,
             offline: false,
             limits: Limits::default(),
+            rewrites: UrlRewrites::default(),
         };
         let err = collect_requirements(&inputs).unwrap_err().to_string();
         assert!(

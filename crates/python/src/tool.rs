@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 
+use comfyver_spec::UrlRewrites;
+
 use super::error::{PythonError, ToolOutput, redact_text};
 use super::limits::Limit;
 
@@ -137,6 +139,16 @@ pub(crate) fn hermetic(program: &Path) -> Command {
     }
     c.env("PIP_CONFIG_FILE", "/dev/null");
     c
+}
+
+/// Gives `cmd` the URL rewrite rules as git configuration in its
+/// environment (numbered after an inherited `GIT_CONFIG_COUNT`), so the git
+/// it runs (uv and pip for `git+` requirements, install scripts) fetches
+/// through the same mirrors as comfyver. The values may hold credentials;
+/// [`describe`] shows arguments only, never the environment.
+pub(crate) fn with_git_rewrites(cmd: &mut Command, rewrites: &UrlRewrites) {
+    let inherited = std::env::var("GIT_CONFIG_COUNT").ok();
+    cmd.envs(rewrites.git_config_env(inherited.as_deref()));
 }
 
 /// Runs `cmd` in its own process group (killed if comfyver dies, stopped on

@@ -9,7 +9,7 @@ use comfyver_spec::lock::LockedPython;
 use super::error::PythonError;
 use super::install::source_args;
 use super::requirements::{PythonInputs, collect_requirements};
-use super::tool::{Installer, hermetic, run_unless};
+use super::tool::{Installer, hermetic, run_unless, with_git_rewrites};
 use super::torch;
 use super::venv;
 
@@ -72,6 +72,7 @@ pub fn warm_cache(
     let file = tmp.path().join("locked.txt");
     comfyver_fs::write_atomic(&file, list.as_bytes())?;
     let mut cmd = hermetic(uv);
+    with_git_rewrites(&mut cmd, &reqs.rewrites);
     cmd.env("UV_CACHE_DIR", layout.uv_cache())
         .current_dir(tmp.path())
         .args(["pip", "install", "--no-config", "--quiet", "--no-deps"])

@@ -126,6 +126,7 @@ impl Fixture {
             wheels_dir: Some(self.wheels.clone()),
             offline: true,
             limits: Limits::default(),
+            rewrites: self.rewrites.clone(),
         }
     }
 
@@ -1452,5 +1453,86 @@ fn freeze_lists_exactly_what_importlib_metadata_lists() {
         !frozen
             .iter()
             .any(|l| l.contains("not-this") || l.contains("broken"))
+    );
+}
+
+/// A PEP 517 build backend in the source tree itself (standard library only),
+/// so a `git+` requirement builds without any download.
+const IN_TREE_BACKEND: &str = r#"
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = "gitdep", "1.0"
+DIST = f"{NAME}-{VERSION}.dist-info"
+
+def _record_line(path, data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    files = {
+        f"{NAME}.py": open(os.path.join(os.path.dirname(__file__), "payload.txt"), "rb").read(),
+        f"{DIST}/METADATA": f"Metadata-Version: 2.1\nName: {NAME}\nVersion: {VERSION}\n".encode(),
+        f"{DIST}/WHEEL": b"Wheel-Version: 1.0\nGenerator: in-tree\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [_record_line(p, d) for p, d in files.items()] + [f"{DIST}/RECORD,,"]
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+        z.writestr(f"{DIST}/RECORD", "\n".join(record) + "\n")
+    return name
+"#;
+
+#[test]
+fn git_requirements_are_fetched_through_the_url_rewrites() {
+    let mut fx = Fixture::new();
+    let remotes = fx.root.join("remotes");
+    let mut dep = comfyver_testkit::git::Repo::new(&remotes, "gitdep");
+    dep.write(&[
+        (
+            "pyproject.toml",
+            "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+        ),
+        ("backend.py", IN_TREE_BACKEND),
+        ("payload.txt", "MIRRORED = True\n"),
+    ]);
+    dep.commit("gitdep");
+    dep.push();
+    let mut inputs = fx.standard_inputs();
+    inputs.nodes = Vec::new();
+    inputs.settings.requirements =
+        vec!["gitdep @ git+https://public-host.example/deps/gitdep.git".into()];
+    // Without the rules, git reaches for the public-looking host and fails.
+    let installer = pip_only(&fx.root);
+    let err = python::build_env(
+        &fx.home("plain"),
+        &fx.layout,
+        &collect(&inputs),
+        None,
+        &installer,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("pip install"), "{err}");
+    let rule = format!(
+        "https://public-host.example/deps/=file://{}/",
+        remotes.display()
+    );
+    fx.rewrites = UrlRewrites::parse_list(&rule, "test").unwrap();
+    inputs.rewrites = fx.rewrites.clone();
+    let home = fx.home("rewritten");
+    let env = python::build_env(&home, &fx.layout, &collect(&inputs), None, &installer).unwrap();
+    assert_eq!(
+        venv_run(&home, "import gitdep; print(gitdep.MIRRORED)"),
+        "True"
+    );
+    // The lock keeps the spec's URL, never the mirror's.
+    let line = env
+        .packages
+        .iter()
+        .find(|p| p.starts_with("gitdep"))
+        .unwrap();
+    assert!(
+        line.contains("git+https://public-host.example/deps/gitdep.git@"),
+        "{line}"
     );
 }

@@ -145,6 +145,7 @@ pub fn realize(
         wheels_dir: req.wheels_dir.clone(),
         offline: req.offline,
         limits: python::Limits::from_env()?,
+        rewrites: req.rewrites.clone(),
     };
     let installer = match &req.installer {
         Some(i) => i.clone(),

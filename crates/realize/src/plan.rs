@@ -142,6 +142,7 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
             wheels_dir: req.wheels_dir.clone(),
             offline: req.offline,
             limits: python::Limits::default(),
+            rewrites: req.rewrites.clone(),
         };
         let reqs = python::collect_requirements(&inputs)?;
         let installer = match &req.installer {

@@ -123,6 +123,18 @@ pub enum ResolveError {
         #[source]
         source: Box<comfyver_git::GitError>,
     },
+    /// Packs whose `[tool.comfy] requires-comfyui` the locked core does not meet.
+    #[error(
+        "version `{version_id}`: {}\nchoose a core ref that satisfies them, other refs of the packs, \
+         or set `options.allow_comfyui_mismatch` to resolve anyway with a warning",
+        .mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    RequiresComfyui {
+        /// The version.
+        version_id: String,
+        /// Each pack, its requirement and the core's version.
+        mismatches: Vec<crate::ComfyuiMismatch>,
+    },
     /// Several entries failed; the CLI lists each with its causes.
     #[error("{} entries could not be resolved", .0.len())]
     Several(Vec<ResolveError>),

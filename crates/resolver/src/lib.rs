@@ -17,6 +17,11 @@
 //!   the files that could not be read; [`replace_lock`] writes it back only if
 //!   it is still the one the caller read (compare-and-swap: locks only move
 //!   forward).
+//! - A new lock is checked against each pack's `[tool.comfy]
+//!   requires-comfyui` (its `pyproject.toml` at the locked commit) and the
+//!   core's version there: a mismatch is [`ResolveError::RequiresComfyui`]
+//!   naming each pack ([`ComfyuiMismatch`]), or a warning in
+//!   [`ResolveOutcome::warnings`] under `options.allow_comfyui_mismatch`.
 
 mod error;
 mod lockfile;
@@ -27,6 +32,7 @@ mod plan;
 mod refs;
 mod remote;
 mod report;
+mod requires_comfyui;
 mod resolve;
 
 pub use error::ResolveError;
@@ -34,4 +40,5 @@ pub use lockfile::{LockScan, LockWrite, locks, read_lock, replace_lock, write_lo
 pub use options::{ResolveOptions, UpdatePolicy};
 pub use outcome::{ChangeKind, EntryOutcome, LockChange, ResolveOutcome, Source};
 pub use report::{NoReporter, Reporter};
+pub use requires_comfyui::ComfyuiMismatch;
 pub use resolve::resolve;

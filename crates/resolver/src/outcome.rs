@@ -135,4 +135,7 @@ pub struct ResolveOutcome {
     pub written: bool,
     /// The lock file.
     pub lock_path: PathBuf,
+    /// What the user should know about the new lock: `requires-comfyui`
+    /// mismatches the spec allows, pack files that could not be checked.
+    pub warnings: Vec<String>,
 }

@@ -90,6 +90,7 @@ fn unchanged(lock: &ResolvedLock, entries: &[Entry], lock_path: PathBuf) -> Reso
         changes: Vec::new(),
         written: false,
         lock_path,
+        warnings: Vec::new(),
     }
 }
 
@@ -237,6 +238,10 @@ fn run(
     } else {
         None
     };
+    let warnings = match &lock {
+        Some(lock) => crate::requires_comfyui::check(spec, lock, layout, opts)?,
+        None => Vec::new(),
+    };
     let written = match (&lock, opts.dry_run) {
         (Some(lock), false) => lockfile::store(layout, lock)?,
         _ => false,
@@ -247,6 +252,7 @@ fn run(
         changes,
         written,
         lock_path: layout.lock_file(&spec.version_id),
+        warnings,
     })
 }
 

@@ -898,3 +898,60 @@ fn a_server_asking_for_credentials_is_reported_as_authentication() {
     assert!(matches!(err, ResolveError::AuthRequired { .. }), "{err:?}");
     assert!(err.to_string().contains("credential helper"), "{err}");
 }
+
+#[test]
+fn requires_comfyui_mismatch_fails_the_resolve_naming_the_pack() {
+    let fx = Fixture::new();
+    let mut core = Repo::new(fx.root(), "ComfyUI");
+    core.write(&[("comfyui_version.py", "__version__ = \"0.3.10\"\n")]);
+    core.commit("core 0.3.10");
+    core.push();
+    let mut picky = Repo::new(fx.root(), "picky-pack");
+    picky.write(&[(
+        "pyproject.toml",
+        "[project]\nname = \"picky\"\n\n[tool.comfy]\nrequires-comfyui = \">=0.3.40, <0.4\"\n",
+    )]);
+    picky.commit("needs a newer core");
+    picky.push();
+    let mut easy = Repo::new(fx.root(), "easy-pack");
+    easy.write(&[(
+        "pyproject.toml",
+        "[project]\nname = \"easy\"\n[tool.comfy]\nrequires-comfyui = \">=0.3.0\"\n",
+    )]);
+    easy.commit("any 0.3");
+    easy.push();
+    let (core_url, picky_url, easy_url) = (core.file_url(), picky.file_url(), easy.file_url());
+    let layout = fx.layout();
+
+    let both = spec(
+        "v",
+        (&core_url, None),
+        &[("picky", &picky_url, None), ("easy", &easy_url, None)],
+    );
+    let err = resolve(&both, &layout, &opts(), &NoReporter).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ResolveError::RequiresComfyui { .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("custom node `picky` requires ComfyUI >=0.3.40, <0.4, the core is 0.3.10"),
+        "{text}"
+    );
+    assert!(!text.contains("`easy`"), "{text}");
+    assert!(text.contains("options.allow_comfyui_mismatch"), "{text}");
+    assert!(
+        read_lock(&layout, "v").unwrap().is_none(),
+        "no lock is written"
+    );
+
+    // The pack that fits resolves; the option turns the mismatch into a warning.
+    let fits = spec("v", (&core_url, None), &[("easy", &easy_url, None)]);
+    assert!(run(&fits, &layout, &opts()).warnings.is_empty());
+    let mut allowed = serde_json::to_value(&both).unwrap();
+    allowed["options"] = json!({"allow_comfyui_mismatch": true});
+    let out = run(&spec_from(allowed), &layout, &opts());
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(out.warnings[0].contains("`picky`"), "{:?}", out.warnings);
+    assert!(out.written);
+}

@@ -44,7 +44,7 @@ const PYTHON: &[&str] = &[
     "torch_backend",
     "torch_index_url",
 ];
-const OPTIONS: &[&str] = &["offline", "skip_models"];
+const OPTIONS: &[&str] = &["offline", "skip_models", "allow_comfyui_mismatch"];
 
 /// Collected problems: errors stop the load, warnings do not.
 #[derive(Default)]

@@ -196,6 +196,10 @@ pub struct Options {
     /// Do not download models (missing ones are warnings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_models: Option<bool>,
+    /// Resolve even when a custom node's `[tool.comfy] requires-comfyui`
+    /// does not admit the core's version (a warning instead of an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_comfyui_mismatch: Option<bool>,
 }
 
 impl VersionSpec {

@@ -3,6 +3,7 @@
 pub(crate) mod diff;
 pub(crate) mod edit;
 pub(crate) mod import;
+pub(crate) mod launch;
 pub(crate) mod list;
 pub(crate) mod models;
 pub(crate) mod nodes;
@@ -36,6 +37,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Diff(args) => diff::run(ctx, args),
         Command::Run(args) => run::run(ctx, args),
         Command::Test(args) => run::test(ctx, args),
+        Command::Launch(args) => launch::run(ctx, args),
         Command::New(args) => edit::new(ctx, args),
         Command::Add(args) => edit::add(ctx, args),
         Command::Copy(args) => edit::copy(ctx, args),

@@ -76,6 +76,9 @@ pub(crate) fn run(ctx: &Ctx, args: ResolveArgs) -> anyhow::Result<Exit> {
         });
         match result {
             Ok((id, outcome)) => {
+                for w in &outcome.warnings {
+                    ctx.out.warn(&format!("{id}: {w}"));
+                }
                 if ctx.json {
                     reports.push(report_json(&id, &outcome, args.dry_run));
                 } else {

@@ -259,7 +259,7 @@ fn with_failed_packs(mut value: serde_json::Value, packs: &NodeReport) -> serde_
 }
 
 /// The ComfyUI flags that make outputs comparable by hash, beyond the
-/// `--disable-metadata` every start gets: deterministic algorithms, when the
+/// `--disable-metadata` every hashed run gets: deterministic algorithms, when the
 /// pin knows the flag (older ones would refuse it).
 fn reproducible_args(ctx: &Ctx, env: &ComfyEnv, args: &mut Vec<String>) {
     const FLAG: &str = "--deterministic";
@@ -333,11 +333,18 @@ fn execute(
         return Ok((Err(e), NodeReport::default(), None));
     }
     let before_start = invoked.elapsed();
-    let mut extra_args = args.job.session.comfy_args.clone();
+    let mut extra_args = args.job.session.start.comfy_args.clone();
     if reproducible {
         reproducible_args(ctx, &env, &mut extra_args);
     }
-    let start = args.job.session.start_options(extra_args);
+    let mut start = args.job.session.start_options(extra_args);
+    if reproducible && start.keep_metadata {
+        // Metadata holds the per-job prompt (file prefixes), which would
+        // change the bytes of every non-image output from run to run.
+        ctx.out
+            .info("hashing outputs: --keep-metadata is ignored, outputs carry no metadata");
+        start.keep_metadata = false;
+    }
     let session = match Session::start(&env, &start) {
         Ok(s) => s,
         Err(e) => return Ok((Err(e), NodeReport::default(), None)),

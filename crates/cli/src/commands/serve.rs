@@ -76,7 +76,9 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
         (None, None) => anyhow::bail!("name the default version id or pass --spec FILE"),
     };
     let mut opts = ServeOptions::new(default_id.clone());
-    opts.start = args.session.start_options(args.session.comfy_args.clone());
+    opts.start = args
+        .session
+        .start_options(args.session.start.comfy_args.clone());
     // Credentials and bucket permissions are checked before the first job.
     opts.job = args.session.job_options(ctx)?;
     opts.grace = Duration::from_secs(args.grace);

@@ -1,7 +1,8 @@
 //! The flags of a ComfyUI session and its jobs, shared by `run`/`test` and
-//! `serve`: how ComfyUI starts (device, start timeout, extra arguments) and
-//! how each job runs (timeout, output sink, temporary outputs, the budget of
-//! the models jobs bring).
+//! `serve`: how ComfyUI starts ([`StartFlags`]: device, start timeout, extra
+//! arguments, confinement; also `launch`'s) and how each job runs (timeout,
+//! output sink, temporary outputs, metadata, the budget of the models jobs
+//! bring).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,31 @@ pub(crate) struct SessionFlags {
         env = comfyver_env::COMFYVER_JOB_TIMEOUT
     )]
     pub timeout: u64,
+    /// Also return temporary outputs (PreviewImage and the like).
+    #[arg(long)]
+    pub include_temp: bool,
+    /// Keep ComfyUI's metadata in outputs: the prompt, and the job's
+    /// `ui_workflow` as the workflow a PNG opens with in ComfyUI (default:
+    /// --disable-metadata). `test --record/--expect` always drops it.
+    #[arg(
+        long,
+        env = comfyver_env::COMFYVER_KEEP_METADATA,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub keep_metadata: bool,
+    /// The most GB (decimal) of model files only jobs brought (`input.models`,
+    /// URLs in loader inputs); beyond it the least recently used are evicted.
+    /// Default: no limit.
+    #[arg(long, value_name = "GB", env = comfyver_env::COMFYVER_JOB_MODELS_MAX_GB)]
+    pub job_models_max_gb: Option<f64>,
+    /// How ComfyUI starts.
+    #[command(flatten)]
+    pub start: StartFlags,
+}
+
+/// How ComfyUI starts: shared by `run`/`test`, `serve` and `launch`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StartFlags {
     /// How long ComfyUI may take to start, in seconds.
     #[arg(
         long,
@@ -43,14 +69,6 @@ pub(crate) struct SessionFlags {
     /// Run ComfyUI on the CPU (--cpu) even when a GPU is present.
     #[arg(long)]
     pub cpu: bool,
-    /// Also return temporary outputs (PreviewImage and the like).
-    #[arg(long)]
-    pub include_temp: bool,
-    /// The most GB (decimal) of model files only jobs brought (`input.models`,
-    /// URLs in loader inputs); beyond it the least recently used are evicted.
-    /// Default: no limit.
-    #[arg(long, value_name = "GB", env = comfyver_env::COMFYVER_JOB_MODELS_MAX_GB)]
-    pub job_models_max_gb: Option<f64>,
     /// Extra arguments for ComfyUI's main.py (repeatable).
     #[arg(long = "comfy-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub comfy_args: Vec<String>,
@@ -66,9 +84,9 @@ pub(crate) struct SessionFlags {
     pub confine: ConfineMode,
 }
 
-impl SessionFlags {
-    /// How ComfyUI starts: the device asked for, these flags' start timeout,
-    /// and `extra_args` for main.py.
+impl StartFlags {
+    /// How ComfyUI starts: the device asked for, the start timeout, and
+    /// `extra_args` for main.py.
     pub(crate) fn start_options(&self, extra_args: Vec<String>) -> StartOptions {
         StartOptions {
             gpu: match (self.gpu, self.cpu) {
@@ -80,6 +98,17 @@ impl SessionFlags {
             start_timeout: Duration::from_secs(self.start_timeout),
             confine: self.confine,
             ..StartOptions::default()
+        }
+    }
+}
+
+impl SessionFlags {
+    /// How ComfyUI starts for jobs: [`StartFlags::start_options`], with
+    /// the metadata kept when asked for.
+    pub(crate) fn start_options(&self, extra_args: Vec<String>) -> StartOptions {
+        StartOptions {
+            keep_metadata: self.keep_metadata,
+            ..self.start.start_options(extra_args)
         }
     }
 

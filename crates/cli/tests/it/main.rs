@@ -11,6 +11,7 @@ mod import;
 mod import_install;
 mod interop;
 mod job_models;
+mod launch;
 mod model_folders;
 mod models;
 mod node_index;
