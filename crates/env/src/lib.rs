@@ -118,6 +118,9 @@ registry! {
     COMFYVER_MAX_QUEUE,
     /// Comma-separated version ids `serve` may run (default: any).
     COMFYVER_VERSIONS,
+    /// A workflow file `serve` runs after every ComfyUI start, before any job
+    /// is taken (`/ready` answers 503 until it succeeded).
+    COMFYVER_WARMUP,
     /// The Standard Webhooks secret (`whsec_<base64>`) `serve` signs webhook
     /// deliveries with (never logged, never in ComfyUI's environment).
     COMFYVER_WEBHOOK_SECRET,

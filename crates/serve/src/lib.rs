@@ -22,12 +22,14 @@
 //! function returns `Ok`. A second signal stops everything at once.
 
 mod local_api;
+mod metrics;
 mod runpod;
+mod webhook;
 mod worker;
 
 use std::time::Duration;
 
-use comfyver_handler::{ComfyEnv, HandlerError, JobOptions, StartOptions, failed_job_json};
+use comfyver_handler::{ComfyEnv, HandlerError, Job, JobOptions, StartOptions, failed_job_json};
 use serde_json::Value;
 
 pub use local_api::{LocalApiOptions, serve_local};
@@ -69,6 +71,10 @@ pub struct ServeOptions {
     /// The versions jobs may name (empty: any). The default version is always
     /// allowed; a job naming another one fails without anything realized.
     pub versions: Vec<String>,
+    /// A workflow run after every ComfyUI start, before any job is taken
+    /// (`--warmup`). While it fails, the worker is not ready and the jobs of
+    /// that version fail with its error.
+    pub warmup: Option<Job>,
 }
 
 impl ServeOptions {
@@ -81,6 +87,7 @@ impl ServeOptions {
             grace: Duration::from_secs(30),
             refresh_worker: false,
             versions: Vec::new(),
+            warmup: None,
         }
     }
 
@@ -146,6 +153,22 @@ pub enum ServeError {
         #[source]
         source: Box<HandlerError>,
     },
+    /// ComfyUI started but the warm-up workflow failed on it.
+    #[error(
+        "the warm-up workflow failed on ComfyUI of version `{version_id}`; the worker is not ready until a start and its warm-up succeed (fix the --warmup workflow)"
+    )]
+    Warmup {
+        /// The version.
+        version_id: String,
+        /// How the warm-up job failed.
+        #[source]
+        source: Box<HandlerError>,
+    },
+    /// `COMFYVER_WEBHOOK_SECRET` is not a Standard Webhooks secret.
+    #[error(
+        "COMFYVER_WEBHOOK_SECRET is not a Standard Webhooks secret: it must be `whsec_` followed by base64 (the key)"
+    )]
+    WebhookSecret,
     /// The job body is not a valid job.
     #[error("bad job: {0}")]
     BadJob(String),
@@ -207,6 +230,8 @@ impl ServeError {
         match self {
             ServeError::Version { .. } => "version",
             ServeError::Start { .. } => "start",
+            ServeError::Warmup { .. } => "warmup",
+            ServeError::WebhookSecret => "config",
             ServeError::BadJob(_) => "bad_input",
             ServeError::Stopped { .. } => "stopped",
             ServeError::NotRun { .. } => "not_run",

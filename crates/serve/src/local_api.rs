@@ -1,6 +1,7 @@
 //! The local job API, shaped like RunPod's endpoint API and its SDK's local
 //! test server: `POST /run`, `POST /runsync[?wait=ms]`, `GET|POST /status/{id}`,
-//! `POST /cancel/{id}`, `GET /health`, `GET /ready`.
+//! `POST /cancel/{id}`, `GET /health`, `GET /ready`, and `GET /metrics`
+//! (Prometheus' text format).
 //!
 //! Jobs queue in order and run one at a time on the serving thread (it spawns
 //! ComfyUI and outlives it). The HTTP side is hyper's HTTP/1 server on a
@@ -17,12 +18,15 @@
 //! [`MAX_BODIES_IN_FLIGHT`] (503). At most [`LocalApiOptions::max_queue`] jobs
 //! wait; beyond, `/run` and `/runsync` answer 429 with `Retry-After` before
 //! reading the body.
+//!
+//! A job whose `/run` body names a `webhook` has its final status POSTed there
+//! once it ends ([`crate::webhook`]), from a thread of its own.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -33,6 +37,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::metrics;
+use crate::webhook::{self, Delivery, WebhookKey};
 use crate::worker::{JobRequest, Live, Outcome, Worker};
 use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
 use comfyver_fs::child as sys;
@@ -74,6 +80,11 @@ pub struct LocalApiOptions {
     pub no_auth: bool,
     /// Queued jobs at most (the running one not counted); beyond: 429.
     pub max_queue: usize,
+    /// Serve `GET /metrics` without the key (`--metrics-public`).
+    pub metrics_public: bool,
+    /// The Standard Webhooks secret (`whsec_<base64>`) webhook deliveries are
+    /// signed with; `None`: sent unsigned.
+    pub webhook_secret: Option<String>,
 }
 
 impl LocalApiOptions {
@@ -88,12 +99,18 @@ impl LocalApiOptions {
             api_key: None,
             no_auth: false,
             max_queue: Self::DEFAULT_MAX_QUEUE,
+            metrics_public: false,
+            webhook_secret: None,
         }
     }
 }
 
 struct Entry {
     status: &'static str,
+    /// The version the job runs on (for the metrics).
+    version: String,
+    /// Where the final status goes.
+    webhook: Option<String>,
     submitted: Instant,
     started: Option<Instant>,
     finished: Option<Instant>,
@@ -148,10 +165,12 @@ struct Jobs {
 }
 
 impl Jobs {
-    fn finish(&mut self, id: &str, outcome: Outcome) {
+    /// Ends job `id`: its status, the counters and metrics, its webhook.
+    fn finish(&mut self, shared: &Shared, id: &str, outcome: Outcome) {
         if let Some(e) = self.entries.get_mut(id) {
             e.status = outcome.status();
-            e.finished = Some(Instant::now());
+            let now = Instant::now();
+            e.finished = Some(now);
             e.request = None;
             match &outcome {
                 Outcome::Completed(_) => self.completed += 1,
@@ -159,6 +178,19 @@ impl Jobs {
                 Outcome::Cancelled => self.cancelled += 1,
             }
             e.outcome = Some(outcome);
+            shared.live.metrics.job_ended(
+                e.status,
+                &e.version,
+                e.started.map(|s| now.duration_since(s)),
+            );
+            if let Some(url) = e.webhook.take() {
+                let body = e.status_json(id, &shared.live).to_string();
+                shared.send_webhook(Delivery {
+                    url,
+                    id: format!("msg_{id}"),
+                    body,
+                });
+            }
         }
         self.finished.push_back(id.to_string());
         while self.finished.len() > MAX_FINISHED {
@@ -179,6 +211,9 @@ struct Shared {
     /// The key's SHA-256, when a key is required.
     key_digest: Option<[u8; 32]>,
     max_queue: usize,
+    metrics_public: bool,
+    /// Webhook deliveries go to the delivery thread; `None` once stopping.
+    webhooks: Mutex<Option<mpsc::Sender<Delivery>>>,
     /// The serve options' version allow-list check.
     opts: ServeOptions,
     /// The default version's first ComfyUI start is done (or failed).
@@ -192,6 +227,14 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Jobs> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a delivery to the delivery thread.
+    fn send_webhook(&self, d: Delivery) {
+        let tx = self.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = tx.as_ref() {
+            let _ = tx.send(d);
+        }
     }
 
     /// Tells the job thread and every waiting request that jobs changed.
@@ -240,6 +283,11 @@ pub fn serve_local(
         addr: api.listen.clone(),
         source,
     };
+    let webhook_key = api
+        .webhook_secret
+        .as_deref()
+        .map(WebhookKey::parse)
+        .transpose()?;
     let listener = std::net::TcpListener::bind(&api.listen).map_err(|e| listen_error(e.into()))?;
     listener
         .set_nonblocking(true)
@@ -261,6 +309,8 @@ pub fn serve_local(
             .as_ref()
             .map(|k| Sha256::digest(k.as_bytes()).into()),
         max_queue: api.max_queue,
+        metrics_public: api.metrics_public,
+        webhooks: Mutex::new(None),
         opts: opts.clone(),
         warmed: AtomicBool::new(false),
         body_bytes: AtomicUsize::new(0),
@@ -287,39 +337,69 @@ pub fn serve_local(
         api.max_queue
     ));
 
-    worker.warm_up();
-    shared.warmed.store(true, Ordering::SeqCst);
-    shared.notify();
-    while let Some((id, req)) = next_job(&shared) {
-        let outcome = worker.run(&req, &());
-        let mut jobs = shared.lock();
-        jobs.running = None;
-        jobs.finish(&id, outcome);
-        drop(jobs);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<Delivery>();
+        *shared.webhooks.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let shared_ref = &shared;
+        let key = webhook_key.as_ref();
+        // Each delivery on a thread of its own: a slow receiver holds back
+        // neither the jobs nor the other deliveries.
+        scope.spawn(move || {
+            for d in rx {
+                scope.spawn(move || {
+                    let ok = webhook::deliver(&d, key);
+                    shared_ref.live.metrics.webhook(ok.is_ok());
+                    if let Err(why) = ok {
+                        log.event(&format!(
+                            "warning: the webhook of job {} could not be delivered to {}: {why}",
+                            d.id.trim_start_matches("msg_"),
+                            d.url
+                        ));
+                    }
+                });
+            }
+        });
+        worker.warm_up();
+        shared.warmed.store(true, Ordering::SeqCst);
         shared.notify();
-    }
-
-    // Stopping: every queued job fails explicitly, nothing is dropped.
-    let signal = sys::stop_requested().unwrap_or(libc::SIGTERM);
-    log.event(&format!("stopping (signal {signal})"));
-    {
-        let mut jobs = shared.lock();
-        let queued: Vec<String> = jobs.queue.drain(..).collect();
-        for id in queued {
-            jobs.finish(
-                &id,
-                Outcome::Failed(ServeError::NotRun { signal }.to_job_json()),
-            );
+        while let Some((id, req)) = next_job(&shared) {
+            let outcome = worker.run(&req, &());
+            let mut jobs = shared.lock();
+            jobs.running = None;
+            jobs.finish(&shared, &id, outcome);
+            drop(jobs);
+            shared.notify();
         }
-    }
-    shared.notify();
-    worker.stop_current();
-    let until = Instant::now() + ANSWER_WAIT;
-    while shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    shared.shutdown.store(true, Ordering::SeqCst);
-    let _ = http.join();
+
+        // Stopping: every queued job fails explicitly, nothing is dropped.
+        let signal = sys::stop_requested().unwrap_or(libc::SIGTERM);
+        log.event(&format!("stopping (signal {signal})"));
+        {
+            let mut jobs = shared.lock();
+            let queued: Vec<String> = jobs.queue.drain(..).collect();
+            for id in queued {
+                jobs.finish(
+                    &shared,
+                    &id,
+                    Outcome::Failed(ServeError::NotRun { signal }.to_job_json()),
+                );
+            }
+        }
+        shared.notify();
+        worker.stop_current();
+        let until = Instant::now() + ANSWER_WAIT;
+        while shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        shared.shutdown.store(true, Ordering::SeqCst);
+        let _ = http.join();
+        // The last deliveries are awaited (the scope ends with them).
+        shared
+            .webhooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    });
     Ok(())
 }
 
@@ -352,6 +432,7 @@ fn next_job(shared: &Shared) -> Option<(String, JobRequest)> {
             entry.status = "IN_PROGRESS";
             entry.started = Some(Instant::now());
             jobs.running = Some(id.clone());
+            shared.live.metrics.job_started(entry_wait(&jobs, &id));
             drop(jobs);
             shared.notify();
             return Some((id, req));
@@ -362,6 +443,14 @@ fn next_job(shared: &Shared) -> Option<(String, JobRequest)> {
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+}
+
+/// How long job `id` waited in the queue before it started.
+fn entry_wait(jobs: &Jobs, id: &str) -> Duration {
+    jobs.entries
+        .get(id)
+        .and_then(|e| Some(e.started?.duration_since(e.submitted)))
+        .unwrap_or_default()
 }
 
 /// Accepts connections until shutdown; each is served by its own task.
@@ -439,15 +528,16 @@ async fn answer(req: Request<Incoming>, shared: &Shared) -> Answer {
     let method = req.method().clone();
     let known = matches!(
         segments.as_slice(),
-        ["run" | "runsync" | "health" | "ready"] | ["status" | "cancel", _]
+        ["run" | "runsync" | "health" | "ready" | "metrics"] | ["status" | "cancel", _]
     );
     if !known {
         return error(
             404,
-            "no such endpoint: use /run, /runsync, /status/{id}, /cancel/{id}, /health, /ready",
+            "no such endpoint: use /run, /runsync, /status/{id}, /cancel/{id}, /health, /ready, /metrics",
         );
     }
-    if segments != ["health"] && !shared.authorized(&req) {
+    let open = segments == ["health"] || (segments == ["metrics"] && shared.metrics_public);
+    if !open && !shared.authorized(&req) {
         let mut resp = error(
             401,
             "this worker requires its API key: send `Authorization: Bearer <key>`",
@@ -468,6 +558,20 @@ async fn answer(req: Request<Incoming>, shared: &Shared) -> Answer {
         }
         (&Method::POST, ["cancel", id]) => cancel(shared, id).await,
         (&Method::GET, ["health"]) => respond(200, &health_json(shared)),
+        (&Method::GET, ["metrics"]) => {
+            let (queued, running) = {
+                let jobs = shared.lock();
+                (jobs.queue.len(), jobs.running.is_some())
+            };
+            let mut resp = Response::new(Full::new(Bytes::from(
+                shared.live.metrics.render(queued, running),
+            )));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            resp
+        }
         (&Method::GET, ["ready"]) => match not_ready(shared) {
             None => respond(200, &json!({"ready": true})),
             Some(reason) => respond(503, &json!({"ready": false, "reason": reason})),
@@ -501,6 +605,9 @@ fn not_ready(shared: &Shared) -> Option<String> {
     }
     if !shared.warmed.load(Ordering::SeqCst) {
         return Some("ComfyUI is starting".into());
+    }
+    if let Some(why) = shared.live.start_error() {
+        return Some(why);
     }
     if shared.live.version().is_none() {
         return Some("no ComfyUI is running (starting, or its start failed: see the log)".into());
@@ -646,10 +753,17 @@ async fn submit(req: Request<Incoming>, shared: &Shared, sync: bool, query: &str
         if let Some(resp) = queue_full(&jobs, shared.max_queue) {
             return resp;
         }
+        let version = request
+            .version_id
+            .clone()
+            .unwrap_or_else(|| shared.opts.default_version.clone());
+        let webhook = request.webhook.clone();
         jobs.entries.insert(
             id.clone(),
             Entry {
                 status: "IN_QUEUE",
+                version,
+                webhook,
                 submitted: Instant::now(),
                 started: None,
                 finished: None,
@@ -701,7 +815,7 @@ async fn cancel(shared: &Shared, id: &str) -> Answer {
             None => None,
             Some(e) if e.status == "IN_QUEUE" => {
                 jobs.queue.retain(|q| q != id);
-                jobs.finish(id, Outcome::Cancelled);
+                jobs.finish(shared, id, Outcome::Cancelled);
                 Some(false)
             }
             Some(e) => Some(!e.terminal()),

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use comfyver_fs::child as sys;
-use comfyver_handler::{HandlerError, Job, JobOptions, JobReporter, Session, SessionControl};
+use comfyver_handler::{
+    HandlerError, Job, JobOptions, JobReporter, OutputSink, Session, SessionControl,
+};
 
+use crate::metrics::Metrics;
 use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
 
 /// After the grace period's interrupt, how long ComfyUI gets before it is killed.
@@ -31,6 +34,8 @@ pub(crate) struct JobRequest {
     pub(crate) job: Job,
     /// `input.refresh_worker`.
     pub(crate) refresh_worker: bool,
+    /// The http(s) URL the final status is POSTed to (`webhook`, next to `input`).
+    pub(crate) webhook: Option<String>,
 }
 
 impl JobRequest {
@@ -77,13 +82,32 @@ impl JobRequest {
                 ));
             }
         };
+        let webhook = match body.get("webhook") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url)) if is_http_url(url) => Some(url.clone()),
+            Some(_) => {
+                return Err(ServeError::BadJob(
+                    "`webhook` must be an http:// or https:// URL".into(),
+                ));
+            }
+        };
         Ok(JobRequest {
             id,
             version_id,
             job,
             refresh_worker,
+            webhook,
         })
     }
+}
+
+/// Whether `url` is an http(s) URL with a host.
+fn is_http_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !url.contains(char::is_whitespace))
 }
 
 /// How a job ended.
@@ -132,6 +156,8 @@ impl Outcome {
 pub(crate) struct Live {
     state: Mutex<LiveState>,
     starts: AtomicUsize,
+    /// What the worker counts (`/metrics`).
+    pub(crate) metrics: Metrics,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +180,8 @@ struct LiveState {
     interrupted_at: Option<Instant>,
     /// The running job's latest progress `{"node", "class_type", "step", "steps"}`.
     progress: Option<Value>,
+    /// Why the last ComfyUI start (with its warm-up) failed, until one succeeds.
+    start_error: Option<String>,
 }
 
 impl Live {
@@ -177,6 +205,11 @@ impl Live {
             .confined
             .as_ref()
             .map(|c| (c.confined, c.reason.clone()))
+    }
+
+    /// Why the last start or warm-up failed, while no start has succeeded since.
+    pub(crate) fn start_error(&self) -> Option<String> {
+        self.lock().start_error.clone()
     }
 
     /// How many times a ComfyUI was started.
@@ -241,6 +274,14 @@ impl Live {
         s.progress = None;
         (std::mem::take(&mut s.cancelled), s.stopped_by.take())
     }
+}
+
+/// An error and its causes on one line (the failed-job JSON's `error`).
+fn error_line(e: &ServeError) -> String {
+    e.to_job_json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The running ComfyUI's control and the running prompt, for [`interrupt`].
@@ -364,12 +405,14 @@ impl<'a> Worker<'a> {
         Arc::clone(&self.live)
     }
 
-    /// Starts the default version's ComfyUI (before any job is taken). A
-    /// failure is logged; each job for that version then tries again and
-    /// reports the error.
+    /// Starts the default version's ComfyUI and runs the warm-up workflow on
+    /// it (before any job is taken). A failure is logged; each job for that
+    /// version then tries again and reports the error.
     pub(crate) fn warm_up(&mut self) {
         let version = self.opts.default_version.clone();
-        if let Err(e) = self.ensure(&version, None) {
+        if let Err(e) = self.ensure(&version, None)
+            && !matches!(e, NotReady::Serve(ServeError::Warmup { .. }))
+        {
             self.log.event(&format!(
                 "warning: {}",
                 e.to_job_json()["error"].as_str().unwrap_or_default()
@@ -400,21 +443,59 @@ impl<'a> Worker<'a> {
                 env.precheck(job)
                     .map_err(|e| NotReady::Refused(Box::new(e)))?;
             }
+            if self.current.is_some() {
+                self.live.metrics.switched();
+            }
             self.stop_current();
             self.log
                 .event(&format!("starting ComfyUI of version {version}"));
             self.live.starts.fetch_add(1, Ordering::SeqCst);
-            let session =
-                Session::start(&env, &self.opts.start).map_err(|source| ServeError::Start {
-                    version_id: version.to_string(),
-                    source: Box::new(source),
-                })?;
+            let session = match Session::start(&env, &self.opts.start) {
+                Ok(s) => s,
+                Err(source) => {
+                    let e = ServeError::Start {
+                        version_id: version.to_string(),
+                        source: Box::new(source),
+                    };
+                    self.live.lock().start_error = Some(error_line(&e));
+                    return Err(e.into());
+                }
+            };
+            self.live
+                .metrics
+                .comfy_started(version, session.timings().to_ready);
             self.log.event(&format!(
                 "ComfyUI of version {version} ready in {:.1?} (pid {}, port {})",
                 session.timings().to_ready,
                 session.pid(),
                 session.port()
             ));
+            if let Some(warmup) = &self.opts.warmup {
+                let t0 = Instant::now();
+                let opts = JobOptions {
+                    job_id: Some("warmup".into()),
+                    sink: OutputSink::Base64,
+                    cloud: None,
+                    keep_outputs: false,
+                    ..self.opts.job.clone()
+                };
+                if let Err(source) = session.run_job(warmup, &opts, &()) {
+                    let e = ServeError::Warmup {
+                        version_id: version.to_string(),
+                        source: Box::new(source),
+                    };
+                    let line = error_line(&e);
+                    self.log.event(&format!("warning: {line}"));
+                    self.live.lock().start_error = Some(line);
+                    session.stop();
+                    return Err(e.into());
+                }
+                self.log.event(&format!(
+                    "warm-up of version {version} done in {:.1?}",
+                    t0.elapsed()
+                ));
+            }
+            self.live.lock().start_error = None;
             self.failed_packs = match session.node_report() {
                 Ok(report) => report.failed.iter().map(|p| p.to_json()).collect(),
                 Err(e) => {

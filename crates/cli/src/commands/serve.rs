@@ -55,6 +55,14 @@ pub(crate) struct ServeArgs {
         env = comfyver_env::COMFYVER_VERSIONS
     )]
     pub versions: Vec<String>,
+    /// A workflow (API format, or a job body `{"input": {"workflow": ...}}`) run
+    /// after every ComfyUI start, before any job is taken; the worker is not
+    /// ready until it succeeds.
+    #[arg(long, value_name = "FILE", env = comfyver_env::COMFYVER_WARMUP)]
+    pub warmup: Option<PathBuf>,
+    /// Serve `GET /metrics` without the API key (for a scraper inside a trusted network).
+    #[arg(long)]
+    pub metrics_public: bool,
     /// After SIGTERM/SIGINT, how long the current job may still run, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub grace: u64,
@@ -95,6 +103,10 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
         }
     }
 
+    if let Some(file) = &args.warmup {
+        opts.warmup = Some(warmup_job(file)?);
+    }
+
     let other_flags = RealizeFlags {
         home: None::<PathBuf>,
         spec: None,
@@ -131,11 +143,36 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
             api.api_key = api_key(args.api_key_file.as_deref())?;
             api.no_auth = args.no_auth;
             api.max_queue = args.max_queue;
+            api.metrics_public = args.metrics_public;
+            api.webhook_secret = std::env::var(comfyver_env::COMFYVER_WEBHOOK_SECRET).ok();
             comfyver_serve::serve_local(&api, &provider, &opts, &log)?
         }
     }
     ctx.out.info("serve stopped");
     Ok(Exit::Success)
+}
+
+/// The warm-up job of `--warmup FILE`: an API-format workflow, or a job body.
+fn warmup_job(file: &std::path::Path) -> anyhow::Result<comfyver_handler::Job> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("could not read the warm-up workflow {}", file.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the warm-up workflow {} is not JSON; export it with ComfyUI's \"Save (API)\"",
+            file.display()
+        )
+    })?;
+    let body = if value.get("input").is_some() {
+        value
+    } else {
+        serde_json::json!({"input": {"workflow": value}})
+    };
+    comfyver_handler::Job::from_runpod(&body).with_context(|| {
+        format!(
+            "the warm-up workflow {} is not a workflow in API format",
+            file.display()
+        )
+    })
 }
 
 /// The local job API's key: the first line of `--api-key-file`, else

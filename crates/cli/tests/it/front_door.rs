@@ -564,3 +564,424 @@ fn denial_of_service_cases_leave_health_and_status_answering() {
     api.post(&format!("/cancel/{long}"), &json!({}));
     stop(serve, &log);
 }
+
+/// The stand-in ComfyUI's log lines of the prompts it got, in order.
+fn prompt_lines(home: &Path) -> Vec<String> {
+    let mut logs = Vec::new();
+    let mut stack = vec![home.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with("comfyui-"))
+            {
+                logs.push(p);
+            }
+        }
+    }
+    logs.sort();
+    logs.iter()
+        .flat_map(|l| {
+            std::fs::read_to_string(l)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("fake-comfyui: prompt "))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn text_wf(text: &str) -> Value {
+    json!({"1": {"class_type": "FakeText", "inputs": {"text": text}}})
+}
+
+#[test]
+fn warm_up_runs_before_the_first_job_and_gates_readiness() {
+    let w = World::new(&[]);
+    realize(&w, "v1");
+    let mut warm = text_wf("warm-up-mark");
+    warm["2"] = json!({"class_type": "FakeSlow", "inputs": {"seconds": 2.0}});
+    let file = w.root.join("warmup.json");
+    std::fs::write(&file, warm.to_string()).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut serve, log) = serve(
+        &w,
+        &[
+            "v1",
+            "--listen",
+            &listen,
+            "--warmup",
+            file.to_str().unwrap(),
+        ],
+        Some(API_KEY),
+    );
+    let api = Client::new(port, Some(&format!("Bearer {API_KEY}")));
+    // Not ready while ComfyUI starts and the warm-up runs, then ready.
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut saw_503 = None;
+    loop {
+        assert!(serve.try_wait().unwrap().is_none(), "serve exited");
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let (s, v) = api.get("/ready");
+            if s == 200 {
+                break;
+            }
+            assert_eq!(s, 503, "{v}");
+            saw_503 = Some(v);
+        }
+        assert!(Instant::now() < until, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let not_ready = saw_503.expect("/ready was never 503 before the warm-up ran");
+    assert!(not_ready["reason"].as_str().is_some(), "{not_ready}");
+    let prompts = prompt_lines(&w.home("v1"));
+    assert_eq!(prompts.len(), 1, "{prompts:?}");
+    assert!(prompts[0].contains("warm-up-mark"), "{prompts:?}");
+
+    let (s, r) = api.post("/runsync", &job(&text_wf("first-job-mark")));
+    assert_eq!((s, r["status"].as_str()), (200, Some("COMPLETED")), "{r}");
+    let prompts = prompt_lines(&w.home("v1"));
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert!(
+        prompts[0].contains("warm-up-mark") && prompts[1].contains("first-job-mark"),
+        "{prompts:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("warm-up of version v1 done"), "{text}");
+    stop(serve, &log);
+}
+
+#[test]
+fn a_failing_warm_up_keeps_the_worker_not_ready() {
+    let w = World::new(&[]);
+    realize(&w, "v1");
+    let file = w.root.join("warmup.json");
+    let failing = json!({"input": {"workflow": {"1": {"class_type": "FakeFail", "inputs": {}}}}});
+    std::fs::write(&file, failing.to_string()).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut serve, log) = serve(
+        &w,
+        &[
+            "v1",
+            "--listen",
+            &listen,
+            "--warmup",
+            file.to_str().unwrap(),
+        ],
+        Some(API_KEY),
+    );
+    let api = Client::new(port, Some(&format!("Bearer {API_KEY}")));
+    let until = Instant::now() + Duration::from_secs(120);
+    let reason = loop {
+        assert!(serve.try_wait().unwrap().is_none(), "serve exited");
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let (s, v) = api.get("/ready");
+            assert_eq!(s, 503, "ready despite a failing warm-up: {v}");
+            let reason = v["reason"].as_str().unwrap().to_string();
+            if reason.contains("warm-up") {
+                break reason;
+            }
+        }
+        assert!(Instant::now() < until, "the warm-up never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(reason.contains("FakeFail"), "{reason}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(api.get("/ready").0, 503);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("warm-up workflow failed") && text.contains("FakeFail"),
+        "{text}"
+    );
+    stop(serve, &log);
+}
+
+/// One request a [`Receiver`] got: its headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: std::collections::HashMap<String, String>,
+    body: String,
+}
+
+/// A webhook receiver on loopback: answers the statuses of `script` in turn
+/// (then 200) and records every request.
+struct Receiver {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(script: Vec<u16>) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            let mut script = script.into_iter();
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let headers: std::collections::HashMap<String, String> = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect();
+                let len: usize = headers["content-length"].parse().unwrap();
+                while buf.len() < head_end + len {
+                    let n = s.read(&mut chunk).unwrap();
+                    assert!(n > 0);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+                seen.lock().unwrap().push(Received { headers, body });
+                let status = script.next().unwrap_or(200);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<Received> {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.got.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < until, "only {} deliveries", got.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) over SHA-256, as Standard Webhooks signs.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Checks a delivery's Standard Webhooks signature with `secret` (`whsec_…`).
+fn verify(r: &Received, secret: &str) {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let id = &r.headers["webhook-id"];
+    let ts = &r.headers["webhook-timestamp"];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(ts.parse().unwrap()) < 300, "timestamp {ts}");
+    let want = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
+        &key,
+        format!("{id}.{ts}.{}", r.body).as_bytes(),
+    ));
+    let sigs = &r.headers["webhook-signature"];
+    assert!(
+        sigs.split(' ').any(|s| s == format!("v1,{want}")),
+        "bad signature {sigs}, want v1,{want}"
+    );
+}
+
+/// `name{labels} value` lines of a Prometheus text exposition.
+fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn webhooks_are_signed_and_retried_and_metrics_count_jobs() {
+    let w = World::new(&[]);
+    realize(&w, "v1");
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(b"a test key of 24 bytes..")
+    );
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut serve, log) = {
+        let mut c = comfyver_testkit::cli::comfyver_command(
+            bin(),
+            &w.root.join("cache"),
+            &w.root.join("versions"),
+        );
+        let log = w.root.join("serve-hooks.stderr");
+        c.args(["serve", "v1", "--listen", &listen])
+            .env("COMFYVER_WHEELS_DIR", w.root.join("wheels"))
+            .env("COMFYVER_API_KEY", API_KEY)
+            .env("COMFYVER_WEBHOOK_SECRET", &secret)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        (c.spawn().unwrap(), log)
+    };
+    let api = Client::new(port, Some(&format!("Bearer {API_KEY}")));
+    let open = Client::new(port, None);
+    api.wait_ready(&mut serve);
+
+    // Only http(s) webhooks.
+    for bad in [json!("ftp://x/y"), json!("file:///etc/passwd"), json!(3)] {
+        let mut body = job(&smoke_workflow(false));
+        body["webhook"] = bad.clone();
+        let (s, v) = api.post("/run", &body);
+        assert_eq!(s, 400, "{bad}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("webhook"), "{v}");
+    }
+
+    // A receiver that answers 500 twice, then 200: three attempts, one id,
+    // each signed; the body is the job's final status.
+    let receiver = Receiver::start(vec![500, 500]);
+    let mut body = job(&smoke_workflow(false));
+    body["webhook"] = json!(receiver.url());
+    let (s, r) = api.post("/run", &body);
+    assert_eq!(s, 200, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let got = receiver.wait_for(3);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let msg_id = &got[0].headers["webhook-id"];
+    for r in &got {
+        assert_eq!(&r.headers["webhook-id"], msg_id);
+        verify(r, &secret);
+    }
+    let delivered: Value = serde_json::from_str(&got[2].body).unwrap();
+    let (_, status) = api.get(&format!("/status/{id}"));
+    assert_eq!(delivered["status"], "COMPLETED", "{delivered}");
+    assert_eq!(delivered, status);
+    // A tampered body fails the check (the verifier can fail).
+    let mut tampered = got[2].clone();
+    tampered.body.push(' ');
+    assert!(std::panic::catch_unwind(|| verify(&tampered, &secret)).is_err());
+
+    // A second job, and a failing one whose webhook cannot be delivered.
+    let (_, r) = api.post("/runsync", &job(&smoke_workflow(false)));
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    let mut failing = job(&json!({"1": {"class_type": "FakeFail", "inputs": {}}}));
+    failing["webhook"] = json!(format!("http://127.0.0.1:{}/gone", free_port()));
+    let (_, r) = api.post("/runsync", &failing);
+    assert_eq!(r["status"], "FAILED", "{r}");
+
+    // /metrics needs the key (it is not --metrics-public).
+    assert_eq!(open.get("/metrics").0, 401);
+    let until = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let mut resp = api
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {API_KEY}"))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+        let m = parse_metrics(&resp.body_mut().read_to_string().unwrap());
+        if m.get("comfyver_webhook_failures_total") == Some(&1.0) {
+            break m;
+        }
+        assert!(
+            Instant::now() < until,
+            "the failed delivery was not counted: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in {m:?}"));
+    assert_eq!(
+        get(r#"comfyver_jobs_total{status="COMPLETED",version="v1"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"comfyver_jobs_total{status="FAILED",version="v1"}"#),
+        1.0
+    );
+    assert_eq!(get("comfyver_job_duration_seconds_count"), 3.0);
+    assert_eq!(
+        get(r#"comfyver_job_duration_seconds_bucket{le="+Inf"}"#),
+        3.0
+    );
+    assert_eq!(get("comfyver_queue_wait_seconds_count"), 3.0);
+    assert_eq!(get("comfyver_queue_depth"), 0.0);
+    assert_eq!(get(r#"comfyver_comfyui_starts_total{version="v1"}"#), 1.0);
+    assert_eq!(
+        get(r#"comfyver_comfyui_start_duration_seconds_count{version="v1"}"#),
+        1.0
+    );
+    assert_eq!(get("comfyver_version_switches_total"), 0.0);
+    assert_eq!(get("comfyver_webhook_deliveries_total"), 1.0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("could not be delivered") && !text.contains(&secret),
+        "{text}"
+    );
+    stop(serve, &log);
+}
+
+#[test]
+fn metrics_public_serves_metrics_without_the_key() {
+    let w = World::new(&[]);
+    realize(&w, "v1");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut serve, log) = serve(
+        &w,
+        &["v1", "--listen", &listen, "--metrics-public"],
+        Some(API_KEY),
+    );
+    let api = Client::new(port, Some(&format!("Bearer {API_KEY}")));
+    api.wait_ready(&mut serve);
+    let open = Client::new(port, None);
+    let (s, v) = open.get("/metrics");
+    assert_eq!(s, 200);
+    assert!(
+        v.as_str().unwrap().contains("comfyver_queue_depth 0"),
+        "{v}"
+    );
+    assert_eq!(open.get("/ready").0, 401, "only /metrics is opened");
+    stop(serve, &log);
+}
