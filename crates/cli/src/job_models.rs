@@ -4,7 +4,7 @@
 //! within `--job-models-max-gb`.
 
 use comfyver_fs::CacheLayout;
-use comfyver_handler::{JobModel, JobModelProvider, ModelFailure, ProvidedModels};
+use comfyver_handler::job_models::{JobModel, JobModelProvider, ModelFailure, ProvidedModels};
 use comfyver_models::{
     FetchOptions, HostRule, JobModelOptions, JobModelRequest, NoReporter, fetch_job_models,
 };

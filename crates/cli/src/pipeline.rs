@@ -224,8 +224,8 @@ pub(crate) fn env_of(
 
 /// Where the home's node index lives and the key it must carry; `None`
 /// while the home has no complete realize.
-pub(crate) fn node_index_file(home: &Home) -> Option<comfyver_handler::NodeIndexFile> {
-    Some(comfyver_handler::NodeIndexFile {
+pub(crate) fn node_index_file(home: &Home) -> Option<comfyver_handler::node_index::NodeIndexFile> {
+    Some(comfyver_handler::node_index::NodeIndexFile {
         path: home.node_index_file(),
         key: home.stamp_key()?,
     })
@@ -237,6 +237,7 @@ pub(crate) fn node_index(
     ctx: &Ctx,
     id: &str,
     home: Option<&PathBuf>,
-) -> Option<comfyver_handler::NodeIndex> {
-    node_index_file(&home_for(ctx, id, home)).and_then(|f| comfyver_handler::NodeIndex::read(&f))
+) -> Option<comfyver_handler::node_index::NodeIndex> {
+    node_index_file(&home_for(ctx, id, home))
+        .and_then(|f| comfyver_handler::node_index::NodeIndex::read(&f))
 }

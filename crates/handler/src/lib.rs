@@ -11,7 +11,7 @@
 //!   interrupts or kills one from another thread, and
 //!   [`Session::free_memory`] unloads its models.
 //! - ComfyUI runs confined by Landlock ([`StartOptions::confine`],
-//!   [`ConfineMode`]): it reads its version's files (home, core, linked node
+//!   [`ConfineMode`](comfyver_fs::ConfineMode)): it reads its version's files (home, core, linked node
 //!   checkouts, model store, venv, base Python, system paths) and writes only
 //!   its input, output, temp and user folders and a private `TMPDIR`;
 //!   [`Session::confined`] says whether it is, and a node refused a path
@@ -30,12 +30,12 @@
 //!   [`OutputSink`], also when a node raised after others produced outputs;
 //!   [`JobOutput::to_json`] gives the worker-comfyui compatible result, and
 //!   [`failed_job_json`] the failed-job JSON of any error.
-//! - [`JobModel`]s: `input.models` entries and URLs in known loader inputs
-//!   ([`MODEL_INPUTS`]), fetched by the [`JobOptions::models`] provider
+//! - [`JobModel`](job_models::JobModel)s: `input.models` entries and URLs in known loader inputs
+//!   ([`MODEL_INPUTS`](job_models::MODEL_INPUTS)), fetched by the [`JobOptions::models`] provider
 //!   before the prompt is queued (a failure is `kind: "model"`, naming the
 //!   entry's JSON path and its redacted URL), loader inputs replaced by the
 //!   stored names.
-//! - [`NodeIndex`]: the version's node classes (inputs, types, pack), recorded
+//! - [`NodeIndex`](node_index::NodeIndex): the version's node classes (inputs, types, pack), recorded
 //!   from `/object_info` after the first start ([`ComfyEnv::node_index`],
 //!   keyed by the home's stamp), so [`ComfyEnv::precheck`] refuses a workflow
 //!   ComfyUI would refuse (unknown class, missing input, bad link or value)
@@ -53,9 +53,9 @@ mod error;
 mod hashes;
 mod http;
 mod job;
-mod job_models;
+pub mod job_models;
 mod logs;
-mod node_index;
+pub mod node_index;
 mod node_report;
 mod outputs;
 mod precheck;
@@ -68,12 +68,9 @@ mod ws;
 
 pub use client::{JobOptions, JobReporter};
 pub use cloud_sink::CloudSink;
-pub use comfyver_fs::{ConfineMode, ConfineStatus, LandlockSupport};
 pub use error::{HandlerError, failed_job_json};
 pub use hashes::OutputHashes;
 pub use job::Job;
-pub use job_models::{JobModel, JobModelProvider, MODEL_INPUTS, ModelFailure, ProvidedModels};
-pub use node_index::{InputSpec, NodeClass, NodeIndex, NodeIndexFile};
 pub use node_report::NodeReport;
 pub use outputs::OutputData;
 pub use process::{ComfyEnv, GpuChoice, StartOptions};

@@ -165,7 +165,7 @@ struct LiveState {
     /// The running ComfyUI's control and version.
     comfy: Option<(SessionControl, String)>,
     /// Whether the last ComfyUI started runs confined, and why.
-    confined: Option<comfyver_handler::ConfineStatus>,
+    confined: Option<comfyver_fs::ConfineStatus>,
     /// The running job's id.
     job: Option<String>,
     /// ComfyUI's prompt id of the running job.

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use comfyver_fs::ConfineStatus;
 use comfyver_handler::{
-    ComfyEnv, ConfineStatus, HandlerError, Job, JobOutput, NodeReport, OutputHashes, Session,
-    failed_job_json,
+    ComfyEnv, HandlerError, Job, JobOutput, NodeReport, OutputHashes, Session, failed_job_json,
 };
 use serde_json::json;
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use comfyver_handler::{CloudSink, ConfineMode, GpuChoice, JobOptions, OutputSink, StartOptions};
+use comfyver_fs::ConfineMode;
+use comfyver_handler::{CloudSink, GpuChoice, JobOptions, OutputSink, StartOptions};
 
 use crate::context::Ctx;
 use crate::job_models::StoreJobModels;

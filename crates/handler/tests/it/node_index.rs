@@ -1,9 +1,8 @@
 //! The node index against the stand-in ComfyUI: recorded after a start,
 //! keyed, and a pre-check that refuses only what ComfyUI itself refuses.
 
-use comfyver_handler::{
-    ComfyEnv, HandlerError, Job, JobOptions, NodeIndex, NodeIndexFile, Session,
-};
+use comfyver_handler::node_index::{NodeIndex, NodeIndexFile};
+use comfyver_handler::{ComfyEnv, HandlerError, Job, JobOptions, Session};
 use comfyver_testkit::comfy::ComfyHome;
 use serde_json::{Value, json};
 
