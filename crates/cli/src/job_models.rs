@@ -1,13 +1,12 @@
 //! The CLI's [`JobModelProvider`]: a job's models fetched into the shared
-//! model store with [`comfyver_models::fetch_job_models`], only from hosts
+//! model store with [`comfyver_models::job_models::fetch_job_models`], only from hosts
 //! `COMFYVER_JOB_MODEL_HOSTS` allows when they are not public, and kept
 //! within `--job-models-max-gb`.
 
 use comfyver_fs::CacheLayout;
 use comfyver_handler::job_models::{JobModel, JobModelProvider, ModelFailure, ProvidedModels};
-use comfyver_models::{
-    FetchOptions, HostRule, JobModelOptions, JobModelRequest, NoReporter, fetch_job_models,
-};
+use comfyver_models::job_models::{JobModelOptions, JobModelRequest, fetch_job_models};
+use comfyver_models::{FetchOptions, HostRule, NoReporter};
 
 use crate::context::Ctx;
 use crate::pipeline;

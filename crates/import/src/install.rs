@@ -21,7 +21,8 @@
 
 use std::path::{Path, PathBuf};
 
-use comfyver_models::{AdoptedModel, FetchStatus, LocalModel};
+use comfyver_models::FetchStatus;
+use comfyver_models::adopt::{AdoptedModel, LocalModel};
 use comfyver_python::PythonInputs;
 use comfyver_resolver::{NoReporter, ResolveOptions};
 use comfyver_spec::edit::SpecDocument;
@@ -139,8 +140,9 @@ pub fn import_install(
             path: m.relative_path(),
         })
         .collect();
-    let adopted = comfyver_models::adopt_files(&files, &ws.layout, &comfyver_models::NoReporter)
-        .map_err(|e| ImportError::Models(Box::new(e)))?;
+    let adopted =
+        comfyver_models::adopt::adopt_files(&files, &ws.layout, &comfyver_models::NoReporter)
+            .map_err(|e| ImportError::Models(Box::new(e)))?;
     for (m, a) in spec.models.iter_mut().zip(&adopted) {
         m.sha256 = a.model.sha256.clone();
         m.size = a.model.size;

@@ -23,38 +23,31 @@
 //! - [`extra_model_paths_yaml`]: the file that points ComfyUI at the store,
 //!   and [`link_custom_folders`]: the home's links for packs' own folders.
 
-mod adopt;
+pub mod adopt;
 mod auth;
 mod chunked;
 mod download;
 mod error;
 mod fetch;
 mod folders;
-mod gc;
+pub mod gc;
 mod hash;
 mod hosts;
 mod index;
-mod job_models;
+pub mod job_models;
 mod local;
 mod progress;
 mod store;
-mod verify;
+pub mod verify;
 mod yaml;
 
-pub use adopt::{AdoptedModel, LocalModel, adopt_files};
 pub use error::ModelsError;
 pub use fetch::{
     FetchOptions, FetchOutcome, FetchStatus, ModelReport, fetch_models, is_present, models_intact,
 };
 pub use folders::link_custom_folders;
-pub use gc::{GcItem, GcPlan, StoreEntry, gc_apply, gc_plan, list_store};
 pub use hosts::HostRule;
 pub use index::{Index, IndexEntry};
-pub use job_models::{
-    JobModelError, JobModelOptions, JobModelRequest, JobModelsInUse, evict_job_models,
-    fetch_job_models,
-};
 pub use progress::{NoReporter, Reporter};
 pub use store::source_key;
-pub use verify::{VerifyReport, VerifyStatus, actual_model, verify_models};
 pub use yaml::extra_model_paths_yaml;

@@ -68,7 +68,7 @@ pub fn describe_home(home: &Home, layout: &CacheLayout) -> Result<ResolvedLock, 
     };
     actual.models = Vec::new();
     for m in &recorded.models {
-        if let Some(found) = comfyver_models::actual_model(&store, m)? {
+        if let Some(found) = comfyver_models::verify::actual_model(&store, m)? {
             actual.models.push(found);
         }
     }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
-use comfyver_models::GcPlan;
+use comfyver_models::gc::GcPlan;
 use comfyver_nodes::NodesGcPlan;
 use comfyver_spec::{ResolvedLock, lock::LockedModel};
 
@@ -161,7 +161,7 @@ impl CachePlan {
 pub fn gc_plan(layout: &CacheLayout, refs: &References) -> Result<CachePlan, RealizeError> {
     Ok(CachePlan {
         nodes: comfyver_nodes::gc_plan(layout, &refs.locks)?,
-        models: comfyver_models::gc_plan(layout, &refs.models())?,
+        models: comfyver_models::gc::gc_plan(layout, &refs.models())?,
     })
 }
 
@@ -176,6 +176,6 @@ pub fn gc_apply(
 ) -> Result<u64, RealizeError> {
     let current_locks = || current().map(|refs| refs.locks);
     let mut freed = comfyver_nodes::gc_apply(layout, &plan.nodes, &current_locks)?;
-    freed += comfyver_models::gc_apply(layout, &plan.models)?;
+    freed += comfyver_models::gc::gc_apply(layout, &plan.models)?;
     Ok(freed)
 }

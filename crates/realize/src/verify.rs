@@ -129,7 +129,7 @@ pub fn verify(
             );
         }
     }
-    for report in comfyver_models::verify_models(&lock.models, layout, rehash)? {
+    for report in comfyver_models::verify::verify_models(&lock.models, layout, rehash)? {
         if report.status.is_problem() {
             add(
                 &format!("models/{}", report.path),

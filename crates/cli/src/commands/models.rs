@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use comfyver_models::{
-    FetchOptions, FetchStatus, VerifyStatus, fetch_models, gc_apply, gc_plan, list_store,
-    verify_models,
-};
+use comfyver_models::gc::{gc_apply, gc_plan, list_store};
+use comfyver_models::verify::{VerifyStatus, verify_models};
+use comfyver_models::{FetchOptions, FetchStatus, fetch_models};
 use comfyver_spec::{ResolvedLock, lock::LockedModel};
 use serde_json::json;
 

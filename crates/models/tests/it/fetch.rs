@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use comfyver_fs::CacheLayout;
+use comfyver_models::gc::{gc_apply, gc_plan, list_store};
+use comfyver_models::verify::{VerifyStatus, actual_model, verify_models};
 use comfyver_models::{
-    FetchOptions, FetchStatus, Index, ModelsError, NoReporter, VerifyStatus,
-    extra_model_paths_yaml, fetch_models, gc_apply, gc_plan, is_present, list_store, source_key,
-    verify_models,
+    FetchOptions, FetchStatus, Index, ModelsError, NoReporter, extra_model_paths_yaml,
+    fetch_models, is_present, source_key,
 };
 use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{Fault, HttpServer, etag_of};
@@ -729,14 +730,9 @@ fn actual_model_reads_the_index_for_unchanged_files_and_hashes_changed_ones() {
     server.add_file("/m/d.safetensors", bytes.clone());
     let e = env();
     let plain = model(&server.url("/m/d.safetensors"), "checkpoints/d.safetensors");
-    assert_eq!(
-        comfyver_models::actual_model(&e.layout, &plain).unwrap(),
-        None
-    );
+    assert_eq!(actual_model(&e.layout, &plain).unwrap(), None);
     fetch(&e, std::slice::from_ref(&plain), &fast()).unwrap();
-    let got = comfyver_models::actual_model(&e.layout, &plain)
-        .unwrap()
-        .unwrap();
+    let got = actual_model(&e.layout, &plain).unwrap().unwrap();
     assert_eq!(got.size, Some(50_000));
     assert_eq!(got.blake3, Some(blake3::hash(&bytes).to_hex().to_string()));
     // The spec asked for no SHA-256, so the index has none and the file is
@@ -746,9 +742,7 @@ fn actual_model_reads_the_index_for_unchanged_files_and_hashes_changed_ones() {
     // Changed behind the store's back: the content is hashed, SHA-256 too.
     let other = data(50_001, 8);
     std::fs::write(final_path(&e, &plain), &other).unwrap();
-    let got = comfyver_models::actual_model(&e.layout, &plain)
-        .unwrap()
-        .unwrap();
+    let got = actual_model(&e.layout, &plain).unwrap().unwrap();
     assert_eq!(got.size, Some(50_001));
     assert_eq!(got.sha256, Some(sha256(&other)));
     assert_eq!(got.blake3, Some(blake3::hash(&other).to_hex().to_string()));

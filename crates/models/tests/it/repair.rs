@@ -6,9 +6,9 @@ use std::fs::File;
 use std::time::{Duration, SystemTime};
 
 use comfyver_fs::CacheLayout;
+use comfyver_models::verify::{VerifyStatus, verify_models};
 use comfyver_models::{
-    FetchOptions, FetchStatus, ModelsError, NoReporter, VerifyStatus, fetch_models, models_intact,
-    verify_models,
+    FetchOptions, FetchStatus, ModelsError, NoReporter, fetch_models, models_intact,
 };
 use comfyver_spec::lock::LockedModel;
 use comfyver_testkit::http::{HttpServer, pseudo_random, sha256_hex};
