@@ -169,7 +169,7 @@ fn referenced(layout: &CacheLayout, locks: &[ResolvedLock]) -> BTreeSet<String> 
             keep.insert(comfyver_git::mirror_name(&url));
             let name = entry_name(&url, &repo.commit);
             let dir = layout.custom_nodes_dir().join(&name);
-            let core_dir = crate::core_cache_dir(layout).join(&name);
+            let core_dir = crate::shared_core::core_cache_dir(layout).join(&name);
             keep.insert(name);
             for sub in submodule_repos(&dir, &url, 0)
                 .into_iter()
@@ -197,7 +197,7 @@ pub fn gc_plan(layout: &CacheLayout, locks: &[ResolvedLock]) -> Result<NodesGcPl
             });
         }
     }
-    for (name, path) in subdirs(&crate::core_cache_dir(layout))? {
+    for (name, path) in subdirs(&crate::shared_core::core_cache_dir(layout))? {
         let is_entry = name
             .rsplit_once('@')
             .is_some_and(|(_, c)| comfyver_spec::is_full_commit(c));

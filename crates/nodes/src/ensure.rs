@@ -74,7 +74,7 @@ pub fn ensure_nodes(
 /// Like [`ensure_nodes`], and also brings the core's locked commit into its
 /// mirror so that a later [`crate::checkout_core`] needs no network, and
 /// checks a core that takes `--base-directory` out into the core cache
-/// ([`crate::ensure_shared_core`]): fills the caches for a version without
+/// ([`crate::shared_core::ensure_shared_core`]): fills the caches for a version without
 /// realizing it (`comfyver nodes fetch`).
 pub fn fill_caches(
     lock: &ResolvedLock,
@@ -146,8 +146,8 @@ fn fill(
         // from the filled caches only links it.
         let repo = parse_url(&lock.comfy.repo, "the core")?;
         let commit = lock.comfy.commit.to_ascii_lowercase();
-        if crate::probe_core(layout, &repo, &commit, &[], opts, reporter)?.shared {
-            crate::ensure_shared_core(layout, &repo, &commit, opts, reporter)?;
+        if crate::shared_core::probe_core(layout, &repo, &commit, &[], opts, reporter)?.shared {
+            crate::shared_core::ensure_shared_core(layout, &repo, &commit, opts, reporter)?;
         }
     }
     Ok(result)

@@ -9,12 +9,12 @@
 //!   [`is_checkout_complete`]) under a per-entry cross-process lock;
 //!   submodules are checked out inside, recursively.
 //! - Shared cores: `<cache>/core/<slug>@<commit>`, one ComfyUI core checkout
-//!   per commit ([`ensure_shared_core`]), linked as `<home>/core`
-//!   ([`link_core`]) for cores that take `--base-directory`; [`checkout_core`]
-//!   gives a home its own copy for older cores. [`probe_core`] tells which,
+//!   per commit ([`ensure_shared_core`](shared_core::ensure_shared_core)), linked as `<home>/core`
+//!   ([`link_core`](shared_core::link_core)) for cores that take `--base-directory`; [`checkout_core`]
+//!   gives a home its own copy for older cores. [`probe_core`](shared_core::probe_core) tells which,
 //!   and reads core files, before any checkout and, where the remote serves
 //!   it, before the commit is fetched (realize starts the Python install
-//!   with the core's requirements); [`peek_core`] does it only where no
+//!   with the core's requirements); [`peek_core`](shared_core::peek_core) does it only where no
 //!   fetch is needed.
 //! - [`link_nodes`]: `<home>/custom_nodes/<name>` symlinks into the cache.
 //! - [`cache_entries`], [`gc_plan`] / [`gc_apply`]: the cache as a whole,
@@ -39,7 +39,7 @@ mod error;
 mod isolate;
 mod link;
 mod report;
-mod shared_core;
+pub mod shared_core;
 
 pub use cache::{NodesGcPlan, cache_entries, entry_name, gc_apply, gc_plan};
 pub use checkout::{checkout_commit, checkout_core, is_checkout_complete};
@@ -48,9 +48,5 @@ pub use error::NodesError;
 pub use isolate::{checkout_changes, isolate_node, node_source};
 pub use link::link_nodes;
 pub use report::{NoReporter, Reporter};
-pub use shared_core::{
-    CoreProbe, core_cache_dir, core_link, ensure_shared_core, link_core, peek_core, probe_core,
-    shared_core_path,
-};
 mod users;
 pub use users::users_by_entry;

@@ -180,7 +180,7 @@ pub fn realize(
             // the node packs, and a warm-up beside it would only cost time
             // (its throwaway tree: a link and an unlink per file).
             let (core_repo, core_commit) = core_of(req)?;
-            let peeked = comfyver_nodes::peek_core(
+            let peeked = comfyver_nodes::shared_core::peek_core(
                 req.layout,
                 &core_repo,
                 &core_commit,
@@ -206,7 +206,7 @@ pub fn realize(
                             m.ensure_commit_with(&core_commit, nodes_opts.offline, reporter.nodes())
                         })
                         .map_err(comfyver_nodes::NodesError::from)?;
-                    comfyver_nodes::probe_core(
+                    comfyver_nodes::shared_core::probe_core(
                         req.layout,
                         &core_repo,
                         &core_commit,
@@ -232,7 +232,7 @@ pub fn realize(
                     requirements,
                 } => {
                     let checkout = s.spawn(move || {
-                        comfyver_nodes::ensure_shared_core(
+                        comfyver_nodes::shared_core::ensure_shared_core(
                             req.layout,
                             &repo,
                             &commit,
@@ -258,7 +258,7 @@ pub fn realize(
             if staged.is_none()
                 && let Some(checkout) = shared.take()
             {
-                comfyver_nodes::link_core(home.root(), &joined(checkout)?)?;
+                comfyver_nodes::shared_core::link_core(home.root(), &joined(checkout)?)?;
             }
 
             reporter.step("models", &format!("{} file(s)", req.lock.models.len()));
@@ -290,7 +290,10 @@ pub fn realize(
             // The shared core is linked after the node packs, so a pack named
             // like one of the core's own entries keeps its place.
             let linked = shared.map(|checkout| -> Result<(), RealizeError> {
-                Ok(comfyver_nodes::link_core(home.root(), &joined(checkout)?)?)
+                Ok(comfyver_nodes::shared_core::link_core(
+                    home.root(),
+                    &joined(checkout)?,
+                )?)
             });
             let python = joined(python);
             let (missing_models, model_warnings) = models?;
@@ -492,7 +495,7 @@ enum CoreLayout {
 
 /// The core of the lock: its repository (with the spec's credentials), its
 /// commit, whether it can be shared, and its `requirements.txt` (see
-/// [`comfyver_nodes::probe_core`] and [`comfyver_nodes::peek_core`]).
+/// [`comfyver_nodes::shared_core::probe_core`] and [`comfyver_nodes::shared_core::peek_core`]).
 struct CoreProbe {
     repo: RepoUrl,
     commit: String,
@@ -515,7 +518,11 @@ fn core_of(req: &RealizeRequest<'_>) -> Result<(RepoUrl, String), RealizeError> 
 }
 
 impl CoreProbe {
-    fn of(repo: RepoUrl, commit: String, mut probe: comfyver_nodes::CoreProbe) -> CoreProbe {
+    fn of(
+        repo: RepoUrl,
+        commit: String,
+        mut probe: comfyver_nodes::shared_core::CoreProbe,
+    ) -> CoreProbe {
         CoreProbe {
             repo,
             commit,

@@ -37,13 +37,13 @@ impl Home {
     /// Where ComfyUI's own files are (`main.py`; its working directory):
     /// `<home>/core` on a shared core, else the home itself. One `lstat`.
     pub fn core_dir(&self) -> PathBuf {
-        comfyver_nodes::core_link(&self.root).unwrap_or_else(|| self.root.clone())
+        comfyver_nodes::shared_core::core_link(&self.root).unwrap_or_else(|| self.root.clone())
     }
 
     /// ComfyUI's `--base-directory`: the home, when its core is shared (a
     /// copied core is its own base).
     pub fn base_dir(&self) -> Option<PathBuf> {
-        comfyver_nodes::core_link(&self.root).map(|_| self.root.clone())
+        comfyver_nodes::shared_core::core_link(&self.root).map(|_| self.root.clone())
     }
 
     /// The `extra_model_paths.yaml` to pass with `--extra-model-paths-config`:
@@ -187,7 +187,7 @@ impl Home {
             (layout.custom_nodes_dir().to_path_buf(), "the node cache"),
             (layout.git_dir(), "the git mirror cache"),
             (
-                comfyver_nodes::core_cache_dir(layout),
+                comfyver_nodes::shared_core::core_cache_dir(layout),
                 "the shared core cache",
             ),
             (
@@ -216,7 +216,7 @@ impl Home {
             (layout.custom_nodes_dir().to_path_buf(), "the node cache"),
             (layout.git_dir(), "the git mirror cache"),
             (
-                comfyver_nodes::core_cache_dir(layout),
+                comfyver_nodes::shared_core::core_cache_dir(layout),
                 "the shared core cache",
             ),
             (layout.resolved_dir(), "the lock directory"),

@@ -57,7 +57,13 @@ pub fn plan(req: &RealizeRequest<'_>) -> Result<RealizePlan, RealizeError> {
         .filter(|dir| at_commit(dir))
         .or_else(|| {
             comfyver_spec::RepoUrl::parse(&req.lock.comfy.repo)
-                .map(|u| comfyver_nodes::shared_core_path(req.layout, &u, &req.lock.comfy.commit))
+                .map(|u| {
+                    comfyver_nodes::shared_core::shared_core_path(
+                        req.layout,
+                        &u,
+                        &req.lock.comfy.commit,
+                    )
+                })
                 .ok()
                 .filter(|dir| at_commit(dir))
         });

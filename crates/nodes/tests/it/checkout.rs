@@ -5,10 +5,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use comfyver_fs::CacheLayout;
+use comfyver_nodes::shared_core::{
+    core_cache_dir, core_link, ensure_shared_core, link_core, probe_core, shared_core_path,
+};
 use comfyver_nodes::{
-    NoReporter, NodesError, NodesOptions, checkout_core, core_cache_dir, core_link, ensure_nodes,
-    ensure_shared_core, fill_caches, is_checkout_complete, link_core, link_nodes, probe_core,
-    shared_core_path,
+    NoReporter, NodesError, NodesOptions, checkout_core, ensure_nodes, fill_caches,
+    is_checkout_complete, link_nodes,
 };
 use comfyver_spec::{RepoUrl, ResolvedLock, lock::LOCK_VERSION, lock::LockedRepo};
 use comfyver_testkit::git::{GitDaemon, Repo, git};

@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use comfyver_fs::CacheLayout;
 use comfyver_git::{Mirror, TreeFile};
-use comfyver_nodes::{NodesOptions, Reporter, ensure_shared_core, probe_core};
+use comfyver_nodes::shared_core::{ensure_shared_core, probe_core};
+use comfyver_nodes::{NodesOptions, Reporter};
 use comfyver_spec::{RepoUrl, UrlRewrites};
 use comfyver_testkit::git::{GitDaemon, GitHttp, Repo};
 

@@ -95,7 +95,8 @@ fn nothing_goes_when_the_references_cannot_be_read_at_apply_time() {
 /// A complete shared core checkout of `CORE` at `commit` in `<cache>/core`.
 fn shared_core(layout: &CacheLayout, commit: &str) -> PathBuf {
     let url = RepoUrl::parse(CORE).unwrap();
-    let dir = comfyver_nodes::core_cache_dir(layout).join(comfyver_nodes::entry_name(&url, commit));
+    let dir = comfyver_nodes::shared_core::core_cache_dir(layout)
+        .join(comfyver_nodes::entry_name(&url, commit));
     std::fs::create_dir_all(dir.join(".git")).unwrap();
     std::fs::write(dir.join(".git/comfyver-complete"), format!("{commit}\n")).unwrap();
     std::fs::write(dir.join("main.py"), "print('core')\n").unwrap();
