@@ -113,9 +113,9 @@ pub(crate) enum Command {
     Add(commands::edit::AddArgs),
     /// Start a new version from an existing one.
     Copy(commands::edit::CopyArgs),
-    /// A version from a ComfyUI-Manager snapshot, or a workflow's packs into a version.
+    /// A version from a Manager snapshot, a live ComfyUI folder or a build definition; or a workflow's packs into a version.
     Import(commands::import::ImportArgs),
-    /// A version's lock as a ComfyUI-Manager snapshot.
+    /// A version as a ComfyUI-Manager snapshot or a Comfy build definition.
     Export(commands::import::ExportArgs),
     /// A schema 1 spec or an old per-tag lockfile → a schema 2 spec and its lock.
     Migrate(commands::import::MigrateArgs),
