@@ -121,6 +121,13 @@ impl Session {
         }
     }
 
+    /// ComfyUI's `GET /system_stats` (its devices' free memory, ...).
+    pub fn system_stats(&self) -> Result<serde_json::Value, HandlerError> {
+        ComfyHttp::new(self.process.port(), CONTROL_TIMEOUT)
+            .get("/system_stats", &[])?
+            .ok_json("GET /system_stats")
+    }
+
     /// The version this ComfyUI runs.
     pub fn version_id(&self) -> &str {
         self.process.version_id()
