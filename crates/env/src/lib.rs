@@ -118,6 +118,14 @@ registry! {
     COMFYVER_MAX_QUEUE,
     /// Comma-separated version ids `serve` may run (default: any).
     COMFYVER_VERSIONS,
+    /// How many versions' ComfyUIs `serve` keeps alive at once (default 1);
+    /// the least recently used idle one is evicted beyond it.
+    COMFYVER_WARM,
+    /// Below this many MB of free RAM (`MemAvailable`) or GPU memory, `serve`
+    /// evicts an idle ComfyUI before starting another (default 4096; 0: no check).
+    COMFYVER_WARM_MIN_FREE_MB,
+    /// Test hook: a file read instead of `/proc/meminfo` for `MemAvailable`.
+    COMFYVER_MEMINFO_PATH,
     /// A workflow file `serve` runs after every ComfyUI start, before any job
     /// is taken (`/ready` answers 503 until it succeeded).
     COMFYVER_WARMUP,

@@ -13,8 +13,11 @@
 //! Both run jobs one at a time on the calling thread (ComfyUI runs one prompt
 //! at a time, and the ComfyUI child must be spawned by a thread that outlives
 //! it). A job may name `input.version_id`; the [`EnvProvider`] turns that id
-//! into a [`ComfyEnv`] (the CLI resolves and realizes it), the running ComfyUI
-//! is stopped and the other one started, so at most one is alive at any time.
+//! into a [`ComfyEnv`] (the CLI resolves and realizes it). The ComfyUIs of up
+//! to [`ServeOptions::warm`] versions stay alive (the warm pool, least
+//! recently used evicted, guarded by free memory); switching to a warm
+//! version costs a job, not a start. The local API also starts a queued
+//! job's version in the background while a job runs (look-ahead).
 //!
 //! The first SIGINT/SIGTERM stops taking jobs; the current job gets
 //! [`ServeOptions::grace`] to finish, then it is interrupted and reported as
@@ -23,6 +26,7 @@
 
 mod local_api;
 mod metrics;
+mod pool;
 mod runpod;
 mod webhook;
 mod worker;
@@ -40,14 +44,19 @@ pub type ProviderError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Turns a version id into the environment its ComfyUI runs in (the CLI
 /// resolves and realizes the version; the warm path when it is realized).
-pub trait EnvProvider {
+/// Called from the job thread and the look-ahead thread.
+pub trait EnvProvider: Sync {
     /// The environment of `version_id`, ready to start.
     fn env_for(&self, version_id: &str) -> Result<ComfyEnv, ProviderError>;
+
+    /// `version_id`'s ComfyUI stopped (evicted, exited, the worker stops):
+    /// whatever [`EnvProvider::env_for`] holds for it may go.
+    fn release(&self, _version_id: &str) {}
 }
 
 impl<F> EnvProvider for F
 where
-    F: Fn(&str) -> Result<ComfyEnv, ProviderError>,
+    F: Fn(&str) -> Result<ComfyEnv, ProviderError> + Sync,
 {
     fn env_for(&self, version_id: &str) -> Result<ComfyEnv, ProviderError> {
         self(version_id)
@@ -75,9 +84,21 @@ pub struct ServeOptions {
     /// (`--warmup`). While it fails, the worker is not ready and the jobs of
     /// that version fail with its error.
     pub warmup: Option<Job>,
+    /// How many versions' ComfyUIs stay alive at once (`--warm`, at least 1;
+    /// default 1: a switch stops the running one).
+    pub warm: usize,
+    /// Below this much free memory (MB of RAM, or of the GPU), an idle
+    /// ComfyUI is evicted before another one starts (`--warm-min-free-mb`;
+    /// 0: no check).
+    pub warm_min_free_mb: u64,
 }
 
 impl ServeOptions {
+    /// The default of [`ServeOptions::warm_min_free_mb`]: a ComfyUI on torch
+    /// takes 1-2 GB of RAM to start, and the active job's models need room
+    /// beside it.
+    pub const DEFAULT_WARM_MIN_FREE_MB: u64 = 4096;
+
     /// Options for `default_version` with every other default.
     pub fn new(default_version: impl Into<String>) -> ServeOptions {
         ServeOptions {
@@ -88,6 +109,8 @@ impl ServeOptions {
             refresh_worker: false,
             versions: Vec::new(),
             warmup: None,
+            warm: 1,
+            warm_min_free_mb: Self::DEFAULT_WARM_MIN_FREE_MB,
         }
     }
 

@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::metrics;
+use crate::pool::{self, Starter};
 use crate::webhook::{self, Delivery, WebhookKey};
 use crate::worker::{JobRequest, Live, Outcome, Worker};
 use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
@@ -359,6 +360,15 @@ pub fn serve_local(
                 });
             }
         });
+        // Look-ahead: while a job runs, a queued job's version starts beside it.
+        let starter = Starter {
+            provider,
+            opts,
+            log,
+            live: &shared_ref.live,
+        };
+        let queued = || queued_versions(shared_ref);
+        scope.spawn(move || pool::look_ahead(starter, &queued));
         worker.warm_up();
         shared.warmed.store(true, Ordering::SeqCst);
         shared.notify();
@@ -386,7 +396,7 @@ pub fn serve_local(
             }
         }
         shared.notify();
-        worker.stop_current();
+        worker.stop_all();
         let until = Instant::now() + ANSWER_WAIT;
         while shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
@@ -413,6 +423,21 @@ fn loopback_only(listen: &str) -> bool {
         // Unresolvable: binding fails anyway, with its own error.
         Err(_) => true,
     }
+}
+
+/// The versions of the queued jobs, in order (the default one for a job that
+/// names none).
+fn queued_versions(shared: &Shared) -> Vec<String> {
+    let jobs = shared.lock();
+    jobs.queue
+        .iter()
+        .filter_map(|id| jobs.entries.get(id)?.request.as_ref())
+        .map(|r| {
+            r.version_id
+                .clone()
+                .unwrap_or_else(|| shared.opts.default_version.clone())
+        })
+        .collect()
 }
 
 /// The next queued job, marked running; `None` once a stop was asked for.
@@ -588,7 +613,8 @@ fn health_json(shared: &Shared) -> Value {
         "jobs": {"completed": jobs.completed, "failed": jobs.failed, "cancelled": jobs.cancelled,
                  "inProgress": running, "inQueue": jobs.queue.len(), "retried": 0},
         "workers": {"idle": 1 - running, "running": running},
-        "comfyui": {"version_id": shared.live.version(), "starts": shared.live.starts()},
+        "comfyui": {"version_id": shared.live.version(), "starts": shared.live.starts(),
+                    "warm": shared.live.pool.to_json(), "warm_max": shared.opts.warm},
         "stopping": sys::stop_requested().is_some(),
     });
     if let Some((confined, reason)) = shared.live.confined() {

@@ -62,6 +62,7 @@ struct Inner {
     /// version → its ComfyUI's start durations.
     starts: BTreeMap<String, Histogram>,
     switches: u64,
+    evictions: u64,
     webhook_deliveries: u64,
     webhook_failures: u64,
 }
@@ -104,9 +105,14 @@ impl Metrics {
             .observe(took);
     }
 
-    /// The running ComfyUI was stopped for another version's.
+    /// The active version changed.
     pub(crate) fn switched(&self) {
         self.lock().switches += 1;
+    }
+
+    /// An idle ComfyUI was stopped to make room for another version's.
+    pub(crate) fn evicted(&self) {
+        self.lock().evictions += 1;
     }
 
     /// A webhook was delivered (`true`), or finally failed (`false`).
@@ -166,10 +172,15 @@ impl Metrics {
             h.render(&mut out, "comfyver_comfyui_start_duration_seconds", &labels);
         }
         out.push_str(
-            "# HELP comfyver_version_switches_total ComfyUI stopped for another version's.\n",
+            "# HELP comfyver_version_switches_total Jobs that ran on another version than the job before.\n",
         );
         out.push_str("# TYPE comfyver_version_switches_total counter\n");
         let _ = writeln!(out, "comfyver_version_switches_total {}", m.switches);
+        out.push_str(
+            "# HELP comfyver_warm_evictions_total Idle ComfyUIs stopped to make room for another version's.\n",
+        );
+        out.push_str("# TYPE comfyver_warm_evictions_total counter\n");
+        let _ = writeln!(out, "comfyver_warm_evictions_total {}", m.evictions);
         out.push_str("# HELP comfyver_webhook_deliveries_total Webhooks delivered.\n");
         out.push_str("# TYPE comfyver_webhook_deliveries_total counter\n");
         let _ = writeln!(

@@ -469,7 +469,7 @@ pub fn serve_runpod(
     if let Some(sig) = sys::stop_requested() {
         log.event(&format!("stopping (signal {sig})"));
     }
-    worker.stop_current();
+    worker.stop_all();
     Ok(())
 }
 

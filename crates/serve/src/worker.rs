@@ -1,6 +1,6 @@
 //! The job function both front doors share: a job request parsed, its
-//! version's ComfyUI made current (kept warm, switched when another version is
-//! asked for, at most one alive), the job run, the outcome shaped.
+//! version's ComfyUI made the active one of the warm pool (started when it is
+//! not warm), the job run, the outcome shaped.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use comfyver_fs::child as sys;
-use comfyver_handler::{
-    HandlerError, Job, JobOptions, JobReporter, OutputSink, Session, SessionControl,
-};
+use comfyver_handler::{HandlerError, Job, JobOptions, JobReporter, SessionControl};
 
 use crate::metrics::Metrics;
+use crate::pool::{Lookup, Pool, Starter, Warm};
 use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
 
 /// After the grace period's interrupt, how long ComfyUI gets before it is killed.
@@ -150,19 +149,21 @@ impl Outcome {
     }
 }
 
-/// What other threads (ping, local API, stop watchdog) may know and do about
-/// the running ComfyUI and job.
-#[derive(Debug, Default)]
+/// What other threads (ping, local API, look-ahead, stop watchdog) may know
+/// and do about the warm ComfyUIs and the running job.
+#[derive(Debug)]
 pub(crate) struct Live {
     state: Mutex<LiveState>,
     starts: AtomicUsize,
     /// What the worker counts (`/metrics`).
     pub(crate) metrics: Metrics,
+    /// The warm ComfyUIs.
+    pub(crate) pool: Pool,
 }
 
 #[derive(Debug, Default)]
 struct LiveState {
-    /// The running ComfyUI's control and version.
+    /// The active ComfyUI's control and version.
     comfy: Option<(SessionControl, String)>,
     /// Whether the last ComfyUI started runs confined, and why.
     confined: Option<comfyver_fs::ConfineStatus>,
@@ -185,6 +186,16 @@ struct LiveState {
 }
 
 impl Live {
+    /// Shared state of a worker keeping up to `warm` ComfyUIs alive.
+    pub(crate) fn new(warm: usize) -> Live {
+        Live {
+            state: Mutex::default(),
+            starts: AtomicUsize::new(0),
+            metrics: Metrics::default(),
+            pool: Pool::new(warm),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -194,7 +205,7 @@ impl Live {
         self.lock().job.clone()
     }
 
-    /// The version whose ComfyUI is running.
+    /// The active version (its ComfyUI ran the current or the last job).
     pub(crate) fn version(&self) -> Option<String> {
         self.lock().comfy.as_ref().map(|c| c.1.clone())
     }
@@ -215,6 +226,36 @@ impl Live {
     /// How many times a ComfyUI was started.
     pub(crate) fn starts(&self) -> usize {
         self.starts.load(Ordering::SeqCst)
+    }
+
+    /// A ComfyUI start begins.
+    pub(crate) fn count_start(&self) {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A start (or its warm-up) failed: the worker is not ready until one succeeds.
+    pub(crate) fn start_failed(&self, e: &ServeError) {
+        self.lock().start_error = Some(error_line(e));
+    }
+
+    /// A start and its warm-up succeeded.
+    pub(crate) fn start_succeeded(&self) {
+        self.lock().start_error = None;
+    }
+
+    /// `warm`'s ComfyUI of `version` is the active one now.
+    fn set_active(&self, version: &str, warm: &Warm) {
+        let mut s = self.lock();
+        s.comfy = Some((warm.session.control(), version.to_string()));
+        s.confined = Some(warm.session.confined().clone());
+    }
+
+    /// `version`'s ComfyUI stops: it can no longer be interrupted or killed.
+    pub(crate) fn forget_comfy(&self, version: &str) {
+        let mut s = self.lock();
+        if s.comfy.as_ref().is_some_and(|c| c.1 == version) {
+            s.comfy = None;
+        }
     }
 
     /// The running job's id and latest progress, if it reported any.
@@ -277,7 +318,7 @@ impl Live {
 }
 
 /// An error and its causes on one line (the failed-job JSON's `error`).
-fn error_line(e: &ServeError) -> String {
+pub(crate) fn error_line(e: &ServeError) -> String {
     e.to_job_json()["error"]
         .as_str()
         .unwrap_or_default()
@@ -336,15 +377,12 @@ impl JobReporter for Tracking<'_> {
     }
 }
 
-/// The warm worker. Lives on the thread that runs the jobs (it spawns ComfyUI).
+/// The warm worker. Lives on the thread that runs the jobs (it spawns the
+/// ComfyUIs its jobs need; look-ahead starts come from the look-ahead thread).
 pub(crate) struct Worker<'a> {
     provider: &'a dyn EnvProvider,
     opts: &'a ServeOptions,
     log: &'a dyn ServeLog,
-    current: Option<Session>,
-    /// The packs the running ComfyUI failed to import (`failed_packs` of
-    /// every job's result while it runs).
-    failed_packs: Vec<Value>,
     live: Arc<Live>,
 }
 
@@ -388,14 +426,12 @@ impl<'a> Worker<'a> {
         log: &'a dyn ServeLog,
     ) -> Worker<'a> {
         sys::enable_graceful_stop();
-        let live = Arc::new(Live::default());
+        let live = Arc::new(Live::new(opts.warm));
         spawn_watchdog(Arc::clone(&live), opts.grace);
         Worker {
             provider,
             opts,
             log,
-            current: None,
-            failed_packs: Vec::new(),
             live,
         }
     }
@@ -403,6 +439,15 @@ impl<'a> Worker<'a> {
     /// The state other threads share.
     pub(crate) fn live(&self) -> Arc<Live> {
         Arc::clone(&self.live)
+    }
+
+    fn starter(&self) -> Starter<'_> {
+        Starter {
+            provider: self.provider,
+            opts: self.opts,
+            log: self.log,
+            live: &self.live,
+        }
     }
 
     /// Starts the default version's ComfyUI and runs the warm-up workflow on
@@ -420,122 +465,96 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Makes `version`'s ComfyUI the running one. When it has to start,
-    /// `job` is first checked against the version's node index: a workflow
-    /// the version cannot run is refused before the running ComfyUI is
-    /// stopped or another started.
-    fn ensure(&mut self, version: &str, job: Option<&Job>) -> Result<&Session, NotReady> {
-        let reusable = self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.version_id() == version && c.exit_status().is_none());
-        if !reusable {
-            // Prepared first: if the version cannot be prepared, the running
-            // ComfyUI stays warm for the next job.
-            let env = self
-                .provider
-                .env_for(version)
-                .map_err(|source| ServeError::Version {
-                    version_id: version.to_string(),
-                    source,
-                })?;
-            if let Some(job) = job {
-                env.precheck(job)
-                    .map_err(|e| NotReady::Refused(Box::new(e)))?;
+    /// Makes `version`'s ComfyUI the active one: warm, or started. Before a
+    /// start, `job` is checked against the version's node index (a workflow
+    /// the version cannot run is refused before any ComfyUI is evicted or
+    /// started), and idle ComfyUIs are evicted as the pool's limits ask.
+    fn ensure(&mut self, version: &str, job: Option<&Job>) -> Result<Arc<Warm>, NotReady> {
+        let starter = self.starter();
+        match self.live.pool.lookup(version) {
+            Lookup::Ready(warm) => return Ok(self.activate(version, warm)),
+            Lookup::Exited(warm) => {
+                let status = warm.session.exit_status().unwrap_or_default();
+                starter.retire(
+                    version,
+                    warm,
+                    &format!("it exited while idle ({status}); started again for this job"),
+                );
             }
-            if self.current.is_some() {
-                self.live.metrics.switched();
-            }
-            self.stop_current();
-            self.log
-                .event(&format!("starting ComfyUI of version {version}"));
-            self.live.starts.fetch_add(1, Ordering::SeqCst);
-            let session = match Session::start(&env, &self.opts.start) {
-                Ok(s) => s,
-                Err(source) => {
-                    let e = ServeError::Start {
-                        version_id: version.to_string(),
-                        source: Box::new(source),
-                    };
-                    self.live.lock().start_error = Some(error_line(&e));
-                    return Err(e.into());
-                }
-            };
-            self.live
-                .metrics
-                .comfy_started(version, session.timings().to_ready);
-            self.log.event(&format!(
-                "ComfyUI of version {version} ready in {:.1?} (pid {}, port {})",
-                session.timings().to_ready,
-                session.pid(),
-                session.port()
-            ));
-            if let Some(warmup) = &self.opts.warmup {
-                let t0 = Instant::now();
-                let opts = JobOptions {
-                    job_id: Some("warmup".into()),
-                    sink: OutputSink::Base64,
-                    cloud: None,
-                    keep_outputs: false,
-                    ..self.opts.job.clone()
-                };
-                if let Err(source) = session.run_job(warmup, &opts, &()) {
-                    let e = ServeError::Warmup {
-                        version_id: version.to_string(),
-                        source: Box::new(source),
-                    };
-                    let line = error_line(&e);
-                    self.log.event(&format!("warning: {line}"));
-                    self.live.lock().start_error = Some(line);
-                    session.stop();
-                    return Err(e.into());
-                }
-                self.log.event(&format!(
-                    "warm-up of version {version} done in {:.1?}",
-                    t0.elapsed()
-                ));
-            }
-            self.live.lock().start_error = None;
-            self.failed_packs = match session.node_report() {
-                Ok(report) => report.failed.iter().map(|p| p.to_json()).collect(),
-                Err(e) => {
-                    self.log.event(&format!(
-                        "warning: could not check the custom node packs of version {version}: {}",
-                        e.to_job_json()["error"].as_str().unwrap_or_default()
-                    ));
-                    Vec::new()
-                }
-            };
-            for pack in &self.failed_packs {
-                self.log.event(&format!(
-                    "warning: custom node pack `{}` of version {version} failed to import",
-                    pack["name"].as_str().unwrap_or_default()
-                ));
-            }
-            self.log
-                .event(&format!("ComfyUI runs {}", session.confined()));
-            let mut live = self.live.lock();
-            live.comfy = Some((session.control(), version.to_string()));
-            live.confined = Some(session.confined().clone());
-            drop(live);
-            self.current = Some(session);
+            Lookup::Absent => {}
         }
-        self.current
-            .as_ref()
-            .ok_or_else(|| ServeError::BadJob("no ComfyUI is running".into()).into())
+        // Prepared first: if the version cannot be prepared, the warm
+        // ComfyUIs stay as they are.
+        let env = self
+            .provider
+            .env_for(version)
+            .map_err(|source| ServeError::Version {
+                version_id: version.to_string(),
+                source,
+            })?;
+        if let Some(job) = job {
+            env.precheck(job)
+                .map_err(|e| NotReady::Refused(Box::new(e)))?;
+        }
+        let pool = &self.live.pool;
+        pool.claim_start(version);
+        starter.make_room(version);
+        pool.insert_starting(version);
+        match starter.start(version, &env, "a job needs it") {
+            Ok(warm) => {
+                let warm = Arc::new(warm);
+                pool.finish_start(version, Some(Arc::clone(&warm)));
+                Ok(self.activate(version, warm))
+            }
+            Err(e) => {
+                pool.finish_start(version, None);
+                self.provider.release(version);
+                Err(e.into())
+            }
+        }
     }
 
-    /// Stops the running ComfyUI, if any.
-    pub(crate) fn stop_current(&mut self) {
-        if let Some(old) = self.current.take() {
-            self.live.lock().comfy = None;
-            let version = old.version_id().to_string();
-            let status = old.stop();
-            self.log.event(&format!(
-                "stopped ComfyUI of version {version} ({})",
-                status.unwrap_or_else(|| "gone".into())
-            ));
+    /// Makes `warm` (of `version`) the active ComfyUI; the one switched away
+    /// from, if it stays warm, is asked to free its memory.
+    fn activate(&self, version: &str, warm: Arc<Warm>) -> Arc<Warm> {
+        let (switched, idle) = self.live.pool.activate(version);
+        if switched {
+            self.live.metrics.switched();
         }
+        if let Some((previous, idle)) = idle {
+            match idle.session.free_memory() {
+                Ok(()) => self.log.event(&format!(
+                    "freed the memory of ComfyUI of version {previous} (pid {}, idle now: the job runs on version {version})",
+                    idle.session.pid()
+                )),
+                Err(e) => self.log.event(&format!(
+                    "warning: could not free the memory of ComfyUI of version {previous}: {}",
+                    e.to_job_json()["error"].as_str().unwrap_or_default()
+                )),
+            }
+        }
+        self.live.set_active(version, &warm);
+        warm
+    }
+
+    /// Stops `version`'s ComfyUI, if it is warm.
+    fn stop_version(&self, version: &str, why: &str) {
+        if let Some(warm) = self.live.pool.remove(version) {
+            self.starter().retire(version, warm, why);
+        }
+    }
+
+    /// Stops every ComfyUI of the pool (at once, each with its grace period)
+    /// after a start under way, and ends the look-ahead thread.
+    pub(crate) fn stop_all(&mut self) {
+        let all = self.live.pool.drain();
+        let starter = self.starter();
+        std::thread::scope(|scope| {
+            for (version, warm) in all {
+                scope.spawn(move || starter.retire(&version, warm, "the worker stops"));
+            }
+        });
+        self.live.pool.finish();
     }
 
     /// Runs one job on its version's ComfyUI.
@@ -550,6 +569,7 @@ impl<'a> Worker<'a> {
         self.live.begin_job(&req.id);
         let live = Arc::clone(&self.live);
         let opts = self.opts;
+        let mut failed_packs = Vec::new();
         let outcome = match self
             .opts
             .allows(&version)
@@ -562,7 +582,8 @@ impl<'a> Worker<'a> {
                 live.end_job();
                 Outcome::Cancelled
             }
-            Ok(comfy) => {
+            Ok(warm) => {
+                failed_packs.clone_from(&warm.failed_packs);
                 let tracking = Tracking {
                     inner: reporter,
                     live: &live,
@@ -572,8 +593,15 @@ impl<'a> Worker<'a> {
                     job_id: Some(req.id.clone()),
                     ..opts.job.clone()
                 };
-                let result = comfy.run_job(&req.job, &job_opts, &tracking);
+                live.pool.set_busy(true);
+                let result = warm.session.run_job(&req.job, &job_opts, &tracking);
+                live.pool.set_busy(false);
                 let (cancelled, stopped_by) = live.end_job();
+                let dead = warm.session.exit_status();
+                drop(warm);
+                if let Some(status) = dead {
+                    self.stop_version(&version, &format!("it exited during the job ({status})"));
+                }
                 match result {
                     Ok(out) => Outcome::Completed(out.to_json()),
                     Err(_) if cancelled => Outcome::Cancelled,
@@ -593,16 +621,12 @@ impl<'a> Worker<'a> {
         };
         self.live.end_job();
         let outcome = match outcome {
-            Outcome::Completed(v) => Outcome::Completed(with_packs(v, &self.failed_packs)),
-            Outcome::Failed(v) => Outcome::Failed(with_packs(v, &self.failed_packs)),
+            Outcome::Completed(v) => Outcome::Completed(with_packs(v, &failed_packs)),
+            Outcome::Failed(v) => Outcome::Failed(with_packs(v, &failed_packs)),
             other => other,
         };
-        let dead = self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.exit_status().is_some());
-        if dead || req.refresh_worker || self.opts.refresh_worker {
-            self.stop_current();
+        if req.refresh_worker || self.opts.refresh_worker {
+            self.stop_version(&version, "refresh_worker: a fresh ComfyUI for the next job");
         }
         self.log.event(&format!(
             "job {}: {} in {:.1?}",
@@ -616,7 +640,7 @@ impl<'a> Worker<'a> {
 
 impl Drop for Worker<'_> {
     fn drop(&mut self) {
-        self.stop_current();
+        self.stop_all();
     }
 }
 
@@ -705,7 +729,7 @@ mod tests {
 
     #[test]
     fn a_cancel_just_before_the_job_begins_is_kept() {
-        let live = Live::default();
+        let live = Live::new(1);
         live.cancel("j1");
         live.begin_job("j2");
         assert!(!live.lock().cancelled, "a cancel for another job");

@@ -1,6 +1,7 @@
 //! `comfyver serve`: ComfyUI kept warm, jobs from RunPod's queue (when
 //! `RUNPOD_WEBHOOK_GET_JOB` is set) or from a local job API (`--listen`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use comfyver_handler::ComfyEnv;
 use comfyver_realize::HomeInUse;
-use comfyver_serve::{LocalApiOptions, ProviderError, RunpodConfig, ServeOptions};
+use comfyver_serve::{EnvProvider, LocalApiOptions, ProviderError, RunpodConfig, ServeOptions};
 
 use super::session_flags::SessionFlags;
 
@@ -69,6 +70,25 @@ pub(crate) struct ServeArgs {
     /// Refresh the worker after every job (RunPod: stopPod and exit; local: a fresh ComfyUI).
     #[arg(long, env = comfyver_env::REFRESH_WORKER)]
     pub refresh_worker: bool,
+    /// How many versions' ComfyUIs stay alive at once; a job for a warm version
+    /// needs no start. The least recently used idle one is evicted beyond it.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..),
+        env = comfyver_env::COMFYVER_WARM
+    )]
+    pub warm: u16,
+    /// Below this many MB of free RAM (MemAvailable) or GPU memory, an idle
+    /// ComfyUI is evicted before another one starts (0: no check).
+    #[arg(
+        long,
+        value_name = "MB",
+        default_value_t = ServeOptions::DEFAULT_WARM_MIN_FREE_MB,
+        env = comfyver_env::COMFYVER_WARM_MIN_FREE_MB
+    )]
+    pub warm_min_free_mb: u64,
     /// How ComfyUI starts and each job runs.
     #[command(flatten)]
     pub session: SessionFlags,
@@ -91,6 +111,8 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
     opts.job = args.session.job_options(ctx)?;
     opts.grace = Duration::from_secs(args.grace);
     opts.refresh_worker = args.refresh_worker;
+    opts.warm = usize::from(args.warm);
+    opts.warm_min_free_mb = args.warm_min_free_mb;
     opts.versions = args
         .versions
         .iter()
@@ -107,33 +129,17 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
         opts.warmup = Some(warmup_job(file)?);
     }
 
-    let other_flags = RealizeFlags {
-        home: None::<PathBuf>,
-        spec: None,
-        ..args.flags.clone()
-    };
-    // The served version's home stays in use (nothing changes it) from its
-    // preparation until the next version is prepared in its place.
-    let held: Mutex<Option<(String, HomeInUse)>> = Mutex::new(None);
-    let provider = |id: &str| -> Result<ComfyEnv, ProviderError> {
-        let progress = RealizeProgress::new(&ctx.out);
-        let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.as_ref().is_some_and(|(served, _)| served == id) {
-            // Our own hold would make a realize of this very home wait for us.
-            *held = None;
-        }
-        let result = if id == default_id {
-            pipeline::comfy_env(ctx, args.id.as_deref(), &args.flags, &progress)
-        } else {
-            pipeline::comfy_env(ctx, Some(id), &other_flags, &progress)
-        };
-        match result {
-            Ok((env, in_use)) => {
-                *held = Some((id.to_string(), in_use));
-                Ok(env)
-            }
-            Err(e) => Err(format!("{e:#}").into()),
-        }
+    let provider = Versions {
+        ctx,
+        default_id,
+        default_arg: args.id.clone(),
+        default_flags: args.flags.clone(),
+        other_flags: RealizeFlags {
+            home: None::<PathBuf>,
+            spec: None,
+            ..args.flags.clone()
+        },
+        held: Mutex::default(),
     };
     let log = |line: &str| ctx.out.info(line);
     match RunpodConfig::from_env() {
@@ -150,6 +156,54 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
     }
     ctx.out.info("serve stopped");
     Ok(Exit::Success)
+}
+
+/// The worker's versions, realized on demand. A warm version's home stays in
+/// use (nothing changes it) from its preparation until its ComfyUI stops.
+struct Versions<'a> {
+    ctx: &'a Ctx,
+    default_id: String,
+    /// The default version as named on the command line (none with `--spec`).
+    default_arg: Option<String>,
+    /// How the default version is realized (`--home`/`--spec` apply to it only).
+    default_flags: RealizeFlags,
+    other_flags: RealizeFlags,
+    held: Mutex<HashMap<String, HomeInUse>>,
+}
+
+impl EnvProvider for Versions<'_> {
+    fn env_for(&self, id: &str) -> Result<ComfyEnv, ProviderError> {
+        // Our own hold would make a realize of this very home wait for us.
+        self.release(id);
+        let progress = RealizeProgress::new(&self.ctx.out);
+        let result = if id == self.default_id {
+            pipeline::comfy_env(
+                self.ctx,
+                self.default_arg.as_deref(),
+                &self.default_flags,
+                &progress,
+            )
+        } else {
+            pipeline::comfy_env(self.ctx, Some(id), &self.other_flags, &progress)
+        };
+        match result {
+            Ok((env, in_use)) => {
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), in_use);
+                Ok(env)
+            }
+            Err(e) => Err(format!("{e:#}").into()),
+        }
+    }
+
+    fn release(&self, id: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
 }
 
 /// The warm-up job of `--warmup FILE`: an API-format workflow, or a job body.
