@@ -24,3 +24,4 @@ mod serve;
 mod shared_core;
 mod sinks;
 mod validate;
+mod warm_pool;

@@ -128,7 +128,7 @@ impl Drop for FakeRunpod {
     }
 }
 
-fn sigterm(child: &Child) -> f64 {
+pub(crate) fn sigterm(child: &Child) -> f64 {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -145,7 +145,7 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
     let until = Instant::now() + timeout;
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -159,7 +159,7 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
-fn slow_workflow(seconds: f64) -> Value {
+pub(crate) fn slow_workflow(seconds: f64) -> Value {
     json!({"1": {"class_type": "FakeSlow", "inputs": {"seconds": seconds}}})
 }
 
@@ -262,7 +262,7 @@ fn result_of(reqs: &[Value], job: &str) -> Value {
     results[0].clone()
 }
 
-fn serve_command(w: &World, args: &[&str]) -> Command {
+pub(crate) fn serve_command(w: &World, args: &[&str]) -> Command {
     let mut c = comfyver_testkit::cli::comfyver_command(
         bin(),
         &w.root.join("cache"),
@@ -275,13 +275,13 @@ fn serve_command(w: &World, args: &[&str]) -> Command {
     c
 }
 
-fn stderr_file(w: &World, name: &str) -> (PathBuf, std::fs::File) {
+pub(crate) fn stderr_file(w: &World, name: &str) -> (PathBuf, std::fs::File) {
     let p = w.root.join(format!("{name}.stderr"));
     let f = std::fs::File::create(&p).unwrap();
     (p, f)
 }
 
-fn realize(w: &World, id: &str) {
+pub(crate) fn realize(w: &World, id: &str) {
     let out = w.comfyver(bin(), &["realize", id], None);
     assert!(
         out.status.success(),
@@ -291,7 +291,7 @@ fn realize(w: &World, id: &str) {
 }
 
 /// ComfyUI processes (stand-in `main.py`) running under `root`.
-fn comfy_processes(root: &Path) -> usize {
+pub(crate) fn comfy_processes(root: &Path) -> usize {
     let needle = root.to_string_lossy().to_string();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -610,13 +610,13 @@ fn entrypoint_and_local_script_run_jobs() {
     assert_eq!(v["status"], "FAILED", "{v}");
 }
 
-struct Api {
+pub(crate) struct Api {
     base: String,
     agent: ureq::Agent,
 }
 
 impl Api {
-    fn new(port: u16) -> Api {
+    pub(crate) fn new(port: u16) -> Api {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
@@ -629,7 +629,7 @@ impl Api {
         }
     }
 
-    fn send(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    pub(crate) fn send(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
         let r = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -649,17 +649,17 @@ impl Api {
         )
     }
 
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send("POST", path, Some(&body.to_string()))
     }
 
-    fn get(&self, path: &str) -> Value {
+    pub(crate) fn get(&self, path: &str) -> Value {
         let (s, v) = self.send("GET", path, None);
         assert_eq!(s, 200, "GET {path}: {v}");
         v
     }
 
-    fn wait_status(&self, id: &str, pred: impl Fn(&str) -> bool) -> Value {
+    pub(crate) fn wait_status(&self, id: &str, pred: impl Fn(&str) -> bool) -> Value {
         let until = Instant::now() + Duration::from_secs(120);
         loop {
             let v = self.get(&format!("/status/{id}"));
@@ -672,7 +672,7 @@ impl Api {
     }
 }
 
-fn job(wf: &Value, version: Option<&str>) -> Value {
+pub(crate) fn job(wf: &Value, version: Option<&str>) -> Value {
     let mut input = json!({"workflow": wf});
     if let Some(v) = version {
         input["version_id"] = json!(v);
@@ -680,7 +680,7 @@ fn job(wf: &Value, version: Option<&str>) -> Value {
     json!({"input": input})
 }
 
-fn comfyui_logs(home: &Path) -> usize {
+pub(crate) fn comfyui_logs(home: &Path) -> usize {
     fn walk(p: &Path, n: &mut usize) {
         for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
             let path = e.path();
@@ -715,10 +715,20 @@ fn local_job_api_end_to_end() {
 
     let port = free_port();
     let (stderr_path, stderr) = stderr_file(&w, "serve-local");
-    let mut serve = serve_command(&w, &["v1", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    // `--warm 1` (the default): a switch stops the running ComfyUI first.
+    let mut serve = serve_command(
+        &w,
+        &[
+            "v1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--warm",
+            "1",
+        ],
+    )
+    .stderr(stderr)
+    .spawn()
+    .unwrap();
     let api = Api::new(port);
 
     // At most one ComfyUI alive at any time, sampled all along.

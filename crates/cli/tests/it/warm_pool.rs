@@ -1,0 +1,328 @@
+//! `comfyver serve --warm N`: several versions' ComfyUIs alive at once,
+//! through the real binary and the stand-in ComfyUI.
+//!
+//! - `--warm 2` with jobs for v1, v2, v1, v2: two starts, and `POST /free` on
+//!   the idle one at each switch (the stand-in logs every `/free`); an idle
+//!   ComfyUI killed behind the worker's back is dropped and replaced on its
+//!   next job; SIGKILL of the worker leaves no ComfyUI alive.
+//! - The memory guard with an injected `MemAvailable` (a file read instead of
+//!   `/proc/meminfo`): it evicts before it starts.
+//! - Look-ahead: a queued job's version starts while a slow job runs, and a
+//!   ComfyUI the look-ahead thread started dies with a SIGKILLed worker too.
+//!
+//! `--warm 1` (today's behaviour, one ComfyUI alive at any sample) is
+//! `serve::local_job_api_end_to_end`.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use comfyver_testkit::comfy::free_port;
+use comfyver_testkit::world::{World, smoke_workflow};
+use serde_json::{Value, json};
+
+use crate::serve::{Api, comfy_processes, job, realize, serve_command, slow_workflow, stderr_file};
+
+/// A world with versions v1, v2 and v3 (same core and packs), v1 realized.
+fn world() -> World {
+    let w = World::new(&[]);
+    for id in ["v2", "v3"] {
+        w.write_spec(id, &w.spec(id));
+    }
+    realize(&w, "v1");
+    w
+}
+
+/// Waits until `/ready` answers 200.
+fn wait_ready(port: u16, api: &Api, serve: &mut Child, log: &Path) {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && api.send("GET", "/ready", None).0 == 200
+        {
+            return;
+        }
+        if let Ok(Some(status)) = serve.try_wait() {
+            panic!(
+                "serve exited ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < until, "serve never got ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `/health`'s warm list as (version, state, pid).
+fn warm(api: &Api) -> Vec<(String, String, Option<u64>)> {
+    api.get("/health")["comfyui"]["warm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["version_id"].as_str().unwrap().to_string(),
+                e["state"].as_str().unwrap().to_string(),
+                e["pid"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn pid_of(api: &Api, version: &str) -> u32 {
+    let pid = warm(api)
+        .into_iter()
+        .find(|(v, _, _)| v == version)
+        .and_then(|(_, _, pid)| pid)
+        .unwrap_or_else(|| panic!("{version} is not warm: {:?}", warm(api)));
+    u32::try_from(pid).unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+/// The `POST /free` calls the stand-ins of `home` logged, as their bodies.
+fn frees(home: &Path) -> Vec<Value> {
+    let mut found = Vec::new();
+    let mut dirs = vec![home.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() && !path.is_symlink() {
+                dirs.push(path);
+            } else if e.file_name().to_string_lossy().starts_with("comfyui-") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for line in text.lines() {
+                    if let Some(body) = line.split("fake-comfyui: POST /free ").nth(1) {
+                        found.push(serde_json::from_str(body).unwrap());
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Waits until `home`'s stand-ins logged `n` frees (the log is written by a
+/// thread of the worker, a moment after the stand-in printed it).
+fn wait_frees(home: &Path, n: usize) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = frees(home);
+        if f.len() >= n || Instant::now() >= until {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigkill(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn two_warm_versions_switch_without_a_start_and_free_the_idle_one() {
+    let w = world();
+    let port = free_port();
+    let (log_path, stderr) = stderr_file(&w, "serve-warm2");
+    let mut serve = serve_command(
+        &w,
+        &[
+            "v1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--warm",
+            "2",
+            "--warm-min-free-mb",
+            "0",
+        ],
+    )
+    .stderr(stderr)
+    .spawn()
+    .unwrap();
+    let api = Api::new(port);
+    wait_ready(port, &api, &mut serve, &log_path);
+
+    // v1, v2, v1, v2: two starts; every job completes on its version.
+    for version in ["v1", "v2", "v1", "v2"] {
+        let (s, r) = api.post("/runsync", &job(&smoke_workflow(false), Some(version)));
+        assert_eq!((s, r["status"].as_str()), (200, Some("COMPLETED")), "{r}");
+        assert_eq!(r["output"]["version_id"], version, "{r}");
+    }
+    let health = api.get("/health");
+    assert_eq!(health["comfyui"]["starts"], 2, "{health}");
+    assert_eq!(health["comfyui"]["version_id"], "v2", "{health}");
+    assert_eq!(comfy_processes(&w.root), 2);
+    let states: Vec<(String, String)> = warm(&api).into_iter().map(|(v, s, _)| (v, s)).collect();
+    assert_eq!(
+        states,
+        [
+            ("v2".into(), "active".into()),
+            ("v1".into(), "ready".into())
+        ]
+    );
+    // /free on the idle one at each switch: v1 twice (to v2, to v2 again), v2 once.
+    let want = json!({"free_memory": true, "unload_models": true});
+    let v1_frees = wait_frees(&w.home("v1"), 2);
+    let v2_frees = wait_frees(&w.home("v2"), 1);
+    assert_eq!(v1_frees, [want.clone(), want.clone()]);
+    assert_eq!(v2_frees, [want]);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(
+        log.matches("freed the memory of ComfyUI of version")
+            .count(),
+        3,
+        "{log}"
+    );
+
+    // The idle v1 dies behind the worker's back: dropped from the pool, and
+    // started again only for its next job.
+    let v1_pid = pid_of(&api, "v1");
+    let v2_pid = pid_of(&api, "v2");
+    assert!(kill_pid(v1_pid));
+    let until = Instant::now() + Duration::from_secs(10);
+    while warm(&api).iter().any(|(v, _, _)| v == "v1") {
+        assert!(
+            Instant::now() < until,
+            "the dead v1 stays listed: {:?}",
+            warm(&api)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("exited while idle"), "{log}");
+    assert_eq!(
+        api.get("/health")["comfyui"]["starts"],
+        2,
+        "no start before a job needs it"
+    );
+    let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("v1")));
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    assert_eq!(api.get("/health")["comfyui"]["starts"], 3);
+    let new_v1 = pid_of(&api, "v1");
+    assert_ne!(new_v1, v1_pid);
+    assert_eq!(pid_of(&api, "v2"), v2_pid, "v2 stayed warm");
+
+    // SIGKILL of the worker: no ComfyUI of the pool outlives it.
+    sigkill(&mut serve);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !alive(new_v1) && !alive(v2_pid),
+        "a ComfyUI outlived the worker"
+    );
+    assert_eq!(comfy_processes(&w.root), 0);
+}
+
+#[test]
+fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
+    let w = world();
+    let meminfo = w.root.join("meminfo");
+    let plenty = "MemTotal: 67108864 kB\nMemAvailable: 33554432 kB\n";
+    std::fs::write(&meminfo, plenty).unwrap();
+    let port = free_port();
+    let (log_path, stderr) = stderr_file(&w, "serve-warm3");
+    let mut serve = serve_command(
+        &w,
+        &[
+            "v1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--warm",
+            "3",
+            "--warm-min-free-mb",
+            "1024",
+        ],
+    )
+    .env("COMFYVER_MEMINFO_PATH", &meminfo)
+    .stderr(stderr)
+    .spawn()
+    .unwrap();
+    let api = Api::new(port);
+    wait_ready(port, &api, &mut serve, &log_path);
+    let v1_pid = pid_of(&api, "v1");
+
+    // 1. Low memory: the idle v1 is evicted before v2 starts, although a
+    // slot is free; the job still gets its ComfyUI.
+    std::fs::write(&meminfo, "MemTotal: 67108864 kB\nMemAvailable: 512000 kB\n").unwrap();
+    let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("v2")));
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let evicted = log
+        .find("stopped ComfyUI of version v1")
+        .unwrap_or_else(|| panic!("v1 was not evicted:\n{log}"));
+    let started = log.find("starting ComfyUI of version v2").unwrap();
+    assert!(evicted < started, "evicted after the start:\n{log}");
+    assert!(
+        log[evicted..]
+            .lines()
+            .next()
+            .unwrap()
+            .contains("only 500 MB of RAM (MemAvailable) free, below --warm-min-free-mb 1024"),
+        "{log}"
+    );
+    assert!(!alive(v1_pid));
+    assert_eq!(comfy_processes(&w.root), 1);
+
+    // 2. Look-ahead: while a slow v2 job runs, the queued v1 job's ComfyUI
+    // starts beside it.
+    std::fs::write(&meminfo, plenty).unwrap();
+    let (_, slow) = api.post("/run", &job(&slow_workflow(4.0), Some("v2")));
+    let slow = slow["id"].as_str().unwrap().to_string();
+    api.wait_status(&slow, |s| s == "IN_PROGRESS");
+    let (_, next) = api.post("/run", &job(&smoke_workflow(false), Some("v1")));
+    let next = next["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(60);
+    let overlap = loop {
+        let ready = warm(&api)
+            .into_iter()
+            .any(|(v, s, _)| v == "v1" && s == "ready");
+        let slow_state = api.get(&format!("/status/{slow}"))["status"].clone();
+        if ready {
+            break slow_state;
+        }
+        assert!(Instant::now() < until, "v1 never started ahead");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        overlap, "IN_PROGRESS",
+        "v1 was ready only after the slow job"
+    );
+    assert_eq!(api.get(&format!("/status/{next}"))["status"], "IN_QUEUE");
+    let done = api.wait_status(&next, |s| s == "COMPLETED" || s == "FAILED");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(api.get(&format!("/status/{slow}"))["status"], "COMPLETED");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("starting ComfyUI of version v1 (look-ahead: a queued job needs it)"),
+        "{log}"
+    );
+    // v1 (default), v2, v1 again by look-ahead.
+    assert_eq!(api.get("/health")["comfyui"]["starts"], 3);
+    let ahead_pid = pid_of(&api, "v1");
+    let v2_pid = pid_of(&api, "v2");
+
+    // 3. SIGKILL: the one the look-ahead thread started dies too.
+    sigkill(&mut serve);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !alive(ahead_pid) && !alive(v2_pid),
+        "a ComfyUI outlived the worker"
+    );
+    assert_eq!(comfy_processes(&w.root), 0);
+}
+
+/// SIGKILL to one process (a ComfyUI killed behind the worker's back).
+fn kill_pid(pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success()
+}
