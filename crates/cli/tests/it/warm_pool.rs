@@ -5,8 +5,9 @@
 //!   the idle one at each switch (the stand-in logs every `/free`); an idle
 //!   ComfyUI killed behind the worker's back is dropped and replaced on its
 //!   next job; SIGKILL of the worker leaves no ComfyUI alive.
-//! - The memory guard with an injected `MemAvailable` (a file read instead of
-//!   `/proc/meminfo`): it evicts before it starts.
+//! - The memory guard: a GPU short of memory (the stand-in reports one when
+//!   asked; no GPU here) and an injected `MemAvailable` (a file read instead
+//!   of `/proc/meminfo`) each make it evict before it starts.
 //! - Look-ahead: a queued job's version starts while a slow job runs, and a
 //!   ComfyUI the look-ahead thread started dies with a SIGKILLed worker too.
 //!
@@ -23,12 +24,14 @@ use serde_json::{Value, json};
 
 use crate::serve::{Api, comfy_processes, job, realize, serve_command, slow_workflow, stderr_file};
 
-/// A world with versions v1, v2 and v3 (same core and packs), v1 realized.
+/// A world with versions v1, v2 and v3 (same core and packs; v3's stand-in
+/// reports a GPU with 300 MB free), v1 realized.
 fn world() -> World {
     let w = World::new(&[]);
-    for id in ["v2", "v3"] {
-        w.write_spec(id, &w.spec(id));
-    }
+    w.write_spec("v2", &w.spec("v2"));
+    let mut v3 = w.spec("v3");
+    v3["env"] = json!({"FAKE_COMFY_VRAM_FREE_MB": "300"});
+    w.write_spec("v3", &v3);
     realize(&w, "v1");
     w
 }
@@ -246,48 +249,72 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     .unwrap();
     let api = Api::new(port);
     wait_ready(port, &api, &mut serve, &log_path);
-    let v1_pid = pid_of(&api, "v1");
 
-    // 1. Low memory: the idle v1 is evicted before v2 starts, although a
-    // slot is free; the job still gets its ComfyUI.
-    std::fs::write(&meminfo, "MemTotal: 67108864 kB\nMemAvailable: 512000 kB\n").unwrap();
+    // 1. A GPU short of memory (v3's stand-in reports 300 MB free): before
+    // v2 starts, both idle ComfyUIs go, although a slot is free.
+    let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("v3")));
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    let (v1_pid, v3_pid) = (pid_of(&api, "v1"), pid_of(&api, "v3"));
     let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("v2")));
     assert_eq!(r["status"], "COMPLETED", "{r}");
     let log = std::fs::read_to_string(&log_path).unwrap();
-    let evicted = log
-        .find("stopped ComfyUI of version v1")
-        .unwrap_or_else(|| panic!("v1 was not evicted:\n{log}"));
     let started = log.find("starting ComfyUI of version v2").unwrap();
-    assert!(evicted < started, "evicted after the start:\n{log}");
-    assert!(
-        log[evicted..]
-            .lines()
-            .next()
-            .unwrap()
-            .contains("only 500 MB of RAM (MemAvailable) free, below --warm-min-free-mb 1024"),
-        "{log}"
-    );
-    assert!(!alive(v1_pid));
+    for victim in ["v1", "v3"] {
+        let evicted = log
+            .find(&format!("stopped ComfyUI of version {victim} "))
+            .unwrap_or_else(|| panic!("{victim} was not evicted:\n{log}"));
+        assert!(evicted < started, "evicted after the start:\n{log}");
+        assert!(
+            log[evicted..].lines().next().unwrap().contains(
+                "evicted for version v2: only 300 MB of GPU memory free, below --warm-min-free-mb 1024"
+            ),
+            "{log}"
+        );
+    }
+    assert!(!alive(v1_pid) && !alive(v3_pid));
     assert_eq!(comfy_processes(&w.root), 1);
 
-    // 2. Look-ahead: while a slow v2 job runs, the queued v1 job's ComfyUI
+    // 2. Low RAM: the idle v2 is evicted before v1 starts; the job still
+    // gets its ComfyUI.
+    let v2_pid = pid_of(&api, "v2");
+    std::fs::write(&meminfo, "MemTotal: 67108864 kB\nMemAvailable: 512000 kB\n").unwrap();
+    let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("v1")));
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let evicted = log
+        .find("stopped ComfyUI of version v2 ")
+        .unwrap_or_else(|| panic!("v2 was not evicted:\n{log}"));
+    assert!(
+        evicted < log.rfind("starting ComfyUI of version v1").unwrap(),
+        "{log}"
+    );
+    assert!(
+        log[evicted..].lines().next().unwrap().contains(
+            "evicted for version v1: only 500 MB of RAM (MemAvailable) free, below --warm-min-free-mb 1024"
+        ),
+        "{log}"
+    );
+    assert!(!alive(v2_pid));
+    assert_eq!(comfy_processes(&w.root), 1);
+
+    // 3. Look-ahead: while a slow v1 job runs, the queued v2 job's ComfyUI
     // starts beside it.
     std::fs::write(&meminfo, plenty).unwrap();
-    let (_, slow) = api.post("/run", &job(&slow_workflow(4.0), Some("v2")));
+    let (_, slow) = api.post("/run", &job(&slow_workflow(4.0), Some("v1")));
     let slow = slow["id"].as_str().unwrap().to_string();
     api.wait_status(&slow, |s| s == "IN_PROGRESS");
-    let (_, next) = api.post("/run", &job(&smoke_workflow(false), Some("v1")));
+    let (_, next) = api.post("/run", &job(&smoke_workflow(false), Some("v2")));
     let next = next["id"].as_str().unwrap().to_string();
     let until = Instant::now() + Duration::from_secs(60);
     let overlap = loop {
         let ready = warm(&api)
             .into_iter()
-            .any(|(v, s, _)| v == "v1" && s == "ready");
+            .any(|(v, s, _)| v == "v2" && s == "ready");
         let slow_state = api.get(&format!("/status/{slow}"))["status"].clone();
         if ready {
             break slow_state;
         }
-        assert!(Instant::now() < until, "v1 never started ahead");
+        assert!(Instant::now() < until, "v2 never started ahead");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(
@@ -300,13 +327,13 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     assert_eq!(api.get(&format!("/status/{slow}"))["status"], "COMPLETED");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
-        log.contains("starting ComfyUI of version v1 (look-ahead: a queued job needs it)"),
+        log.contains("starting ComfyUI of version v2 (look-ahead: a queued job needs it)"),
         "{log}"
     );
-    // v1 (default), v2, v1 again by look-ahead.
-    assert_eq!(api.get("/health")["comfyui"]["starts"], 3);
-    let ahead_pid = pid_of(&api, "v1");
-    let v2_pid = pid_of(&api, "v2");
+    // v1 (default), v3, v2, v1, and v2 again by look-ahead.
+    assert_eq!(api.get("/health")["comfyui"]["starts"], 5);
+    let ahead_pid = pid_of(&api, "v2");
+    let v1_pid = pid_of(&api, "v1");
 
     // 3. SIGKILL: the one the look-ahead thread started dies too.
     sigkill(&mut serve);
