@@ -2,7 +2,7 @@
 //! in one place from its [`ComfyEnv`], and the hint added to a node's error
 //! when the kernel refused it a path.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use comfyver_fs::Confinement;
 
@@ -40,9 +40,7 @@ pub(crate) fn plan(env: &ComfyEnv, dirs: &JobDirs) -> Confinement {
     for models in &env.model_dirs {
         c.read(models);
     }
-    for python in python_roots(&env.python) {
-        c.read(python);
-    }
+    c.python(&env.python);
     for dir in [
         &dirs.input,
         &dirs.output,
@@ -71,48 +69,6 @@ pub(crate) fn packs(env: &ComfyEnv) -> Vec<(String, PathBuf)> {
                 .then(|| (e.file_name().to_string_lossy().into_owned(), real))
         })
         .collect()
-}
-
-/// The venv of `python` (`<venv>/bin/python`) and the install root of the
-/// interpreter it was built from: the link's target, and the venv's
-/// `pyvenv.cfg` `home`.
-fn python_roots(python: &Path) -> Vec<PathBuf> {
-    let mut roots = Vec::new();
-    // A bare name (`python3`) is found on PATH, as the spawn finds it.
-    let found;
-    let python = if python.components().count() == 1 {
-        found = std::env::var_os("PATH")
-            .map(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join(python))
-                    .find(|p| p.is_file())
-            })
-            .unwrap_or_default();
-        match &found {
-            Some(p) => p.as_path(),
-            None => return roots,
-        }
-    } else {
-        python
-    };
-    let venv = python.parent().and_then(Path::parent);
-    if let Some(venv) = venv {
-        roots.push(venv.to_path_buf());
-        if let Ok(cfg) = std::fs::read_to_string(venv.join("pyvenv.cfg")) {
-            for line in cfg.lines() {
-                if let Some((key, value)) = line.split_once('=')
-                    && key.trim() == "home"
-                {
-                    let bin = PathBuf::from(value.trim());
-                    roots.extend(bin.parent().map(Path::to_path_buf));
-                }
-            }
-        }
-    }
-    if let Ok(real) = std::fs::canonicalize(python) {
-        roots.extend(real.parent().and_then(Path::parent).map(Path::to_path_buf));
-    }
-    roots
 }
 
 /// comfyver's hint for a node that failed with "permission denied" in a
