@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use comfyver_fs::ConfineMode;
 use comfyver_handler::ComfyEnv;
 use comfyver_realize::{Home, HomeInUse, LockRecord, RealizeRequest, Realized, References};
 use comfyver_spec::{Loaded, ResolvedLock};
@@ -29,6 +30,11 @@ pub(crate) struct RealizeFlags {
     /// and fetching again what does not verify (moved aside first).
     #[arg(long)]
     pub repair: bool,
+    /// How install scripts are confined: set by each command from its
+    /// `--confine` (`realize`'s own, the session's for `run`, `test`,
+    /// `launch` and `serve`), so one flag governs scripts and ComfyUI alike.
+    #[arg(skip)]
+    pub confine: ConfineMode,
 }
 
 /// Loads the spec named by `id` or `--spec`.
@@ -124,6 +130,7 @@ pub(crate) fn request<'a>(
         rewrites: ctx.rewrites()?,
         installer: None,
         repair: flags.repair,
+        confine: flags.confine,
     })
 }
 
@@ -168,6 +175,19 @@ fn warn_after(ctx: &Ctx, req: &RealizeRequest<'_>, realized: &Realized) {
     }
     for w in &realized.warnings {
         ctx.out.warn(w);
+    }
+    match &realized.scripts_confined {
+        Some(s) if s.confined => ctx
+            .out
+            .info(&format!("install scripts ran confined: {}", s.reason)),
+        Some(s) if req.confine == ConfineMode::Off => ctx
+            .out
+            .info(&format!("install scripts ran unconfined: {}", s.reason)),
+        Some(s) => ctx.out.warn(&format!(
+            "install scripts ran unconfined: {}; they could write anywhere comfyver can",
+            s.reason
+        )),
+        None => {}
     }
 }
 

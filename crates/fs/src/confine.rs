@@ -225,6 +225,17 @@ impl Confinement {
         self
     }
 
+    /// Grants reading the Python environment of `python` (a venv's
+    /// `<venv>/bin/python`, or a bare name found on `PATH` as a spawn finds
+    /// it): the venv, and the install root of the interpreter it was built
+    /// from (the link's target, and the venv's `pyvenv.cfg` `home`).
+    pub fn python(&mut self, python: &Path) -> &mut Self {
+        for root in python_roots(python) {
+            self.read(root);
+        }
+        self
+    }
+
     /// The resolved read-only paths.
     pub fn readable(&self) -> impl Iterator<Item = &Path> {
         self.read.iter().map(PathBuf::as_path)
@@ -324,6 +335,47 @@ impl Confinement {
     }
 }
 
+/// The venv of `python` and the install root of the interpreter it was
+/// built from (see [`Confinement::python`]).
+fn python_roots(python: &Path) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    // A bare name (`python3`) is found on PATH, as the spawn finds it.
+    let found;
+    let python = if python.components().count() == 1 {
+        found = std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(python))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_default();
+        match &found {
+            Some(p) => p.as_path(),
+            None => return roots,
+        }
+    } else {
+        python
+    };
+    let venv = python.parent().and_then(Path::parent);
+    if let Some(venv) = venv {
+        roots.push(venv.to_path_buf());
+        if let Ok(cfg) = std::fs::read_to_string(venv.join("pyvenv.cfg")) {
+            for line in cfg.lines() {
+                if let Some((key, value)) = line.split_once('=')
+                    && key.trim() == "home"
+                {
+                    let bin = PathBuf::from(value.trim());
+                    roots.extend(bin.parent().map(Path::to_path_buf));
+                }
+            }
+        }
+    }
+    if let Ok(real) = std::fs::canonicalize(python) {
+        roots.extend(real.parent().and_then(Path::parent).map(Path::to_path_buf));
+    }
+    roots
+}
+
 /// What an older ABI leaves out, for the status line.
 fn abi_note(abi: u32) -> &'static str {
     match abi {
@@ -409,6 +461,26 @@ mod tests {
         assert!(!c.allows_write(&dir.path().join("elsewhere")));
         assert!(c.allows_read(Path::new("/usr/bin")));
         assert!(!c.allows_read(&dir.path().join("elsewhere")));
+    }
+
+    #[test]
+    fn a_venv_grants_itself_and_the_python_it_was_built_from() {
+        let home = tempfile::tempdir().unwrap();
+        let base = tempfile::tempdir().unwrap();
+        let venv = home.path().join(".venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::create_dir_all(base.path().join("bin")).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            format!("home = {}\n", base.path().join("bin").display()),
+        )
+        .unwrap();
+        let mut c = Confinement::new();
+        c.python(&venv.join("bin/python"));
+        assert!(c.allows_read(&base.path().join("bin/python3")));
+        assert!(c.allows_read(&venv.join("lib")));
+        assert!(!c.allows_write(&venv.join("lib")));
+        assert!(!c.allows_read(&home.path().join("other")));
     }
 
     /// Runs `sh -c script` confined to reading `/` plus writing `area`.

@@ -25,8 +25,10 @@ pub(crate) struct JobDirs {
 /// - read: the system paths, the home, its core checkout, every
 ///   `custom_nodes/` entry (links resolved to the node cache), the model
 ///   directories, the venv and the Python it was built from;
-/// - read and write: `dirs`, and the home's bytecode cache
-///   (`PYTHONPYCACHEPREFIX`, `.comfyver/pycache`).
+/// - read and write: `dirs`, the home's bytecode cache
+///   (`PYTHONPYCACHEPREFIX`, `.comfyver/pycache`), and the per-home copies
+///   of packs (real directories in `custom_nodes/`, not links: packs whose
+///   install.py ran, or marked `writable` in the spec).
 pub(crate) fn plan(env: &ComfyEnv, dirs: &JobDirs) -> Confinement {
     let mut c = Confinement::new();
     let home = env.base_dir.as_deref().unwrap_or(&env.core_dir);
@@ -34,15 +36,16 @@ pub(crate) fn plan(env: &ComfyEnv, dirs: &JobDirs) -> Confinement {
     for (_, dir) in packs(env) {
         c.read(dir);
     }
+    for copy in own_copies(env) {
+        c.write(copy);
+    }
     if let Some(yaml) = &env.extra_model_paths {
         c.read(yaml);
     }
     for models in &env.model_dirs {
         c.read(models);
     }
-    for python in python_roots(&env.python) {
-        c.read(python);
-    }
+    c.python(&env.python);
     for dir in [
         &dirs.input,
         &dirs.output,
@@ -73,46 +76,29 @@ pub(crate) fn packs(env: &ComfyEnv) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// The venv of `python` (`<venv>/bin/python`) and the install root of the
-/// interpreter it was built from: the link's target, and the venv's
-/// `pyvenv.cfg` `home`.
-fn python_roots(python: &Path) -> Vec<PathBuf> {
-    let mut roots = Vec::new();
-    // A bare name (`python3`) is found on PATH, as the spawn finds it.
-    let found;
-    let python = if python.components().count() == 1 {
-        found = std::env::var_os("PATH")
-            .map(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join(python))
-                    .find(|p| p.is_file())
-            })
-            .unwrap_or_default();
-        match &found {
-            Some(p) => p.as_path(),
-            None => return roots,
-        }
-    } else {
-        python
-    };
-    let venv = python.parent().and_then(Path::parent);
-    if let Some(venv) = venv {
-        roots.push(venv.to_path_buf());
-        if let Ok(cfg) = std::fs::read_to_string(venv.join("pyvenv.cfg")) {
-            for line in cfg.lines() {
-                if let Some((key, value)) = line.split_once('=')
-                    && key.trim() == "home"
-                {
-                    let bin = PathBuf::from(value.trim());
-                    roots.extend(bin.parent().map(Path::to_path_buf));
-                }
-            }
-        }
+/// The real directories (not links) in the home's `custom_nodes/`: the
+/// home's own copies of packs.
+fn own_copies(env: &ComfyEnv) -> Vec<PathBuf> {
+    let home = env.base_dir.as_deref().unwrap_or(&env.core_dir);
+    std::fs::read_dir(home.join("custom_nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// `path` with its directory resolved (links followed), for a file that
+/// need not exist.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
     }
-    if let Ok(real) = std::fs::canonicalize(python) {
-        roots.extend(real.parent().and_then(Path::parent).map(Path::to_path_buf));
+    match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
     }
-    roots
 }
 
 /// comfyver's hint for a node that failed with "permission denied" in a
@@ -144,7 +130,7 @@ pub(crate) fn refused_hint(
              docs/run.md, \"What a job can touch\" (`--confine off` lifts it)"
         ));
     };
-    let resolved = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    let resolved = resolved(&path);
     if let Some((name, _)) = packs
         .iter()
         .find(|(_, dir)| resolved.starts_with(dir) || path.starts_with(dir))
@@ -152,9 +138,9 @@ pub(crate) fn refused_hint(
         return Some(format!(
             "{node} wrote into its pack's own directory ({}): node pack `{name}` is a shared \
              checkout, read-only to ComfyUI; a pack that writes into its directory needs a \
-             per-home copy, which comfyver makes for a pack with an install.py that runs \
-             (`\"install_script\": true` in the spec's custom_nodes entry); otherwise have the \
-             pack write under ComfyUI's user or temp folder, or run with `--confine off`",
+             per-home copy: set `\"writable\": true` on its entry in the spec's custom_nodes \
+             (a pack whose install.py runs has one already); otherwise have the pack write under \
+             ComfyUI's user or temp folder, or run with `--confine off`",
             path.display()
         ));
     }
@@ -222,7 +208,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            own.contains("`the_pack`") && own.contains("install_script"),
+            own.contains("`the_pack`") && own.contains("\"writable\": true"),
             "{own}"
         );
         let mut other = failure("division by zero");
@@ -272,7 +258,14 @@ mod tests {
             model_dirs: Vec::new(),
             node_index: None,
         };
+        let nodes = home.path().join("custom_nodes");
+        std::fs::create_dir_all(nodes.join("own_copy")).unwrap();
+        std::fs::create_dir_all(base.path().join("shared")).unwrap();
+        std::os::unix::fs::symlink(base.path().join("shared"), nodes.join("linked")).unwrap();
         let c = plan(&env, &dirs);
+        assert!(c.allows_write(&nodes.join("own_copy/state.json")));
+        assert!(c.allows_read(&nodes.join("linked/x.py")));
+        assert!(!c.allows_write(&nodes.join("linked/state.json")));
         assert!(c.allows_read(&base.path().join("bin/python3")));
         assert!(c.allows_read(&venv.join("lib")));
         assert!(!c.allows_write(&venv.join("lib")));

@@ -401,6 +401,7 @@ fn node_of(
         commit,
         name: None,
         install_script: None,
+        writable: None,
     };
     if node.effective_name() != name {
         node.name = Some(name.to_string());
@@ -505,6 +506,12 @@ pub fn export_build(ws: &Workspace, id: &str) -> Result<ExportedBuild, ImportErr
             if n.install_script == Some(false) {
                 notes.push(format!(
                     "node `{}`: `install_script: false` is not in a definition",
+                    n.effective_name()
+                ));
+            }
+            if n.is_writable() {
+                notes.push(format!(
+                    "node `{}`: `writable: true` is not in a definition",
                     n.effective_name()
                 ));
             }

@@ -59,6 +59,7 @@ pub fn add_node(
         commit,
         name: name.map(str::to_string),
         install_script: None,
+        writable: None,
     };
     doc.add_node(&node)?;
     let path = ws.spec_path(id)?;

@@ -281,6 +281,7 @@ fn scan_nodes(
                 commit: Some(tree.commit),
                 name: None,
                 install_script: None,
+                writable: None,
             }
         } else if path.join(".tracking").is_file() {
             let Some(node) = registry_node(&name, &path, map, done, notes) else {
@@ -344,6 +345,7 @@ fn registry_node(
         commit: None,
         name: None,
         install_script: None,
+        writable: None,
     })
 }
 

@@ -235,6 +235,7 @@ impl Reader<'_> {
                     commit: g.commit,
                     name,
                     install_script: e.get("install_script").and_then(Value::as_bool),
+                    writable: None,
                 };
                 self.done.push(format!(
                     "+ node {} {}",

@@ -168,6 +168,7 @@ pub fn import_snapshot(
             commit,
             name: None,
             install_script: None,
+            writable: None,
         };
         let name = add_node_renaming(&mut doc, node)?;
         done.push(format!("+ node {name} {}", redact(url)));
@@ -202,6 +203,7 @@ pub fn import_snapshot(
             commit: None,
             name: None,
             install_script: None,
+            writable: None,
         };
         let name = add_node_renaming(&mut doc, node)?;
         done.push(format!("+ node {name} {} @ {version}", redact(repo)));

@@ -259,6 +259,7 @@ pub fn import_workflow(
             commit,
             name: None,
             install_script: None,
+            writable: None,
         };
         let name = add_node_renaming(&mut doc, node)?;
         done.push(format!(

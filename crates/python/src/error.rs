@@ -112,6 +112,39 @@ pub enum PythonError {
         /// The last lines of the output.
         tail: String,
     },
+    /// A confined node's `install.py` failed on a path outside its area.
+    #[error(
+        "install.py of custom node `{name}` failed ({status}): it was refused a path outside its \
+         area{at}; its output is in {log}, last lines:\n{tail}\n\
+         comfyver confines install scripts to writing their pack's per-home copy, the venv, uv's \
+         cache and a private TMPDIR (see docs/run.md, \"What a job can touch\"); have the script \
+         write there, or realize with `--confine off`"
+    )]
+    ScriptRefused {
+        /// The node.
+        name: String,
+        /// The exit status.
+        status: String,
+        /// The log file.
+        log: PathBuf,
+        /// The last lines of the output.
+        tail: String,
+        /// ` (<path>)` when the output names the refused path, else empty.
+        at: String,
+    },
+    /// `--confine required` and an install script to run on a kernel
+    /// without Landlock.
+    #[error(
+        "install.py of custom node `{name}` must run confined (--confine required, or \
+         COMFYVER_CONFINE=required) but {reason}; use a Linux 5.13+ kernel with Landlock \
+         enabled, or `--confine auto` to run it unconfined"
+    )]
+    ScriptUnconfined {
+        /// The node.
+        name: String,
+        /// Why the kernel offers no Landlock.
+        reason: String,
+    },
     /// A pack asks for a torch-family version below the core's.
     #[error(
         "{origin} line {line_no}: `{line}` would downgrade {package} below the core's {package} \

@@ -6,12 +6,13 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use comfyver_fs::CacheLayout;
+use comfyver_fs::{CacheLayout, ConfineMode, ConfineStatus, LandlockSupport};
 use comfyver_spec::UrlRewrites;
 use serde::Serialize;
 
 use super::error::{PythonError, redact_text};
 use super::requirements::Requirements;
+use super::script_area::{self, Scratch};
 use super::tool::{Installer, describe, hermetic, with_git_rewrites};
 use super::venv::{scripts_dir, state_dir, venv_dir, venv_python};
 use super::{install, pip_shim};
@@ -59,6 +60,16 @@ pub struct ScriptContext<'a> {
     /// URL rewrite rules, given to the script's git as `url.<base>.insteadOf`
     /// configuration (a pack cloning a public URL reaches the mirror).
     pub rewrites: &'a UrlRewrites,
+    /// Whether scripts run confined by Landlock (see `docs/run.md`, "What a
+    /// job can touch").
+    pub confine: ConfineMode,
+    /// What the kernel offers, instead of asking it (`None`: probe it, see
+    /// [`LandlockSupport::probe`]).
+    pub landlock: Option<&'a LandlockSupport>,
+    /// What scripts may read beside the home: the core checkout and the node
+    /// checkouts the home links (a confined script is refused everything
+    /// else outside its area).
+    pub readable: &'a [PathBuf],
 }
 
 /// What [`run_install_scripts`] did.
@@ -68,6 +79,9 @@ pub struct ScriptsRun {
     pub statuses: Vec<(String, ScriptStatus)>,
     /// Scripts that exited 0 but printed a failure, with their log path.
     pub warnings: Vec<String>,
+    /// Whether the scripts that ran were confined, and why; `None` when none
+    /// ran.
+    pub confined: Option<ConfineStatus>,
 }
 
 impl ScriptsRun {
@@ -136,8 +150,12 @@ pub(crate) fn status(home: &Path, script: &InstallScript) -> Result<ScriptStatus
 /// home, `COMFYUI_MODEL_PATH` = the model store, `PYTHONPATH` = the home (so
 /// `import folder_paths` works as inside ComfyUI), the venv activated
 /// (`VIRTUAL_ENV`, `PATH`), `python -m pip` available, credentials removed,
-/// the URL rewrites as git configuration (`GIT_CONFIG_COUNT`, …) and the
-/// spec's `env` set. Each runs in its own process group for at most
+/// the URL rewrites as git configuration (`GIT_CONFIG_COUNT`, …), a private
+/// `TMPDIR` (removed afterwards) and the spec's `env` set. Confined (as
+/// `ctx.confine` asks and the kernel allows), a script writes only its
+/// directory, the venv, uv's cache and its scratch directory, which is also
+/// its `HOME` and `XDG_CACHE_HOME`; a path it is refused fails it with
+/// [`PythonError::ScriptRefused`]. Each runs in its own process group for at most
 /// the install-script limit. Output goes to `<home>/.comfyver/logs/install-<name>.log`; a done-marker
 /// `<home>/.comfyver/install-scripts/<name>@<commit>.done` is written after
 /// success. Rebuilding the venv clears the markers, so scripts rerun then.
@@ -149,7 +167,9 @@ pub fn run_install_scripts(
     let mut run = ScriptsRun {
         statuses: Vec::with_capacity(scripts.len()),
         warnings: Vec::new(),
+        confined: None,
     };
+    let mut support = None;
     for script in scripts {
         let status = status(home, script)?;
         if status == ScriptStatus::Run {
@@ -157,9 +177,12 @@ pub fn run_install_scripts(
                 let args = install::source_args(ctx.reqs, ctx.installer);
                 pip_shim::install(home, uv, &ctx.layout.uv_cache(), &args)?;
             }
-            if let Some(warning) = run_one(home, script, ctx)? {
-                run.warnings.push(warning);
-            }
+            let support = support.get_or_insert_with(|| {
+                ctx.landlock.cloned().unwrap_or_else(LandlockSupport::probe)
+            });
+            let (warning, confined) = run_one(home, script, ctx, support)?;
+            run.warnings.extend(warning);
+            run.confined = Some(confined);
             comfyver_fs::write_atomic(
                 &done_marker(home, script),
                 format!("{}\n", script.commit).as_bytes(),
@@ -182,7 +205,8 @@ fn run_one(
     home: &Path,
     script: &InstallScript,
     ctx: &ScriptContext<'_>,
-) -> Result<Option<String>, PythonError> {
+    support: &LandlockSupport,
+) -> Result<(Option<String>, ConfineStatus), PythonError> {
     let log = install_log(home, &script.name);
     let partial = log.with_extension("log.partial");
     let logs_dir = log.parent().unwrap_or(home);
@@ -225,9 +249,22 @@ fn run_one(
         .env("COMFYUI_MODEL_PATH", &models)
         .env("PYTHONPATH", home)
         .env("PYTHONUNBUFFERED", "1")
-        .envs(ctx.env)
         .stdout(out)
         .stderr(err);
+    let scratch = Scratch::new(home)?;
+    let area = script_area::plan(home, script, ctx, &scratch)?;
+    let confined = area
+        .apply(&mut cmd, ctx.confine, support)
+        .map_err(|e| match e {
+            comfyver_fs::FsError::ConfineUnavailable { reason } => PythonError::ScriptUnconfined {
+                name: script.name.clone(),
+                reason,
+            },
+            other => other.into(),
+        })?;
+    scratch.apply(&mut cmd, confined.confined);
+    // The spec's `env` last: it may set any of these on purpose.
+    cmd.envs(ctx.env);
     let limit = ctx.reqs.limits.script_limit();
     let done = comfyver_fs::child::run_bounded(&mut cmd, limit.duration).map_err(|source| {
         PythonError::Spawn {
@@ -248,9 +285,10 @@ fn run_one(
             variable: limit.variable,
         });
     };
+    drop(scratch);
     if status.success() {
         let text = tail(&log, 200);
-        return Ok(FAILURE_WORDS.iter().any(|w| text.contains(w)).then(|| {
+        let warning = FAILURE_WORDS.iter().any(|w| text.contains(w)).then(|| {
             format!(
                 "install.py of custom node `{}` exited 0 but its output reports a failure; \
                  check {} (last lines: {})",
@@ -258,7 +296,19 @@ fn run_one(
                 log.display(),
                 tail(&log, 3).replace('\n', " | ")
             )
-        }));
+        });
+        return Ok((warning, confined));
+    }
+    if confined.confined
+        && let Some(path) = script_area::refused_path(&tail(&log, 200), &area)
+    {
+        return Err(PythonError::ScriptRefused {
+            name: script.name.clone(),
+            status: status.to_string(),
+            tail: tail(&log, 20),
+            log,
+            at: path.map_or_else(String::new, |p| format!(" ({})", p.display())),
+        });
     }
     Err(PythonError::InstallScript {
         name: script.name.clone(),

@@ -19,7 +19,8 @@
 //!   [`warm_cache`] downloads a locked set into uv's cache before its
 //!   inputs are all known, so a replay's downloads overlap git work that
 //!   the install has to wait for.
-//! - [`run_install_scripts`] runs nodes' `install.py` once per home and commit.
+//! - [`run_install_scripts`] runs nodes' `install.py` once per home and commit,
+//!   confined by Landlock to the pack's directory, the venv and uv's cache.
 //! - [`freeze`] lists what a venv holds; [`plan`] says what would happen.
 //!
 //! Every child process runs hermetically: no `VIRTUAL_ENV`, `PYTHONPATH`,
@@ -39,6 +40,7 @@ mod pip_shim;
 mod plan;
 mod pyproject;
 mod requirements;
+mod script_area;
 mod tool;
 mod torch;
 mod venv;
@@ -47,7 +49,9 @@ mod warm;
 pub use error::PythonError;
 pub use freeze::freeze;
 pub use install::{build_env, prepare_venv, record_after_scripts};
-pub use install_script::{InstallScript, ScriptContext, ScriptStatus, run_install_scripts};
+pub use install_script::{
+    InstallScript, ScriptContext, ScriptStatus, ScriptsRun, run_install_scripts,
+};
 pub use limits::Limits;
 pub use plan::{EnvState, PlannedInstall, PythonPlan, plan};
 pub use requirements::{PythonInputs, Requirements, collect_requirements};

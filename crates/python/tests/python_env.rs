@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
-use comfyver_fs::CacheLayout;
+use comfyver_fs::{CacheLayout, ConfineMode, LandlockSupport};
 use comfyver_python::{
     self as python, EnvState, InstallScript, Installer, Limits, PlannedInstall, PythonError,
     PythonInputs, Requirements, ScriptContext, ScriptStatus,
@@ -144,6 +144,9 @@ impl Fixture {
             installer,
             reqs,
             rewrites: &self.rewrites,
+            confine: ConfineMode::Auto,
+            landlock: None,
+            readable: &[],
         }
     }
 }
@@ -508,7 +511,8 @@ fn install_script_runs_once_per_commit_logs_and_can_be_disabled() {
     let home = fx.home("s");
     python::build_env(&home, &fx.layout, &reqs, None, &installer).unwrap();
 
-    let side_effect = fx.root.join("side-effect.txt");
+    // Into the script's own directory: a confined script may write only there.
+    let side_effect = fx.root.join("packs/pack_script/side-effect.txt");
     let env = BTreeMap::from([("SIDE_EFFECT".to_string(), side_effect.display().to_string())]);
     let scripts: Vec<InstallScript> = inputs
         .nodes
@@ -796,6 +800,9 @@ fn home_with_script(
 ) -> (PathBuf, Requirements, InstallScript) {
     let home = fx.home(home_name);
     copy_dir(&core_dir(), &home);
+    // As a ComfyUI checkout has it (`input/example.png`): importing
+    // folder_paths makes it otherwise, which a confined script may not.
+    std::fs::create_dir_all(home.join("input")).unwrap();
     let mut inputs = fx.standard_inputs();
     inputs.core_dir = home.clone();
     inputs.nodes = vec![pack.clone()];
@@ -817,8 +824,9 @@ fn install_py_runs_with_managers_environment_and_what_it_installs_is_recorded() 
     copy_dir(&fixture_pack("manager_style_pack"), &pack);
     let (home, reqs, script) =
         home_with_script(&fx, "mgr", ("manager_style_pack".into(), pack.clone()));
-    // A wheel only the script installs (not in the wheels directory).
-    let wheel = wheels::build_wheel(&fx.root.join("script-wheels"), "scriptdep", "1.0", &[]);
+    // A wheel only the script installs (not in the wheels directory), in
+    // its own directory: a confined script reads nothing else of the machine.
+    let wheel = wheels::build_wheel(&pack.join("script-wheels"), "scriptdep", "1.0", &[]);
     let env = BTreeMap::from([("PACK_WHEEL".to_string(), wheel.display().to_string())]);
     let models = fx.root.join("model-store");
     let installer = uv();
@@ -1535,4 +1543,118 @@ fn git_requirements_are_fetched_through_the_url_rewrites() {
         line.contains("git+https://public-host.example/deps/gitdep.git@"),
         "{line}"
     );
+}
+
+/// Writes into its own directory and the venv's site-packages, then to
+/// `$OUTSIDE` when set (a path outside its area).
+const AREA_SCRIPT: &str = r#"
+import os, sysconfig
+open("own.txt", "w").write("mine\n")
+open(os.path.join(sysconfig.get_paths()["purelib"], "from_script.txt"), "w").write("x\n")
+target = os.environ.get("OUTSIDE")
+if target:
+    open(target, "w").write("escaped\n")
+print("area script done")
+"#;
+
+fn kernel_has_landlock() -> bool {
+    matches!(LandlockSupport::probe(), LandlockSupport::Available { .. })
+}
+
+#[test]
+fn a_confined_install_py_writes_its_dir_and_the_venv_and_nothing_outside() {
+    if !kernel_has_landlock() {
+        eprintln!("skipped: this kernel has no Landlock");
+        return;
+    }
+    let fx = Fixture::new();
+    let pack = fx.pack("area_pack", &[("install.py", AREA_SCRIPT)]);
+    let (home, reqs, script) = home_with_script(&fx, "area", pack.clone());
+    let installer = uv();
+    let env = BTreeMap::new();
+    let ctx = fx.script_ctx(&env, &installer, &reqs);
+    let run = python::run_install_scripts(&home, std::slice::from_ref(&script), &ctx).unwrap();
+    let status = run.confined.expect("a script ran");
+    assert!(status.confined, "{status}");
+    assert_eq!(
+        std::fs::read_to_string(pack.1.join("own.txt")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(
+        venv_run(
+            &home,
+            "import os, sysconfig; print(os.path.exists(os.path.join(sysconfig.get_paths()['purelib'], 'from_script.txt')))"
+        ),
+        "True"
+    );
+    // Its private TMPDIR and HOME are gone afterwards.
+    let scratch: Vec<_> = std::fs::read_dir(home.join(".comfyver"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("script-scratch"))
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
+
+    // A path outside: refused, not created, and the error says so.
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("escaped.txt");
+    let env = BTreeMap::from([("OUTSIDE".to_string(), target.display().to_string())]);
+    let ctx = fx.script_ctx(&env, &installer, &reqs);
+    let mut next = script.clone();
+    next.commit = "f".repeat(40);
+    let err = python::run_install_scripts(&home, std::slice::from_ref(&next), &ctx).unwrap_err();
+    assert!(matches!(err, PythonError::ScriptRefused { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("`area_pack`"), "{text}");
+    assert!(
+        text.contains(&format!("outside its area ({})", target.display())),
+        "{text}"
+    );
+    assert!(text.contains("Permission denied"), "{text}");
+    assert!(text.contains("--confine off"), "{text}");
+    assert!(!target.exists(), "the outside file was not created");
+
+    // Unconfined, the same script writes there: the test can fail.
+    let mut ctx = fx.script_ctx(&env, &installer, &reqs);
+    ctx.confine = ConfineMode::Off;
+    let run = python::run_install_scripts(&home, &[next], &ctx).unwrap();
+    let status = run.confined.unwrap();
+    assert!(
+        !status.confined && status.reason.contains("off"),
+        "{status}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "escaped\n");
+}
+
+#[test]
+fn required_confinement_without_landlock_refuses_to_run_a_script() {
+    let fx = Fixture::new();
+    let pack = fx.pack("area_pack", &[("install.py", AREA_SCRIPT)]);
+    let (home, reqs, script) = home_with_script(&fx, "req", pack.clone());
+    let installer = uv();
+    let env = BTreeMap::new();
+    let none = LandlockSupport::Unavailable {
+        reason: "the kernel has no Landlock (simulated)".into(),
+    };
+    let mut ctx = fx.script_ctx(&env, &installer, &reqs);
+    ctx.confine = ConfineMode::Required;
+    ctx.landlock = Some(&none);
+    let err = python::run_install_scripts(&home, std::slice::from_ref(&script), &ctx).unwrap_err();
+    assert!(
+        matches!(err, PythonError::ScriptUnconfined { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("`area_pack` must run confined"), "{text}");
+    assert!(text.contains("simulated"), "{text}");
+    assert!(!pack.1.join("own.txt").exists(), "the script did not run");
+    // `auto` runs it unconfined and says why.
+    ctx.confine = ConfineMode::Auto;
+    let run = python::run_install_scripts(&home, &[script], &ctx).unwrap();
+    let status = run.confined.unwrap();
+    assert!(
+        !status.confined && status.reason.contains("simulated"),
+        "{status}"
+    );
+    assert!(pack.1.join("own.txt").exists());
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use comfyver_fs::{CacheLayout, FileLock};
+use comfyver_fs::{CacheLayout, ConfineMode, ConfineStatus, FileLock};
 use comfyver_git::TreeFile;
 use comfyver_models::FetchOptions;
 use comfyver_nodes::{NodeCheckout, NodesOptions};
@@ -46,6 +46,8 @@ pub struct RealizeRequest<'a> {
     /// Repair: skip the warm path, hash every model and fetch again what
     /// does not verify (the bad file is moved aside), then rebuild the home.
     pub repair: bool,
+    /// Whether install scripts run confined by Landlock (as ComfyUI does).
+    pub confine: ConfineMode,
 }
 
 /// What a realize did.
@@ -63,6 +65,9 @@ pub struct Realized {
     pub missing_models: Vec<String>,
     /// Things worth telling the user.
     pub warnings: Vec<String>,
+    /// Whether the install scripts that ran were confined, and why; `None`
+    /// when none ran.
+    pub scripts_confined: Option<ConfineStatus>,
 }
 
 /// What became of the installed Python set in the version's lock
@@ -154,7 +159,7 @@ pub fn realize(
     // A step that fails stops the warm-up's download at once: its error
     // is not held back until the locked set is in uv's cache.
     let stop = AtomicBool::new(false);
-    let (scripts, missing_models, reqs, installed) = std::thread::scope(|s| {
+    let (scripts, links, missing_models, reqs, installed) = std::thread::scope(|s| {
         let stop = &stop;
         let built = (|| {
             let (early, installer, with_secrets) = (&early, &installer, &with_secrets);
@@ -267,7 +272,7 @@ pub fn realize(
                 core_dir: staged
                     .as_ref()
                     .map_or_else(|| home.core_dir(), |d| d.path().to_path_buf()),
-                nodes: links,
+                nodes: links.clone(),
                 ..early.clone()
             };
             let python = s.spawn(move || -> Result<_, RealizeError> {
@@ -300,7 +305,7 @@ pub fn realize(
             warnings.extend(model_warnings);
             linked.transpose()?;
             let (reqs, installed) = python?;
-            Ok::<_, RealizeError>((scripts, missing_models, reqs, installed))
+            Ok::<_, RealizeError>((scripts, links, missing_models, reqs, installed))
         })();
         if built.is_err() {
             stop.store(true, Ordering::Relaxed);
@@ -310,6 +315,8 @@ pub fn realize(
     warnings.extend(reqs.warnings.iter().cloned());
 
     reporter.step("install scripts", "");
+    let mut readable = vec![home.core_dir()];
+    readable.extend(links.iter().map(|(_, checkout)| checkout.clone()));
     let ran = python::run_install_scripts(
         home.root(),
         &scripts,
@@ -320,6 +327,9 @@ pub fn realize(
             installer: &installer,
             reqs: &reqs,
             rewrites: &req.rewrites,
+            confine: req.confine,
+            landlock: None,
+            readable: &readable,
         },
     )?;
     warnings.extend(ran.warnings.iter().cloned());
@@ -351,6 +361,7 @@ pub fn realize(
         lock_record,
         missing_models,
         warnings,
+        scripts_confined: ran.confined,
     })
 }
 
@@ -388,7 +399,9 @@ type NodeLink = (String, PathBuf);
 
 /// Node checkouts linked into the home; a pack whose install.py runs gets
 /// its own copy (the script writes into its directory, and the shared
-/// checkout must stay as checked out). Returns the links and the scripts.
+/// checkout must stay as checked out), and so does a pack the spec marks
+/// `writable` (it writes into its directory at run time). Returns the links
+/// and the scripts.
 fn link_step(
     home: &Home,
     req: &RealizeRequest<'_>,
@@ -400,10 +413,9 @@ fn link_step(
         .collect();
     comfyver_nodes::link_nodes(home.root(), &links, req.layout.custom_nodes_dir())?;
     let mut scripts = install_scripts(req.spec, checkouts);
-    for script in scripts
-        .iter_mut()
-        .filter(|s| s.enabled && s.dir.join("install.py").is_file())
-    {
+    for script in scripts.iter_mut().filter(|s| {
+        (s.enabled && s.dir.join("install.py").is_file()) || is_writable(req.spec, &s.name)
+    }) {
         script.dir = comfyver_nodes::isolate_node(home.root(), &script.name, &script.dir)?;
     }
     Ok((links, scripts))
@@ -464,6 +476,7 @@ fn warm(home: &Home, lock: &ResolvedLock) -> Result<Realized, RealizeError> {
         lock_record: LockRecord::AlreadyThere,
         missing_models: Vec::new(),
         warnings: Vec::new(),
+        scripts_confined: None,
     })
 }
 
@@ -686,6 +699,13 @@ fn script_env(home: &Home, spec: &VersionSpec) -> BTreeMap<String, String> {
     }
     env.extend(spec.env.clone());
     env
+}
+
+/// Whether the spec marks the pack named `name` `writable`.
+fn is_writable(spec: &VersionSpec, name: &str) -> bool {
+    spec.custom_nodes
+        .iter()
+        .any(|n| n.effective_name() == name && n.is_writable())
 }
 
 fn install_scripts(spec: &VersionSpec, checkouts: &[NodeCheckout]) -> Vec<InstallScript> {

@@ -489,6 +489,7 @@ mod tests {
             commit: None,
             name: None,
             install_script: None,
+            writable: None,
         }
     }
 

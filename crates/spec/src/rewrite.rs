@@ -137,6 +137,22 @@ impl UrlRewrites {
         with_git_suffix_if_needed(self.rewrite(url))
     }
 
+    /// The replacements that are directories of this machine (`file://`
+    /// URLs and absolute paths): what a confined child must be able to read
+    /// to fetch through the rules.
+    pub fn local_targets(&self) -> Vec<PathBuf> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                let path = r
+                    .replacement
+                    .strip_prefix("file://")
+                    .unwrap_or(&r.replacement);
+                path.starts_with('/').then(|| PathBuf::from(path))
+            })
+            .collect()
+    }
+
     /// The rules as git configuration for a child's environment
     /// (`GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_<n>=url.<replacement>.insteadOf`,
     /// `GIT_CONFIG_VALUE_<n>=<prefix>`), numbered after the `inherited`
@@ -231,6 +247,19 @@ mod tests {
         );
         assert_eq!(r.git_config_env(Some("junk"))[0].0, "GIT_CONFIG_KEY_0");
         assert!(UrlRewrites::default().git_config_env(None).is_empty());
+    }
+
+    #[test]
+    fn local_targets_are_the_replacements_on_this_machine() {
+        let r = UrlRewrites::parse_list(
+            "https://a/=/srv/mirrors/;https://b/=file:///srv/other/;https://c/=https://m.example/",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(
+            r.local_targets(),
+            [PathBuf::from("/srv/mirrors/"), PathBuf::from("/srv/other/")]
+        );
     }
 
     #[test]

@@ -23,7 +23,14 @@ const TOP: &[&str] = &[
     "options",
 ];
 const COMFY: &[&str] = &["repo", "ref", "commit"];
-const NODE: &[&str] = &["repo", "ref", "commit", "name", "install_script"];
+const NODE: &[&str] = &[
+    "repo",
+    "ref",
+    "commit",
+    "name",
+    "install_script",
+    "writable",
+];
 const MODEL: &[&str] = &[
     "source",
     "name",
@@ -224,6 +231,7 @@ fn custom_nodes(top: &Map<String, Value>, r: &mut Report) {
         unknown_fields(obj, NODE, &at, r);
         let repo = git_source(obj, &at, r);
         opt_bool(obj, "install_script", &format!("{at}.install_script"), r);
+        opt_bool(obj, "writable", &format!("{at}.writable"), r);
         let name = match obj.get("name") {
             Some(v) => string(v, &format!("{at}.name"), r).map(str::to_string),
             None => repo

@@ -72,6 +72,11 @@ pub struct CustomNode {
     /// Run the pack's `install.py` after installing requirements (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_script: Option<bool>,
+    /// The pack writes into its own directory at run time: give each home
+    /// its own copy instead of the shared read-only checkout (default
+    /// false; a pack whose `install.py` runs always gets one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable: Option<bool>,
 }
 
 impl CustomNode {
@@ -87,6 +92,12 @@ impl CustomNode {
     /// Whether the pack's `install.py` runs (default true).
     pub fn runs_install_script(&self) -> bool {
         self.install_script.unwrap_or(true)
+    }
+
+    /// Whether the spec asks for a per-home copy of the pack (`writable`,
+    /// default false).
+    pub fn is_writable(&self) -> bool {
+        self.writable.unwrap_or(false)
     }
 }
 

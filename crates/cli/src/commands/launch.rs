@@ -35,7 +35,9 @@ pub(crate) struct LaunchArgs {
     pub flags: RealizeFlags,
 }
 
-pub(crate) fn run(ctx: &Ctx, args: LaunchArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, mut args: LaunchArgs) -> anyhow::Result<Exit> {
+    // One `--confine` for ComfyUI and the install scripts a realize runs.
+    args.flags.confine = args.start.confine;
     let progress = RealizeProgress::new(&ctx.out);
     // The home stays in use (no realize or remove changes it) until ComfyUI stops.
     let (env, _in_use) = pipeline::comfy_env(ctx, args.id.as_deref(), &args.flags, &progress)?;

@@ -1,6 +1,7 @@
 //! `comfyver realize`, `verify`, `remove` and `gc`: version homes on disk.
 
 use clap::Args;
+use comfyver_fs::ConfineMode;
 use serde_json::json;
 
 use crate::context::Ctx;
@@ -20,6 +21,16 @@ pub(crate) struct RealizeArgs {
     /// Print the complete plan and change nothing on disk.
     #[arg(long)]
     pub dry_run: bool,
+    /// Confine install scripts with Landlock: `auto` (when the kernel has
+    /// it), `required` (refuse to run one without it) or `off`. See
+    /// docs/run.md, "What a job can touch".
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "auto",
+        env = comfyver_env::COMFYVER_CONFINE
+    )]
+    pub confine: ConfineMode,
 }
 
 #[derive(Debug, Args)]
@@ -57,7 +68,8 @@ pub(crate) struct GcArgs {
     pub force: bool,
 }
 
-pub(crate) fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<Exit> {
+pub(crate) fn realize(ctx: &Ctx, mut args: RealizeArgs) -> anyhow::Result<Exit> {
+    args.flags.confine = args.confine;
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
     if args.dry_run {
         return dry_run(ctx, &loaded, &args.flags);
@@ -75,6 +87,8 @@ pub(crate) fn realize(ctx: &Ctx, args: RealizeArgs) -> anyhow::Result<Exit> {
             "warm": realized.warm,
             "missing_models": realized.missing_models,
             "seconds": elapsed.as_secs_f64(),
+            "scripts_confined": realized.scripts_confined.as_ref().map(|s| s.confined),
+            "scripts_confined_reason": realized.scripts_confined.as_ref().map(|s| &s.reason),
         }));
     } else {
         let how = if realized.warm {

@@ -310,7 +310,12 @@ fn execute(
     let opts = args.job.session.job_options(ctx)?;
     let loaded = pipeline::load(ctx, args.id.as_deref(), &args.flags)?;
     let lock = pipeline::lock_for(ctx, &loaded)?;
-    let req = pipeline::request(ctx, &loaded, &lock, &args.flags)?;
+    // One `--confine` for ComfyUI and the install scripts a realize runs.
+    let flags = RealizeFlags {
+        confine: args.job.session.start.confine,
+        ..args.flags.clone()
+    };
+    let req = pipeline::request(ctx, &loaded, &lock, &flags)?;
     let progress = RealizeProgress::new(&ctx.out);
     // Held until this function returns, after ComfyUI has stopped.
     let (realized, _in_use) = pipeline::realize_for_use(ctx, &req, &progress)?;

@@ -159,3 +159,156 @@ fn required_without_landlock_refuses_and_auto_runs_unconfined() {
     assert!(out.status.success(), "{value}");
     assert_eq!(value["confined"], json!(false), "{value}");
 }
+
+/// The path `touch_pack` reaches its own directory by: the home's entry.
+fn own_file(w: &World) -> PathBuf {
+    w.home("v1").join("custom_nodes/touch_pack/state.txt")
+}
+
+#[test]
+fn a_pack_marked_writable_gets_a_per_home_copy_it_may_write() {
+    require_landlock();
+    let w = World::new(&["touch_pack"]);
+    let entry = w.home("v1").join("custom_nodes/touch_pack");
+
+    // Shared (a link into the node cache): writing into its own directory
+    // is refused, and the hint names the field that gives it a copy.
+    let (out, value) = run(&w, &write(&own_file(&w)), &[], &[]);
+    assert!(!out.status.success(), "{value}");
+    let hint = value["execution_error"]["hint"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(hint.contains("`touch_pack`"), "{value}");
+    assert!(hint.contains("\"writable\": true"), "{hint}");
+    assert!(std::fs::symlink_metadata(&entry).unwrap().is_symlink());
+    let shared = std::fs::read_link(&entry).unwrap();
+    assert!(!shared.join("state.txt").exists());
+
+    // Marked writable: the home is no longer up to date, realize makes a
+    // real directory in place of the link, and the same job succeeds.
+    let mut spec = w.spec("v1");
+    spec["custom_nodes"][0]["writable"] = json!(true);
+    w.write_spec("v1", &spec);
+    let (out, value) = run(&w, &write(&own_file(&w)), &[], &[]);
+    assert!(out.status.success(), "{value}");
+    let meta = std::fs::symlink_metadata(&entry).unwrap();
+    assert!(meta.is_dir() && !meta.is_symlink(), "a per-home copy");
+    assert_eq!(std::fs::read_to_string(own_file(&w)).unwrap(), "x");
+    assert_eq!(comfyver_nodes::node_source(&entry), Some(shared.clone()));
+    assert!(
+        !shared.join("state.txt").exists(),
+        "the shared checkout is unchanged"
+    );
+    assert!(
+        comfyver_nodes::checkout_changes(&shared)
+            .unwrap()
+            .is_empty(),
+        "the shared checkout is as checked out"
+    );
+}
+
+/// A pack whose install.py writes into its own directory and the venv, then
+/// to `$OUTSIDE` when the spec's `env` sets it.
+const AREA_SCRIPT: &str = r#"
+import os, sysconfig
+open("own.txt", "w").write("mine\n")
+open(os.path.join(sysconfig.get_paths()["purelib"], "from_script.txt"), "w").write("x\n")
+target = os.environ.get("OUTSIDE")
+if target:
+    open(target, "w").write("escaped\n")
+"#;
+
+/// A world whose one pack is `area_pack` (with [`AREA_SCRIPT`]), its spec
+/// setting `OUTSIDE` to `outside` when given.
+fn script_world(outside: Option<&Path>) -> World {
+    let w = World::new(&[]);
+    let mut pack = comfyver_testkit::git::Repo::new(&w.root.join("remotes"), "area_pack");
+    pack.write(&[
+        ("__init__.py", "NODE_CLASS_MAPPINGS = {}\n"),
+        ("install.py", AREA_SCRIPT),
+    ]);
+    pack.commit("area pack");
+    pack.push();
+    let mut spec = w.spec("v1");
+    spec["custom_nodes"] = json!([{"repo": pack.file_url()}]);
+    if let Some(outside) = outside {
+        spec["env"] = json!({"OUTSIDE": outside.to_str().unwrap()});
+    }
+    w.write_spec("v1", &spec);
+    w
+}
+
+fn realize(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["realize", "v1"];
+    args.extend_from_slice(extra);
+    w.comfyver_env(Path::new(env!("CARGO_BIN_EXE_comfyver")), &args, None, env)
+}
+
+#[test]
+fn install_scripts_run_confined_and_a_write_outside_fails_with_the_hint() {
+    require_landlock();
+    let w = script_world(None);
+    let out = realize(&w, &[], &[]);
+    let (_, stderr) = comfyver_testkit::cli::ok(&out);
+    assert!(
+        stderr.contains("install scripts ran confined: Landlock ABI"),
+        "{stderr}"
+    );
+    let copy = w.home("v1").join("custom_nodes/area_pack");
+    assert_eq!(
+        std::fs::read_to_string(copy.join("own.txt")).unwrap(),
+        "mine\n"
+    );
+
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("escaped.txt");
+    let w = script_world(Some(&target));
+    let out = realize(&w, &[], &[]);
+    let (_, stderr) = comfyver_testkit::cli::fails(&out);
+    assert!(
+        stderr.contains("install.py of custom node `area_pack`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("outside its area ({})", target.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(!target.exists(), "the outside file was not created");
+
+    // Off: the same script writes there (so the refusal above can fail).
+    let out = realize(&w, &["--confine", "off"], &[]);
+    let (_, stderr) = comfyver_testkit::cli::ok(&out);
+    assert!(
+        stderr.contains("install scripts ran unconfined"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "escaped\n");
+}
+
+#[test]
+fn required_without_landlock_refuses_to_run_install_scripts() {
+    let w = script_world(None);
+    let no_landlock = [(comfyver_env::COMFYVER_LANDLOCK_PROBE, "none")];
+    let out = realize(&w, &[], &[("COMFYVER_CONFINE", "required"), no_landlock[0]]);
+    let (_, stderr) = comfyver_testkit::cli::fails(&out);
+    assert!(
+        stderr.contains("install.py of custom node `area_pack` must run confined"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no Landlock"), "{stderr}");
+    let copy = w.home("v1").join("custom_nodes/area_pack");
+    assert!(!copy.join("own.txt").exists(), "the script did not run");
+
+    // auto runs it unconfined and says so once.
+    let out = realize(&w, &["--json"], &no_landlock);
+    let (stdout, stderr) = comfyver_testkit::cli::ok(&out);
+    assert_eq!(
+        stderr.matches("install scripts ran unconfined").count(),
+        1,
+        "{stderr}"
+    );
+    let value: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(value["scripts_confined"], json!(false), "{value}");
+    assert!(copy.join("own.txt").exists());
+}

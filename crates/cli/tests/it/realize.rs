@@ -19,12 +19,13 @@ use comfyver_testkit::http::{HttpServer, blake3_hex, pseudo_random};
 use comfyver_testkit::wheels;
 use serde_json::{Value, json};
 
-/// A node pack's `install.py`: appends a line to `$SIDE_EFFECT` (the spec's
-/// `env`), so the test can count how often it ran, and writes into its own
-/// directory, as real install scripts do.
+/// A node pack's `install.py`: appends a line to `runs.txt` in its own
+/// directory (the home's copy), so the test can count how often it ran, and
+/// writes more there, as real install scripts do. It runs confined: its own
+/// directory is the one place outside the venv it may write.
 const INSTALL_SCRIPT: &str = r#"
 import os
-with open(os.environ["SIDE_EFFECT"], "a") as f:
+with open("runs.txt", "a") as f:
     f.write("ran\n")
 with open("generated.txt", "w") as f:
     f.write(os.environ["COMFYUI_PATH"] + "\n")
@@ -124,9 +125,6 @@ impl World {
     fn wheels(&self) -> PathBuf {
         self.root().join("wheels")
     }
-    fn side_effect(&self) -> PathBuf {
-        self.root().join("side-effect.txt")
-    }
     /// A directory with no program in it: a PATH without uv, pip, git, python.
     fn empty_path(&self) -> PathBuf {
         self.root().join("empty-path")
@@ -137,7 +135,7 @@ impl World {
 
     /// Writes `versions/<id>.json`: the core at tag v1, `nodes` at main,
     /// `models` from the server, extra `requirements`, an index URL that
-    /// serves nothing, and `SIDE_EFFECT` for install scripts.
+    /// serves nothing.
     fn spec(&self, id: &str, nodes: &[&str], models: &[&str], requirements: &[&str]) {
         let server = self.server.as_ref().expect("server running");
         let nodes: Vec<Value> = nodes
@@ -161,7 +159,6 @@ impl World {
                 "index_url": format!("file://{}", self.root().join("empty-index").display()),
                 "requirements": requirements,
             },
-            "env": {"SIDE_EFFECT": self.side_effect()},
         });
         std::fs::write(
             self.versions().join(format!("{id}.json")),
@@ -206,10 +203,21 @@ impl World {
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
+    /// How often `script_pack`'s install.py ran, in all homes (those of
+    /// the cache and those beside it, `--home`).
     fn side_effect_runs(&self) -> usize {
-        std::fs::read_to_string(self.side_effect())
+        let homes = [self.cache().join("versions"), self.root().to_path_buf()]
+            .into_iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .flatten()
+            .map(|e| e.path());
+        homes
+            .filter_map(|h| {
+                std::fs::read_to_string(h.join("custom_nodes/script_pack/runs.txt")).ok()
+            })
             .map(|s| s.lines().count())
-            .unwrap_or(0)
+            .sum()
     }
 
     /// `comfyver verify <id>` in `cache` must pass.

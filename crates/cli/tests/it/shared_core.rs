@@ -417,13 +417,10 @@ fn a_second_version_on_a_40_mb_core_adds_less_than_5_mb() {
 #[test]
 fn an_install_script_on_a_shared_core_sees_the_home_and_writes_nothing_into_the_core() {
     let w = World::new(&["manager_style_pack"]);
-    // A wheel only the script installs (not in the wheels directory).
-    let wheel = comfyver_testkit::wheels::build_wheel(
-        &w.root.join("script-wheels"),
-        "scriptdep",
-        "1.0",
-        &[],
-    );
+    // A wheel only the script installs (nothing requires it), where a
+    // confined script may read it: the wheels directory.
+    let wheel =
+        comfyver_testkit::wheels::build_wheel(&w.root.join("wheels"), "scriptdep", "1.0", &[]);
     let mut spec = w.spec("v1");
     spec["env"] = json!({"PACK_WHEEL": wheel.to_str().unwrap()});
     w.write_spec("v1", &spec);

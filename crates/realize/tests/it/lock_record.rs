@@ -45,6 +45,7 @@ fn request<'a>(
         rewrites: comfyver_spec::UrlRewrites::default(),
         installer: None,
         repair: false,
+        confine: comfyver_fs::ConfineMode::Auto,
     }
 }
 

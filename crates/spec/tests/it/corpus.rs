@@ -77,6 +77,7 @@ fn full_spec_parses_with_defaults_and_warnings() {
     assert_eq!(s.custom_nodes[0].effective_name(), "pack-a");
     assert_eq!(s.custom_nodes[1].effective_name(), "PackB");
     assert!(!s.custom_nodes[1].runs_install_script());
+    assert!(!s.custom_nodes[1].is_writable() && s.custom_nodes[2].is_writable());
     assert_eq!(
         s.models[0].relative_path(),
         "text_encoders/model.safetensors"
