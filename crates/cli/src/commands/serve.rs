@@ -97,7 +97,9 @@ pub(crate) struct ServeArgs {
     pub flags: RealizeFlags,
 }
 
-pub(crate) fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(ctx: &Ctx, mut args: ServeArgs) -> anyhow::Result<Exit> {
+    // One --confine for ComfyUI and the install scripts of every version realized.
+    args.flags.confine = args.session.start.confine;
     let default_id = match (&args.flags.spec, &args.id) {
         (Some(spec), _) => ctx.load(&spec.to_string_lossy())?.spec.version_id,
         (None, Some(id)) => id.clone(),
