@@ -4,12 +4,13 @@
 //! - `--warm 2` with jobs for v1, v2, v1, v2: two starts, and `POST /free` on
 //!   the idle one at each switch (the stand-in logs every `/free`); an idle
 //!   ComfyUI killed behind the worker's back is dropped and replaced on its
-//!   next job; SIGKILL of the worker leaves no ComfyUI alive.
+//!   next job; SIGTERM stops them all.
 //! - The memory guard: a GPU short of memory (the stand-in reports one when
 //!   asked; no GPU here) and an injected `MemAvailable` (a file read instead
 //!   of `/proc/meminfo`) each make it evict before it starts.
-//! - Look-ahead: a queued job's version starts while a slow job runs, and a
-//!   ComfyUI the look-ahead thread started dies with a SIGKILLed worker too.
+//! - Look-ahead: a queued job's version starts while a slow job runs; SIGKILL
+//!   of the worker leaves no ComfyUI alive, neither the one the job thread
+//!   started nor the one the look-ahead thread did.
 //!
 //! `--warm 1` (today's behaviour, one ComfyUI alive at any sample) is
 //! `serve::local_job_api_end_to_end`.
@@ -22,7 +23,10 @@ use comfyver_testkit::comfy::free_port;
 use comfyver_testkit::world::{World, smoke_workflow};
 use serde_json::{Value, json};
 
-use crate::serve::{Api, comfy_processes, job, realize, serve_command, slow_workflow, stderr_file};
+use crate::serve::{
+    Api, comfy_processes, job, realize, serve_command, sigterm, slow_workflow, stderr_file,
+    wait_exit,
+};
 
 /// A world with versions v1, v2 and v3 (same core and packs; v3's stand-in
 /// reports a GPU with 300 MB free), v1 realized.
@@ -213,13 +217,21 @@ fn two_warm_versions_switch_without_a_start_and_free_the_idle_one() {
     assert_ne!(new_v1, v1_pid);
     assert_eq!(pid_of(&api, "v2"), v2_pid, "v2 stayed warm");
 
-    // SIGKILL of the worker: no ComfyUI of the pool outlives it.
-    sigkill(&mut serve);
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        !alive(new_v1) && !alive(v2_pid),
-        "a ComfyUI outlived the worker"
-    );
+    // SIGTERM: every ComfyUI of the pool is stopped, and the worker exits 0.
+    assert!(alive(new_v1) && alive(v2_pid));
+    sigterm(&serve);
+    let status = wait_exit(&mut serve, Duration::from_secs(40));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    for (version, pid) in [("v1", new_v1), ("v2", v2_pid)] {
+        assert!(
+            log.contains(&format!(
+                "stopped ComfyUI of version {version} (pid {pid}, the worker stops)"
+            )),
+            "{log}"
+        );
+        assert!(!alive(pid));
+    }
     assert_eq!(comfy_processes(&w.root), 0);
 }
 
@@ -319,7 +331,7 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     };
     assert_eq!(
         overlap, "IN_PROGRESS",
-        "v1 was ready only after the slow job"
+        "v2 was ready only after the slow job"
     );
     assert_eq!(api.get(&format!("/status/{next}"))["status"], "IN_QUEUE");
     let done = api.wait_status(&next, |s| s == "COMPLETED" || s == "FAILED");
@@ -336,10 +348,11 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     let v1_pid = pid_of(&api, "v1");
 
     // 3. SIGKILL: the one the look-ahead thread started dies too.
+    assert!(alive(ahead_pid) && alive(v1_pid));
     sigkill(&mut serve);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        !alive(ahead_pid) && !alive(v2_pid),
+        !alive(ahead_pid) && !alive(v1_pid),
         "a ComfyUI outlived the worker"
     );
     assert_eq!(comfy_processes(&w.root), 0);
