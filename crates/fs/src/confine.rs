@@ -246,6 +246,18 @@ impl Confinement {
         self.write.iter().map(PathBuf::as_path)
     }
 
+    /// The path a refusal names in an error text: the last `'...'`-quoted
+    /// absolute path (Python's `[Errno 13] Permission denied: '/x'`, git's
+    /// `could not create ... '/x'`).
+    pub fn quoted_path(text: &str) -> Option<PathBuf> {
+        text.split('\'')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with('/'))
+            .last()
+            .map(PathBuf::from)
+    }
+
     /// Whether the child may write at `path` (a path that need not exist:
     /// its nearest existing ancestor is resolved).
     pub fn allows_write(&self, path: &Path) -> bool {

@@ -123,7 +123,9 @@ pub(crate) fn refused_hint(
         return None;
     }
     let node = format!("node {} ({})", failure.node_id, failure.class_type);
-    let Some(path) = quoted_path(&failure.message).or_else(|| quoted_path(&text)) else {
+    let Some(path) =
+        Confinement::quoted_path(&failure.message).or_else(|| Confinement::quoted_path(&text))
+    else {
         return Some(format!(
             "{node} was refused a path: comfyver confines ComfyUI to its version's files \
              (read-only) and the job's input, output, temp and user folders; see \
@@ -155,17 +157,6 @@ pub(crate) fn refused_hint(
          (`--confine off` lifts it)",
         path.display()
     ))
-}
-
-/// The last `'...'`-quoted absolute path in `text` (Python's
-/// `[Errno 13] Permission denied: '/x'`).
-fn quoted_path(text: &str) -> Option<PathBuf> {
-    text.split('\'')
-        .skip(1)
-        .step_by(2)
-        .filter(|s| s.starts_with('/'))
-        .last()
-        .map(PathBuf::from)
 }
 
 #[cfg(test)]

@@ -143,21 +143,14 @@ pub(crate) fn refused_path(output: &str, confinement: &Confinement) -> Option<Op
     if refusals.is_empty() {
         return None;
     }
-    let path = refusals.iter().rev().find_map(|l| quoted_path(l));
+    let path = refusals
+        .iter()
+        .rev()
+        .find_map(|l| Confinement::quoted_path(l));
     match path {
         Some(p) if confinement.allows_write(&p) => None,
         p => Some(p),
     }
-}
-
-/// The last `'...'`-quoted absolute path in `text`.
-fn quoted_path(text: &str) -> Option<PathBuf> {
-    text.split('\'')
-        .skip(1)
-        .step_by(2)
-        .filter(|s| s.starts_with('/'))
-        .last()
-        .map(PathBuf::from)
 }
 
 #[cfg(test)]

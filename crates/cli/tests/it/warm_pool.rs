@@ -15,7 +15,7 @@
 //! `--warm 1` (today's behaviour, one ComfyUI alive at any sample) is
 //! `serve::local_job_api_end_to_end`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -40,23 +40,58 @@ fn world() -> World {
     w
 }
 
-/// Waits until `/ready` answers 200.
-fn wait_ready(port: u16, api: &Api, serve: &mut Child, log: &Path) {
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && api.send("GET", "/ready", None).0 == 200
-        {
-            return;
+/// A `serve v1` worker on the local job API, ready.
+struct Worker {
+    serve: Child,
+    api: Api,
+    log_path: PathBuf,
+}
+
+impl Worker {
+    /// Starts `serve v1 --warm <warm> --warm-min-free-mb <min_free_mb>`,
+    /// reading `MemAvailable` from `meminfo` when given, and waits until
+    /// `/ready` answers 200.
+    fn start(w: &World, warm: &str, min_free_mb: &str, meminfo: Option<&Path>) -> Worker {
+        let port = free_port();
+        let (log_path, stderr) = stderr_file(w, &format!("serve-warm{warm}"));
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = serve_command(
+            w,
+            &[
+                "v1",
+                "--listen",
+                &listen,
+                "--warm",
+                warm,
+                "--warm-min-free-mb",
+                min_free_mb,
+            ],
+        );
+        if let Some(file) = meminfo {
+            cmd.env("COMFYVER_MEMINFO_PATH", file);
         }
-        if let Ok(Some(status)) = serve.try_wait() {
-            panic!(
-                "serve exited ({status}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+        let mut serve = cmd.stderr(stderr).spawn().unwrap();
+        let api = Api::new(port);
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && api.send("GET", "/ready", None).0 == 200
+            {
+                return Worker {
+                    serve,
+                    api,
+                    log_path,
+                };
+            }
+            if let Ok(Some(status)) = serve.try_wait() {
+                panic!(
+                    "serve exited ({status}):\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < until, "serve never got ready");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(Instant::now() < until, "serve never got ready");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -137,25 +172,11 @@ fn sigkill(child: &mut Child) {
 #[test]
 fn two_warm_versions_switch_without_a_start_and_free_the_idle_one() {
     let w = world();
-    let port = free_port();
-    let (log_path, stderr) = stderr_file(&w, "serve-warm2");
-    let mut serve = serve_command(
-        &w,
-        &[
-            "v1",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--warm",
-            "2",
-            "--warm-min-free-mb",
-            "0",
-        ],
-    )
-    .stderr(stderr)
-    .spawn()
-    .unwrap();
-    let api = Api::new(port);
-    wait_ready(port, &api, &mut serve, &log_path);
+    let Worker {
+        mut serve,
+        api,
+        log_path,
+    } = Worker::start(&w, "2", "0", None);
 
     // v1, v2, v1, v2: two starts; every job completes on its version.
     for version in ["v1", "v2", "v1", "v2"] {
@@ -241,26 +262,11 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     let meminfo = w.root.join("meminfo");
     let plenty = "MemTotal: 67108864 kB\nMemAvailable: 33554432 kB\n";
     std::fs::write(&meminfo, plenty).unwrap();
-    let port = free_port();
-    let (log_path, stderr) = stderr_file(&w, "serve-warm3");
-    let mut serve = serve_command(
-        &w,
-        &[
-            "v1",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--warm",
-            "3",
-            "--warm-min-free-mb",
-            "1024",
-        ],
-    )
-    .env("COMFYVER_MEMINFO_PATH", &meminfo)
-    .stderr(stderr)
-    .spawn()
-    .unwrap();
-    let api = Api::new(port);
-    wait_ready(port, &api, &mut serve, &log_path);
+    let Worker {
+        mut serve,
+        api,
+        log_path,
+    } = Worker::start(&w, "3", "1024", Some(&meminfo));
 
     // 1. A GPU short of memory (v3's stand-in reports 300 MB free): before
     // v2 starts, both idle ComfyUIs go, although a slot is free.
