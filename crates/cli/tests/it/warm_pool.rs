@@ -316,9 +316,9 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     assert_eq!(comfy_processes(&w.root), 1);
 
     // 3. Look-ahead: while a slow v1 job runs, the queued v2 job's ComfyUI
-    // starts beside it.
+    // starts beside it (8 s: room for a start on a busy machine).
     std::fs::write(&meminfo, plenty).unwrap();
-    let (_, slow) = api.post("/run", &job(&slow_workflow(4.0), Some("v1")));
+    let (_, slow) = api.post("/run", &job(&slow_workflow(8.0), Some("v1")));
     let slow = slow["id"].as_str().unwrap().to_string();
     api.wait_status(&slow, |s| s == "IN_PROGRESS");
     let (_, next) = api.post("/run", &job(&smoke_workflow(false), Some("v2")));
