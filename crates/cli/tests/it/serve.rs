@@ -38,14 +38,14 @@ fn repo_root() -> PathBuf {
 }
 
 /// The fake RunPod job server, a child process.
-struct FakeRunpod {
+pub(crate) struct FakeRunpod {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl FakeRunpod {
-    fn start(dir: &Path, jobs: &Value) -> FakeRunpod {
+    pub(crate) fn start(dir: &Path, jobs: &Value) -> FakeRunpod {
         Self::start_with(dir, jobs, &[])
     }
 
@@ -79,7 +79,7 @@ impl FakeRunpod {
     }
 
     /// The RunPod environment of a worker `w1` pointed at this server.
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         let base = format!("http://127.0.0.1:{}", self.port);
         vec![
             (
@@ -97,7 +97,7 @@ impl FakeRunpod {
         ]
     }
 
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -106,7 +106,12 @@ impl FakeRunpod {
     }
 
     /// Waits until a recorded request satisfies `pred`.
-    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let until = Instant::now() + timeout;
         loop {
             if let Some(r) = self.requests().into_iter().find(&pred) {
@@ -246,14 +251,14 @@ fn signature(r: &Value) -> String {
     )
 }
 
-fn done_bodies(reqs: &[Value], job: &str) -> Vec<Value> {
+pub(crate) fn done_bodies(reqs: &[Value], job: &str) -> Vec<Value> {
     reqs.iter()
         .filter(|r| r["path"] == format!("/job-done/w1/{job}"))
         .map(|r| r["body"].clone())
         .collect()
 }
 
-fn result_of(reqs: &[Value], job: &str) -> Value {
+pub(crate) fn result_of(reqs: &[Value], job: &str) -> Value {
     let results: Vec<Value> = done_bodies(reqs, job)
         .into_iter()
         .filter(|b| b.get("status").is_none())

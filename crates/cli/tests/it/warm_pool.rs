@@ -12,6 +12,9 @@
 //!   of the worker leaves no ComfyUI alive, neither the one the job thread
 //!   started nor the one the look-ahead thread did.
 //!
+//! - RunPod mode (the fake job server): the same pool, two starts for four
+//!   jobs on alternating versions.
+//!
 //! `--warm 1` (today's behaviour, one ComfyUI alive at any sample) is
 //! `serve::local_job_api_end_to_end`.
 
@@ -24,8 +27,8 @@ use comfyver_testkit::world::{World, smoke_workflow};
 use serde_json::{Value, json};
 
 use crate::serve::{
-    Api, comfy_processes, job, realize, serve_command, sigterm, slow_workflow, stderr_file,
-    wait_exit,
+    Api, FakeRunpod, comfy_processes, job, realize, result_of, serve_command, sigterm,
+    slow_workflow, stderr_file, wait_exit,
 };
 
 /// A world with versions v1, v2 and v3 (same core and packs; v3's stand-in
@@ -360,6 +363,50 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     assert!(
         !alive(ahead_pid) && !alive(v1_pid),
         "a ComfyUI outlived the worker"
+    );
+    assert_eq!(comfy_processes(&w.root), 0);
+}
+
+#[test]
+fn runpod_mode_uses_the_same_pool() {
+    let w = world();
+    let jobs: Vec<Value> = ["v1", "v2", "v1", "v2"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            json!({"id": format!("job-{i}"), "input": {"workflow": smoke_workflow(false), "version_id": v}})
+        })
+        .collect();
+    let fake = FakeRunpod::start(&w.root.join("rp-warm"), &Value::Array(jobs));
+    let (log_path, stderr) = stderr_file(&w, "serve-runpod-warm");
+    let mut serve = serve_command(&w, &["v1", "--warm", "2", "--warm-min-free-mb", "0"])
+        .envs(fake.env())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    fake.wait_for("the last job's result", Duration::from_secs(120), |r| {
+        r["path"] == "/job-done/w1/job-3" && r["body"].get("output").is_some()
+    });
+    assert_eq!(comfy_processes(&w.root), 2);
+    sigterm(&serve);
+    let status = wait_exit(&mut serve, Duration::from_secs(60));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    let reqs = fake.requests();
+    for (i, version) in ["v1", "v2", "v1", "v2"].iter().enumerate() {
+        let r = result_of(&reqs, &format!("job-{i}"));
+        assert_eq!(r["output"]["version_id"], *version, "{r}");
+    }
+    assert_eq!(
+        log.matches("starting ComfyUI of version").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("freed the memory of ComfyUI of version")
+            .count(),
+        3,
+        "{log}"
     );
     assert_eq!(comfy_processes(&w.root), 0);
 }
