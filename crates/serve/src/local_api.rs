@@ -632,7 +632,7 @@ fn not_ready(shared: &Shared) -> Option<String> {
     if !shared.warmed.load(Ordering::SeqCst) {
         return Some("ComfyUI is starting".into());
     }
-    if let Some(why) = shared.live.start_error() {
+    if let Some(why) = shared.live.start_error(&shared.opts.default_version) {
         return Some(why);
     }
     if shared.live.version().is_none() {

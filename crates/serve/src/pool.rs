@@ -540,7 +540,7 @@ impl Starter<'_> {
                 version_id: version.to_string(),
                 source: Box::new(source),
             };
-            self.live.start_failed(&e);
+            self.live.start_failed(version, &e);
             e
         })?;
         self.live
@@ -567,7 +567,7 @@ impl Starter<'_> {
                     source: Box::new(source),
                 };
                 log.event(&format!("warning: {}", crate::worker::error_line(&e)));
-                self.live.start_failed(&e);
+                self.live.start_failed(version, &e);
                 session.stop();
                 return Err(e);
             }
@@ -576,7 +576,7 @@ impl Starter<'_> {
                 t0.elapsed()
             ));
         }
-        self.live.start_succeeded();
+        self.live.start_succeeded(version);
         let failed_packs: Vec<Value> = match session.node_report() {
             Ok(report) => report.failed.iter().map(|p| p.to_json()).collect(),
             Err(e) => {

@@ -2,6 +2,7 @@
 //! version's ComfyUI made the active one of the warm pool (started when it is
 //! not warm), the job run, the outcome shaped.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -181,8 +182,11 @@ struct LiveState {
     interrupted_at: Option<Instant>,
     /// The running job's latest progress `{"node", "class_type", "step", "steps"}`.
     progress: Option<Value>,
-    /// Why the last ComfyUI start (with its warm-up) failed, until one succeeds.
-    start_error: Option<String>,
+    /// Why starts (with their warm-up) failed, by version, until one of that
+    /// version succeeds.
+    start_errors: BTreeMap<String, String>,
+    /// The version whose start failed last.
+    last_failed: Option<String>,
 }
 
 impl Live {
@@ -218,9 +222,19 @@ impl Live {
             .map(|c| (c.confined, c.reason.clone()))
     }
 
-    /// Why the last start or warm-up failed, while no start has succeeded since.
-    pub(crate) fn start_error(&self) -> Option<String> {
-        self.lock().start_error.clone()
+    /// Why the worker cannot serve `default` (`/ready`): its last start or
+    /// warm-up failed, and none has succeeded since; or no ComfyUI is active
+    /// and the last start failed. A failed start of another version leaves a
+    /// worker whose ComfyUIs are warm ready.
+    pub(crate) fn start_error(&self, default: &str) -> Option<String> {
+        let s = self.lock();
+        if let Some(why) = s.start_errors.get(default) {
+            return Some(why.clone());
+        }
+        if s.comfy.is_some() {
+            return None;
+        }
+        s.start_errors.get(s.last_failed.as_deref()?).cloned()
     }
 
     /// How many times a ComfyUI was started.
@@ -233,14 +247,16 @@ impl Live {
         self.starts.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A start (or its warm-up) failed: the worker is not ready until one succeeds.
-    pub(crate) fn start_failed(&self, e: &ServeError) {
-        self.lock().start_error = Some(error_line(e));
+    /// A start (or its warm-up) of `version` failed.
+    pub(crate) fn start_failed(&self, version: &str, e: &ServeError) {
+        let mut s = self.lock();
+        s.start_errors.insert(version.to_string(), error_line(e));
+        s.last_failed = Some(version.to_string());
     }
 
-    /// A start and its warm-up succeeded.
-    pub(crate) fn start_succeeded(&self) {
-        self.lock().start_error = None;
+    /// A start of `version` and its warm-up succeeded.
+    pub(crate) fn start_succeeded(&self, version: &str) {
+        self.lock().start_errors.remove(version);
     }
 
     /// `warm`'s ComfyUI of `version` is the active one now.

@@ -31,14 +31,18 @@ use crate::serve::{
     slow_workflow, stderr_file, wait_exit,
 };
 
-/// A world with versions v1, v2 and v3 (same core and packs; v3's stand-in
-/// reports a GPU with 300 MB free), v1 realized.
+/// A world with versions v1, v2, v3 and v4 (same core and packs; v3's
+/// stand-in reports a GPU with 300 MB free, v4's crashes at start), v1
+/// realized.
 fn world() -> World {
     let w = World::new(&[]);
     w.write_spec("v2", &w.spec("v2"));
     let mut v3 = w.spec("v3");
     v3["env"] = json!({"FAKE_COMFY_VRAM_FREE_MB": "300"});
     w.write_spec("v3", &v3);
+    let mut v4 = w.spec("v4");
+    v4["env"] = json!({"FAKE_COMFY_CRASH_AT_START": "1"});
+    w.write_spec("v4", &v4);
     realize(&w, "v1");
     w
 }
@@ -355,6 +359,14 @@ fn the_memory_guard_evicts_before_starting_and_look_ahead_overlaps_a_job() {
     assert_eq!(api.get("/health")["comfyui"]["starts"], 5);
     let ahead_pid = pid_of(&api, "v2");
     let v1_pid = pid_of(&api, "v1");
+
+    // A version whose ComfyUI cannot start fails its job; the warm ones
+    // stay, and the worker stays ready for them.
+    let (_, r) = api.post("/runsync", &job(&smoke_workflow(false), Some("v4")));
+    assert_eq!(r["output"]["kind"], "start", "{r}");
+    assert_eq!(api.send("GET", "/ready", None).0, 200, "not ready after v4");
+    assert_eq!(pid_of(&api, "v1"), v1_pid);
+    assert_eq!(pid_of(&api, "v2"), ahead_pid);
 
     // 3. SIGKILL: the one the look-ahead thread started dies too.
     assert!(alive(ahead_pid) && alive(v1_pid));
