@@ -209,6 +209,9 @@ pub enum HandlerError {
         /// The last lines of the log.
         tail: Vec<String>,
     },
+    /// The start was given up before ComfyUI answered (`StartOptions::abandon`).
+    #[error("the start of ComfyUI was given up before it answered (the worker is stopping)")]
+    StartAbandoned,
     /// Another server (not our child) answers on the port we chose.
     #[error(
         "another server is answering on 127.0.0.1:{port} (not the ComfyUI comfyver started: {why}); \
@@ -452,6 +455,7 @@ impl HandlerError {
             HandlerError::Spawn { .. } => "spawn",
             HandlerError::StartCrashed { .. } => "start_crashed",
             HandlerError::StartTimeout { .. } => "start_timeout",
+            HandlerError::StartAbandoned => "start_abandoned",
             HandlerError::PortTaken { .. } => "port_taken",
             HandlerError::Http { .. }
             | HandlerError::UploadCut { .. }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -200,6 +201,10 @@ pub struct StartOptions {
     /// Keep ComfyUI's metadata (the prompt and the job's `extra_pnginfo`)
     /// in outputs; otherwise ComfyUI gets `--disable-metadata`.
     pub keep_metadata: bool,
+    /// Set by another thread, the start is given up: the child is stopped and
+    /// the start fails with [`HandlerError::StartAbandoned`] (a worker that
+    /// stops does not wait for a start nobody needs any more).
+    pub abandon: Option<Arc<AtomicBool>>,
 }
 
 impl Default for StartOptions {
@@ -214,6 +219,7 @@ impl Default for StartOptions {
             landlock: None,
             listen: None,
             keep_metadata: false,
+            abandon: None,
         }
     }
 }
@@ -438,7 +444,7 @@ impl ComfyProcess {
             object_info: Mutex::new(None),
         };
         // Dropping `process` on any error below stops the child.
-        process.wait_ready(t0, opts.start_timeout, &instance_dir)?;
+        process.wait_ready(t0, opts, &instance_dir)?;
         process.timings.to_ready = t0.elapsed();
         Ok(process)
     }
@@ -446,13 +452,21 @@ impl ComfyProcess {
     fn wait_ready(
         &self,
         t0: Instant,
-        timeout: Duration,
+        opts: &StartOptions,
         marker: &Path,
     ) -> Result<(), HandlerError> {
+        let timeout = opts.start_timeout;
         let probe = ComfyHttp::new(self.port, Duration::from_secs(2));
         let marker = marker.to_string_lossy().into_owned();
         let mut stranger: Option<String> = None;
         loop {
+            if opts
+                .abandon
+                .as_ref()
+                .is_some_and(|a| a.load(Ordering::SeqCst))
+            {
+                return Err(HandlerError::StartAbandoned);
+            }
             if let Some(status) = self.exit_status() {
                 self.drain_log();
                 if let Some(why) = stranger {

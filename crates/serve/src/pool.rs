@@ -16,12 +16,13 @@
 //!   a job needs it.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use comfyver_handler::{ComfyEnv, JobOptions, OutputSink, Session};
+use comfyver_handler::{ComfyEnv, JobOptions, OutputSink, Session, StartOptions};
 
 use crate::worker::Live;
 use crate::{EnvProvider, ServeError, ServeLog, ServeOptions};
@@ -93,6 +94,8 @@ pub(crate) struct Pool {
     state: Mutex<State>,
     changed: Condvar,
     capacity: usize,
+    /// Set when the worker stops: a look-ahead start under way is given up.
+    abandon: Arc<AtomicBool>,
 }
 
 impl Pool {
@@ -102,6 +105,7 @@ impl Pool {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             capacity: capacity.max(1),
+            abandon: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -350,11 +354,12 @@ impl Pool {
         gone
     }
 
-    /// Stops all starts (waiting for one under way) and takes every ComfyUI
-    /// out of the pool.
+    /// Stops all starts (a look-ahead start under way is given up, a job's
+    /// is waited for) and takes every ComfyUI out of the pool.
     pub(crate) fn drain(&self) -> Vec<(String, Arc<Warm>)> {
         let mut s = self.lock();
         s.stopping = true;
+        self.abandon.store(true, Ordering::SeqCst);
         while s.starting {
             s = self.wait(s);
         }
@@ -523,19 +528,21 @@ impl Starter<'_> {
         }
     }
 
-    /// Starts `version`'s ComfyUI from `env` and runs the warm-up workflow on
-    /// it (the start claimed). `why` says who asked, for the log.
+    /// Starts `version`'s ComfyUI from `env` with `start` and runs the
+    /// warm-up workflow on it (the start claimed). `why` says who asked, for
+    /// the log.
     pub(crate) fn start(
         &self,
         version: &str,
         env: &ComfyEnv,
+        start: &StartOptions,
         why: &str,
     ) -> Result<Warm, ServeError> {
         let opts = self.opts;
         let log = self.log;
         log.event(&format!("starting ComfyUI of version {version} ({why})"));
         self.live.count_start();
-        let session = Session::start(env, &opts.start).map_err(|source| {
+        let session = Session::start(env, start).map_err(|source| {
             let e = ServeError::Start {
                 version_id: version.to_string(),
                 source: Box::new(source),
@@ -607,6 +614,10 @@ impl Starter<'_> {
 /// guard. `queued` gives the versions of the queued jobs, in order.
 pub(crate) fn look_ahead(starter: Starter<'_>, queued: &dyn Fn() -> Vec<String>) {
     let pool = &starter.live.pool;
+    let start = StartOptions {
+        abandon: Some(Arc::clone(&pool.abandon)),
+        ..starter.opts.start.clone()
+    };
     while pool.tick() {
         starter.drop_exited_idle();
         let Some(version) = queued()
@@ -625,9 +636,17 @@ pub(crate) fn look_ahead(starter: Starter<'_>, queued: &dyn Fn() -> Vec<String>)
                 version_id: version.clone(),
                 source,
             })
-            .and_then(|env| starter.start(&version, &env, "look-ahead: a queued job needs it"));
+            .and_then(|env| {
+                starter.start(&version, &env, &start, "look-ahead: a queued job needs it")
+            });
         match started {
             Ok(warm) => pool.finish_start(&version, Some(Arc::new(warm))),
+            Err(_) if pool.abandon.load(Ordering::SeqCst) => {
+                starter.log.event(&format!(
+                    "look-ahead start of version {version} given up: the worker stops"
+                ));
+                pool.finish_start(&version, None);
+            }
             Err(e) => {
                 starter.log.event(&format!(
                     "warning: look-ahead start of version {version} failed; its job will try again: {}",

@@ -516,7 +516,7 @@ impl<'a> Worker<'a> {
         pool.claim_start(version);
         starter.make_room(version);
         pool.insert_starting(version);
-        match starter.start(version, &env, "a job needs it") {
+        match starter.start(version, &env, &self.opts.start, "a job needs it") {
             Ok(warm) => {
                 let warm = Arc::new(warm);
                 pool.finish_start(version, Some(Arc::clone(&warm)));

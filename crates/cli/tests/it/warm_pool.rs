@@ -12,6 +12,8 @@
 //!   of the worker leaves no ComfyUI alive, neither the one the job thread
 //!   started nor the one the look-ahead thread did.
 //!
+//! - SIGTERM gives up a look-ahead start under way (a stand-in that takes a
+//!   minute to answer) instead of waiting it out.
 //! - RunPod mode (the fake job server): the same pool, two starts for four
 //!   jobs on alternating versions.
 //!
@@ -31,9 +33,9 @@ use crate::serve::{
     slow_workflow, stderr_file, wait_exit,
 };
 
-/// A world with versions v1, v2, v3 and v4 (same core and packs; v3's
-/// stand-in reports a GPU with 300 MB free, v4's crashes at start), v1
-/// realized.
+/// A world with versions v1 to v5 (same core and packs; v3's stand-in
+/// reports a GPU with 300 MB free, v4's crashes at start, v5's takes a
+/// minute to answer), v1 realized.
 fn world() -> World {
     let w = World::new(&[]);
     w.write_spec("v2", &w.spec("v2"));
@@ -43,6 +45,9 @@ fn world() -> World {
     let mut v4 = w.spec("v4");
     v4["env"] = json!({"FAKE_COMFY_CRASH_AT_START": "1"});
     w.write_spec("v4", &v4);
+    let mut v5 = w.spec("v5");
+    v5["env"] = json!({"FAKE_COMFY_START_DELAY": "60"});
+    w.write_spec("v5", &v5);
     realize(&w, "v1");
     w
 }
@@ -420,6 +425,48 @@ fn runpod_mode_uses_the_same_pool() {
         3,
         "{log}"
     );
+    assert_eq!(comfy_processes(&w.root), 0);
+}
+
+#[test]
+fn a_stop_gives_up_a_look_ahead_start_under_way() {
+    let w = world();
+    let Worker {
+        mut serve,
+        api,
+        log_path,
+    } = Worker::start(&w, "2", "0", None);
+    // A slow v1 job, and a queued job for v5, whose ComfyUI takes a minute.
+    let (_, slow) = api.post("/run", &job(&slow_workflow(3.0), None));
+    let slow = slow["id"].as_str().unwrap().to_string();
+    api.wait_status(&slow, |s| s == "IN_PROGRESS");
+    let (_, queued) = api.post("/run", &job(&smoke_workflow(false), Some("v5")));
+    assert_eq!(queued["status"], "IN_QUEUE", "{queued}");
+    let until = Instant::now() + Duration::from_secs(60);
+    while !warm(&api)
+        .iter()
+        .any(|(v, s, _)| v == "v5" && s == "starting")
+    {
+        assert!(Instant::now() < until, "v5 never started ahead");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM: the running job finishes, and the worker does not wait out
+    // v5's start.
+    let t0 = Instant::now();
+    sigterm(&serve);
+    let status = wait_exit(&mut serve, Duration::from_secs(50));
+    let took = t0.elapsed();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        took < Duration::from_secs(30),
+        "the stop took {took:?}\n{log}"
+    );
+    assert!(
+        log.contains("look-ahead start of version v5 given up: the worker stops"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("job {slow}: COMPLETED")), "{log}");
     assert_eq!(comfy_processes(&w.root), 0);
 }
 
